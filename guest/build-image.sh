@@ -1,0 +1,175 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# guest/build-image.sh BUILD_DIR
+#
+# Builds the rehome guest image from real parts and caches it under
+# guest/out/ (gitignored):
+#   - Debian's kernel, resolved through the linux-image-amd64 metapackage
+#     (its dependency names the exact linux-image-<abi>-amd64 package), fetched
+#     with `apt-get download` and unpacked with `dpkg -x` (nothing is installed
+#     into the host's /boot),
+#   - the virtio network modules of that kernel, in load order,
+#   - busybox-static as the whole userland, guest/init as PID 1,
+#   - rehome-agent.static from BUILD_DIR/src/agent/ (or $REHOME_AGENT).
+# The image directory is named by a hash of every input (kernel package and
+# version, agent, busybox, init, this script), so a rebuild with the same
+# inputs is a no-op. guest/out/current points at the latest image;
+# guest/out/current/image.json describes it (read by `rehome template create`).
+#
+# Environment: REHOME_AGENT=PATH (agent binary), REHOME_KERNEL_PKG=NAME (pin a
+# kernel package instead of the metapackage's), REHOME_GUEST_OUT=DIR.
+set -eu
+
+die() { echo "build-image: $*" >&2; exit 1; }
+say() { echo "build-image: $*" >&2; }
+
+[ $# -eq 1 ] || die "usage: guest/build-image.sh BUILD_DIR"
+BUILD=$1
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${REHOME_GUEST_OUT:-$HERE/out}
+CACHE=$OUT/cache
+AGENT=${REHOME_AGENT:-$BUILD/src/agent/rehome-agent.static}
+BUSYBOX=/bin/busybox
+MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
+
+[ -f "$AGENT" ] || die "no agent binary at $AGENT: build it first (ninja -C $BUILD; needs musl-tools) or set REHOME_AGENT"
+[ -x "$BUSYBOX" ] || die "no $BUSYBOX: apt-get install busybox-static"
+# A static binary has no PT_INTERP: the image has no libc or dynamic loader.
+file_is_static() { ! readelf -l "$1" 2>/dev/null | grep -q INTERP; }
+file_is_static "$AGENT" || die "$AGENT is dynamically linked; the guest has no libc (use rehome-agent.static)"
+command -v dpkg >/dev/null || die "no dpkg"
+command -v apt-get >/dev/null || die "no apt-get"
+
+mkdir -p "$CACHE"
+
+# --- resolve the kernel package -------------------------------------------
+resolve_kernel() {
+        apt-cache depends linux-image-amd64 2>/dev/null |
+                awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+KPKG=${REHOME_KERNEL_PKG:-}
+if [ -z "$KPKG" ]; then
+        KPKG=$(resolve_kernel || true)
+        if [ -z "$KPKG" ]; then
+                say "apt has no linux-image-amd64 yet: running apt-get update"
+                apt-get update -qq >&2 || true
+                KPKG=$(resolve_kernel || true)
+        fi
+fi
+if [ -z "$KPKG" ]; then
+        # Offline: fall back to the newest kernel already in the cache.
+        DEB=$(ls -1 "$CACHE"/linux-image-*-amd64_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+        [ -n "$DEB" ] || die "cannot resolve linux-image-amd64 (apt-cache depends) and no cached kernel in $CACHE"
+        KPKG=$(basename "$DEB" | cut -d_ -f1)
+        KVER_PKG=$(basename "$DEB" | cut -d_ -f2)
+        say "offline: using cached $KPKG $KVER_PKG"
+else
+        KVER_PKG=$(apt-cache show --no-all-versions "$KPKG" 2>/dev/null | awk '/^Version:/ { print $2; exit }')
+        [ -n "$KVER_PKG" ] || die "apt-cache show $KPKG gave no version"
+        DEB=$(ls -1 "$CACHE/${KPKG}_"*"$(echo "$KVER_PKG" | sed 's/:/%3a/')"_amd64.deb 2>/dev/null | head -n 1 || true)
+        if [ -z "$DEB" ]; then
+                say "downloading $KPKG $KVER_PKG (apt-get download)"
+                (cd "$CACHE" && apt-get download -q "$KPKG=$KVER_PKG" >&2 2>/dev/null) ||
+                        (cd "$CACHE" && apt-get download -q "$KPKG=$KVER_PKG" >&2) ||
+                        die "apt-get download $KPKG=$KVER_PKG failed"
+                DEB=$(ls -1 "$CACHE/${KPKG}_"*_amd64.deb | sort -V | tail -n 1)
+        fi
+fi
+KREL=${KPKG#linux-image-}            # e.g. 6.1.0-56-amd64
+
+# --- cache key ----------------------------------------------------------------
+sha() { sha256sum "$1" | cut -c1-64; }
+AGENT_SHA=$(sha "$AGENT")
+KEY=$( { echo "$KPKG $KVER_PKG"; echo "$AGENT_SHA"; sha "$BUSYBOX"; sha "$HERE/init"; sha "$0"; } |
+        sha256sum | cut -c1-16)
+IMG=$OUT/img-$KEY
+
+print_summary() {
+        echo "kernel: $KPKG $KVER_PKG ($KREL)"
+        echo "modules: $(cat "$IMG/modules.txt" | tr '\n' ' ')"
+        echo "agent: $AGENT sha256=$AGENT_SHA"
+        echo "image: $IMG"
+}
+
+if [ -f "$IMG/image.json" ]; then
+        ln -sfn "img-$KEY" "$OUT/current"
+        say "cached image up to date"
+        print_summary
+        exit 0
+fi
+
+say "building image $KEY"
+WORK=$(mktemp -d "$OUT/.work.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT INT TERM
+
+# --- kernel + modules ----------------------------------------------------------
+dpkg -x "$DEB" "$WORK/kernel"
+VMLINUZ="$WORK/kernel/boot/vmlinuz-$KREL"
+[ -f "$VMLINUZ" ] || die "$DEB has no boot/vmlinuz-$KREL"
+MODDIR="$WORK/kernel/lib/modules/$KREL"
+[ -d "$MODDIR" ] || die "$DEB has no lib/modules/$KREL"
+
+ROOT=$WORK/root
+mkdir -p "$ROOT/bin" "$ROOT/sbin" "$ROOT/lib/modules" "$ROOT/proc" "$ROOT/sys" "$ROOT/dev" \
+        "$ROOT/tmp" "$ROOT/run" "$ROOT/etc"
+: > "$WORK/modules.txt"
+for m in $MODULES; do
+        f=$(find "$MODDIR" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" | head -n 1)
+        if [ -z "$f" ]; then
+                # Built into the kernel? Then there is nothing to load.
+                if grep -q "/$m.ko\$" "$MODDIR/modules.builtin" 2>/dev/null; then
+                        say "module $m is built in"
+                        continue
+                fi
+                die "module $m not found in $KPKG"
+        fi
+        case "$f" in
+        *.ko.xz) xz -dc "$f" > "$ROOT/lib/modules/$m.ko" ;;
+        *.ko.zst) zstd -qdc "$f" > "$ROOT/lib/modules/$m.ko" ;;
+        *.ko.gz) gzip -dc "$f" > "$ROOT/lib/modules/$m.ko" ;;
+        *) cp "$f" "$ROOT/lib/modules/$m.ko" ;;
+        esac
+        echo "$m" >> "$WORK/modules.txt"
+done
+cp "$WORK/modules.txt" "$ROOT/lib/modules/order"
+
+# --- userland -----------------------------------------------------------------
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+ln -s busybox "$ROOT/bin/sh"
+cp "$AGENT" "$ROOT/sbin/rehome-agent"
+chmod 0755 "$ROOT/sbin/rehome-agent"
+cp "$HERE/init" "$ROOT/init"
+chmod 0755 "$ROOT/init"
+echo "rehome-guest" > "$ROOT/etc/hostname"
+
+# --- pack (newc; busybox cpio creates newc) -------------------------------------
+(cd "$ROOT" && find . | sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 > "$WORK/initrd.img"
+
+mkdir -p "$WORK/img"
+cp "$VMLINUZ" "$WORK/img/vmlinuz"
+mv "$WORK/initrd.img" "$WORK/img/initrd.img"
+mv "$WORK/modules.txt" "$WORK/img/modules.txt"
+mods_json=$(awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? "," : ""), $1 } END { printf "]" }' "$WORK/img/modules.txt")
+cat > "$WORK/img/image.json" <<EOF
+{
+  "key": "$KEY",
+  "kernel": "vmlinuz",
+  "initrd": "initrd.img",
+  "kernel_package": "$KPKG",
+  "kernel_package_version": "$KVER_PKG",
+  "kernel_release": "$KREL",
+  "modules": $mods_json,
+  "agent_sha256": "$AGENT_SHA",
+  "busybox_sha256": "$(sha "$BUSYBOX")"
+}
+EOF
+rm -rf "$IMG"
+mv "$WORK/img" "$IMG"
+ln -sfn "img-$KEY" "$OUT/current"
+# Drop older images (keep the cache of downloaded packages).
+for old in "$OUT"/img-*; do
+        [ "$old" = "$IMG" ] || rm -rf "$old"
+done
+say "built $(du -h "$IMG/initrd.img" | cut -f1) initrd"
+print_summary
