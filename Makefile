@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: MIT
+# The README's two commands: `make demo` and `make check`. Both install what
+# they need with apt-get on a fresh Debian 12 machine (as root).
+
+BUILD      ?= build
+BUILD_SAN  ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 20
+
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES = meson ninja-build pkg-config gcc libc6-dev libjansson-dev libcmocka-dev \
+	musl-tools linux-libc-dev clang libclang-rt-14-dev llvm \
+	qemu-system-x86 busybox-static cpio iproute2 nftables kmod \
+	dpkg-dev ca-certificates gnuplot-nox
+
+.PHONY: all deps build check check-unit check-asan check-fuzz demo guest clean
+
+all: build
+
+# Install only what is missing; apt-get update only when something is.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >&2; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+# The guest image: Debian kernel + virtio modules + busybox + rehome-agent.
+guest: build
+	guest/build-image.sh $(BUILD)
+
+# Every test: unit, integration (root, netns, QEMU), sanitizers, bounded fuzzing.
+check: build guest
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+	$(MAKE) check-asan check-fuzz
+
+check-unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+check-asan: deps
+	[ -f $(BUILD_SAN)/build.ninja ] || meson setup $(BUILD_SAN) -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(BUILD_SAN)
+	meson test -C $(BUILD_SAN) --suite unit --print-errorlogs
+
+check-fuzz: deps
+	[ -f $(BUILD_FUZZ)/build.ninja ] || CC=clang meson setup $(BUILD_FUZZ) -Dfuzz=true -Dtests=false
+	ninja -C $(BUILD_FUZZ)
+	tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+demo: build guest
+	$(BUILD)/rehome demo
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest-physical address -> memory-file offset, for the memory files each
+ * VMM writes or maps: Firecracker (x86_64, aarch64), Cloud Hypervisor
+ * (memory-ranges from state.json), QEMU pc/q35 memory-backend-file, and an
+ * explicit region list for anything else. docs/LAYOUTS.md gives every
+ * figure and how it was verified.
+ *
+ * A layout is an ordered list of at most RH_LAYOUT_MAX_REGIONS regions
+ * {gpa, size, file offset}; the regions of one layout never overlap, in
+ * guest-physical space or in the file. Lookups are O(number of regions),
+ * independent of memory size.
+ */
+#ifndef REHOME_LAYOUT_H
+#define REHOME_LAYOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rehome/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RH_LAYOUT_MAX_REGIONS 64
+/* Largest guest memory any constructor accepts (64 TiB). */
+#define RH_LAYOUT_MAX_MEM (1ull << 46)
+/* Guest-physical addresses end below 2^52 (the x86-64/arm64 architectural maximum). */
+#define RH_LAYOUT_GPA_LIMIT (1ull << 52)
+/* Largest state.json rh_layout_parse reads. */
+#define RH_LAYOUT_STATE_JSON_MAX (16u << 20)
+
+struct rh_region {
+        uint64_t gpa;           /* guest-physical start */
+        uint64_t size;          /* bytes, > 0 */
+        uint64_t offset;        /* offset of gpa in the memory file */
+};
+
+struct rh_layout;
+
+/*
+ * rh_layout_parse - build a layout from a spec string:
+ *   "firecracker:SIZE" = "firecracker-x86_64:SIZE"   RAM [0,3G) [4G,256G) [512G,..)
+ *   "firecracker-x86_64-legacy:SIZE"                  RAM [0,0xd0000000) [4G,..)
+ *   "firecracker-aarch64:SIZE"                        RAM [2G,256G) [512G,..)
+ *   "qemu-q35:SIZE", "qemu-pc:SIZE"                   QEMU 7.2 split, see rh_layout_new_qemu
+ *   "cloud-hypervisor:PATH"                           PATH = state.json or the snapshot dir
+ *   "regions:GPA:SIZE[,GPA:SIZE...]" or just "GPA:SIZE[,...]"  (file offsets back to back)
+ *   "flat"                                            gpa == offset, unbounded
+ * SIZE and GPA are decimal or 0x-hex, with an optional binary suffix K, M,
+ * G or T (KiB...TiB).
+ * @spec:       NUL-terminated spec, not NULL
+ * @ret_layout: on success, a new layout to free with rh_layout_free()
+ * @err:        optional; filled on failure
+ * Returns 0, or
+ *   -EINVAL  bad spec: unknown kind, bad number, bad region list, size 0
+ *            or above RH_LAYOUT_MAX_MEM, overlapping or unordered regions,
+ *            malformed state.json (the message says which)
+ *   -ERANGE  a number or an end address overflows
+ *   -E2BIG   more than RH_LAYOUT_MAX_REGIONS regions
+ *   -EFBIG   state.json larger than RH_LAYOUT_STATE_JSON_MAX
+ *   -ENOMEM  out of memory
+ *   or the -errno of opening/reading state.json (message names the path).
+ */
+int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_error *err);
+
+/*
+ * rh_layout_new_firecracker - Firecracker's RAM regions for @mem_size bytes,
+ * back to back in the snapshot memory file (as Firecracker writes it and
+ * maps it on restore).
+ * @mem_size:   guest memory in bytes (mem_size_mib << 20), 1..RH_LAYOUT_MAX_MEM
+ * @aarch64:    false: x86_64; true: aarch64 (DRAM at 2 GiB, at most 1022 GiB)
+ * Returns 0, -EINVAL (size 0, too large), -ENOMEM.
+ */
+int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
+                              struct rh_error *err);
+
+/*
+ * rh_layout_new_firecracker_legacy - x86_64 layout of Firecracker releases
+ * before the PCIe-era address map: RAM below 0xd0000000 (a 768 MiB MMIO gap
+ * under 4 GiB), the rest from 4 GiB. Same returns as above.
+ */
+int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout,
+                                     struct rh_error *err);
+
+/*
+ * rh_layout_new_qemu - QEMU 7.2 pc (i440fx) or q35 with the whole RAM in one
+ * memory-backend-file (machine memory-backend=...), default
+ * max-ram-below-4g. Low RAM at gpa 0, the rest at 4 GiB:
+ *   q35: low = min(size, size >= 0xb0000000 ? 0x80000000 : 0xb0000000)
+ *   pc:  low = min(size, size >= 0xe0000000 ? 0xc0000000 : 0xe0000000)
+ * (verified against qemu-system-x86_64 7.2 `info mtree -f`, docs/LAYOUTS.md).
+ * Returns 0, -EINVAL (size 0, too large), -ENOMEM.
+ */
+int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout,
+                       struct rh_error *err);
+
+/*
+ * rh_layout_new_cloud_hypervisor - parse a Cloud Hypervisor snapshot's
+ * state.json: snapshots."memory-manager".snapshot_data.state is a JSON string
+ * whose memory_ranges.data is the list of {gpa, length} written back to back
+ * into the snapshot's memory-ranges file.
+ * @state_json/@len: the file's bytes (need not be NUL-terminated), untrusted
+ * Returns 0, -EINVAL (malformed JSON, missing or wrong-typed field, bad
+ * ranges; the message names the field), -E2BIG (too many ranges), -EFBIG
+ * (@len > RH_LAYOUT_STATE_JSON_MAX), -ENOMEM.
+ */
+int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len,
+                                   struct rh_layout **ret_layout, struct rh_error *err);
+
+/*
+ * rh_layout_new_regions - layout from an explicit list of @n regions in
+ * ascending, non-overlapping gpa order; their file offsets are assigned back
+ * to back (the .offset fields of @regions are ignored).
+ * Returns 0, -EINVAL (n == 0, size 0, unordered or overlapping, gpa end past
+ * RH_LAYOUT_GPA_LIMIT, total above RH_LAYOUT_MAX_MEM), -E2BIG (n too large),
+ * -ENOMEM.
+ */
+int rh_layout_new_regions(const struct rh_region *regions, size_t n,
+                          struct rh_layout **ret_layout, struct rh_error *err);
+
+/* rh_layout_new_flat - gpa == file offset for every address. Returns 0 or -ENOMEM. */
+int rh_layout_new_flat(struct rh_layout **ret_layout, struct rh_error *err);
+
+/* Free; takes NULL; returns NULL. */
+struct rh_layout *rh_layout_free(struct rh_layout *layout);
+
+/*
+ * rh_layout_gpa_to_offset - file offset of [gpa, gpa+len), which must lie in
+ * one region (@len 0 is treated as 1).
+ * Returns 0, or -EFAULT with one of these messages:
+ *   "gpa 0x... is in a hole (no RAM between 0x... and 0x...)"
+ *   "gpa 0x... is past the end of guest RAM (0x...)"
+ *   "gpa range 0x...+0x... crosses the end of RAM region 0x...-0x..."
+ */
+int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64_t len,
+                            uint64_t *ret_offset, struct rh_error *err);
+
+/*
+ * rh_layout_offset_to_gpa - inverse of the above for one byte.
+ * Returns 0, -EFAULT ("file offset 0x... is past the end of guest RAM (0x... bytes)").
+ */
+int rh_layout_offset_to_gpa(const struct rh_layout *layout, uint64_t offset, uint64_t *ret_gpa,
+                            struct rh_error *err);
+
+/* Number of regions (>= 1). */
+size_t rh_layout_n_regions(const struct rh_layout *layout);
+/* Region @i (< rh_layout_n_regions), or NULL when out of range. */
+const struct rh_region *rh_layout_region(const struct rh_layout *layout, size_t i);
+/* Bytes of memory file the layout covers (UINT64_MAX for "flat"). */
+uint64_t rh_layout_file_size(const struct rh_layout *layout);
+/* Short name of the layout kind ("firecracker-x86_64", "qemu-q35", ...). */
+const char *rh_layout_kind(const struct rh_layout *layout);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

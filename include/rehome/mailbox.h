@@ -1,0 +1,476 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The rehome mailbox ABI: one 4 KiB page in guest memory shared by the host
+ * (which writes a request while the clone is paused) and the guest agent
+ * (which arms the page, reads the request after resume, and acks).
+ *
+ * Everything is little-endian, fixed-offset, and pointer-free. Each section
+ * has exactly one writer. docs/MAILBOX.md is the normative description; the
+ * offsets below are asserted at compile time.
+ *
+ *   0x000 +-----------------------------+  agent writes
+ *         | arm header (64 B)           |  magic, abi, token, gpa, caps, crc
+ *   0x040 +-----------------------------+  host writes
+ *         | prearm request (64 B)       |  prearm_seq, poll interval
+ *   0x080 +-----------------------------+  agent writes
+ *         | prearm confirm (64 B)       |  prearm_seq echoed, active interval
+ *   0x0c0 +-----------------------------+  agent writes
+ *         | ack record (576 B)          |  seq, crc, nonce, status, stamps, text
+ *   0x300 +-----------------------------+  host writes
+ *         | request header (32 B)       |  seq, crc, nonce, payload len/version
+ *   0x320 +-----------------------------+
+ *         | request payload (3296 B)    |  TLV records, see RH_TLV_*
+ *   0x1000+-----------------------------+
+ *
+ * Ordering (both writers): fill everything, compute the CRC, and write the
+ * 32-bit sequence field LAST. Readers read the sequence, then the body, check
+ * the CRC, and re-read the sequence; a mismatch means a torn read: retry.
+ */
+#ifndef REHOME_MAILBOX_H
+#define REHOME_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rehome/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RH_MAILBOX_SIZE 4096u
+#define RH_MAILBOX_MAGIC "REHOMEMB"     /* 8 bytes, no NUL */
+#define RH_MAILBOX_MAGIC_LEN 8u
+#define RH_MAILBOX_ABI_MAJOR 1u
+#define RH_MAILBOX_ABI_MINOR 0u
+#define RH_TOKEN_LEN 16u
+#define RH_PAYLOAD_VERSION 1u
+
+/* Section offsets inside the page. */
+#define RH_OFF_ARM 0x000u
+#define RH_OFF_PREARM 0x040u
+#define RH_OFF_PREARM_CONFIRM 0x080u
+#define RH_OFF_ACK 0x0c0u
+#define RH_OFF_REQUEST 0x300u
+#define RH_OFF_PAYLOAD 0x320u
+#define RH_PAYLOAD_MAX (RH_MAILBOX_SIZE - RH_OFF_PAYLOAD) /* 3296 */
+
+/* Agent capability bits (arm header `caps`). */
+enum {
+        RH_CAP_SIGNAL_VMCLOCK = 1u << 0,        /* /dev/vmclock0 poll() notification */
+        RH_CAP_SIGNAL_VMCLOCK_SPIN = 1u << 1,   /* mmap + spin on vm_generation_counter */
+        RH_CAP_SIGNAL_VMGENID_UEVENT = 1u << 2, /* NEW_VMGENID=1 kobject uevent */
+        RH_CAP_SIGNAL_VMGENID_KMSG = 1u << 3,   /* "crng reseeded due to virtual machine fork" */
+        RH_CAP_SIGNAL_POLL = 1u << 4,           /* timer poll of the request seq */
+        RH_CAP_IPV6 = 1u << 8,
+        RH_CAP_ROUTES = 1u << 9,
+        RH_CAP_DNS = 1u << 10,
+        RH_CAP_HOSTNAME = 1u << 11,
+        RH_CAP_ANNOUNCE = 1u << 12,             /* gratuitous ARP / unsolicited NA */
+        RH_CAP_UDP_ACK = 1u << 13,
+        RH_CAP_PREARM = 1u << 14,
+};
+
+/* Which signal made the agent look (ack `signal`). */
+enum rh_signal {
+        RH_SIGNAL_NONE = 0,
+        RH_SIGNAL_VMCLOCK = 1,
+        RH_SIGNAL_VMCLOCK_SPIN = 2,
+        RH_SIGNAL_VMGENID_UEVENT = 3,
+        RH_SIGNAL_VMGENID_KMSG = 4,
+        RH_SIGNAL_POLL = 5,
+        RH_SIGNAL_PREARM_POLL = 6,      /* the fast timer poll of a prearmed agent */
+        RH_SIGNAL_MAX_ = RH_SIGNAL_PREARM_POLL,
+};
+
+/* Ack status (ack `status`). READ is intermediate; the rest are final. */
+enum rh_ack_status {
+        RH_ACK_NONE = 0,
+        RH_ACK_READ = 1,        /* request read and valid; apply under way */
+        RH_ACK_APPLIED = 2,     /* everything applied */
+        RH_ACK_INVALID = 3,     /* request rejected before any change; old network kept */
+        RH_ACK_FAILED = 4,      /* a change failed half-way; see applied mask + error */
+        RH_ACK_STATUS_MAX_ = RH_ACK_FAILED,
+};
+
+/* Request flags (TLV RH_TLV_FLAGS). */
+enum {
+        RH_REQ_FLUSH_NEIGH = 1u << 0,   /* flush the neighbour tables of matched interfaces */
+        RH_REQ_ANNOUNCE = 1u << 1,      /* gratuitous ARP for v4, unsolicited NA for v6 */
+        RH_REQ_ACK_EARLY = 1u << 2,     /* also send a stage=mailbox UDP line on read */
+        RH_REQ_REPLACE_ADDRS = 1u << 3, /* remove addresses not in the request (default on) */
+        RH_REQ_FLAGS_KNOWN_ = 0xfu,
+};
+
+/* Bits of the ack `applied` mask: which steps were carried out. */
+enum {
+        RH_APPLIED_MAC = 1u << 0,
+        RH_APPLIED_MTU = 1u << 1,
+        RH_APPLIED_ADDRS = 1u << 2,
+        RH_APPLIED_ROUTES = 1u << 3,
+        RH_APPLIED_NEIGH = 1u << 4,
+        RH_APPLIED_LINK_UP = 1u << 5,
+        RH_APPLIED_ANNOUNCE = 1u << 6,
+        RH_APPLIED_HOSTNAME = 1u << 7,
+        RH_APPLIED_DNS = 1u << 8,
+};
+
+/* ------------------------------------------------------------------ */
+/* Wire layout (packed only where natural alignment already holds).     */
+
+/* Arm header, 64 bytes at 0x000. Written by the agent when it arms. */
+struct rh_wire_arm {
+        uint8_t magic[8];               /* 0x00 "REHOMEMB" */
+        uint16_t abi_major;             /* 0x08 RH_MAILBOX_ABI_MAJOR */
+        uint16_t abi_minor;             /* 0x0a */
+        uint32_t arm_generation;        /* 0x0c incremented on every re-arm */
+        uint8_t token[16];              /* 0x10 random, identifies this agent's page */
+        uint64_t gpa;                   /* 0x20 guest-physical address of this page */
+        uint32_t agent_version;         /* 0x28 major << 16 | minor << 8 | patch */
+        uint32_t caps;                  /* 0x2c RH_CAP_* */
+        uint32_t page_size;             /* 0x30 always 4096 */
+        uint32_t reserved0;             /* 0x34 zero */
+        uint32_t reserved1;             /* 0x38 zero */
+        uint32_t crc32c;                /* 0x3c CRC32C of bytes 0x00..0x3b */
+};
+
+/* Prearm request, 64 bytes at 0x040. Written by the host. */
+struct rh_wire_prearm {
+        uint32_t seq;                   /* 0x00 nonzero and new: enter fast poll */
+        uint32_t interval_us;           /* 0x04 requested poll interval, 0 = agent default */
+        uint32_t window_ms;             /* 0x08 leave fast poll after this long, 0 = until handoff */
+        uint8_t reserved[52];
+};
+
+/* Prearm confirm, 64 bytes at 0x080. Written by the agent. */
+struct rh_wire_prearm_confirm {
+        uint32_t seq;                   /* 0x00 prearm seq the agent is serving */
+        uint32_t interval_us;           /* 0x04 poll interval in force */
+        uint32_t active;                /* 0x08 1 while fast polling */
+        uint8_t reserved[52];
+};
+
+#define RH_ACK_ERROR_MAX 256u
+
+/* Ack record, 576 bytes at 0x0c0. Written by the agent, seq last. */
+struct rh_wire_ack {
+        uint32_t seq;                   /* 0x00 request seq this ack answers (written last) */
+        uint32_t crc32c;                /* 0x04 CRC32C of bytes 0x08..0x23f of the record */
+        uint64_t nonce;                 /* 0x08 request nonce echoed */
+        uint32_t status;                /* 0x10 enum rh_ack_status */
+        uint32_t signal;                /* 0x14 enum rh_signal */
+        uint32_t applied;               /* 0x18 RH_APPLIED_* */
+        int32_t error_code;             /* 0x1c positive errno, 0 if none */
+        uint64_t t_signal_ns;           /* 0x20 guest CLOCK_MONOTONIC: signal seen */
+        uint64_t t_read_ns;             /* 0x28 mailbox read and validated */
+        uint64_t t_applied_ns;          /* 0x30 network applied */
+        uint64_t t_ack_ns;              /* 0x38 ack written */
+        uint32_t arm_generation;        /* 0x40 arm generation that served it */
+        uint32_t reserved[7];           /* 0x44 */
+        char error[RH_ACK_ERROR_MAX];   /* 0x60 NUL-terminated */
+        uint8_t reserved2[224];         /* 0x160 */
+};
+
+/* Request header, 32 bytes at 0x300. Written by the host, seq last. */
+struct rh_wire_request {
+        uint32_t seq;                   /* 0x00 nonzero, differs from the last one handled */
+        uint32_t crc32c;                /* 0x04 CRC32C of [0x308, 0x320 + payload_len) */
+        uint64_t nonce;                 /* 0x08 per fork, echoed in every ack */
+        uint32_t payload_len;           /* 0x10 <= RH_PAYLOAD_MAX */
+        uint16_t payload_version;       /* 0x14 RH_PAYLOAD_VERSION */
+        uint16_t flags;                 /* 0x16 zero */
+        uint64_t host_time_ns;          /* 0x18 host CLOCK_REALTIME at write, informative */
+};
+
+struct rh_wire_page {
+        struct rh_wire_arm arm;
+        struct rh_wire_prearm prearm;
+        struct rh_wire_prearm_confirm prearm_confirm;
+        struct rh_wire_ack ack;
+        struct rh_wire_request request;
+        uint8_t payload[RH_PAYLOAD_MAX];
+};
+
+_Static_assert(sizeof(struct rh_wire_arm) == 64, "arm header size");
+_Static_assert(sizeof(struct rh_wire_prearm) == 64, "prearm size");
+_Static_assert(sizeof(struct rh_wire_prearm_confirm) == 64, "prearm confirm size");
+_Static_assert(sizeof(struct rh_wire_ack) == 576, "ack size");
+_Static_assert(sizeof(struct rh_wire_request) == 32, "request header size");
+_Static_assert(sizeof(struct rh_wire_page) == RH_MAILBOX_SIZE, "page size");
+_Static_assert(__builtin_offsetof(struct rh_wire_page, prearm) == RH_OFF_PREARM, "prearm off");
+_Static_assert(__builtin_offsetof(struct rh_wire_page, prearm_confirm) == RH_OFF_PREARM_CONFIRM, "confirm off");
+_Static_assert(__builtin_offsetof(struct rh_wire_page, ack) == RH_OFF_ACK, "ack off");
+_Static_assert(__builtin_offsetof(struct rh_wire_page, request) == RH_OFF_REQUEST, "request off");
+_Static_assert(__builtin_offsetof(struct rh_wire_page, payload) == RH_OFF_PAYLOAD, "payload off");
+_Static_assert(__builtin_offsetof(struct rh_wire_ack, error) == 0x60, "ack error off");
+_Static_assert(__builtin_offsetof(struct rh_wire_arm, crc32c) == 0x3c, "arm crc off");
+
+/*
+ * Payload: a sequence of TLV records. Each record is
+ *     u16 type, u16 length (of value, bytes), value, zero padding to 4 bytes.
+ * Unknown types are an error (a request the agent cannot fully honour must not
+ * be half-applied). Value layouts (all little-endian):
+ *
+ *  RH_TLV_IFACE (40 B): u8 match (RH_MATCH_*), u8 has_mac, u16 reserved,
+ *      char name[16] (NUL-padded), u8 match_mac[6], u8 mac[6], u32 mtu (0 = keep),
+ *      u32 reserved. Interfaces get indices 0, 1, ... in order of appearance.
+ *  RH_TLV_ADDR (20 B): u8 iface, u8 family (4|6), u8 prefix, u8 reserved,
+ *      u8 addr[16] (v4 in the first 4 bytes, rest zero).
+ *  RH_TLV_ROUTE (40 B): u8 iface, u8 family, u8 dst_prefix, u8 has_gateway,
+ *      u32 metric, u8 dst[16], u8 gateway[16].
+ *  RH_TLV_DNS (20 B): u8 family, u8 reserved[3], u8 addr[16].
+ *  RH_TLV_SEARCH (1..253 B): a domain name, no NUL.
+ *  RH_TLV_HOSTNAME (1..64 B): a host name, no NUL.
+ *  RH_TLV_FLAGS (4 B): u32 RH_REQ_*.
+ *  RH_TLV_ACK_UDP (20 B): u8 family, u8 reserved, u16 port, u8 addr[16].
+ */
+enum rh_tlv_type {
+        RH_TLV_IFACE = 1,
+        RH_TLV_ADDR = 2,
+        RH_TLV_ROUTE = 3,
+        RH_TLV_DNS = 4,
+        RH_TLV_SEARCH = 5,
+        RH_TLV_HOSTNAME = 6,
+        RH_TLV_FLAGS = 7,
+        RH_TLV_ACK_UDP = 8,
+};
+
+enum {
+        RH_MATCH_NAME = 1,      /* match the interface by name */
+        RH_MATCH_MAC = 2,       /* match by current MAC (the template's) */
+};
+
+/* ------------------------------------------------------------------ */
+/* Decoded, host-order forms. Fixed size: the agent keeps one preallocated. */
+
+#define RH_MAX_IFACES 4
+#define RH_MAX_ADDRS 16
+#define RH_MAX_ROUTES 16
+#define RH_MAX_DNS 4
+#define RH_MAX_SEARCH 6
+#define RH_IFNAME_MAX 16        /* IFNAMSIZ, including the NUL */
+#define RH_HOSTNAME_MAX 64
+#define RH_SEARCH_MAX 253
+
+struct rh_iface {
+        uint8_t match;                  /* RH_MATCH_NAME and/or RH_MATCH_MAC */
+        char name[RH_IFNAME_MAX];       /* when RH_MATCH_NAME */
+        uint8_t match_mac[6];           /* when RH_MATCH_MAC */
+        bool has_mac;
+        uint8_t mac[6];                 /* new MAC: unicast, not all-zero */
+        uint32_t mtu;                   /* 0 = keep; else 68..65535 */
+};
+
+struct rh_addr {
+        uint8_t iface;                  /* index into rh_request.ifaces */
+        uint8_t family;                 /* 4 or 6 */
+        uint8_t prefix;                 /* <= 32 or <= 128 */
+        uint8_t addr[16];
+};
+
+struct rh_route {
+        uint8_t iface;
+        uint8_t family;
+        uint8_t dst_prefix;             /* 0 with dst all-zero = default route */
+        bool has_gateway;
+        uint32_t metric;
+        uint8_t dst[16];
+        uint8_t gateway[16];
+};
+
+struct rh_ipaddr {
+        uint8_t family;                 /* 4 or 6 */
+        uint8_t addr[16];
+};
+
+struct rh_request {
+        uint32_t seq;                   /* filled by rh_mailbox_read_request */
+        uint64_t nonce;
+        uint32_t flags;                 /* RH_REQ_* */
+        unsigned n_ifaces, n_addrs, n_routes, n_dns, n_search;
+        struct rh_iface ifaces[RH_MAX_IFACES];
+        struct rh_addr addrs[RH_MAX_ADDRS];
+        struct rh_route routes[RH_MAX_ROUTES];
+        struct rh_ipaddr dns[RH_MAX_DNS];
+        char search[RH_MAX_SEARCH][RH_SEARCH_MAX + 1];
+        char hostname[RH_HOSTNAME_MAX + 1];     /* empty = keep */
+        bool has_ack_udp;
+        struct rh_ipaddr ack_addr;
+        uint16_t ack_port;
+};
+
+struct rh_arm {
+        uint16_t abi_major, abi_minor;
+        uint32_t arm_generation;
+        uint8_t token[RH_TOKEN_LEN];
+        uint64_t gpa;
+        uint32_t agent_version;
+        uint32_t caps;
+};
+
+struct rh_ack {
+        uint32_t seq;
+        uint64_t nonce;
+        uint32_t status;                /* enum rh_ack_status */
+        uint32_t signal;                /* enum rh_signal */
+        uint32_t applied;               /* RH_APPLIED_* */
+        int32_t error_code;
+        uint64_t t_signal_ns, t_read_ns, t_applied_ns, t_ack_ns;
+        uint32_t arm_generation;
+        char error[RH_ACK_ERROR_MAX];
+};
+
+/* ------------------------------------------------------------------ */
+/* Functions. All take/return host-order structs and a raw page buffer. */
+
+/*
+ * rh_crc32c - CRC32C (Castagnoli, reflected, init ~0, final xor ~0) of a buffer,
+ * continuing from @crc (pass 0 to start). rh_crc32c(0, "123456789", 9) == 0xe3069283.
+ */
+uint32_t rh_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * rh_request_validate - check a decoded request for semantic validity.
+ * Returns 0, or -EINVAL (bad MAC, prefix, family, index, empty match,
+ * bad name), -E2BIG (too many entries), with the reason in @err.
+ */
+int rh_request_validate(const struct rh_request *req, struct rh_error *err);
+
+/*
+ * rh_request_encode - validate @req and encode it as TLV payload.
+ * @buf/@cap: output buffer; RH_PAYLOAD_MAX always suffices.
+ * @ret_len: bytes written, on success.
+ * Returns 0, -EINVAL (invalid request), -ENOBUFS (@cap too small).
+ */
+int rh_request_encode(const struct rh_request *req, uint8_t *buf, size_t cap, size_t *ret_len,
+                      struct rh_error *err);
+
+/*
+ * rh_request_decode - decode and validate a TLV payload into @ret_req
+ * (seq and nonce are left zero). @ret_req is written only on success.
+ * Returns 0, -EMSGSIZE (len > RH_PAYLOAD_MAX or a TLV runs past the end),
+ * -EBADMSG (malformed or unknown TLV, bad TLV length), -E2BIG (too many
+ * entries), -EINVAL (semantic validation failed).
+ */
+int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req,
+                      struct rh_error *err);
+
+/*
+ * rh_mailbox_arm_write - write an arm header into @page (agent side),
+ * computing the CRC. Clears prearm confirm and leaves request/ack alone.
+ */
+void rh_mailbox_arm_write(uint8_t *page, const struct rh_arm *arm);
+
+/*
+ * rh_mailbox_arm_read - read and verify the arm header of @page (@len bytes).
+ * Returns 0, -EMSGSIZE (len < RH_MAILBOX_SIZE), -ENOMSG (bad magic),
+ * -EPROTONOSUPPORT (ABI major differs), -EBADMSG (CRC mismatch or bad page_size).
+ */
+int rh_mailbox_arm_read(const uint8_t *page, size_t len, struct rh_arm *ret_arm,
+                        struct rh_error *err);
+
+/*
+ * rh_mailbox_matches - true if @page holds a valid arm header with @token.
+ */
+bool rh_mailbox_matches(const uint8_t *page, size_t len, const uint8_t token[RH_TOKEN_LEN]);
+
+/*
+ * rh_mailbox_write_request - host side: encode @req (with @req->seq and
+ * @req->nonce; seq must be nonzero) into @page in the documented order:
+ * payload, header fields, CRC, then seq. Returns as rh_request_encode, and
+ * -EINVAL for seq == 0.
+ */
+int rh_mailbox_write_request(uint8_t *page, const struct rh_request *req, struct rh_error *err);
+
+/*
+ * rh_mailbox_read_request - agent side: read seq, payload, check CRC,
+ * re-read seq. Returns 0, -ENODATA (seq == 0: no request), -EAGAIN (seq
+ * changed during the read: torn, retry), -EPROTONOSUPPORT (payload version),
+ * -EMSGSIZE, -EBADMSG (CRC mismatch), or any rh_request_decode error.
+ * On a decode error after a good CRC, *ret_seq and *ret_nonce are still set
+ * (when non-NULL) so the agent can answer with an INVALID ack.
+ */
+int rh_mailbox_read_request(const uint8_t *page, struct rh_request *ret_req,
+                            uint32_t *ret_seq, uint64_t *ret_nonce, struct rh_error *err);
+
+/*
+ * rh_mailbox_write_ack - agent side: write @ack into the ack record of
+ * @page with CRC, seq last.
+ */
+void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack);
+
+/*
+ * rh_mailbox_read_ack - host side: read and verify the ack record.
+ * Returns 0, -ENODATA (seq == 0: nothing acked yet), -EAGAIN (torn),
+ * -EBADMSG (CRC mismatch, status or signal out of range).
+ */
+int rh_mailbox_read_ack(const uint8_t *page, struct rh_ack *ret_ack, struct rh_error *err);
+
+/* Names for printing; never NULL ("unknown" for out-of-range values). */
+const char *rh_signal_name(uint32_t signal);
+const char *rh_ack_status_name(uint32_t status);
+/* Parse a signal name ("vmclock", "vmgenid-kmsg", ...); -EINVAL if unknown. */
+int rh_signal_from_name(const char *name, enum rh_signal *ret_signal);
+
+/* ------------------------------------------------------------------ */
+/* hypeman V1 compatibility (DESIGN.md decision 7).                    */
+/*
+ *   0x00 "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0" (34 bytes) + token (ASCII,
+ *        NUL-terminated, up to offset 64)
+ *   0x40 u32 seq      0x44 u32 length   0x48 JSON (length bytes)
+ *   JSON: {"interface_name":"eth0","mac":"..","ipv4":"..","prefix":24,
+ *          "gateway":"..","ack_port":N}
+ */
+#define RH_V1_MAGIC "HYPEMAN_RESUME_NETWORK_MAILBOX_V1"
+#define RH_V1_MAGIC_LEN 34u     /* including the NUL */
+#define RH_V1_OFF_SEQ 64u
+#define RH_V1_OFF_LEN 68u
+#define RH_V1_OFF_JSON 72u
+#define RH_V1_JSON_MAX (RH_MAILBOX_SIZE - RH_V1_OFF_JSON)
+#define RH_V1_TOKEN_MAX (RH_V1_OFF_SEQ - RH_V1_MAGIC_LEN - 1) /* 29 chars */
+
+/*
+ * rh_v1_write_header - write the V1 magic and @token (<= RH_V1_TOKEN_MAX
+ * printable ASCII chars) into @page. Returns 0 or -EINVAL.
+ */
+int rh_v1_write_header(uint8_t *page, const char *token, struct rh_error *err);
+
+/*
+ * rh_v1_matches - true if @page carries the V1 magic followed by @token
+ * (NULL token: any token).
+ */
+bool rh_v1_matches(const uint8_t *page, size_t len, const char *token);
+
+/*
+ * rh_v1_encode - write a V1 request from @req (first interface, its first
+ * IPv4 address, the first default route's gateway, ack_port) with @seq.
+ * Returns 0, -EINVAL (request not expressible in V1), -ENOBUFS.
+ */
+int rh_v1_encode(uint8_t *page, const struct rh_request *req, uint32_t seq, struct rh_error *err);
+
+/*
+ * rh_v1_decode - read a V1 request from @page into @ret_req. The ack goes
+ * to the port in the JSON (address: none; the agent uses its gateway).
+ * Returns 0, -EMSGSIZE, -ENOMSG (bad magic), -ENODATA (seq 0), -EBADMSG
+ * (bad JSON, missing or wrong-typed field), -EINVAL (validation).
+ */
+int rh_v1_decode(const uint8_t *page, size_t len, struct rh_request *ret_req, uint32_t *ret_seq,
+                 struct rh_error *err);
+
+/* Helpers shared by CLI and agent. */
+/* Parse "aa:bb:cc:dd:ee:ff"; -EINVAL on anything else. */
+int rh_mac_parse(const char *s, uint8_t ret_mac[6]);
+/* Format into @buf (>= 18 bytes). Returns @buf. */
+char *rh_mac_format(const uint8_t mac[6], char *buf);
+/* Parse "10.0.0.5", "fd00::5", optionally with "/prefix" when @ret_prefix != NULL.
+ * Without a slash, *ret_prefix is set to 32/128. Returns 0 or -EINVAL. */
+int rh_ip_parse(const char *s, struct rh_ipaddr *ret_ip, uint8_t *ret_prefix);
+/* Format @ip into @buf (>= 46 bytes). Returns @buf. */
+char *rh_ip_format(const struct rh_ipaddr *ip, char *buf);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared declarations of the rehome CLI: the verb functions (one
+ * cmd-<verb>.c each), global options, and exit codes.
+ */
+#ifndef REHOME_CLI_H
+#define REHOME_CLI_H
+
+#include <stdbool.h>
+
+/* Exit codes (documented in --help and the README). */
+enum {
+        EXIT_OK = 0,
+        EXIT_FAIL = 1,
+        EXIT_USAGE = 2,
+        EXIT_TIMEOUT = 3,
+};
+
+struct cli_globals {
+        bool json;      /* --json: exactly one JSON document on stdout */
+        bool verbose;   /* -v: more progress on stderr */
+        const char *state_dir; /* --state-dir, default /var/lib/rehome */
+};
+
+extern struct cli_globals cli;
+
+/* Print "rehome <verb>: <msg>\nTry 'rehome <verb> --help'" to stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "rehome: <msg>" to stderr; returns EXIT_FAIL. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Verb entry points: argc/argv start at the verb name (argv[0] == verb). */
+int cmd_locate(int argc, char **argv);
+int cmd_patch(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_wait_ack(int argc, char **argv);
+
+#endif

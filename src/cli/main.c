@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome: the host CLI. main() parses global options and dispatches to one
+ * verb from the table below; every verb lives in its own cmd-<verb>.c.
+ * Only this layer prints errors and chooses exit codes.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "rehome-version.h"
+
+struct cli_globals cli = {
+        .state_dir = "/var/lib/rehome",
+};
+
+struct verb {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+        const char *summary;
+};
+
+static const struct verb verbs[] = {
+        /* VERBS: one row per verb; keep this marker line for easy merges. */
+        {},
+};
+
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "rehome %s: ", verb);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'rehome %s --help'\n", verb);
+        return EXIT_USAGE;
+}
+
+int cli_fail(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "rehome: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return EXIT_FAIL;
+}
+
+static void help(void)
+{
+        printf("Usage: rehome [--json] [-v] [--state-dir DIR] <verb> [options] [args]\n\n"
+               "Hand a new network identity to a microVM forked from a snapshot.\n\nVerbs:\n");
+        for (const struct verb *v = verbs; v->name; v++)
+                printf("  %-12s %s\n", v->name, v->summary);
+        printf("\nGlobal options:\n"
+               "  --json           print exactly one JSON document on stdout\n"
+               "  -v, --verbose    more progress on stderr\n"
+               "  --state-dir DIR  templates and clones (default /var/lib/rehome)\n"
+               "  -h, --help       this help\n"
+               "  --version        print the version\n"
+               "\nExit codes: 0 ok, 1 failure, 2 usage error, 3 timed out waiting for an ack.\n"
+               "Run 'rehome <verb> --help' for a verb's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "state-dir", required_argument, NULL, 's' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        /* '+': stop at the verb; its options are its own. */
+        while ((c = getopt_long(argc, argv, "+vh", options, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        cli.json = true;
+                        break;
+                case 'v':
+                        cli.verbose = true;
+                        break;
+                case 's':
+                        cli.state_dir = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case 'V':
+                        printf("rehome %s\n", REHOME_VERSION);
+                        return EXIT_OK;
+                default:
+                        fprintf(stderr, "Try 'rehome --help'\n");
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "rehome: no verb given\nTry 'rehome --help'\n");
+                return EXIT_USAGE;
+        }
+        for (const struct verb *v = verbs; v->name; v++)
+                if (strcmp(argv[optind], v->name) == 0) {
+                        int vargc = argc - optind;
+                        char **vargv = argv + optind;
+                        optind = 0; /* reset getopt for the verb (0: full re-init in glibc) */
+                        return v->fn(vargc, vargv);
+                }
+        fprintf(stderr, "rehome: unknown verb '%s'\nTry 'rehome --help'\n", argv[optind]);
+        return EXIT_USAGE;
+}
