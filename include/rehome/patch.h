@@ -9,7 +9,9 @@
  *      server instead of the template's.
  *
  * Everything read from guest memory is untrusted: addresses are bounds-checked
- * against the layout, and nothing the guest wrote is followed outside it.
+ * against the layout and the backing (file size, mapped ranges), every page
+ * is verified (magic, ABI, CRC, token, and the page's own recorded gpa) before
+ * it is believed, and nothing the guest wrote is followed outside guest RAM.
  */
 #ifndef REHOME_PATCH_H
 #define REHOME_PATCH_H
@@ -30,66 +32,156 @@ extern "C" {
 /* Where guest memory can be read and written. Opaque. */
 struct rh_target;
 
+/* I/O a target has issued since it was opened (or last reset). */
+struct rh_target_stats {
+        uint64_t bytes_read;
+        uint64_t bytes_written;
+        uint64_t read_calls;            /* pread() syscalls */
+        uint64_t write_calls;           /* pwrite() syscalls */
+};
+
+/* Chunk size of the fallback page-start scan. */
+#define RH_SCAN_CHUNK (1u << 20)
+/* "No hint" for rh_mailbox_locate. */
+#define RH_GPA_NONE UINT64_MAX
+
 /*
- * rh_target_open_file - guest memory in a file laid out by @layout (not
- * owned; must outlive the target). @writable opens O_RDWR.
- * Returns 0 or -errno (message names the path).
+ * rh_target_open_file - guest memory in a file laid out by @layout.
+ * @path:     memory file (Firecracker mem file, CH memory-ranges, QEMU backend file)
+ * @layout:   not owned; must outlive the target
+ * @writable: open O_RDWR (else O_RDONLY)
+ * Returns 0, or -errno of open()/fstat() (message: "PATH: strerror").
+ * Reads and writes past the end of the file fail with -EFAULT.
  */
 int rh_target_open_file(const char *path, const struct rh_layout *layout, bool writable,
                         struct rh_target **ret_target, struct rh_error *err);
 
 /*
  * rh_target_open_pid - guest memory of a running (paused) VMM process.
- * @mem_file: path of the memory file the VMM mapped (as it appears in
- * /proc/<pid>/maps); its mappings translate file offsets to host addresses.
- * Returns 0, -ESRCH (no such process), -ENOENT (file not mapped by it),
- * -EACCES/-EPERM (no ptrace access), or -errno.
+ * @pid:      the VMM
+ * @mem_file: the memory file the VMM mapped; matched against
+ *            /proc/<pid>/maps by device and inode, so any path to the same
+ *            file works (including /proc/<pid>/fd/N of a deleted file). A file
+ *            mapped in several pieces is handled through each piece's pgoff;
+ *            where two mappings cover the same offset the writable one wins.
+ * @layout:   not owned; must outlive the target
+ * @writable: open /proc/<pid>/mem O_RDWR
+ * The mappings are read once, here: reopen if the VMM remaps its memory.
+ * Returns 0, or
+ *   -ESRCH         no such process
+ *   -ENOENT        @mem_file does not exist, or @pid does not map it
+ *   -EACCES/-EPERM no ptrace access to @pid
+ *   -E2BIG         the file is mapped in more than 256 pieces
+ *   or another -errno (the message names the path).
  */
 int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *layout,
                        bool writable, struct rh_target **ret_target, struct rh_error *err);
 
+/* Close and free; takes NULL; returns NULL. */
 struct rh_target *rh_target_free(struct rh_target *target);
 
-/* Read/write @len bytes at guest-physical @gpa (one region). -EFAULT outside guest RAM. */
+/*
+ * rh_target_read / rh_target_write - @len bytes at guest-physical @gpa,
+ * which must lie in one layout region.
+ * Returns 0, or
+ *   -EFAULT  gpa outside guest RAM (see rh_layout_gpa_to_offset), past the
+ *            end of the file, or not mapped by the process
+ *   -EBADF   write on a target opened read-only
+ *   -EIO     short transfer (e.g. /proc/<pid>/mem of an exiting process)
+ *   or the -errno of pread()/pwrite(). Messages name gpa and path.
+ */
 int rh_target_read(struct rh_target *target, uint64_t gpa, void *buf, size_t len,
                    struct rh_error *err);
 int rh_target_write(struct rh_target *target, uint64_t gpa, const void *buf, size_t len,
                     struct rh_error *err);
 
+/* Layout of @target. */
+const struct rh_layout *rh_target_layout(const struct rh_target *target);
+/* Copy the I/O counters into @ret_stats. */
+void rh_target_get_stats(const struct rh_target *target, struct rh_target_stats *ret_stats);
+/* Zero the I/O counters. */
+void rh_target_reset_stats(struct rh_target *target);
+
 /*
- * rh_mailbox_locate - find the mailbox. With @hint_gpa != UINT64_MAX, read
- * that one page and verify magic, CRC and @token (NULL: any token): O(1).
- * Without a hint (or if @scan_fallback and the hint fails) scan page starts.
- * Returns 0 with *ret_gpa, -ENOENT (not found), -EFAULT, or -errno.
+ * rh_mailbox_locate - find the mailbox.
+ * @hint_gpa: guest-physical address the template recorded (the agent
+ *            publishes it), or RH_GPA_NONE. With a hint, exactly one page is
+ *            read and verified: valid arm header (magic, ABI, CRC), @token,
+ *            and the header's own gpa equal to @hint_gpa. O(1).
+ * @token:    RH_TOKEN_LEN bytes, or NULL for any token
+ * @scan_fallback: when the hint does not verify (or there is none), scan
+ *            every page start of guest RAM, reading RH_SCAN_CHUNK bytes per
+ *            syscall and checking the 8-byte magic at each 4 KiB boundary;
+ *            a candidate must verify exactly like the hint (so stale copies
+ *            of the page elsewhere in memory are skipped). First match wins.
+ * @ret_gpa:  the verified mailbox address
+ * Returns 0, or
+ *   -EINVAL  @hint_gpa not 4 KiB aligned
+ *   -ENOENT  not found (hint only: the message says why the hint failed)
+ *   -EFAULT  hint outside guest RAM or the backing (no fallback)
+ *   or a read error.
  */
 int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa,
                       const uint8_t token[RH_TOKEN_LEN], bool scan_fallback, uint64_t *ret_gpa,
                       struct rh_error *err);
 
 /*
- * rh_mailbox_patch - write @req (seq, nonce set by caller; seq 0 = next after
- * the one in the page) into the mailbox at @gpa after verifying its arm header
- * and @token. Order: payload and header, then the 4-byte seq in a second write.
- * Returns 0 or as rh_mailbox_write_request / rh_target_write.
+ * rh_mailbox_patch - write @req into the mailbox at @gpa, after reading that
+ * page and verifying its arm header, @token (NULL: any) and recorded gpa.
+ * @req->seq 0 means "one more than the seq now in the page" (0 skipped on
+ * wrap). The request is built with rh_mailbox_write_request on a local copy
+ * of the page, then written in two writes: the header body and payload
+ * [0x304, 0x320 + payload_len) first, the 4-byte seq at 0x300 last, so a
+ * guest that runs meanwhile never sees a new seq with an old body.
+ * @ret_seq:  optional; the seq written
+ * Returns 0, or
+ *   -EINVAL  @gpa not 4 KiB aligned; invalid request (rh_mailbox_write_request)
+ *   -ENOENT  no mailbox at @gpa: bad magic, token or recorded gpa differ
+ *   -EPROTONOSUPPORT / -EBADMSG   arm header of another ABI / corrupt
+ *   or as rh_target_read / rh_target_write / rh_request_encode.
  */
 int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
-                     const struct rh_request *req, struct rh_error *err);
+                     const struct rh_request *req, uint32_t *ret_seq, struct rh_error *err);
 
 /*
- * rh_mailbox_patch_overlay - strategy (c): copy @template_page, apply @req,
- * write the result to @ret_page (RH_MAILBOX_SIZE bytes).
+ * rh_mailbox_patch_overlay - strategy (c): copy @template_page, verify it as
+ * rh_mailbox_patch does (@gpa: expected recorded gpa, or RH_GPA_NONE to skip
+ * that check), apply @req and write the whole patched page to @ret_page
+ * (RH_MAILBOX_SIZE bytes; may equal @template_page). @ret_page is written
+ * only on success. Returns as rh_mailbox_patch.
  */
-int rh_mailbox_patch_overlay(const uint8_t *template_page, const uint8_t token[RH_TOKEN_LEN],
-                             const struct rh_request *req, uint8_t *ret_page,
-                             struct rh_error *err);
+int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa,
+                             const uint8_t token[RH_TOKEN_LEN], const struct rh_request *req,
+                             uint8_t *ret_page, uint32_t *ret_seq, struct rh_error *err);
 
-/* Read and verify the ack record of the mailbox at @gpa (see rh_mailbox_read_ack). */
+/*
+ * rh_mailbox_ack_read - read the mailbox page at @gpa (one read) and decode
+ * its ack record (rh_mailbox_read_ack). The page's arm header is not
+ * required (an agent may be re-arming); the ack is verified by its CRC.
+ * Returns 0, -ENODATA (no ack yet), -EAGAIN (torn, retry), -EBADMSG,
+ * -EINVAL (@gpa not aligned), or as rh_target_read.
+ */
 int rh_mailbox_ack_read(struct rh_target *target, uint64_t gpa, struct rh_ack *ret_ack,
                         struct rh_error *err);
 
-/* Set the prearm request (host side) at @gpa: seq, interval, window. */
-int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, uint32_t seq, uint32_t interval_us,
-                      uint32_t window_ms, struct rh_error *err);
+/*
+ * rh_mailbox_prearm - host side of the prearm handshake: after verifying the
+ * mailbox at @gpa (as rh_mailbox_patch, @token may be NULL), write
+ * interval_us and window_ms, then the nonzero @seq last.
+ * Returns 0, -EINVAL (seq 0 or @gpa not aligned), or as rh_mailbox_patch.
+ */
+int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                      uint32_t seq, uint32_t interval_us, uint32_t window_ms,
+                      struct rh_error *err);
+
+/*
+ * rh_mailbox_prearm_confirm_read - the agent's prearm confirm at @gpa:
+ * *ret_seq (prearm seq served), *ret_interval_us, *ret_active.
+ * Returns 0, -EINVAL (@gpa not aligned), or as rh_target_read.
+ */
+int rh_mailbox_prearm_confirm_read(struct rh_target *target, uint64_t gpa, uint32_t *ret_seq,
+                                   uint32_t *ret_interval_us, bool *ret_active,
+                                   struct rh_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Locating and patching a mailbox through any target (memory file, live
+ * process, overlay page), and reading back what the agent wrote.
+ *
+ * Locate is O(1) on the hot path: the template recorded the gpa the agent
+ * published, so a fork reads exactly one page there and verifies it. The
+ * scan is a fallback for when nothing was recorded; it looks only at page
+ * starts (the agent's page is page-aligned) and reads in large chunks.
+ *
+ * A page is believed only if its arm header is valid (magic, ABI major,
+ * CRC), carries the expected token, and records its own gpa as the address
+ * it was read from. The last check throws out stale copies of the page the
+ * guest may have elsewhere (page cache, a freed buffer), which would
+ * otherwise pass magic, CRC and token.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "rehome/patch.h"
+#include "target.h"
+
+#define PAGE 4096u
+
+static uint32_t get32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * Verify @page as the mailbox expected at @gpa (RH_GPA_NONE: any address)
+ * with @token (NULL: any). Returns 0, -ENOENT (not this mailbox), or the
+ * rh_mailbox_arm_read error for a page that has the magic but is unusable.
+ */
+static int verify_page(const uint8_t *page, uint64_t gpa, const uint8_t *token, struct rh_arm *ret_arm,
+                       struct rh_error *err)
+{
+        struct rh_arm arm;
+        int r;
+
+        r = rh_mailbox_arm_read(page, RH_MAILBOX_SIZE, &arm, err);
+        if (r == -ENOMSG)
+                return rh_error_set(err, ENOENT, "no mailbox magic");
+        if (r < 0)
+                return r;
+        if (token && memcmp(arm.token, token, RH_TOKEN_LEN) != 0)
+                return rh_error_set(err, ENOENT, "token does not match");
+        if (gpa != RH_GPA_NONE && arm.gpa != gpa)
+                return rh_error_set(err, ENOENT, "page records gpa 0x%" PRIx64 ", not its own address", arm.gpa);
+        if (ret_arm)
+                *ret_arm = arm;
+        return 0;
+}
+
+static int check_aligned(uint64_t gpa, struct rh_error *err)
+{
+        if (gpa % PAGE != 0)
+                return rh_error_set(err, EINVAL, "mailbox gpa 0x%" PRIx64 " is not 4 KiB aligned", gpa);
+        return 0;
+}
+
+/* Read and verify the page at @gpa. */
+static int load_page(struct rh_target *t, uint64_t gpa, const uint8_t *token, uint8_t *page,
+                     struct rh_error *err)
+{
+        int r;
+
+        r = check_aligned(gpa, err);
+        if (r < 0)
+                return r;
+        r = rh_target_read(t, gpa, page, RH_MAILBOX_SIZE, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "mailbox at gpa 0x%" PRIx64, gpa);
+        r = verify_page(page, gpa, token, NULL, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "mailbox at gpa 0x%" PRIx64, gpa);
+        return 0;
+}
+
+/*
+ * Scan the page starts of one stretch of guest RAM that is backed by the
+ * target: file offsets [off, end), gpa of @off = @gpa.
+ */
+static int scan_stretch(struct rh_target *t, uint64_t off, uint64_t end, uint64_t gpa, const uint8_t *token,
+                        uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
+{
+        uint64_t skip = (PAGE - gpa % PAGE) % PAGE;
+        int r;
+
+        if (skip >= end - off)
+                return 0;
+        off += skip;
+        gpa += skip;
+        while (end - off >= PAGE) {
+                size_t n = end - off < RH_SCAN_CHUNK ? (size_t)(end - off) : RH_SCAN_CHUNK;
+
+                r = target_read_offset(t, off, chunk, n, err);
+                if (r < 0)
+                        return r;
+                for (size_t k = 0; k + PAGE <= n; k += PAGE) {
+                        /* Cheap test first: the 8-byte magic at the page start. */
+                        if (memcmp(chunk + k, RH_MAILBOX_MAGIC, RH_MAILBOX_MAGIC_LEN) != 0)
+                                continue;
+                        if (verify_page(chunk + k, gpa + k, token, NULL, NULL) == 0) {
+                                *ret_gpa = gpa + k;
+                                return 1;
+                        }
+                }
+                off += n;
+                gpa += n;
+        }
+        return 0;
+}
+
+static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, uint64_t *ret_scanned,
+                struct rh_error *err)
+{
+        const struct rh_layout *layout = rh_target_layout(t);
+        _cleanup_free_ uint8_t *chunk = NULL;
+        uint64_t scanned = 0;
+        int r;
+
+        chunk = malloc(RH_SCAN_CHUNK);
+        if (!chunk)
+                return rh_error_set(err, ENOMEM, "scan: out of memory");
+        /* Guest RAM in gpa order, clipped to what the target can read. */
+        for (size_t i = 0; i < rh_layout_n_regions(layout); i++) {
+                const struct rh_region *rg = rh_layout_region(layout, i);
+                uint64_t rg_end = rg->size > UINT64_MAX - rg->offset ? UINT64_MAX : rg->offset + rg->size;
+
+                for (size_t j = 0; j < target_n_extents(t); j++) {
+                        uint64_t eo, el, a, b;
+
+                        target_extent(t, j, &eo, &el);
+                        a = eo > rg->offset ? eo : rg->offset;
+                        b = el > UINT64_MAX - eo ? UINT64_MAX : eo + el;
+                        if (b > rg_end)
+                                b = rg_end;
+                        if (a >= b)
+                                continue;
+                        r = scan_stretch(t, a, b, rg->gpa + (a - rg->offset), token, chunk, ret_gpa, err);
+                        if (r != 0)
+                                return r;
+                        scanned += b - a;
+                }
+        }
+        *ret_scanned = scanned;
+        return 0;
+}
+
+int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t token[RH_TOKEN_LEN],
+                      bool scan_fallback, uint64_t *ret_gpa, struct rh_error *err)
+{
+        struct rh_error hint_err = {};
+        uint64_t gpa = 0, scanned = 0;
+        uint8_t page[RH_MAILBOX_SIZE];
+        int r;
+
+        if (hint_gpa != RH_GPA_NONE) {
+                r = load_page(target, hint_gpa, token, page, &hint_err);
+                if (r == 0) {
+                        *ret_gpa = hint_gpa;
+                        return 0;
+                }
+                if (!scan_fallback || r == -EINVAL) {
+                        if (err)
+                                *err = hint_err;
+                        return r;
+                }
+        }
+        if (!scan_fallback)
+                return rh_error_set(err, ENOENT, "no mailbox hint and no scan");
+        r = scan(target, token, &gpa, &scanned, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "scan for mailbox");
+        if (r == 0) {
+                if (hint_gpa != RH_GPA_NONE)
+                        return rh_error_set(err, ENOENT,
+                                            "no mailbox found in 0x%" PRIx64 " bytes of guest RAM (hint: %s)",
+                                            scanned, hint_err.msg);
+                return rh_error_set(err, ENOENT, "no mailbox found in 0x%" PRIx64 " bytes of guest RAM", scanned);
+        }
+        *ret_gpa = gpa;
+        return 0;
+}
+
+/* Apply @req to the verified page copy; returns the seq used in *ret_seq. */
+static int apply_request(uint8_t *page, const struct rh_request *req, uint32_t *ret_seq, struct rh_error *err)
+{
+        struct rh_request rq = *req;
+        int r;
+
+        if (rq.seq == 0) {
+                rq.seq = get32(page + RH_OFF_REQUEST) + 1;
+                if (rq.seq == 0)
+                        rq.seq = 1;
+        }
+        r = rh_mailbox_write_request(page, &rq, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "request");
+        *ret_seq = rq.seq;
+        return 0;
+}
+
+int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                     const struct rh_request *req, uint32_t *ret_seq, struct rh_error *err)
+{
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint32_t seq, len;
+        int r;
+
+        r = load_page(target, gpa, token, page, err);
+        if (r < 0)
+                return r;
+        r = apply_request(page, req, &seq, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "mailbox at gpa 0x%" PRIx64, gpa);
+        len = get32(page + RH_OFF_REQUEST + 0x10);
+        if (len > RH_PAYLOAD_MAX)      /* our own encoder wrote it; cannot happen */
+                return rh_error_set(err, EMSGSIZE, "mailbox at gpa 0x%" PRIx64 ": payload length %u", gpa, len);
+        /* Body first: header fields after seq, and the payload. */
+        r = rh_target_write(target, gpa + RH_OFF_REQUEST + 4, page + RH_OFF_REQUEST + 4,
+                            RH_OFF_PAYLOAD - RH_OFF_REQUEST - 4 + len, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64, gpa);
+        /* Then the publication point. */
+        r = rh_target_write(target, gpa + RH_OFF_REQUEST, page + RH_OFF_REQUEST, 4, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64 " (seq)", gpa);
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
+int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                             const struct rh_request *req, uint8_t *ret_page, uint32_t *ret_seq,
+                             struct rh_error *err)
+{
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint32_t seq;
+        int r;
+
+        memcpy(page, template_page, sizeof(page));
+        r = verify_page(page, gpa, token, NULL, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "overlay page");
+        r = apply_request(page, req, &seq, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "overlay page");
+        memcpy(ret_page, page, sizeof(page));
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
+int rh_mailbox_ack_read(struct rh_target *target, uint64_t gpa, struct rh_ack *ret_ack, struct rh_error *err)
+{
+        uint8_t page[RH_MAILBOX_SIZE];
+        int r;
+
+        r = check_aligned(gpa, err);
+        if (r < 0)
+                return r;
+        r = rh_target_read(target, gpa, page, sizeof(page), err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "ack at gpa 0x%" PRIx64, gpa);
+        r = rh_mailbox_read_ack(page, ret_ack, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "ack at gpa 0x%" PRIx64, gpa);
+        return 0;
+}
+
+int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN], uint32_t seq,
+                      uint32_t interval_us, uint32_t window_ms, struct rh_error *err)
+{
+        uint8_t page[RH_MAILBOX_SIZE], body[8], seqb[4];
+        int r;
+
+        if (seq == 0)
+                return rh_error_set(err, EINVAL, "prearm sequence number 0 is reserved");
+        r = load_page(target, gpa, token, page, err);
+        if (r < 0)
+                return r;
+        put32(body, interval_us);
+        put32(body + 4, window_ms);
+        put32(seqb, seq);
+        r = rh_target_write(target, gpa + RH_OFF_PREARM + 4, body, sizeof(body), err);
+        if (r >= 0)
+                r = rh_target_write(target, gpa + RH_OFF_PREARM, seqb, sizeof(seqb), err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "prearm mailbox at gpa 0x%" PRIx64, gpa);
+        return 0;
+}
+
+int rh_mailbox_prearm_confirm_read(struct rh_target *target, uint64_t gpa, uint32_t *ret_seq,
+                                   uint32_t *ret_interval_us, bool *ret_active, struct rh_error *err)
+{
+        uint8_t confirm[sizeof(struct rh_wire_prearm_confirm)];
+        int r;
+
+        r = check_aligned(gpa, err);
+        if (r < 0)
+                return r;
+        r = rh_target_read(target, gpa + RH_OFF_PREARM_CONFIRM, confirm, sizeof(confirm), err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "prearm confirm at gpa 0x%" PRIx64, gpa);
+        *ret_seq = get32(confirm);
+        *ret_interval_us = get32(confirm + 4);
+        *ret_active = get32(confirm + 8) != 0;
+        return 0;
+}

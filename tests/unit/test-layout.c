@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory layouts: every VMM's region list, boundary addresses around each
+ * hole (last byte below, first byte in, first byte above, past the end,
+ * ranges crossing a boundary), spec strings and their errors, and Cloud
+ * Hypervisor state.json, well-formed and malformed.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rehome/layout.h"
+
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+
+static void expect_region(const struct rh_layout *l, size_t i, uint64_t gpa, uint64_t size, uint64_t offset)
+{
+        const struct rh_region *rg = rh_layout_region(l, i);
+
+        assert_non_null(rg);
+        assert_int_equal(rg->gpa, gpa);
+        assert_int_equal(rg->size, size);
+        assert_int_equal(rg->offset, offset);
+}
+
+static void expect_offset(const struct rh_layout *l, uint64_t gpa, uint64_t len, uint64_t want)
+{
+        struct rh_error err = {};
+        uint64_t off = 0;
+
+        assert_int_equal(rh_layout_gpa_to_offset(l, gpa, len, &off, &err), 0);
+        assert_int_equal(off, want);
+}
+
+static void expect_fault(const struct rh_layout *l, uint64_t gpa, uint64_t len, const char *msg)
+{
+        struct rh_error err = {};
+        uint64_t off = 12345;
+
+        assert_int_equal(rh_layout_gpa_to_offset(l, gpa, len, &off, &err), -EFAULT);
+        assert_int_equal(err.code, EFAULT);
+        assert_string_equal(err.msg, msg);
+        assert_int_equal(off, 12345);  /* untouched on failure */
+}
+
+static struct rh_layout *parse_ok(const char *spec)
+{
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+        int r = rh_layout_parse(spec, &l, &err);
+
+        if (r < 0)
+                fail_msg("parse \"%s\": %s", spec, err.msg);
+        assert_non_null(l);
+        return l;
+}
+
+static void parse_fails(const char *spec, int code, const char *msg)
+{
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+
+        assert_int_equal(rh_layout_parse(spec, &l, &err), code);
+        assert_null(l);
+        assert_int_equal(err.code, -code);
+        assert_string_equal(err.msg, msg);
+}
+
+static void test_firecracker_x86_small(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker:2G");
+
+        assert_string_equal(rh_layout_kind(l), "firecracker-x86_64");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 0, 2 * GiB, 0);
+        assert_int_equal(rh_layout_file_size(l), 2 * GiB);
+        expect_offset(l, 0, 4096, 0);
+        expect_offset(l, 2 * GiB - 1, 1, 2 * GiB - 1);
+        expect_fault(l, 2 * GiB, 1, "gpa 0x80000000 is past the end of guest RAM (0x80000000)");
+        expect_fault(l, 2 * GiB - 4096, 8192,
+                     "gpa range 0x7ffff000+0x2000 crosses the end of RAM region 0x0-0x80000000");
+        assert_null(rh_layout_region(l, 1));
+        rh_layout_free(l);
+}
+
+static void test_firecracker_x86_exactly_3g(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker-x86_64:3G");
+
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 0, 3 * GiB, 0);
+        expect_fault(l, 3 * GiB, 1, "gpa 0xc0000000 is past the end of guest RAM (0xc0000000)");
+        rh_layout_free(l);
+}
+
+static void test_firecracker_x86_hole(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker:4G");
+
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 0, 3 * GiB, 0);
+        expect_region(l, 1, 4 * GiB, 1 * GiB, 3 * GiB);
+        assert_int_equal(rh_layout_file_size(l), 4 * GiB);
+        /* last byte below the hole, first in it, last in it, first above */
+        expect_offset(l, 0xbfffffff, 1, 0xbfffffff);
+        expect_fault(l, 0xc0000000, 1, "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_fault(l, 0xffffffff, 1, "gpa 0xffffffff is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_offset(l, 0x100000000, 4096, 0xc0000000);       /* gpa - 1 GiB */
+        expect_offset(l, 0x13fffffff, 1, 0xffffffff);
+        expect_fault(l, 0x140000000, 1, "gpa 0x140000000 is past the end of guest RAM (0x140000000)");
+        expect_fault(l, UINT64_MAX, 1, "gpa 0xffffffffffffffff is past the end of guest RAM (0x140000000)");
+        /* ranges crossing boundaries */
+        expect_fault(l, 0xbffff000, 0x2000,
+                     "gpa range 0xbffff000+0x2000 crosses the end of RAM region 0x0-0xc0000000");
+        expect_fault(l, 0x13ffff000, 0x1001,
+                     "gpa range 0x13ffff000+0x1001 crosses the end of RAM region 0x100000000-0x140000000");
+        expect_offset(l, 0x13ffff000, 0x1000, 0xfffff000);
+        expect_fault(l, 0x100000000, UINT64_MAX,
+                     "gpa range 0x100000000+0xffffffffffffffff crosses the end of RAM region 0x100000000-0x140000000");
+        rh_layout_free(l);
+}
+
+static void test_firecracker_x86_mmio64_gap(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker:300G");
+
+        assert_int_equal(rh_layout_n_regions(l), 3);
+        expect_region(l, 0, 0, 3 * GiB, 0);
+        expect_region(l, 1, 4 * GiB, 252 * GiB, 3 * GiB);
+        expect_region(l, 2, 512 * GiB, 45 * GiB, 255 * GiB);
+        expect_offset(l, 256 * GiB - 1, 1, 255 * GiB - 1);
+        expect_fault(l, 256 * GiB, 1,
+                     "gpa 0x4000000000 is in a hole (no RAM between 0x4000000000 and 0x8000000000)");
+        expect_offset(l, 512 * GiB, 1, 255 * GiB);
+        assert_int_equal(rh_layout_file_size(l), 300 * GiB);
+        rh_layout_free(l);
+}
+
+static void test_firecracker_legacy(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker-x86_64-legacy:4G");
+
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 0, 0xd0000000, 0);
+        expect_region(l, 1, 4 * GiB, 0x30000000, 0xd0000000);
+        expect_offset(l, 0xcfffffff, 1, 0xcfffffff);
+        expect_fault(l, 0xd0000000, 1, "gpa 0xd0000000 is in a hole (no RAM between 0xd0000000 and 0x100000000)");
+        expect_offset(l, 0x100000000, 1, 0xd0000000);
+        rh_layout_free(l);
+        l = parse_ok("firecracker-x86_64-legacy:3328M");       /* exactly 0xd0000000 */
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        rh_layout_free(l);
+}
+
+static void test_firecracker_aarch64(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker-aarch64:1G");
+        struct rh_error err = {};
+        uint64_t gpa = 0;
+
+        assert_string_equal(rh_layout_kind(l), "firecracker-aarch64");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 2 * GiB, 1 * GiB, 0);
+        expect_fault(l, 0, 1, "gpa 0x0 is in a hole (no RAM between 0x0 and 0x80000000)");
+        expect_fault(l, 2 * GiB - 1, 1, "gpa 0x7fffffff is in a hole (no RAM between 0x0 and 0x80000000)");
+        expect_offset(l, 2 * GiB, 1, 0);
+        expect_offset(l, 3 * GiB - 1, 1, 1 * GiB - 1);
+        expect_fault(l, 3 * GiB, 1, "gpa 0xc0000000 is past the end of guest RAM (0xc0000000)");
+        assert_int_equal(rh_layout_offset_to_gpa(l, 0x1234, &gpa, &err), 0);
+        assert_int_equal(gpa, 2 * GiB + 0x1234);
+        assert_int_equal(rh_layout_offset_to_gpa(l, 1 * GiB, &gpa, &err), -EFAULT);
+        assert_string_equal(err.msg, "file offset 0x40000000 is past the end of guest RAM (0x40000000 bytes)");
+        rh_layout_free(l);
+
+        l = parse_ok("firecracker-aarch64:300G");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 2 * GiB, 254 * GiB, 0);
+        expect_region(l, 1, 512 * GiB, 46 * GiB, 254 * GiB);
+        rh_layout_free(l);
+
+        parse_fails("firecracker-aarch64:1023G", -EINVAL,
+                    "firecracker-aarch64: memory size 0xffc0000000 exceeds 0xff80000000");
+}
+
+static void test_qemu_q35(void **state)
+{
+        struct rh_layout *l;
+
+        /* Below 0xb0000000 everything stays low. */
+        l = parse_ok("qemu-q35:2815M");
+        assert_string_equal(rh_layout_kind(l), "qemu-q35");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 0, 2815 * MiB, 0);
+        rh_layout_free(l);
+
+        /* At 0xb0000000 (2816 MiB) q35 drops to 2 GiB below 4G. */
+        l = parse_ok("qemu-q35:0xb0000000");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 0, 0x80000000, 0);
+        expect_region(l, 1, 4 * GiB, 0x30000000, 0x80000000);
+        expect_offset(l, 0x7fffffff, 1, 0x7fffffff);
+        expect_fault(l, 0x80000000, 1, "gpa 0x80000000 is in a hole (no RAM between 0x80000000 and 0x100000000)");
+        expect_offset(l, 0x100000000, 1, 0x80000000);
+        expect_offset(l, 0x12fffffff, 1, 0xafffffff);
+        expect_fault(l, 0x130000000, 1, "gpa 0x130000000 is past the end of guest RAM (0x130000000)");
+        rh_layout_free(l);
+
+        l = parse_ok("qemu-q35:4G");
+        expect_region(l, 0, 0, 2 * GiB, 0);
+        expect_region(l, 1, 4 * GiB, 2 * GiB, 2 * GiB);
+        rh_layout_free(l);
+}
+
+static void test_qemu_pc(void **state)
+{
+        struct rh_layout *l;
+
+        l = parse_ok("qemu-pc:3583M");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 0, 3583 * MiB, 0);
+        rh_layout_free(l);
+
+        /* At 0xe0000000 the split snaps to 3 GiB (gigabyte alignment). */
+        l = parse_ok("qemu-pc:3584M");
+        assert_string_equal(rh_layout_kind(l), "qemu-pc");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 0, 3 * GiB, 0);
+        expect_region(l, 1, 4 * GiB, 512 * MiB, 3 * GiB);
+        expect_fault(l, 0xc0000000, 1, "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_offset(l, 0x11fffffff, 1, 0xdfffffff);
+        expect_fault(l, 0x120000000, 1, "gpa 0x120000000 is past the end of guest RAM (0x120000000)");
+        rh_layout_free(l);
+
+        l = parse_ok("qemu-pc:6G");
+        expect_region(l, 1, 4 * GiB, 3 * GiB, 3 * GiB);
+        rh_layout_free(l);
+}
+
+static void test_regions(void **state)
+{
+        struct rh_layout *l = parse_ok("regions:0:1M,0x100000000:0x200000,0x200000000:4K");
+
+        assert_string_equal(rh_layout_kind(l), "regions");
+        assert_int_equal(rh_layout_n_regions(l), 3);
+        expect_region(l, 0, 0, 1 * MiB, 0);
+        expect_region(l, 1, 4 * GiB, 2 * MiB, 1 * MiB);
+        expect_region(l, 2, 8 * GiB, 4 * KiB, 3 * MiB);
+        expect_fault(l, 1 * MiB, 1, "gpa 0x100000 is in a hole (no RAM between 0x100000 and 0x100000000)");
+        expect_offset(l, 8 * GiB + 4095, 1, 3 * MiB + 4095);
+        expect_fault(l, 8 * GiB + 4096, 1, "gpa 0x200001000 is past the end of guest RAM (0x200001000)");
+        rh_layout_free(l);
+
+        /* Bare list, no prefix; region not at 0. */
+        l = parse_ok("0x1000:0x1000");
+        expect_region(l, 0, 0x1000, 0x1000, 0);
+        expect_fault(l, 0, 1, "gpa 0x0 is in a hole (no RAM between 0x0 and 0x1000)");
+        rh_layout_free(l);
+}
+
+static void test_region_errors(void **state)
+{
+        char spec[64 * 24 + 16];
+        size_t n = 0;
+
+        parse_fails("regions:", -EINVAL, "regions: region 0 \"\": expected a number");
+        parse_fails("regions:0", -EINVAL, "regions: region 0: expected GPA:SIZE");
+        parse_fails("regions:0:1M:5", -EINVAL, "regions: region 0: expected GPA:SIZE");
+        parse_fails("regions:0:1M,", -EINVAL, "regions: region 1 \"\": expected a number");
+        parse_fails("regions:0:1Q", -EINVAL, "regions: region 0 \"1Q\": unexpected 'Q'");
+        parse_fails("regions:0x:1M", -EINVAL, "regions: region 0 \"0x:1M\": expected a number");
+        parse_fails("regions:0:0", -EINVAL, "regions: region 0 at gpa 0x0: size 0");
+        parse_fails("regions:0:1M,0x80000:1M", -EINVAL,
+                    "regions: region 1 at gpa 0x80000 overlaps or precedes region 0 (0x0-0x100000)");
+        parse_fails("regions:0x200000:1M,0:1M", -EINVAL,
+                    "regions: region 1 at gpa 0x0 overlaps or precedes region 0 (0x200000-0x300000)");
+        parse_fails("regions:0xffffffffff000:0x2000", -EINVAL,
+                    "regions: region 0 0xffffffffff000+0x2000 ends past gpa 0x10000000000000");
+        parse_fails("regions:0:99999999999999999999", -ERANGE,
+                    "regions: region 0 \"99999999999999999999\": number too large");
+        parse_fails("regions:0:0xffffffffffffT", -ERANGE, "regions: region 0 \"0xffffffffffffT\": number too large");
+        parse_fails("regions:0:64T,0x400000000000:1", -EINVAL,
+                    "regions: regions add up to more than 0x400000000000 bytes");
+
+        for (int i = 0; i < 65; i++)
+                n += (size_t)snprintf(spec + n, sizeof(spec) - n, "%s0x%x:4K", i ? "," : "", i * 0x2000);
+        parse_fails(spec, -E2BIG, "regions: more than 64 regions");
+}
+
+static void test_spec_errors(void **state)
+{
+        parse_fails("", -EINVAL, "empty layout spec");
+        parse_fails("firecracker:", -EINVAL, "firecracker \"\": expected a number");
+        parse_fails("firecracker:4X", -EINVAL, "firecracker \"4X\": unexpected 'X'");
+        parse_fails("firecracker:4G:1", -EINVAL, "firecracker: trailing \":1\" after the memory size");
+        parse_fails("firecracker:0", -EINVAL, "firecracker-x86_64: memory size 0");
+        parse_fails("qemu-q35:65T", -EINVAL, "qemu-q35: memory size 0x410000000000 exceeds 0x400000000000");
+        parse_fails("qemu-pc:99999999999999999999", -ERANGE, "qemu-pc \"99999999999999999999\": number too large");
+        parse_fails("xen:1G", -EINVAL,
+                    "unknown layout \"xen:1G\" (firecracker[-x86_64|-aarch64|-x86_64-legacy]:SIZE, "
+                    "qemu-q35:SIZE, qemu-pc:SIZE, cloud-hypervisor:PATH, regions:GPA:SIZE,..., flat)");
+        parse_fails("cloud-hypervisor:", -EINVAL, "cloud-hypervisor: missing path to state.json");
+        parse_fails("cloud-hypervisor:/nonexistent/state.json", -ENOENT,
+                    "/nonexistent/state.json: No such file or directory");
+}
+
+static void test_flat(void **state)
+{
+        struct rh_layout *l = parse_ok("flat");
+        struct rh_error err = {};
+        uint64_t gpa = 0;
+
+        assert_string_equal(rh_layout_kind(l), "flat");
+        assert_int_equal(rh_layout_file_size(l), UINT64_MAX);
+        expect_offset(l, 0x123456789000, 4096, 0x123456789000);
+        expect_fault(l, UINT64_MAX - 1, 4, "gpa range 0xfffffffffffffffe+0x4 wraps around");
+        assert_int_equal(rh_layout_offset_to_gpa(l, 77, &gpa, &err), 0);
+        assert_int_equal(gpa, 77);
+        rh_layout_free(l);
+}
+
+/* ---- Cloud Hypervisor ---- */
+
+/* A state.json shaped like Cloud Hypervisor's: the memory manager's state is a JSON string. */
+static char *ch_state(const char *inner_escaped)
+{
+        char *s = NULL;
+
+        assert_true(asprintf(&s,
+                             "{\"snapshots\":{\"cpu-manager\":{\"snapshots\":{},\"snapshot_data\":{\"state\":\"{}\"}},"
+                             "\"memory-manager\":{\"snapshots\":{},\"snapshot_data\":{\"state\":\"%s\"}}},"
+                             "\"snapshot_data\":null}",
+                             inner_escaped) > 0);
+        return s;
+}
+
+static void ch_fails(const char *json, int code, const char *msg)
+{
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+
+        assert_int_equal(rh_layout_new_cloud_hypervisor(json, strlen(json), &l, &err), code);
+        assert_null(l);
+        assert_string_equal(err.msg, msg);
+}
+
+static void test_cloud_hypervisor_good(void **state)
+{
+        char *json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":3221225472},"
+                              "{\\\"gpa\\\":4294967296,\\\"length\\\":1073741824}]},\\\"boot_ram\\\":4294967296}");
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+
+        assert_int_equal(rh_layout_new_cloud_hypervisor(json, strlen(json), &l, &err), 0);
+        assert_string_equal(rh_layout_kind(l), "cloud-hypervisor");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 0, 3 * GiB, 0);
+        expect_region(l, 1, 4 * GiB, 1 * GiB, 3 * GiB);
+        expect_offset(l, 4 * GiB + 8192, 4096, 3 * GiB + 8192);
+        expect_fault(l, 3 * GiB, 1, "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        rh_layout_free(l);
+        free(json);
+}
+
+static void test_cloud_hypervisor_path(void **state)
+{
+        char dir[] = "/tmp/rh-test-layout-XXXXXX", path[64];
+        char *json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":1048576}]}}");
+        struct rh_layout *l;
+        FILE *f;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/state.json", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(json, f);
+        fclose(f);
+
+        snprintf(path, sizeof(path), "cloud-hypervisor:%s", dir);       /* the snapshot directory */
+        l = parse_ok(path);
+        expect_region(l, 0, 0, 1 * MiB, 0);
+        rh_layout_free(l);
+        snprintf(path, sizeof(path), "cloud-hypervisor:%s/state.json", dir);
+        l = parse_ok(path);
+        assert_int_equal(rh_layout_file_size(l), 1 * MiB);
+        rh_layout_free(l);
+
+        snprintf(path, sizeof(path), "%s/state.json", dir);
+        f = fopen(path, "w");
+        fputs("{\"snapshots\":{}}", f);
+        fclose(f);
+        {
+                char spec[128], msg[256];
+                snprintf(spec, sizeof(spec), "cloud-hypervisor:%s", path);
+                snprintf(msg, sizeof(msg), "%s: state.json: no snapshots.\"memory-manager\" object", path);
+                parse_fails(spec, -EINVAL, msg);
+        }
+        unlink(path);
+        rmdir(dir);
+        free(json);
+}
+
+static void test_cloud_hypervisor_malformed(void **state)
+{
+        char *json;
+
+        ch_fails("", -EINVAL, "state.json: line 1: '[' or '{' expected near end of file");
+        ch_fails("{\"snapshots\": [", -EINVAL, "state.json: line 1: ']' expected near end of file");
+        ch_fails("{\"snapshots\":{}}", -EINVAL, "state.json: no snapshots.\"memory-manager\" object");
+        ch_fails("{\"snapshots\":{\"memory-manager\":{\"snapshot_data\":null}}}", -EINVAL,
+                 "state.json: memory-manager has no snapshot_data object");
+        ch_fails("{\"snapshots\":{\"memory-manager\":{\"snapshot_data\":{\"state\":{}}}}}", -EINVAL,
+                 "state.json: memory-manager snapshot_data.state is not a string");
+        ch_fails("{\"a\":1,\"a\":2}", -EINVAL, "state.json: line 1: duplicate object key near '\"a\"'");
+
+        json = ch_state("not json");
+        ch_fails(json, -EINVAL, "state.json: memory-manager state: '[' or '{' expected near 'not'");
+        free(json);
+        json = ch_state("{}");
+        ch_fails(json, -EINVAL, "state.json: memory-manager state has no memory_ranges.data array");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[]}}");
+        ch_fails(json, -EINVAL, "state.json: memory_ranges.data is empty");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[7]}}");
+        ch_fails(json, -EINVAL, "state.json: memory range 0 is not an object");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0}]}}");
+        ch_fails(json, -EINVAL, "state.json: memory range 0: \"length\" missing or not an integer");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":\\\"0\\\",\\\"length\\\":1}]}}");
+        ch_fails(json, -EINVAL, "state.json: memory range 0: \"gpa\" missing or not an integer");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":-4096,\\\"length\\\":4096}]}}");
+        ch_fails(json, -EINVAL, "state.json: memory range 0: \"gpa\" is negative");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":0}]}}");
+        ch_fails(json, -EINVAL, "state.json: region 0 at gpa 0x0: size 0");
+        free(json);
+        json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":8192},"
+                        "{\\\"gpa\\\":4096,\\\"length\\\":4096}]}}");
+        ch_fails(json, -EINVAL, "state.json: region 1 at gpa 0x1000 overlaps or precedes region 0 (0x0-0x2000)");
+        free(json);
+}
+
+static void test_cloud_hypervisor_limits(void **state)
+{
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+        char inner[65 * 64 + 64], *json;
+        size_t n = 0;
+
+        n += (size_t)snprintf(inner + n, sizeof(inner) - n, "{\\\"memory_ranges\\\":{\\\"data\\\":[");
+        for (int i = 0; i < 65; i++)
+                n += (size_t)snprintf(inner + n, sizeof(inner) - n, "%s{\\\"gpa\\\":%d,\\\"length\\\":4096}",
+                                      i ? "," : "", i * 8192);
+        snprintf(inner + n, sizeof(inner) - n, "]}}");
+        json = ch_state(inner);
+        ch_fails(json, -E2BIG, "state.json: 65 memory ranges, at most 64");
+        free(json);
+
+        assert_int_equal(rh_layout_new_cloud_hypervisor("{}", RH_LAYOUT_STATE_JSON_MAX + 1, &l, &err), -EFBIG);
+        assert_string_equal(err.msg, "state.json: 16777217 bytes, more than 16777216");
+        assert_null(l);
+}
+
+static void test_new_regions_direct(void **state)
+{
+        const struct rh_region regs[] = {
+                { .gpa = 0x100000, .size = 0x100000, .offset = 999 },  /* offset ignored */
+                { .gpa = 0x300000, .size = 0x1000, .offset = 0 },
+        };
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+        uint64_t gpa;
+
+        assert_int_equal(rh_layout_new_regions(regs, 2, &l, &err), 0);
+        expect_region(l, 0, 0x100000, 0x100000, 0);
+        expect_region(l, 1, 0x300000, 0x1000, 0x100000);
+        assert_int_equal(rh_layout_offset_to_gpa(l, 0x100000, &gpa, &err), 0);
+        assert_int_equal(gpa, 0x300000);
+        assert_int_equal(rh_layout_offset_to_gpa(l, 0x101000, &gpa, &err), -EFAULT);
+        assert_string_equal(err.msg, "file offset 0x101000 is past the end of guest RAM (0x101000 bytes)");
+        rh_layout_free(l);
+        l = NULL;
+        assert_int_equal(rh_layout_new_regions(regs, 0, &l, &err), -EINVAL);
+        assert_string_equal(err.msg, "no memory regions");
+        assert_int_equal(rh_layout_new_regions(regs, 65, &l, &err), -E2BIG);
+        assert_string_equal(err.msg, "65 memory regions, at most 64");
+        assert_null(l);
+        assert_null(rh_layout_free(NULL));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_firecracker_x86_small),
+                cmocka_unit_test(test_firecracker_x86_exactly_3g),
+                cmocka_unit_test(test_firecracker_x86_hole),
+                cmocka_unit_test(test_firecracker_x86_mmio64_gap),
+                cmocka_unit_test(test_firecracker_legacy),
+                cmocka_unit_test(test_firecracker_aarch64),
+                cmocka_unit_test(test_qemu_q35),
+                cmocka_unit_test(test_qemu_pc),
+                cmocka_unit_test(test_regions),
+                cmocka_unit_test(test_region_errors),
+                cmocka_unit_test(test_spec_errors),
+                cmocka_unit_test(test_flat),
+                cmocka_unit_test(test_cloud_hypervisor_good),
+                cmocka_unit_test(test_cloud_hypervisor_path),
+                cmocka_unit_test(test_cloud_hypervisor_malformed),
+                cmocka_unit_test(test_cloud_hypervisor_limits),
+                cmocka_unit_test(test_new_regions_direct),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
