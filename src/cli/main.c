@@ -24,6 +24,10 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+        { "locate", cmd_locate, "find a mailbox in guest memory (file or pid)" },
+        { "patch", cmd_patch, "write a request into a mailbox before resume" },
+        { "inspect", cmd_inspect, "decode and print a mailbox: arm header, request, ack" },
+        { "wait-ack", cmd_wait_ack, "wait for a clone's ack (mailbox record and/or UDP)" },
         /* VERBS: one row per verb; keep this marker line for easy merges. */
         {},
 };

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host-side conveniences around the mailbox ABI: a request as JSON (for
+ * files, --json output and other languages' tooling), an ack record as JSON,
+ * and the agent's UDP ack line (`stage=applied mac=... ip=... nonce=...`,
+ * hypeman compatible).
+ *
+ * Request JSON (every key optional except "interfaces"):
+ *   {
+ *     "interfaces": [ { "name": "eth0", "match_mac": "52:54:00:12:34:56",
+ *                       "mac": "02:00:00:00:00:05", "mtu": 1500 } ],
+ *     "addresses":  [ { "interface": 0, "address": "10.0.0.5/24" } ],
+ *     "routes":     [ { "interface": 0, "destination": "0.0.0.0/0",
+ *                       "gateway": "10.0.0.1", "metric": 100 } ],
+ *     "dns": [ "10.0.0.1" ], "search": [ "example.internal" ],
+ *     "hostname": "clone-5",
+ *     "flush_neighbours": true, "announce": true, "ack_early": false,
+ *     "replace_addresses": true,
+ *     "ack": "10.0.0.1:5555",
+ *     "seq": 0, "nonce": "0x1234"
+ *   }
+ * "interface" defaults to 0; "destination" defaults to the default route.
+ */
+#ifndef REHOME_REQUEST_H
+#define REHOME_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rehome/error.h"
+#include "rehome/mailbox.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * rh_request_from_json - parse and validate a request document.
+ * Returns 0, -EBADMSG (not JSON, wrong type; message names the key and the
+ * line), -EINVAL (a value is invalid: bad MAC, address, prefix, ...), -E2BIG
+ * (too many entries). @ret_req is written only on success.
+ */
+int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_req,
+                         struct rh_error *err);
+
+/*
+ * rh_request_to_json - the JSON form of @req (same schema, seq and nonce
+ * included), pretty-printed when @indent > 0. Returns a malloc'd string, or
+ * NULL on allocation failure.
+ */
+char *rh_request_to_json(const struct rh_request *req, int indent);
+
+/* rh_ack_to_json - an ack record as a JSON object string (malloc'd; NULL on ENOMEM). */
+char *rh_ack_to_json(const struct rh_ack *ack, int indent);
+
+/* The fields of one UDP ack line. Unknown keys are ignored. */
+struct rh_ack_line {
+        char stage[16];         /* "mailbox", "applied", "error" */
+        char mac[18];           /* "" if absent */
+        char ip[64];            /* "" if absent (may carry "/prefix") */
+        uint64_t nonce;
+        bool has_nonce;
+        uint32_t seq;
+        bool has_seq;
+        char signal[24];
+        char error[RH_ACK_ERROR_MAX];
+};
+
+/*
+ * rh_ack_line_parse - parse `key=value key="quoted value" ...` (at most 1400
+ * bytes, one datagram). nonce is hexadecimal with or without 0x.
+ * Returns 0, -EBADMSG (no stage, malformed pair, bad nonce/seq), -EMSGSIZE.
+ */
+int rh_ack_line_parse(const char *line, size_t len, struct rh_ack_line *ret_line,
+                      struct rh_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

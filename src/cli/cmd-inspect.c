@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome inspect: decode and print everything in a mailbox page: the
+ * agent's arm header, the prearm handshake, the host's request and the
+ * agent's ack record. Each section is decoded independently so a broken one
+ * is reported without hiding the others.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "opts.h"
+#include "rehome/request.h"
+
+static void help(void)
+{
+        printf("Usage: rehome inspect (--file PATH | --pid PID --mem-file PATH) [--layout SPEC]\n"
+               "                      [--gpa ADDR] [--token HEX]\n\n"
+               "Decode and print a mailbox: arm header, prearm, request, ack. Without --gpa the\n"
+               "mailbox is located by a scan. With the global --json, one JSON document.\n\n"
+               TARGET_HELP
+               "  -h, --help          this help\n\n"
+               "Exit codes: 0 printed, 1 no mailbox or error, 2 usage.\n");
+}
+
+static uint32_t page_u32(const uint8_t *page, size_t off)
+{
+        uint32_t v;
+
+        memcpy(&v, page + off, 4);
+        return le32toh(v);
+}
+
+static const char *const cap_names[] = {
+        [0] = "vmclock", [1] = "vmclock-spin", [2] = "vmgenid-uevent", [3] = "vmgenid-kmsg",
+        [4] = "poll", [8] = "ipv6", [9] = "routes", [10] = "dns", [11] = "hostname",
+        [12] = "announce", [13] = "udp-ack", [14] = "prearm",
+};
+
+static const char *const applied_names[] = {
+        "mac", "mtu", "addrs", "routes", "neigh", "link-up", "announce", "hostname", "dns",
+};
+
+static void bits_string(uint32_t bits, const char *const *names, size_t n, char *buf, size_t cap)
+{
+        size_t len = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < 32; i++) {
+                if (!(bits & (1u << i)))
+                        continue;
+                const char *name = i < n && names[i] ? names[i] : "?";
+                len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? "," : "", name);
+                if (len >= cap)
+                        break;
+        }
+        if (!buf[0])
+                snprintf(buf, cap, "-");
+}
+
+/* "1.234 ms" between two guest stamps, or "-" when either is missing. */
+static const char *span(uint64_t from, uint64_t to, char buf[32])
+{
+        if (!from || !to || to < from)
+                return "-";
+        snprintf(buf, 32, "%.3f ms", (double)(to - from) / 1e6);
+        return buf;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+        static const struct option options[] = {
+                TARGET_LONG_OPTIONS,
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct target_opts t = {};
+        struct rh_layout *layout = NULL;
+        struct rh_target *target = NULL;
+        struct rh_error err = {}, arm_err = {}, req_err = {}, ack_err = {};
+        uint8_t page[RH_MAILBOX_SIZE];
+        struct rh_arm arm;
+        struct rh_request req;
+        struct rh_ack ack;
+        uint32_t req_seq = 0;
+        uint64_t req_nonce = 0, gpa;
+        char buf[256], tok[33], d1[32], d2[32], d3[32];
+        int c, r, arm_r, req_r, ack_r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                if (c == 'h') {
+                        help();
+                        return EXIT_OK;
+                }
+                r = target_opt(&t, c, optarg, "inspect");
+                if (r > 1)
+                        return r;
+                if (r == 0)
+                        return cli_usage_error("inspect", "unknown option");
+        }
+        if (optind != argc)
+                return cli_usage_error("inspect", "unexpected argument '%s'", argv[optind]);
+        if ((r = target_check(&t, "inspect", false)) != 0)
+                return r;
+
+        r = target_open(&t, false, &layout, &target, &err);
+        if (r >= 0)
+                r = rh_mailbox_locate(target, t.has_gpa ? t.gpa : RH_GPA_NONE, t.has_token ? t.token : NULL,
+                                      !t.has_gpa, &gpa, &err);
+        if (r >= 0)
+                r = rh_target_read(target, gpa, page, sizeof(page), &err);
+        rh_target_free(target);
+        rh_layout_free(layout);
+        if (r < 0)
+                return cli_fail("inspect: %s", err.msg);
+
+        arm_r = rh_mailbox_arm_read(page, sizeof(page), &arm, &arm_err);
+        req_r = rh_mailbox_read_request(page, &req, &req_seq, &req_nonce, &req_err);
+        ack_r = rh_mailbox_read_ack(page, &ack, &ack_err);
+
+        if (cli.json) {
+                json_t *o = json_object();
+                char hex[24];
+                snprintf(hex, sizeof(hex), "0x%" PRIx64, gpa);
+                json_object_set_new(o, "gpa", json_string(hex));
+                if (arm_r >= 0) {
+                        bits_string(arm.caps, cap_names, sizeof(cap_names) / sizeof(cap_names[0]), buf, sizeof(buf));
+                        snprintf(hex, sizeof(hex), "0x%" PRIx64, arm.gpa);
+                        json_object_set_new(o, "arm", json_pack("{s:s,s:i,s:i,s:I,s:s,s:I,s:s}", "token",
+                                                                 format_token(arm.token, tok), "abi_major",
+                                                                 arm.abi_major, "abi_minor", arm.abi_minor,
+                                                                 "arm_generation", (json_int_t)arm.arm_generation,
+                                                                 "gpa", hex, "agent_version",
+                                                                 (json_int_t)arm.agent_version, "caps", buf));
+                } else
+                        json_object_set_new(o, "arm", json_pack("{s:s}", "error", arm_err.msg));
+                json_object_set_new(o, "prearm",
+                                    json_pack("{s:I,s:I,s:I,s:I,s:b}", "seq",
+                                              (json_int_t)page_u32(page, RH_OFF_PREARM), "interval_us",
+                                              (json_int_t)page_u32(page, RH_OFF_PREARM + 4), "confirm_seq",
+                                              (json_int_t)page_u32(page, RH_OFF_PREARM_CONFIRM),
+                                              "confirm_interval_us",
+                                              (json_int_t)page_u32(page, RH_OFF_PREARM_CONFIRM + 4), "active",
+                                              page_u32(page, RH_OFF_PREARM_CONFIRM + 8) != 0));
+                if (req_r >= 0) {
+                        char *s = rh_request_to_json(&req, 0);
+                        json_object_set_new(o, "request", s ? json_loads(s, 0, NULL) : json_null());
+                        free(s);
+                } else
+                        json_object_set_new(o, "request", json_pack("{s:I,s:s}", "seq", (json_int_t)req_seq,
+                                                                    "error", req_err.msg));
+                if (ack_r >= 0) {
+                        char *s = rh_ack_to_json(&ack, 0);
+                        json_object_set_new(o, "ack", s ? json_loads(s, 0, NULL) : json_null());
+                        free(s);
+                } else
+                        json_object_set_new(o, "ack", json_pack("{s:s}", "error", ack_err.msg));
+                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
+                putchar('\n');
+                json_decref(o);
+                return EXIT_OK;
+        }
+
+        printf("mailbox  gpa 0x%" PRIx64 "\n", gpa);
+        if (arm_r >= 0) {
+                bits_string(arm.caps, cap_names, sizeof(cap_names) / sizeof(cap_names[0]), buf, sizeof(buf));
+                printf("arm      abi %u.%u  generation %u  agent %u.%u.%u  gpa 0x%" PRIx64 "\n"
+                       "         token %s\n         caps %s\n",
+                       arm.abi_major, arm.abi_minor, arm.arm_generation, arm.agent_version >> 16,
+                       (arm.agent_version >> 8) & 0xff, arm.agent_version & 0xff, arm.gpa,
+                       format_token(arm.token, tok), buf);
+        } else
+                printf("arm      invalid: %s\n", arm_err.msg);
+        printf("prearm   host seq %u interval %u us  agent seq %u interval %u us %s\n",
+               page_u32(page, RH_OFF_PREARM), page_u32(page, RH_OFF_PREARM + 4),
+               page_u32(page, RH_OFF_PREARM_CONFIRM), page_u32(page, RH_OFF_PREARM_CONFIRM + 4),
+               page_u32(page, RH_OFF_PREARM_CONFIRM + 8) ? "(fast poll active)" : "(idle)");
+        if (req_r >= 0) {
+                char mac[18], ip[46];
+                printf("request  seq %u  nonce %016" PRIx64 "\n", req.seq, req.nonce);
+                for (unsigned i = 0; i < req.n_ifaces; i++) {
+                        const struct rh_iface *f = &req.ifaces[i];
+                        printf("         iface %u: match %s%s%s", i, (f->match & RH_MATCH_NAME) ? f->name : "",
+                               (f->match & RH_MATCH_NAME) && (f->match & RH_MATCH_MAC) ? "," : "",
+                               (f->match & RH_MATCH_MAC) ? rh_mac_format(f->match_mac, mac) : "");
+                        if (f->has_mac)
+                                printf("  mac %s", rh_mac_format(f->mac, mac));
+                        if (f->mtu)
+                                printf("  mtu %u", f->mtu);
+                        putchar('\n');
+                }
+                for (unsigned i = 0; i < req.n_addrs; i++) {
+                        struct rh_ipaddr a = { .family = req.addrs[i].family };
+                        memcpy(a.addr, req.addrs[i].addr, 16);
+                        printf("         addr %s/%u on iface %u\n", rh_ip_format(&a, ip), req.addrs[i].prefix,
+                               req.addrs[i].iface);
+                }
+                for (unsigned i = 0; i < req.n_routes; i++) {
+                        const struct rh_route *rt = &req.routes[i];
+                        struct rh_ipaddr a = { .family = rt->family };
+                        memcpy(a.addr, rt->dst, 16);
+                        printf("         route %s/%u", rh_ip_format(&a, ip), rt->dst_prefix);
+                        if (rt->has_gateway) {
+                                memcpy(a.addr, rt->gateway, 16);
+                                printf(" via %s", rh_ip_format(&a, ip));
+                        }
+                        printf(" metric %u on iface %u\n", rt->metric, rt->iface);
+                }
+                for (unsigned i = 0; i < req.n_dns; i++)
+                        printf("         dns %s\n", rh_ip_format(&req.dns[i], ip));
+                for (unsigned i = 0; i < req.n_search; i++)
+                        printf("         search %s\n", req.search[i]);
+                if (req.hostname[0])
+                        printf("         hostname %s\n", req.hostname);
+                if (req.has_ack_udp)
+                        printf("         ack udp %s port %u\n",
+                               req.ack_addr.family ? rh_ip_format(&req.ack_addr, ip) : "gateway", req.ack_port);
+        } else if (req_r == -ENODATA)
+                printf("request  none\n");
+        else
+                printf("request  invalid (seq %u): %s\n", req_seq, req_err.msg);
+        if (ack_r >= 0) {
+                bits_string(ack.applied, applied_names, sizeof(applied_names) / sizeof(applied_names[0]), buf,
+                            sizeof(buf));
+                printf("ack      seq %u  nonce %016" PRIx64 "  status %s  signal %s  applied %s\n", ack.seq,
+                       ack.nonce, rh_ack_status_name(ack.status), rh_signal_name(ack.signal), buf);
+                printf("         guest clock: signal->read %s  read->applied %s  ->ack %s\n",
+                       span(ack.t_signal_ns, ack.t_read_ns, d1), span(ack.t_read_ns, ack.t_applied_ns, d2),
+                       span(ack.t_applied_ns ? ack.t_applied_ns : ack.t_read_ns, ack.t_ack_ns, d3));
+                if (ack.error[0])
+                        printf("         error %s (%s)\n", ack.error, strerror(ack.error_code));
+        } else if (ack_r == -ENODATA)
+                printf("ack      none\n");
+        else
+                printf("ack      invalid: %s\n", ack_err.msg);
+        return EXIT_OK;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome locate: find a mailbox in guest memory. With --gpa (the address
+ * the agent published) one page is read and verified: O(1). Without it, or
+ * with --scan when the hint fails, every page start is checked.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "opts.h"
+
+static void help(void)
+{
+        printf("Usage: rehome locate (--file PATH | --pid PID --mem-file PATH) [--layout SPEC]\n"
+               "                     [--gpa ADDR] [--token HEX] [--scan]\n\n"
+               "Find the mailbox page and print its guest-physical address and arm header.\n\n"
+               TARGET_HELP
+               "  --scan              scan page starts if --gpa is absent or does not verify\n"
+               "  -h, --help          this help\n\n"
+               "Without --gpa the whole of guest RAM is scanned (page starts only).\n"
+               "Exit codes: 0 found, 1 not found or error, 2 usage.\n");
+}
+
+int cmd_locate(int argc, char **argv)
+{
+        static const struct option options[] = {
+                TARGET_LONG_OPTIONS,
+                { "scan", no_argument, NULL, OPT_SCAN },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct target_opts t = {};
+        struct rh_layout *layout = NULL;
+        struct rh_target *target = NULL;
+        struct rh_target_stats stats;
+        struct rh_error err = {};
+        struct rh_arm arm;
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint64_t gpa;
+        bool scan = false;
+        char tok[33];
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                if (c == 'h') {
+                        help();
+                        return EXIT_OK;
+                }
+                if (c == OPT_SCAN) {
+                        scan = true;
+                        continue;
+                }
+                r = target_opt(&t, c, optarg, "locate");
+                if (r > 1)
+                        return r;
+                if (r == 0)
+                        return cli_usage_error("locate", "unknown option");
+        }
+        if (optind != argc)
+                return cli_usage_error("locate", "unexpected argument '%s'", argv[optind]);
+        if ((r = target_check(&t, "locate", false)) != 0)
+                return r;
+
+        r = target_open(&t, false, &layout, &target, &err);
+        if (r < 0)
+                return cli_fail("locate: %s", err.msg);
+        r = rh_mailbox_locate(target, t.has_gpa ? t.gpa : RH_GPA_NONE, t.has_token ? t.token : NULL,
+                              scan || !t.has_gpa, &gpa, &err);
+        if (r >= 0)
+                r = rh_target_read(target, gpa, page, sizeof(page), &err);
+        if (r >= 0)
+                r = rh_mailbox_arm_read(page, sizeof(page), &arm, &err);
+        rh_target_get_stats(target, &stats);
+        rh_target_free(target);
+        rh_layout_free(layout);
+        if (r < 0)
+                return cli_fail("locate: %s", err.msg);
+
+        format_token(arm.token, tok);
+        if (cli.json) {
+                char gpa_hex[24];
+                snprintf(gpa_hex, sizeof(gpa_hex), "0x%" PRIx64, gpa);
+                json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:I}", "gpa", gpa_hex, "token", tok,
+                                      "abi_major", arm.abi_major, "abi_minor", arm.abi_minor,
+                                      "arm_generation", (json_int_t)arm.arm_generation, "caps",
+                                      (json_int_t)arm.caps, "bytes_read", (json_int_t)stats.bytes_read,
+                                      "read_calls", (json_int_t)stats.read_calls);
+                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
+                putchar('\n');
+                json_decref(o);
+        } else
+                printf("mailbox gpa=0x%" PRIx64 " token=%s abi=%u.%u generation=%u (read %" PRIu64
+                       " bytes in %" PRIu64 " calls)\n",
+                       gpa, tok, arm.abi_major, arm.abi_minor, arm.arm_generation, stats.bytes_read,
+                       stats.read_calls);
+        return EXIT_OK;
+}

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome wait-ack: wait for a clone's answer to one request, identified by
+ * its nonce, on both channels at once: the ack record in the mailbox (read
+ * from the memory file or /proc/<pid>/mem) and the agent's UDP ack line.
+ * The first final answer wins; a stale or foreign ack (other nonce) is
+ * ignored, never mistaken for this one.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "cli.h"
+#include "io.h"
+#include "opts.h"
+#include "rehome/request.h"
+
+enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL };
+
+static void help(void)
+{
+        printf("Usage: rehome wait-ack [--file PATH | --pid PID --mem-file PATH] [--layout SPEC]\n"
+               "                       [--gpa ADDR] [--udp [ADDR:]PORT] --nonce HEX [--timeout MS]\n\n"
+               "Wait for the agent's final ack of the request with this nonce (printed by\n"
+               "'rehome patch'): from the mailbox ack record (needs --gpa) and/or a UDP ack line.\n\n"
+               TARGET_HELP
+               "  --udp [ADDR:]PORT   also listen for the agent's UDP ack line here\n"
+               "  --nonce HEX         the request's nonce (required)\n"
+               "  --timeout MS        give up after MS milliseconds (default 10000)\n"
+               "  --interval-us N     mailbox poll interval (default 1000)\n"
+               "  -h, --help          this help\n\n"
+               "Exit codes: 0 applied, 1 rejected or failed (the agent's error is printed),\n"
+               "2 usage, 3 timed out (says what was seen).\n");
+}
+
+static int udp_open(const char *spec, struct rh_error *err)
+{
+        struct sockaddr_storage ss = {};
+        struct rh_ipaddr ip = { .family = 4 };
+        const char *port_s = spec, *colon = strrchr(spec, ':');
+        char host[64];
+        socklen_t sl;
+        uint64_t port;
+        int fd;
+
+        if (colon) {
+                size_t n = (size_t)(colon - spec);
+                if (spec[0] == '[' && n >= 2 && spec[n - 1] == ']') {
+                        spec++;
+                        n -= 2;
+                }
+                if (n >= sizeof(host))
+                        return rh_error_set(err, EINVAL, "--udp: address too long");
+                memcpy(host, spec, n);
+                host[n] = '\0';
+                if (rh_ip_parse(host, &ip, NULL) < 0)
+                        return rh_error_set(err, EINVAL, "--udp: bad address '%s'", host);
+                port_s = colon + 1;
+        }
+        if (parse_u64(port_s, &port) < 0 || port == 0 || port > 65535)
+                return rh_error_set(err, EINVAL, "--udp: bad port '%s'", port_s);
+        if (ip.family == 6) {
+                struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+                s6->sin6_family = AF_INET6;
+                s6->sin6_port = htons((uint16_t)port);
+                memcpy(&s6->sin6_addr, ip.addr, 16);
+                sl = sizeof(*s6);
+        } else {
+                struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+                s4->sin_family = AF_INET;
+                s4->sin_port = htons((uint16_t)port);
+                memcpy(&s4->sin_addr, ip.addr, 4);
+                sl = sizeof(*s4);
+        }
+        fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return rh_error_set(err, errno, "udp socket: %s", strerror(errno));
+        if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+                int e = errno;
+                close(fd);
+                return rh_error_set(err, e, "bind udp %s: %s", spec, strerror(e));
+        }
+        return fd;
+}
+
+int cmd_wait_ack(int argc, char **argv)
+{
+        static const struct option options[] = {
+                TARGET_LONG_OPTIONS,
+                { "udp", required_argument, NULL, OPT_UDP },
+                { "nonce", required_argument, NULL, OPT_NONCE },
+                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                { "interval-us", required_argument, NULL, OPT_INTERVAL },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct target_opts t = {};
+        struct rh_layout *layout = NULL;
+        struct rh_target *target = NULL;
+        struct rh_error err = {};
+        _cleanup_close_ int udp = -EBADF;
+        const char *udp_spec = NULL, *channel = NULL, *seen = "nothing";
+        uint64_t nonce = 0, timeout_ms = 10000, interval_us = 1000, start, deadline, v;
+        bool has_nonce = false, done = false;
+        struct rh_ack ack = {};
+        struct rh_ack_line line = {};
+        int c, r, rc = EXIT_TIMEOUT;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case OPT_UDP:
+                        udp_spec = optarg;
+                        continue;
+                case OPT_NONCE: {
+                        char *end;
+                        errno = 0;
+                        nonce = strtoull(optarg, &end, 16);
+                        if (errno || *end || !*optarg)
+                                return cli_usage_error("wait-ack", "--nonce: expected hexadecimal, got '%s'", optarg);
+                        has_nonce = true;
+                        continue;
+                }
+                case OPT_TIMEOUT:
+                        if (parse_u64(optarg, &v) < 0 || v == 0 || v > 3600000)
+                                return cli_usage_error("wait-ack", "--timeout: expected 1..3600000 ms, got '%s'", optarg);
+                        timeout_ms = v;
+                        continue;
+                case OPT_INTERVAL:
+                        if (parse_u64(optarg, &v) < 0 || v < 10 || v > 1000000)
+                                return cli_usage_error("wait-ack", "--interval-us: expected 10..1000000, got '%s'", optarg);
+                        interval_us = v;
+                        continue;
+                }
+                r = target_opt(&t, c, optarg, "wait-ack");
+                if (r > 1)
+                        return r;
+                if (r == 0)
+                        return cli_usage_error("wait-ack", "unknown option");
+        }
+        if (optind != argc)
+                return cli_usage_error("wait-ack", "unexpected argument '%s'", argv[optind]);
+        if (!has_nonce)
+                return cli_usage_error("wait-ack", "--nonce is required (printed by 'rehome patch')");
+        if (!t.file && !t.pid && !udp_spec)
+                return cli_usage_error("wait-ack", "give a mailbox (--file/--pid with --gpa) and/or --udp");
+        if ((t.file || t.pid) && (r = target_check(&t, "wait-ack", true)) != 0)
+                return r;
+
+        if (udp_spec) {
+                udp = udp_open(udp_spec, &err);
+                if (udp < 0)
+                        return cli_fail("wait-ack: %s", err.msg);
+        }
+        if (t.file || t.pid) {
+                r = target_open(&t, false, &layout, &target, &err);
+                if (r < 0)
+                        return cli_fail("wait-ack: %s", err.msg);
+        }
+
+        start = now_ns();
+        deadline = start + timeout_ms * 1000000ull;
+        while (!done && now_ns() < deadline) {
+                if (target) {
+                        r = rh_mailbox_ack_read(target, t.gpa, &ack, &err);
+                        if (r >= 0 && ack.nonce == nonce) {
+                                if (ack.status == RH_ACK_READ)
+                                        seen = "the agent read the request (ack status read) but never finished";
+                                else if (ack.status >= RH_ACK_APPLIED) {
+                                        channel = "mailbox";
+                                        done = true;
+                                        break;
+                                }
+                        } else if (r == -ESRCH || r == -EIO) {
+                                rh_target_free(target);
+                                rh_layout_free(layout);
+                                return cli_fail("wait-ack: the VMM went away: %s", err.msg);
+                        }
+                }
+                struct pollfd p = { .fd = udp, .events = POLLIN };
+                int ms = (int)((interval_us + 999) / 1000);
+                if (udp >= 0 && poll(&p, 1, ms) > 0) {
+                        char buf[1500];
+                        ssize_t n;
+                        while ((n = recv(udp, buf, sizeof(buf) - 1, 0)) > 0) {
+                                struct rh_ack_line l;
+                                buf[n] = '\0';
+                                if (rh_ack_line_parse(buf, (size_t)n, &l, NULL) < 0 || !l.has_nonce ||
+                                    l.nonce != nonce)
+                                        continue; /* foreign or stale */
+                                if (strcmp(l.stage, "mailbox") == 0) {
+                                        seen = "the agent read the request (stage=mailbox line) but never finished";
+                                        continue;
+                                }
+                                line = l;
+                                channel = "udp";
+                                done = true;
+                                break;
+                        }
+                } else if (udp < 0) {
+                        struct timespec ts = { 0, (long)interval_us * 1000 };
+                        nanosleep(&ts, NULL);
+                }
+        }
+        double waited_ms = (double)(now_ns() - start) / 1e6;
+        rh_target_free(target);
+        rh_layout_free(layout);
+
+        if (!done) {
+                if (cli.json)
+                        printf("{\"status\":\"timeout\",\"waited_ms\":%.3f,\"seen\":\"%s\"}\n", waited_ms, seen);
+                fprintf(stderr, "rehome: wait-ack: no ack for nonce %016" PRIx64 " within %" PRIu64 " ms; seen: %s\n",
+                        nonce, timeout_ms, seen);
+                return EXIT_TIMEOUT;
+        }
+        if (strcmp(channel, "mailbox") == 0) {
+                rc = ack.status == RH_ACK_APPLIED ? EXIT_OK : EXIT_FAIL;
+                if (cli.json) {
+                        char *s = rh_ack_to_json(&ack, 0);
+                        printf("{\"channel\":\"mailbox\",\"waited_ms\":%.3f,\"ack\":%s}\n", waited_ms, s ? s : "null");
+                        free(s);
+                } else
+                        printf("ack seq=%u status=%s signal=%s waited=%.3f ms (mailbox)\n", ack.seq,
+                               rh_ack_status_name(ack.status), rh_signal_name(ack.signal), waited_ms);
+                if (rc != EXIT_OK)
+                        fprintf(stderr, "rehome: wait-ack: agent %s the request: %s\n",
+                                ack.status == RH_ACK_INVALID ? "rejected" : "failed to apply", ack.error);
+        } else {
+                rc = strcmp(line.stage, "applied") == 0 ? EXIT_OK : EXIT_FAIL;
+                if (cli.json) {
+                        json_t *o = json_pack("{s:s,s:f,s:s,s:s,s:s,s:s}", "channel", "udp", "waited_ms", waited_ms,
+                                              "stage", line.stage, "mac", line.mac, "ip", line.ip, "error", line.error);
+                        json_dumpf(o, stdout, JSON_COMPACT);
+                        putchar('\n');
+                        json_decref(o);
+                } else
+                        printf("ack stage=%s mac=%s ip=%s waited=%.3f ms (udp)\n", line.stage, line.mac, line.ip,
+                               waited_ms);
+                if (rc != EXIT_OK)
+                        fprintf(stderr, "rehome: wait-ack: agent reported stage=%s: %s\n", line.stage, line.error);
+        }
+        return rc;
+}
