@@ -69,11 +69,12 @@ int cmd_locate(int argc, char **argv)
                 return cli_fail("locate: %s", err.msg);
         r = rh_mailbox_locate(target, t.has_gpa ? t.gpa : RH_GPA_NONE, t.has_token ? t.token : NULL,
                               scan || !t.has_gpa, &gpa, &err);
+        /* The cost of locating alone; the read below is only for printing. */
+        rh_target_get_stats(target, &stats);
         if (r >= 0)
                 r = rh_target_read(target, gpa, page, sizeof(page), &err);
         if (r >= 0)
                 r = rh_mailbox_arm_read(page, sizeof(page), &arm, &err);
-        rh_target_get_stats(target, &stats);
         rh_target_free(target);
         rh_layout_free(layout);
         if (r < 0)

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The VMM-neutral CLI verbs end to end on real files and a real process:
+# locate (hint and scan), patch (file and /proc/<pid>/mem of a process that
+# maps the file MAP_PRIVATE), inspect --json, wait-ack (mailbox and UDP),
+# usage errors and exit codes. No VM, no root needed (ptrace of own child).
+set -euo pipefail
+REHOME=${1:?rehome binary}
+MK=${2:?mkmailbox binary}
+dir=$(mktemp -d /dev/shm/rehome-test-cli.XXXXXX)
+holder=""
+cleanup() {
+        if [ -n "$holder" ]; then exec 9>&- || true; kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true; fi
+        rm -rf "$dir"
+}
+trap cleanup EXIT
+fails=0 passes=0
+ok()   { passes=$((passes+1)); echo "ok - $*"; }
+fail() { fails=$((fails+1)); echo "not ok - $*"; }
+expect_rc() { # expect_rc RC DESC CMD...
+        local want=$1 desc=$2; shift 2
+        set +e; "$@" >"$dir/out" 2>"$dir/err"; local rc=$?; set -e
+        if [ "$rc" = "$want" ]; then ok "$desc"; else fail "$desc (rc $rc, want $want): $(cat "$dir/err")"; fi
+}
+TOKEN=00112233445566778899aabbccddeeff
+MEM=$dir/mem
+"$MK" arm "$MEM" 64M 0x3ff0000 $TOKEN
+
+# locate: hint (one 4 KiB read) and scan
+expect_rc 0 "locate with hint" "$REHOME" locate --file "$MEM" --gpa 0x3ff0000 --token $TOKEN
+grep -q "gpa=0x3ff0000 token=$TOKEN abi=1.0 generation=1 (read 4096 bytes in 1 calls)" "$dir/out" && ok "locate hint reads one page" || fail "locate hint output: $(cat "$dir/out")"
+expect_rc 0 "locate by scan" "$REHOME" locate --file "$MEM"
+grep -q "gpa=0x3ff0000" "$dir/out" && ok "scan finds the page" || fail "scan output: $(cat "$dir/out")"
+expect_rc 1 "locate wrong token" "$REHOME" locate --file "$MEM" --gpa 0x3ff0000 --token ffffffffffffffffffffffffffffffff
+expect_rc 2 "locate bad token syntax" "$REHOME" locate --file "$MEM" --token xyz
+grep -q "^Try 'rehome locate --help'" "$dir/err" && ok "usage error points at --help" || fail "usage text: $(cat "$dir/err")"
+
+# patch the file, inspect it
+cp "$MEM" "$dir/mem.orig"
+expect_rc 0 "patch file" "$REHOME" --json patch --file "$MEM" --gpa 0x3ff0000 --token $TOKEN \
+        --ip 10.0.0.5/24 --mac 02:00:00:00:00:05 --gateway 10.0.0.1 --ack 10.0.0.1:5555 --nonce abc123 --hostname c5
+grep -q '"seq":1,"nonce":"0000000000abc123"' "$dir/out" && ok "patch prints seq 1 + nonce" || fail "patch out: $(cat "$dir/out")"
+expect_rc 0 "inspect --json" "$REHOME" --json inspect --file "$MEM" --gpa 0x3ff0000
+python3 - "$dir/out" <<'PY' && ok "inspect decodes the request" || fail "inspect json: $(cat "$dir/out")"
+import json,sys
+d=json.load(open(sys.argv[1]))
+r=d["request"]
+assert d["gpa"]=="0x3ff0000", d
+assert r["interfaces"]==[{"name":"eth0","mac":"02:00:00:00:00:05"}], r
+assert r["addresses"]==[{"interface":0,"address":"10.0.0.5/24"}], r
+assert r["routes"][0]["gateway"]=="10.0.0.1" and r["routes"][0]["destination"]=="0.0.0.0/0", r
+assert r["hostname"]=="c5" and r["ack"]=="10.0.0.1:5555" and r["seq"]==1 and r["nonce"]=="0000000000abc123", r
+assert d["ack"]=={"error":"no ack yet"}, d
+PY
+expect_rc 0 "second patch increments seq" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --ip 10.0.0.6/24 --nonce 1
+grep -q "seq=2 nonce=0000000000000001" "$dir/out" && ok "seq 2" || fail "second patch: $(cat "$dir/out")"
+expect_rc 2 "patch without request" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000
+expect_rc 2 "patch bad prefix" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --ip 10.0.0.5/33
+expect_rc 2 "patch multicast MAC" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --ip 10.0.0.5/24 --mac 01:00:00:00:00:01
+grep -q "interface 0: MAC 01:00:00:00:00:01 is not unicast" "$dir/err" && ok "MAC error text" || fail "MAC err: $(cat "$dir/err")"
+expect_rc 1 "patch at a page without mailbox" "$REHOME" patch --file "$MEM" --gpa 0x1000 --ip 10.0.0.5/24
+expect_rc 1 "patch past the end" "$REHOME" patch --file "$MEM" --gpa 0x8000000 --ip 10.0.0.5/24
+printf '{"interfaces":[{"name":"eth1","mtu":1400}],"addresses":[{"address":"fd00::7/64"}]}' > "$dir/req.json"
+expect_rc 0 "patch from JSON file" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --request "$dir/req.json"
+expect_rc 2 "JSON file and flags exclude each other" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --request "$dir/req.json" --ip 10.0.0.1/24
+printf '{"interfaces":[{"name":"eth1"}],"oops":1}' > "$dir/bad.json"
+expect_rc 1 "bad JSON file" "$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --request "$dir/bad.json"
+grep -q 'request: unknown key "oops"' "$dir/err" && ok "JSON error names the key" || fail "json err: $(cat "$dir/err")"
+
+# wait-ack: nothing yet -> 3; ack applied -> 0; invalid -> 1 with the agent's text
+out=$("$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --ip 10.0.0.9/24 --nonce 77)
+expect_rc 3 "wait-ack times out" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 100
+grep -q "seen: nothing" "$dir/err" && ok "timeout says what was seen" || fail "timeout err: $(cat "$dir/err")"
+"$MK" ack "$MEM" 0x3ff0000 2
+expect_rc 0 "wait-ack applied (mailbox)" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 2000
+expect_rc 3 "wait-ack ignores another nonce" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 78 --timeout 100
+"$MK" ack "$MEM" 0x3ff0000 3 "interface 0: MAC is all-zero"
+expect_rc 1 "wait-ack rejected" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 2000
+grep -q "agent rejected the request: interface 0: MAC is all-zero" "$dir/err" && ok "rejection text" || fail "reject err: $(cat "$dir/err")"
+
+# wait-ack over UDP on loopback, with a foreign line first
+port=$((20000 + RANDOM % 20000))
+( sleep 0.3
+  printf 'stage=applied mac=02:00:00:00:00:09 ip=10.0.0.9 nonce=99' > /dev/udp/127.0.0.1/$port
+  printf 'stage=mailbox nonce=55' > /dev/udp/127.0.0.1/$port
+  printf 'stage=applied mac=02:00:00:00:00:05 ip=10.0.0.5/24 nonce=55' > /dev/udp/127.0.0.1/$port ) &
+sender=$!
+expect_rc 0 "wait-ack over UDP" "$REHOME" --json wait-ack --udp 127.0.0.1:$port --nonce 55 --timeout 5000
+wait $sender
+grep -q '"stage": "applied"\|"stage":"applied"' "$dir/out" && grep -q '10.0.0.5/24' "$dir/out" && ok "UDP ack with our nonce wins" || fail "udp out: $(cat "$dir/out")"
+
+# patch through /proc/<pid>/mem of a process mapping the file MAP_PRIVATE:
+# the process sees the request, the file stays byte-identical.
+cp "$MEM" "$dir/mem.before"
+mkfifo "$dir/hold.in"
+"$MK" hold "$MEM" <"$dir/hold.in" >"$dir/hold.out" &
+holder=$!
+exec 9>"$dir/hold.in"
+for _ in $(seq 100); do grep -q ready "$dir/hold.out" 2>/dev/null && break; sleep 0.05; done
+grep -q ready "$dir/hold.out" || fail "holder did not start"
+expect_rc 0 "patch via --pid" "$REHOME" patch --pid "$holder" --mem-file "$MEM" --gpa 0x3ff0000 --token $TOKEN --ip 10.0.0.42/24 --nonce 4242
+expect_rc 0 "inspect via --pid" "$REHOME" --json inspect --pid "$holder" --mem-file "$MEM" --gpa 0x3ff0000
+grep -q '10.0.0.42/24' "$dir/out" && ok "process memory holds the request" || fail "pid inspect: $(cat "$dir/out")"
+cmp -s "$MEM" "$dir/mem.before" && ok "MAP_PRIVATE file unchanged" || fail "memory file changed by a --pid patch"
+expect_rc 2 "--pid needs --mem-file" "$REHOME" patch --pid "$holder" --gpa 0x3ff0000 --ip 10.0.0.42/24
+exec 9>&-
+wait "$holder" || true
+holder=""
+expect_rc 1 "patch a dead pid" "$REHOME" patch --pid 999999 --mem-file "$MEM" --gpa 0x3ff0000 --ip 10.0.0.42/24
+
+expect_rc 0 "--help" "$REHOME" --help
+expect_rc 0 "patch --help" "$REHOME" patch --help
+expect_rc 2 "unknown verb" "$REHOME" frobnicate
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]
