@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome-agent internals: the one agent state (a static object, mlocked with
+ * the rest of the process, so nothing on the hot path allocates or faults),
+ * the options, and the entry points of each concern:
+ *
+ *   arm.c       mailbox page, gpa from /proc/self/pagemap, arm header, announce
+ *   wait.c      the epoll loop: vmclock, vmgenid uevent/kmsg, timer poll, prearm
+ *   apply.c     request -> kernel: links, addresses, routes, neighbours, DNS, host name
+ *   announce.c  gratuitous ARP / unsolicited neighbour advertisement (packet socket)
+ *   ack.c       ack record in the page and the UDP line
+ *   main.c      options, set-up, the handoff sequence
+ */
+#ifndef REHOME_AGENT_H
+#define REHOME_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netlink.h"
+#include "rehome/mailbox.h"
+#include "vmclock-abi.h"
+
+/* Signal sources (bit mask of enabled ones). */
+enum {
+        SRC_VMCLOCK = 1u << 0,
+        SRC_VMCLOCK_SPIN = 1u << 1,
+        SRC_UEVENT = 1u << 2,
+        SRC_KMSG = 1u << 3,
+        SRC_POLL = 1u << 4,
+};
+
+enum mailbox_format {
+        FORMAT_NATIVE,
+        FORMAT_V1,
+};
+
+struct agent_options {
+        unsigned sources;               /* SRC_* enabled by --signal */
+        bool signal_forced;             /* --signal other than auto */
+        enum mailbox_format format;
+        const char *v1_token;
+        const char *mailbox_file;       /* test hook: file-backed page */
+        const char *kmsg_path;          /* read side; default /dev/kmsg */
+        const char *vmclock_path;       /* default /dev/vmclock0 */
+        const char *vmclock_notify;     /* test hook: FIFO standing in for the device's poll() */
+        const char *run_dir;            /* default /run/rehome */
+        const char *resolv_conf;        /* default /etc/resolv.conf */
+        const char *hostname_file;      /* default /etc/hostname, "" = do not write */
+        unsigned poll_interval_ms;      /* safety-net poll; 0 disables */
+        unsigned prearm_interval_us;    /* default fast-poll interval */
+        unsigned spin_interval_us;      /* vmclock-spin sleep between checks */
+        unsigned handoffs;              /* exit after this many (0 = never); --once = 1 */
+        bool kmsg_log;                  /* write announce lines to /dev/kmsg */
+        bool mlock;                     /* mlockall */
+        bool tune_compaction;           /* write compact_unevictable_allowed=0 */
+        bool verbose;
+};
+
+/* What the apply step did, for the ack and for a half-way failure report. */
+struct apply_result {
+        uint32_t applied;               /* RH_APPLIED_* completed */
+        uint32_t failed_step;           /* RH_APPLIED_* bit that failed, 0 if none */
+        unsigned changes;               /* kernel objects actually changed */
+        char what[RH_ACK_ERROR_MAX];    /* failure text */
+        int ifindex[RH_MAX_IFACES];     /* resolved interfaces */
+};
+
+struct agent {
+        struct agent_options opt;
+
+        /* The mailbox. */
+        uint8_t *page;
+        int page_fd;
+        struct rh_arm arm;
+        char token_hex[2 * RH_TOKEN_LEN + 1];
+        uint32_t last_seq;              /* request seq last handled (0: none) */
+        uint32_t prearm_served;         /* prearm seq already confirmed */
+        bool fast_poll;
+        uint32_t fast_interval_us;
+        uint64_t fast_until_ns;         /* 0: until the handoff */
+
+        /* Signal sources. */
+        int epfd, timer_fd, kmsg_fd, uevent_fd, vmclock_fd, vmclock_notify_fd;
+        int kmsg_log_fd;
+        const volatile struct rh_vmclock_abi *vmclock_map;
+        uint64_t vmclock_generation;
+        bool vmclock_has_generation;
+        bool vmclock_notifies;
+
+        /* Preallocated for the hot path. */
+        struct rh_nl nl;
+        int packet_fd;
+        int udp4_fd, udp6_fd;
+        struct rh_request req;
+        struct rh_ack ack;
+        struct apply_result result;
+        struct rh_nl_link links[64];
+        struct rh_nl_addr addrs[64];
+        struct rh_nl_route routes[64];
+        char io_buf[8192];
+        char line[1024];
+};
+
+/* main.c */
+void agent_log(struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void agent_announce(struct agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* arm.c */
+int arm_setup(struct agent *a, struct rh_error *err);
+int arm_write(struct agent *a, struct rh_error *err);
+void arm_tune_compaction(struct agent *a);
+
+/* wait.c */
+int wait_setup(struct agent *a, struct rh_error *err);
+/* Block until a source fires and the request seq differs from last_seq.
+ * Returns the signal (enum rh_signal) and *ret_t_signal_ns, or -errno. */
+int wait_for_handoff(struct agent *a, uint64_t *ret_t_signal_ns, struct rh_error *err);
+/* After a handoff: leave fast poll, confirm inactive. */
+void wait_handoff_done(struct agent *a);
+
+/* apply.c */
+/* Resolve interfaces and check the request against the kernel's view:
+ * no change made. Returns 0 or -errno with the reason in @err. */
+int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err);
+/* Apply; on failure result.applied/failed_step/what say how far it got. */
+int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res);
+
+/* announce.c */
+int announce_setup(struct agent *a, struct rh_error *err);
+int announce_ipv4(struct agent *a, int ifindex, const uint8_t mac[6], const uint8_t ip[4]);
+int announce_ipv6(struct agent *a, int ifindex, const uint8_t mac[6], const uint8_t ip[16]);
+
+/* ack.c */
+int ack_setup(struct agent *a, struct rh_error *err);
+/* Send the UDP line (stage=mailbox|applied|error) if the request has a target. */
+void ack_send_udp(struct agent *a, const struct rh_request *req, const char *stage);
+/* Find the ack target in a payload that failed to decode (bounds-checked). */
+bool ack_find_udp_target(const uint8_t *page, struct rh_request *ret_req);
+void ack_write(struct agent *a);
+
+#endif

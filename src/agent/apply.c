@@ -1,0 +1,522 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Applying a request to the kernel, through src/shared/netlink.c (no fork,
+ * no exec of ip). Order, per interface: MAC (live; down/up only when the
+ * driver refuses), MTU, link up (routes need it), addresses (old global ones
+ * out first so no new address becomes a secondary that dies with its
+ * primary), routes, neighbour flush; then gratuitous ARP / unsolicited NA,
+ * host name and resolv.conf.
+ *
+ * Every step first compares with what the kernel has and changes only what
+ * differs, so applying the same request twice changes nothing the second time.
+ * apply_validate() checks the request against the kernel's view before the
+ * first change; apply_request() records which steps completed so a failure
+ * half-way can be reported exactly.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cleanup.h"
+#include "io.h"
+
+static const struct {
+        uint32_t bit;
+        const char *name;
+} steps[] = {
+        { RH_APPLIED_MAC, "mac" },         { RH_APPLIED_MTU, "mtu" },
+        { RH_APPLIED_LINK_UP, "link-up" }, { RH_APPLIED_ADDRS, "addresses" },
+        { RH_APPLIED_ROUTES, "routes" },   { RH_APPLIED_NEIGH, "neighbours" },
+        { RH_APPLIED_ANNOUNCE, "announce" }, { RH_APPLIED_HOSTNAME, "hostname" },
+        { RH_APPLIED_DNS, "dns" },
+};
+
+static int kernel_family(uint8_t family)
+{
+        return family == 4 ? AF_INET : AF_INET6;
+}
+
+static const struct rh_nl_link *find_link(const struct agent *a, size_t n, int ifindex)
+{
+        for (size_t i = 0; i < n; i++)
+                if (a->links[i].ifindex == ifindex)
+                        return &a->links[i];
+        return NULL;
+}
+
+static size_t n_links;
+
+static int resolve_iface(struct agent *a, const struct rh_iface *ifc, int *ret_ifindex)
+{
+        const struct rh_nl_link *by_new_mac = NULL;
+
+        for (size_t i = 0; i < n_links; i++) {
+                const struct rh_nl_link *l = &a->links[i];
+                bool name_ok = !(ifc->match & RH_MATCH_NAME) || strcmp(l->name, ifc->name) == 0;
+
+                if (!name_ok)
+                        continue;
+                if (!(ifc->match & RH_MATCH_MAC) ||
+                    (l->mac_len == 6 && memcmp(l->mac, ifc->match_mac, 6) == 0)) {
+                        *ret_ifindex = l->ifindex;
+                        return 0;
+                }
+                /* Matched by the template's MAC but already carrying the new
+                 * one: this request (or its twin) was applied before. */
+                if (ifc->has_mac && l->mac_len == 6 && memcmp(l->mac, ifc->mac, 6) == 0)
+                        by_new_mac = l;
+        }
+        if (by_new_mac) {
+                *ret_ifindex = by_new_mac->ifindex;
+                return 0;
+        }
+        return -ENODEV;
+}
+
+static void describe_iface(const struct rh_iface *ifc, char *buf, size_t len)
+{
+        char mac[18];
+
+        if ((ifc->match & RH_MATCH_NAME) && (ifc->match & RH_MATCH_MAC))
+                snprintf(buf, len, "%s with MAC %s", ifc->name, rh_mac_format(ifc->match_mac, mac));
+        else if (ifc->match & RH_MATCH_NAME)
+                snprintf(buf, len, "%s", ifc->name);
+        else
+                snprintf(buf, len, "MAC %s", rh_mac_format(ifc->match_mac, mac));
+}
+
+static bool in_subnet(const uint8_t *addr, const uint8_t *net, unsigned prefix)
+{
+        for (unsigned bit = 0; bit < prefix; bit++) {
+                uint8_t m = (uint8_t)(0x80u >> (bit % 8));
+                if ((addr[bit / 8] & m) != (net[bit / 8] & m))
+                        return false;
+        }
+        return true;
+}
+
+int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err)
+{
+        int r;
+
+        r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &n_links, err);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < req->n_ifaces; i++) {
+                char what[64];
+
+                describe_iface(&req->ifaces[i], what, sizeof(what));
+                r = resolve_iface(a, &req->ifaces[i], &a->result.ifindex[i]);
+                if (r < 0)
+                        return rh_error_set(err, r, "interface %u (%s): no such interface", i, what);
+                for (unsigned j = 0; j < i; j++)
+                        if (a->result.ifindex[j] == a->result.ifindex[i])
+                                return rh_error_set(err, -EINVAL,
+                                                    "interfaces %u and %u are the same link", j, i);
+        }
+        /* An IPv4 gateway must sit on a subnet the request gives its link,
+         * or the kernel refuses the route after the addresses changed. */
+        for (unsigned i = 0; i < req->n_routes; i++) {
+                const struct rh_route *rt = &req->routes[i];
+                bool has_v4 = false, on_link = false;
+
+                if (rt->family != 4 || !rt->has_gateway || !(req->flags & RH_REQ_REPLACE_ADDRS))
+                        continue;
+                for (unsigned j = 0; j < req->n_addrs; j++) {
+                        const struct rh_addr *ad = &req->addrs[j];
+                        if (ad->iface != rt->iface || ad->family != 4)
+                                continue;
+                        has_v4 = true;
+                        if (in_subnet(rt->gateway, ad->addr, ad->prefix))
+                                on_link = true;
+                }
+                if (has_v4 && !on_link) {
+                        char gw[INET6_ADDRSTRLEN];
+                        inet_ntop(AF_INET, rt->gateway, gw, sizeof(gw));
+                        return rh_error_set(err, -EINVAL,
+                                            "route %u: gateway %s is on none of interface %u's subnets",
+                                            i, gw, rt->iface);
+                }
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex,
+                      struct apply_result *res, struct rh_error *err)
+{
+        const struct rh_nl_link *l = find_link(a, n_links, ifindex);
+        bool down = false;
+        int r;
+
+        if (!l)
+                return rh_error_set(err, -ENODEV, "link %d vanished", ifindex);
+        res->failed_step = RH_APPLIED_MAC;
+        if (ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0)) {
+                r = rh_nl_link_set_mac(&a->nl, ifindex, ifc->mac, err);
+                if (r == -EBUSY && (l->flags & IFF_UP)) {
+                        /* Drivers without IFF_LIVE_ADDR_CHANGE want the link down. */
+                        r = rh_nl_link_set_up(&a->nl, ifindex, false, err);
+                        if (r < 0)
+                                return r;
+                        down = true;
+                        r = rh_nl_link_set_mac(&a->nl, ifindex, ifc->mac, err);
+                }
+                if (r < 0)
+                        return r;
+                res->changes++;
+        }
+        res->applied |= RH_APPLIED_MAC;
+
+        res->failed_step = RH_APPLIED_MTU;
+        if (ifc->mtu && ifc->mtu != l->mtu) {
+                r = rh_nl_link_set_mtu(&a->nl, ifindex, ifc->mtu, err);
+                if (r < 0)
+                        return r;
+                res->changes++;
+        }
+        res->applied |= RH_APPLIED_MTU;
+
+        res->failed_step = RH_APPLIED_LINK_UP;
+        if (down || !(l->flags & IFF_UP)) {
+                r = rh_nl_link_set_up(&a->nl, ifindex, true, err);
+                if (r < 0)
+                        return r;
+                res->changes++;
+        }
+        res->applied |= RH_APPLIED_LINK_UP;
+        return 0;
+}
+
+static bool addr_wanted(const struct rh_request *req, unsigned iface, const struct rh_nl_addr *have)
+{
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                const struct rh_addr *ad = &req->addrs[i];
+
+                if (ad->iface == iface && kernel_family(ad->family) == have->family &&
+                    ad->prefix == have->prefix &&
+                    memcmp(ad->addr, have->addr, rh_nl_addr_len(have->family)) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static int apply_addrs(struct agent *a, const struct rh_request *req, unsigned iface, int ifindex,
+                       struct apply_result *res, struct rh_error *err)
+{
+        size_t n = 0;
+        int r;
+
+        res->failed_step = RH_APPLIED_ADDRS;
+        r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
+        if (r < 0)
+                return r;
+        if (req->flags & RH_REQ_REPLACE_ADDRS) {
+                /* Only global addresses: link-local IPv6 belongs to the link. */
+                for (size_t i = 0; i < n; i++) {
+                        if (a->addrs[i].scope != RT_SCOPE_UNIVERSE || addr_wanted(req, iface, &a->addrs[i]))
+                                continue;
+                        r = rh_nl_addr_del(&a->nl, &a->addrs[i], err);
+                        if (r == -EADDRNOTAVAIL)
+                                continue; /* went with its primary */
+                        if (r < 0)
+                                return r;
+                        res->changes++;
+                }
+        }
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                const struct rh_addr *ad = &req->addrs[i];
+                struct rh_nl_addr want = {
+                        .ifindex = ifindex,
+                        .family = (uint8_t)kernel_family(ad->family),
+                        .prefix = ad->prefix,
+                };
+                bool present = false;
+
+                if (ad->iface != iface)
+                        continue;
+                memcpy(want.addr, ad->addr, 16);
+                for (size_t j = 0; j < n; j++)
+                        if (a->addrs[j].family == want.family && a->addrs[j].prefix == want.prefix &&
+                            memcmp(a->addrs[j].addr, want.addr, rh_nl_addr_len(want.family)) == 0)
+                                present = true;
+                if (present)
+                        continue;
+                r = rh_nl_addr_add(&a->nl, &want, err);
+                if (r < 0)
+                        return r;
+                res->changes++;
+        }
+        return 0;
+}
+
+static bool route_same_key(const struct rh_route *rt, const struct rh_nl_route *have)
+{
+        uint32_t metric = rt->metric;
+
+        if (rt->family == 6 && metric == 0)
+                metric = 1024;
+        return kernel_family(rt->family) == have->family && rt->dst_prefix == have->dst_len &&
+               memcmp(rt->dst, have->dst, rh_nl_addr_len(have->family)) == 0 &&
+               metric == have->metric;
+}
+
+static bool route_identical(const struct rh_route *rt, const struct rh_nl_route *have)
+{
+        size_t alen = rh_nl_addr_len(have->family);
+
+        return route_same_key(rt, have) && rt->has_gateway == have->has_gateway &&
+               (!rt->has_gateway || memcmp(rt->gateway, have->gateway, alen) == 0);
+}
+
+static int apply_routes(struct agent *a, const struct rh_request *req, unsigned iface, int ifindex,
+                        struct apply_result *res, struct rh_error *err)
+{
+        size_t n = 0;
+        int r;
+
+        res->failed_step = RH_APPLIED_ROUTES;
+        r = rh_nl_route_list(&a->nl, ifindex, AF_UNSPEC, a->routes, ELEMENTSOF(a->routes), &n, err);
+        if (r < 0)
+                return r;
+        if (req->flags & RH_REQ_REPLACE_ADDRS) {
+                /* Drop the template's configured routes on this link that the
+                 * request does not carry; kernel prefix routes and router
+                 * advertisements look after themselves. */
+                for (size_t i = 0; i < n; i++) {
+                        const struct rh_nl_route *have = &a->routes[i];
+                        bool wanted = false;
+
+                        if (have->protocol == RTPROT_KERNEL || have->protocol == RTPROT_RA)
+                                continue;
+                        for (unsigned j = 0; j < req->n_routes; j++)
+                                if (req->routes[j].iface == iface && route_same_key(&req->routes[j], have))
+                                        wanted = true;
+                        if (wanted)
+                                continue;
+                        r = rh_nl_route_del(&a->nl, have, err);
+                        if (r == -ESRCH)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        res->changes++;
+                }
+        }
+        for (unsigned j = 0; j < req->n_routes; j++) {
+                const struct rh_route *rt = &req->routes[j];
+                struct rh_nl_route want = {
+                        .ifindex = ifindex,
+                        .family = (uint8_t)kernel_family(rt->family),
+                        .dst_len = rt->dst_prefix,
+                        .has_gateway = rt->has_gateway,
+                        .metric = rt->metric,
+                };
+                bool present = false;
+
+                if (rt->iface != iface)
+                        continue;
+                for (size_t i = 0; i < n; i++)
+                        if (route_identical(rt, &a->routes[i]) && a->routes[i].ifindex == ifindex)
+                                present = true;
+                if (present)
+                        continue;
+                memcpy(want.dst, rt->dst, 16);
+                memcpy(want.gateway, rt->gateway, 16);
+                r = rh_nl_route_replace(&a->nl, &want, err);
+                if (r < 0)
+                        return r;
+                res->changes++;
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static int apply_hostname(struct agent *a, const char *name, struct apply_result *res,
+                          struct rh_error *err)
+{
+        struct utsname u;
+        size_t len = strlen(name);
+
+        res->failed_step = RH_APPLIED_HOSTNAME;
+        if (uname(&u) == 0 && strcmp(u.nodename, name) == 0)
+                return 0;
+        if (sethostname(name, len) < 0)
+                return rh_error_set(err, -errno, "set host name %s: %s", name, strerror(errno));
+        res->changes++;
+        if (a->opt.hostname_file && a->opt.hostname_file[0]) {
+                char tmp[512], line[RH_HOSTNAME_MAX + 2];
+                _cleanup_close_ int fd = -EBADF;
+                int r;
+
+                snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", a->opt.hostname_file);
+                snprintf(line, sizeof(line), "%s\n", name);
+                fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        return rh_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
+                r = write_full(fd, line, strlen(line));
+                if (r < 0 || rename(tmp, a->opt.hostname_file) < 0) {
+                        r = r < 0 ? r : -errno;
+                        unlink(tmp);
+                        return rh_error_set(err, r, "%s: %s", a->opt.hostname_file, strerror(-r));
+                }
+        }
+        return 0;
+}
+
+/* resolv.conf is replaced whole by rename(): a reader sees the old or the
+ * new file, never half of one. */
+static int apply_dns(struct agent *a, const struct rh_request *req, struct apply_result *res,
+                     struct rh_error *err)
+{
+        const char *path = a->opt.resolv_conf;
+        char *text = a->io_buf, tmp[512];
+        size_t len = 0, cap = sizeof(a->io_buf);
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        res->failed_step = RH_APPLIED_DNS;
+        len += (size_t)snprintf(text + len, cap - len, "# written by rehome-agent\n");
+        for (unsigned i = 0; i < req->n_dns; i++) {
+                char ip[64];
+                len += (size_t)snprintf(text + len, cap - len, "nameserver %s\n",
+                                        rh_ip_format(&req->dns[i], ip));
+        }
+        if (req->n_search) {
+                len += (size_t)snprintf(text + len, cap - len, "search");
+                for (unsigned i = 0; i < req->n_search; i++)
+                        len += (size_t)snprintf(text + len, cap - len, " %s", req->search[i]);
+                len += (size_t)snprintf(text + len, cap - len, "\n");
+        }
+        /* Unchanged? Compare without allocating: the tail of io_buf. */
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                char *old = a->io_buf + len + 1;
+                ssize_t n = read(fd, old, cap - len - 1);
+
+                if (n == (ssize_t)len && memcmp(old, text, len) == 0)
+                        return 0;
+                close(TAKE_FD(fd));
+        }
+        snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return rh_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
+        r = write_full(fd, text, len);
+        if (r < 0) {
+                unlink(tmp);
+                return rh_error_set(err, r, "%s: %s", tmp, strerror(-r));
+        }
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                unlink(tmp);
+                return rh_error_set(err, r, "rename %s to %s: %s", tmp, path, strerror(-r));
+        }
+        res->changes++;
+        return 0;
+}
+
+static int apply_announce(struct agent *a, const struct rh_request *req, struct apply_result *res,
+                          struct rh_error *err)
+{
+        res->failed_step = RH_APPLIED_ANNOUNCE;
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                const struct rh_addr *ad = &req->addrs[i];
+                int ifindex = res->ifindex[ad->iface];
+                struct rh_nl_link l;
+                int r;
+
+                r = rh_nl_link_get(&a->nl, ifindex, &l, err);
+                if (r < 0)
+                        return r;
+                if (l.mac_len != 6)
+                        continue; /* no link layer to announce on */
+                r = ad->family == 4 ? announce_ipv4(a, ifindex, l.mac, ad->addr)
+                                    : announce_ipv6(a, ifindex, l.mac, ad->addr);
+                if (r < 0) {
+                        char ip[INET6_ADDRSTRLEN];
+                        inet_ntop(kernel_family(ad->family), ad->addr, ip, sizeof(ip));
+                        return rh_error_set(err, r, "announce %s on %s: %s", ip, l.name, strerror(-r));
+                }
+        }
+        return 0;
+}
+
+static void describe_failure(struct apply_result *res, const struct rh_error *e)
+{
+        size_t len = 0, cap = sizeof(res->what);
+        const char *failed = "?";
+        bool any = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++)
+                if (steps[i].bit == res->failed_step)
+                        failed = steps[i].name;
+        len += (size_t)snprintf(res->what + len, cap - len, "%s failed: %s; applied:", failed, e->msg);
+        for (size_t i = 0; i < ELEMENTSOF(steps) && len < cap; i++)
+                if (res->applied & steps[i].bit) {
+                        len += (size_t)snprintf(res->what + len, cap - len, "%s%s", any ? "," : " ",
+                                                steps[i].name);
+                        any = true;
+                }
+        if (!any && len < cap)
+                len += (size_t)snprintf(res->what + len, cap - len, " nothing");
+}
+
+int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res)
+{
+        struct rh_error e = { 0 };
+        int r = 0;
+
+        res->applied = 0;
+        res->failed_step = 0;
+        res->changes = 0;
+        res->what[0] = '\0';
+
+        for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
+                r = apply_link(a, &req->ifaces[i], res->ifindex[i], res, &e);
+        for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
+                r = apply_addrs(a, req, i, res->ifindex[i], res, &e);
+        if (r >= 0)
+                res->applied |= RH_APPLIED_ADDRS;
+        for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
+                r = apply_routes(a, req, i, res->ifindex[i], res, &e);
+        if (r >= 0)
+                res->applied |= RH_APPLIED_ROUTES;
+        if (r >= 0 && (req->flags & RH_REQ_FLUSH_NEIGH)) {
+                res->failed_step = RH_APPLIED_NEIGH;
+                for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
+                        r = rh_nl_neigh_flush(&a->nl, res->ifindex[i], AF_UNSPEC, NULL, &e);
+                if (r >= 0)
+                        res->applied |= RH_APPLIED_NEIGH;
+        }
+        if (r >= 0 && (req->flags & RH_REQ_ANNOUNCE)) {
+                r = apply_announce(a, req, res, &e);
+                if (r >= 0)
+                        res->applied |= RH_APPLIED_ANNOUNCE;
+        }
+        if (r >= 0 && req->hostname[0]) {
+                r = apply_hostname(a, req->hostname, res, &e);
+                if (r >= 0)
+                        res->applied |= RH_APPLIED_HOSTNAME;
+        }
+        if (r >= 0 && (req->n_dns || req->n_search)) {
+                r = apply_dns(a, req, res, &e);
+                if (r >= 0)
+                        res->applied |= RH_APPLIED_DNS;
+        }
+        if (r < 0) {
+                describe_failure(res, &e);
+                return r;
+        }
+        res->failed_step = 0;
+        return 0;
+}

@@ -1,0 +1,523 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome-agent: the guest daemon. Arms a mailbox page, waits for a resume,
+ * applies the network identity the host wrote into the page, acks, re-arms.
+ * main() parses options, sets everything up before the first wait (sockets,
+ * buffers, mlockall), and runs the handoff sequence; it is the only place
+ * that decides exit codes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cleanup.h"
+#include "io.h"
+#include "rehome-version.h"
+
+/* Zero-initialised (.bss, not .data: the buffers would otherwise sit in the
+ * binary); the descriptors are set to -EBADF first thing in main(). */
+static struct agent agent;
+
+static void agent_init(struct agent *a)
+{
+        a->page_fd = a->epfd = a->timer_fd = a->kmsg_fd = a->uevent_fd = -EBADF;
+        a->vmclock_fd = a->vmclock_notify_fd = a->kmsg_log_fd = -EBADF;
+        a->nl.fd = a->packet_fd = a->udp4_fd = a->udp6_fd = -EBADF;
+}
+
+static void write_line(int fd, const char *prefix, const char *fmt, va_list ap)
+{
+        char buf[768];
+        size_t len = 0;
+        int n;
+
+        n = snprintf(buf, sizeof(buf), "%s", prefix);
+        len = n > 0 ? (size_t)n : 0;
+        n = vsnprintf(buf + len, sizeof(buf) - len - 1, fmt, ap);
+        if (n > 0)
+                len += (size_t)n < sizeof(buf) - len - 1 ? (size_t)n : sizeof(buf) - len - 2;
+        buf[len++] = '\n';
+        (void)write_full(fd, buf, len);
+}
+
+/* Diagnostics: stderr only. */
+void agent_log(struct agent *a, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        write_line(STDERR_FILENO, "rehome-agent: ", fmt, ap);
+        va_end(ap);
+}
+
+/* Lines a host parses: console (stdout) and the kernel log. */
+void agent_announce(struct agent *a, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        write_line(STDOUT_FILENO, "", fmt, ap);
+        va_end(ap);
+        if (a->kmsg_log_fd >= 0) {
+                va_start(ap, fmt);
+                write_line(a->kmsg_log_fd, "<5>", fmt, ap);
+                va_end(ap);
+        }
+}
+
+static void help(void)
+{
+        printf("Usage: rehome-agent [options]\n\n"
+               "Guest agent of rehome: arms a mailbox page in guest memory, waits for the VM to\n"
+               "be resumed from a snapshot, applies the network identity the host wrote into the\n"
+               "page (MAC, MTU, addresses, routes, neighbours, DNS, host name) over netlink,\n"
+               "acks in the page and over UDP, and re-arms.\n\n"
+               "Announces on stdout and /dev/kmsg, and in <run-dir>/armed:\n"
+               "  rehome-agent: armed gpa=0x<hex> token=<32 hex> abi=<major>.<minor>\n"
+               "  rehome-agent: prearmed seq=<n> interval_us=<n>\n"
+               "  rehome-agent: applied seq=<n> status=<status> signal=<name> ...\n\n"
+               "Options:\n"
+               "  --signal MODE          auto (default: every source present + timer poll),\n"
+               "                         vmclock, vmclock-spin, vmgenid (uevent + kmsg),\n"
+               "                         vmgenid-uevent, vmgenid-kmsg, poll\n"
+               "  --poll-interval-ms N   safety-net poll of the request seq (default 250; 0 = off;\n"
+               "                         in forced modes other than poll the timer only\n"
+               "                         watches for prearm)\n"
+               "  --prearm-interval-us N fast-poll interval when the host prearms without one\n"
+               "                         (default 1000)\n"
+               "  --spin-interval-us N   sleep between vmclock-spin checks (default 50; 0 = yield)\n"
+               "  --mailbox-format F     native (default) or v1 (hypeman's V1 mailbox)\n"
+               "  --token TOKEN          V1 token (required with v1; up to %u printable chars)\n"
+               "  --run-dir DIR          where the 'armed' file goes (default /run/rehome)\n"
+               "  --resolv-conf PATH     resolv.conf to replace (default /etc/resolv.conf)\n"
+               "  --hostname-file PATH   also write the host name here (default /etc/hostname;\n"
+               "                         '' = do not)\n"
+               "  --once                 exit after one handoff\n"
+               "  --handoffs N           exit after N handoffs\n"
+               "  --no-mlock             do not mlockall (the mailbox page stays mlocked)\n"
+               "  --no-kmsg-log          do not copy announcements into /dev/kmsg\n"
+               "  -v, --verbose          more diagnostics on stderr\n"
+               "  -h, --help             this help\n"
+               "  --version              print the version\n\n"
+               "Test hooks (for tests on a host, not in a VM):\n"
+               "  --mailbox-file PATH    map a 4 KiB file MAP_SHARED as the mailbox instead of an\n"
+               "                         anonymous page; implies --no-kmsg-log and leaves\n"
+               "                         /proc/sys/vm/compact_unevictable_allowed alone\n"
+               "  --kmsg PATH            read kmsg-format lines from this FIFO instead of /dev/kmsg\n"
+               "  --vmclock PATH         a file laid out as struct vmclock_abi instead of\n"
+               "                         /dev/vmclock0\n"
+               "  --vmclock-notify PATH  a FIFO standing in for the device's poll() notification\n\n"
+               "Exit codes: 0 done (--once/--handoffs), 1 failure, 2 usage error.\n",
+               RH_V1_TOKEN_MAX);
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *ret)
+{
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v > max || s[0] == '-')
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
+}
+
+static int usage_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "rehome-agent: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'rehome-agent --help'\n");
+        return 2;
+}
+
+static int parse_signal(const char *s, struct agent_options *o)
+{
+        static const struct {
+                const char *name;
+                unsigned sources;
+        } modes[] = {
+                { "auto", SRC_VMCLOCK | SRC_UEVENT | SRC_KMSG | SRC_POLL },
+                { "vmclock", SRC_VMCLOCK },
+                { "vmclock-spin", SRC_VMCLOCK_SPIN },
+                { "vmgenid", SRC_UEVENT | SRC_KMSG },
+                { "vmgenid-uevent", SRC_UEVENT },
+                { "vmgenid-kmsg", SRC_KMSG },
+                { "poll", SRC_POLL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++)
+                if (strcmp(s, modes[i].name) == 0) {
+                        o->sources = modes[i].sources;
+                        o->signal_forced = i != 0;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int parse_options(int argc, char **argv, struct agent_options *o)
+{
+        enum {
+                OPT_SIGNAL = 0x100, OPT_POLL, OPT_PREARM, OPT_SPIN, OPT_FORMAT, OPT_TOKEN,
+                OPT_RUNDIR, OPT_RESOLV, OPT_HOSTFILE, OPT_ONCE, OPT_HANDOFFS, OPT_NOMLOCK,
+                OPT_NOKMSGLOG, OPT_VERSION, OPT_MAILBOX, OPT_KMSG, OPT_VMCLOCK, OPT_VMNOTIFY,
+        };
+        static const struct option options[] = {
+                { "signal", required_argument, NULL, OPT_SIGNAL },
+                { "poll-interval-ms", required_argument, NULL, OPT_POLL },
+                { "prearm-interval-us", required_argument, NULL, OPT_PREARM },
+                { "spin-interval-us", required_argument, NULL, OPT_SPIN },
+                { "mailbox-format", required_argument, NULL, OPT_FORMAT },
+                { "token", required_argument, NULL, OPT_TOKEN },
+                { "run-dir", required_argument, NULL, OPT_RUNDIR },
+                { "resolv-conf", required_argument, NULL, OPT_RESOLV },
+                { "hostname-file", required_argument, NULL, OPT_HOSTFILE },
+                { "once", no_argument, NULL, OPT_ONCE },
+                { "handoffs", required_argument, NULL, OPT_HANDOFFS },
+                { "no-mlock", no_argument, NULL, OPT_NOMLOCK },
+                { "no-kmsg-log", no_argument, NULL, OPT_NOKMSGLOG },
+                { "mailbox-file", required_argument, NULL, OPT_MAILBOX },
+                { "kmsg", required_argument, NULL, OPT_KMSG },
+                { "vmclock", required_argument, NULL, OPT_VMCLOCK },
+                { "vmclock-notify", required_argument, NULL, OPT_VMNOTIFY },
+                { "verbose", no_argument, NULL, 'v' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, OPT_VERSION },
+                {},
+        };
+        int c;
+
+        *o = (struct agent_options){
+                .sources = SRC_VMCLOCK | SRC_UEVENT | SRC_KMSG | SRC_POLL,
+                .format = FORMAT_NATIVE,
+                .kmsg_path = "/dev/kmsg",
+                .vmclock_path = "/dev/vmclock0",
+                .run_dir = "/run/rehome",
+                .resolv_conf = "/etc/resolv.conf",
+                .hostname_file = "/etc/hostname",
+                .poll_interval_ms = 250,
+                .prearm_interval_us = 1000,
+                .spin_interval_us = 50,
+                .kmsg_log = true,
+                .mlock = true,
+                .tune_compaction = true,
+        };
+        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+                switch (c) {
+                case OPT_SIGNAL:
+                        if (parse_signal(optarg, o) < 0)
+                                return usage_error("--signal: unknown mode '%s'", optarg);
+                        break;
+                case OPT_POLL:
+                        if (parse_uint(optarg, 3600000, &o->poll_interval_ms) < 0)
+                                return usage_error("--poll-interval-ms: '%s' is not 0..3600000", optarg);
+                        break;
+                case OPT_PREARM:
+                        if (parse_uint(optarg, 1000000, &o->prearm_interval_us) < 0 ||
+                            o->prearm_interval_us < 100)
+                                return usage_error("--prearm-interval-us: '%s' is not 100..1000000", optarg);
+                        break;
+                case OPT_SPIN:
+                        if (parse_uint(optarg, 1000000, &o->spin_interval_us) < 0)
+                                return usage_error("--spin-interval-us: '%s' is not 0..1000000", optarg);
+                        break;
+                case OPT_FORMAT:
+                        if (strcmp(optarg, "native") == 0)
+                                o->format = FORMAT_NATIVE;
+                        else if (strcmp(optarg, "v1") == 0)
+                                o->format = FORMAT_V1;
+                        else
+                                return usage_error("--mailbox-format: '%s' is not native or v1", optarg);
+                        break;
+                case OPT_TOKEN:
+                        o->v1_token = optarg;
+                        break;
+                case OPT_RUNDIR:
+                        o->run_dir = optarg;
+                        break;
+                case OPT_RESOLV:
+                        o->resolv_conf = optarg;
+                        break;
+                case OPT_HOSTFILE:
+                        o->hostname_file = optarg;
+                        break;
+                case OPT_ONCE:
+                        o->handoffs = 1;
+                        break;
+                case OPT_HANDOFFS:
+                        if (parse_uint(optarg, UINT32_MAX, &o->handoffs) < 0)
+                                return usage_error("--handoffs: '%s' is not a number", optarg);
+                        break;
+                case OPT_NOMLOCK:
+                        o->mlock = false;
+                        break;
+                case OPT_NOKMSGLOG:
+                        o->kmsg_log = false;
+                        break;
+                case OPT_MAILBOX:
+                        o->mailbox_file = optarg;
+                        o->kmsg_log = false;
+                        o->tune_compaction = false;
+                        break;
+                case OPT_KMSG:
+                        o->kmsg_path = optarg;
+                        break;
+                case OPT_VMCLOCK:
+                        o->vmclock_path = optarg;
+                        break;
+                case OPT_VMNOTIFY:
+                        o->vmclock_notify = optarg;
+                        break;
+                case 'v':
+                        o->verbose = true;
+                        break;
+                case 'h':
+                        help();
+                        exit(0);
+                case OPT_VERSION:
+                        printf("rehome-agent %s\n", REHOME_VERSION);
+                        exit(0);
+                default:
+                        return 2; /* getopt printed why */
+                }
+        }
+        if (optind < argc)
+                return usage_error("unexpected argument '%s'", argv[optind]);
+        if (o->format == FORMAT_V1) {
+                size_t n = o->v1_token ? strlen(o->v1_token) : 0;
+
+                if (n == 0)
+                        return usage_error("--mailbox-format v1 needs --token");
+                if (n > RH_V1_TOKEN_MAX)
+                        return usage_error("--token: longer than %u characters", RH_V1_TOKEN_MAX);
+        } else if (o->v1_token)
+                return usage_error("--token is for --mailbox-format v1");
+        if ((o->sources & SRC_POLL) && o->poll_interval_ms == 0) {
+                if (o->signal_forced)
+                        return usage_error("--signal poll needs --poll-interval-ms > 0");
+                o->sources &= ~(unsigned)SRC_POLL;
+        }
+        return 0;
+}
+
+/* Touch the stack the hot path may use before mlockall, so it is locked in. */
+static __attribute__((noinline)) void prefault_stack(void)
+{
+        volatile char stack[128 * 1024];
+
+        for (size_t i = 0; i < sizeof(stack); i += 4096)
+                stack[i] = 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void finish(struct agent *a, const struct rh_request *req, const char *udp_stage)
+{
+        char extra[RH_ACK_ERROR_MAX + 32] = "";
+
+        ack_write(a);
+        ack_send_udp(a, req, udp_stage);
+        a->last_seq = a->ack.seq;
+        if (a->ack.error[0])
+                snprintf(extra, sizeof(extra), " error=\"%s\"", a->ack.error);
+        agent_announce(a, "rehome-agent: applied seq=%u status=%s signal=%s applied=0x%x "
+                       "read_us=%" PRIu64 " apply_us=%" PRIu64 "%s",
+                       a->ack.seq, rh_ack_status_name(a->ack.status), rh_signal_name(a->ack.signal),
+                       a->ack.applied,
+                       a->ack.t_read_ns > a->ack.t_signal_ns ? (a->ack.t_read_ns - a->ack.t_signal_ns) / 1000 : 0,
+                       a->ack.t_applied_ns > a->ack.t_read_ns ? (a->ack.t_applied_ns - a->ack.t_read_ns) / 1000 : 0,
+                       extra);
+}
+
+static void reject(struct agent *a, const struct rh_request *req, uint32_t status, int code,
+                   const char *msg)
+{
+        a->ack.status = status;
+        a->ack.error_code = code < 0 ? -code : code;
+        size_t n = strnlen(msg, sizeof(a->ack.error) - 1);
+
+        memcpy(a->ack.error, msg, n); /* cut to the record's 255 chars */
+        a->ack.error[n] = '\0';
+        if (!a->ack.t_applied_ns)
+                a->ack.t_applied_ns = now_ns();
+        finish(a, req, "error");
+}
+
+/* Read the request, retrying a torn read; ENODATA means nothing new. */
+static int read_request(struct agent *a, uint32_t *ret_seq, uint64_t *ret_nonce, bool *ret_header_ok,
+                        struct rh_error *err)
+{
+        int r = 0;
+
+        for (int tries = 0; tries < 5; tries++) {
+                *ret_header_ok = false;
+                *ret_seq = 0;
+                memset(err, 0, sizeof(*err));
+                if (a->opt.format == FORMAT_V1) {
+                        r = rh_v1_decode(a->page, RH_MAILBOX_SIZE, &a->req, ret_seq, err);
+                        *ret_nonce = 0;
+                        /* V1 has no checksum; the seq is readable whenever the magic is. */
+                        if (r >= 0 || r == -EBADMSG || r == -EINVAL || r == -EMSGSIZE) {
+                                uint32_t seq;
+                                memcpy(&seq, a->page + RH_V1_OFF_SEQ, 4);
+                                *ret_seq = le32toh(seq);
+                                *ret_header_ok = *ret_seq != 0;
+                        }
+                } else {
+                        r = rh_mailbox_read_request(a->page, &a->req, ret_seq, ret_nonce, err);
+                        *ret_header_ok = *ret_seq != 0;
+                }
+                /* Torn (EAGAIN) or a CRC that does not match yet: the host writes the
+                 * seq last, so give a racing writer a moment before judging. */
+                if (r != -EAGAIN && r != -EBADMSG)
+                        return r;
+                if (r == -EBADMSG && *ret_header_ok)
+                        return r;
+                {
+                        struct timespec ts = { .tv_nsec = 200000 };
+                        nanosleep(&ts, NULL);
+                }
+        }
+        return r;
+}
+
+/* Returns true if a request (valid or not) was answered. */
+static bool handoff(struct agent *a, int signal, uint64_t t_signal)
+{
+        struct rh_error e = { 0 };
+        uint32_t seq = 0;
+        uint64_t nonce = 0;
+        bool header_ok = false;
+        int r;
+
+        memset(&a->ack, 0, sizeof(a->ack));
+        a->ack.signal = (uint32_t)signal;
+        a->ack.t_signal_ns = t_signal;
+        a->ack.arm_generation = a->arm.arm_generation;
+
+        r = read_request(a, &seq, &nonce, &header_ok, &e);
+        a->ack.t_read_ns = now_ns();
+        if (r == -ENODATA)
+                return false;
+        if (r < 0) {
+                /* Invalid before any change: answer on every channel we can. */
+                static struct rh_request target;
+
+                if (!header_ok) {
+                        uint32_t raw;
+                        memcpy(&raw, a->page + (a->opt.format == FORMAT_V1 ? RH_V1_OFF_SEQ : RH_OFF_REQUEST), 4);
+                        seq = le32toh(raw);
+                        if (a->opt.format == FORMAT_NATIVE)
+                                memcpy(&nonce, a->page + RH_OFF_REQUEST + 8, 8);
+                }
+                a->ack.seq = seq;
+                a->ack.nonce = le64toh(nonce);
+                if (header_ok)
+                        a->ack.nonce = nonce;
+                memset(&target, 0, sizeof(target));
+                if (a->opt.format == FORMAT_NATIVE && header_ok)
+                        (void)ack_find_udp_target(a->page, &target);
+                rh_error_prefix(&e, r, "request %u rejected", seq);
+                reject(a, &target, RH_ACK_INVALID, r, e.msg);
+                return true;
+        }
+        a->ack.seq = seq;
+        a->ack.nonce = a->opt.format == FORMAT_V1 ? 0 : a->req.nonce;
+
+        r = apply_validate(a, &a->req, &e);
+        if (r < 0) {
+                rh_error_prefix(&e, r, "request %u rejected", seq);
+                reject(a, &a->req, RH_ACK_INVALID, r, e.msg);
+                return true;
+        }
+        if (a->opt.format == FORMAT_NATIVE) {
+                a->ack.status = RH_ACK_READ;
+                ack_write(a);
+        }
+        if (a->req.flags & RH_REQ_ACK_EARLY)
+                ack_send_udp(a, &a->req, "mailbox");
+
+        r = apply_request(a, &a->req, &a->result);
+        a->ack.t_applied_ns = now_ns();
+        a->ack.applied = a->result.applied;
+        if (r < 0) {
+                reject(a, &a->req, RH_ACK_FAILED, r, a->result.what);
+                return true;
+        }
+        a->ack.status = RH_ACK_APPLIED;
+        finish(a, &a->req, "applied");
+        if (a->opt.verbose)
+                agent_log(a, "seq %u: %u kernel objects changed", seq, a->result.changes);
+        return true;
+}
+
+int main(int argc, char **argv)
+{
+        struct agent *a = &agent;
+        struct rh_error err = { 0 };
+        unsigned done = 0;
+        int r;
+
+        agent_init(a);
+        r = parse_options(argc, argv, &a->opt);
+        if (r != 0)
+                return r;
+        signal(SIGPIPE, SIG_IGN);
+
+        if (a->opt.kmsg_log)
+                a->kmsg_log_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+        arm_tune_compaction(a);
+
+        if ((r = arm_setup(a, &err)) < 0 || (r = rh_nl_open(&a->nl, &err)) < 0 ||
+            (r = announce_setup(a, &err)) < 0 || (r = ack_setup(a, &err)) < 0 ||
+            (r = wait_setup(a, &err)) < 0) {
+                agent_log(a, "%s", err.msg);
+                return 1;
+        }
+        if (a->opt.mlock) {
+                prefault_stack();
+                /* Everything the hot path touches is mapped now: lock it so a
+                 * restored clone does not fault it back in one page at a time. */
+                if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+                        agent_log(a, "mlockall: %s (continuing without)", strerror(errno));
+        }
+        if ((r = arm_write(a, &err)) < 0) {
+                agent_log(a, "%s", err.msg);
+                return 1;
+        }
+
+        for (;;) {
+                uint64_t t_signal = 0;
+                int signal = wait_for_handoff(a, &t_signal, &err);
+
+                if (signal < 0) {
+                        agent_log(a, "%s", err.msg);
+                        return 1;
+                }
+                if (!handoff(a, signal, t_signal))
+                        continue;
+                wait_handoff_done(a);
+                /* Re-arm: a clone can itself be snapshotted and forked again. */
+                if ((r = arm_write(a, &err)) < 0) {
+                        agent_log(a, "%s", err.msg);
+                        return 1;
+                }
+                if (a->opt.handoffs && ++done >= a->opt.handoffs)
+                        return 0;
+        }
+}
