@@ -1,0 +1,699 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Locate and patch through every strategy:
+ *  (a) a memory file: hint and scan, wrong token, stale copies, no mailbox,
+ *      holes, short files, read-only targets, ack and prearm read-back;
+ *  (b) a REAL child process that maps the file MAP_PRIVATE in two pieces:
+ *      the parent patches through /proc/<child>/mem, the child decodes the
+ *      request from its own memory and acks into it, the parent reads the
+ *      ack back, and the file on disk stays byte-identical (COW held);
+ *  (c) the overlay page.
+ * I/O counts are asserted exactly: a verified locate is one 4 KiB read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rehome/patch.h"
+
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+
+static const uint8_t token[RH_TOKEN_LEN] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+static const uint8_t other_token[RH_TOKEN_LEN] = { 0x01 };
+
+static char path[64];           /* the memory file of the current test */
+static pid_t child = -1;        /* the mapping child, if running */
+
+static uint32_t get32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void make_page(uint8_t *page, uint64_t gpa, const uint8_t *tok)
+{
+        struct rh_arm arm = {
+                .abi_major = RH_MAILBOX_ABI_MAJOR,
+                .arm_generation = 1,
+                .gpa = gpa,
+                .agent_version = 0x000100,
+                .caps = RH_CAP_SIGNAL_POLL,
+        };
+
+        memcpy(arm.token, tok, RH_TOKEN_LEN);
+        memset(page, 0, RH_MAILBOX_SIZE);
+        rh_mailbox_arm_write(page, &arm);
+}
+
+static void make_request(struct rh_request *req)
+{
+        struct rh_ipaddr ip;
+        uint8_t prefix;
+
+        memset(req, 0, sizeof(*req));
+        req->nonce = 0x1122334455667788ull;
+        req->n_ifaces = 1;
+        req->ifaces[0].match = RH_MATCH_NAME;
+        strcpy(req->ifaces[0].name, "eth0");
+        req->ifaces[0].has_mac = true;
+        assert_int_equal(rh_mac_parse("02:00:00:00:00:05", req->ifaces[0].mac), 0);
+        req->n_addrs = 1;
+        assert_int_equal(rh_ip_parse("10.0.0.5/24", &ip, &prefix), 0);
+        req->addrs[0] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = prefix };
+        memcpy(req->addrs[0].addr, ip.addr, 16);
+        req->n_routes = 1;
+        assert_int_equal(rh_ip_parse("10.0.0.1", &ip, NULL), 0);
+        req->routes[0] = (struct rh_route){ .iface = 0, .family = 4, .has_gateway = true };
+        memcpy(req->routes[0].gateway, ip.addr, 16);
+}
+
+/* A sparse memory file of @size bytes. */
+static void make_file(uint64_t size)
+{
+        int fd;
+
+        snprintf(path, sizeof(path), "/tmp/rh-test-patch-XXXXXX");
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)size), 0);
+        close(fd);
+}
+
+static void put_page(uint64_t offset, const uint8_t *page)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, page, RH_MAILBOX_SIZE, (off_t)offset), RH_MAILBOX_SIZE);
+        close(fd);
+}
+
+static void get_page(uint64_t offset, uint8_t *page)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, page, RH_MAILBOX_SIZE, (off_t)offset), RH_MAILBOX_SIZE);
+        close(fd);
+}
+
+static struct rh_layout *layout_of(const char *spec)
+{
+        struct rh_layout *l = NULL;
+        struct rh_error err = {};
+
+        assert_int_equal(rh_layout_parse(spec, &l, &err), 0);
+        return l;
+}
+
+static int teardown(void **state)
+{
+        if (child > 0) {
+                kill(child, SIGKILL);
+                waitpid(child, NULL, 0);
+                child = -1;
+        }
+        if (path[0])
+                unlink(path);
+        path[0] = '\0';
+        return 0;
+}
+
+/* Two regions with a hole; the mailbox sits in the second one. */
+#define SPEC_2R "regions:0:1M,0x100000000:1M"
+#define MB_GPA 0x100003000ull
+#define MB_OFF 0x103000ull
+
+static void test_file_patch_hint(void **state)
+{
+        struct rh_layout *l = layout_of(SPEC_2R);
+        struct rh_target *t = NULL;
+        struct rh_target_stats st;
+        struct rh_request req, got;
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint64_t gpa = 0, nonce = 0;
+        uint32_t seq = 0, len;
+
+        make_file(2 * MiB);
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+
+        /* O(1): exactly one 4 KiB read. */
+        assert_int_equal(rh_mailbox_locate(t, MB_GPA, token, false, &gpa, &err), 0);
+        assert_int_equal(gpa, MB_GPA);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 1);
+        assert_int_equal(st.bytes_read, 4096);
+        assert_int_equal(st.write_calls, 0);
+
+        /* seq 0 = one more than the page's (0 -> 1). */
+        rh_target_reset_stats(t);
+        make_request(&req);
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), 0);
+        assert_int_equal(seq, 1);
+        get_page(MB_OFF, page);
+        len = get32(page + RH_OFF_REQUEST + 0x10);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 1);
+        assert_int_equal(st.bytes_read, 4096);
+        assert_int_equal(st.write_calls, 2);       /* body, then seq */
+        assert_int_equal(st.bytes_written, (RH_OFF_PAYLOAD - RH_OFF_REQUEST - 4) + len + 4);
+
+        assert_int_equal(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), 0);
+        assert_int_equal(seq, 1);
+        assert_int_equal(got.seq, 1);
+        assert_int_equal(got.nonce, 0x1122334455667788ull);
+        assert_int_equal(got.n_ifaces, 1);
+        assert_string_equal(got.ifaces[0].name, "eth0");
+        assert_memory_equal(got.ifaces[0].mac, req.ifaces[0].mac, 6);
+        assert_int_equal(got.n_addrs, 1);
+        assert_int_equal(got.addrs[0].prefix, 24);
+        assert_memory_equal(got.addrs[0].addr, req.addrs[0].addr, 16);
+        /* The arm header is untouched. */
+        assert_true(rh_mailbox_matches(page, sizeof(page), token));
+
+        /* Again: 1 -> 2. */
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), 0);
+        assert_int_equal(seq, 2);
+        /* Explicit seq, then wrap: 0xffffffff + 1 skips 0. */
+        req.seq = 0xffffffffu;
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), 0);
+        assert_int_equal(seq, 0xffffffffu);
+        req.seq = 0;
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, NULL, &req, &seq, &err), 0);
+        assert_int_equal(seq, 1);
+        get_page(MB_OFF, page);
+        assert_int_equal(get32(page + RH_OFF_REQUEST), 1);
+
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
+static void test_file_patch_errors(void **state)
+{
+        struct rh_layout *l = layout_of(SPEC_2R);
+        struct rh_target *t = NULL, *ro = NULL;
+        struct rh_request req;
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE], before[RH_MAILBOX_SIZE];
+        uint32_t seq = 77;
+
+        make_file(2 * MiB);
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+        make_request(&req);
+
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, other_token, &req, &seq, &err), -ENOENT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100003000: token does not match");
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA + 0x1000, token, &req, &seq, &err), -ENOENT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100004000: no mailbox magic");
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA + 8, token, &req, &seq, &err), -EINVAL);
+        assert_string_equal(err.msg, "mailbox gpa 0x100003008 is not 4 KiB aligned");
+        assert_int_equal(rh_mailbox_patch(t, 0xc0000000, token, &req, &seq, &err), -EFAULT);
+        assert_string_equal(err.msg, "mailbox at gpa 0xc0000000: gpa 0xc0000000 is in a hole "
+                                     "(no RAM between 0x100000 and 0x100000000)");
+        assert_int_equal(rh_mailbox_patch(t, 0x100100000, token, &req, &seq, &err), -EFAULT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100100000: gpa 0x100100000 is past the end of guest "
+                                     "RAM (0x100100000)");
+        /* The last page of a region reads fine but is no mailbox. */
+        assert_int_equal(rh_mailbox_patch(t, 0xff000, token, &req, &seq, &err), -ENOENT);
+
+        /* An invalid request is refused before anything is written. */
+        get_page(MB_OFF, before);
+        req.ifaces[0].mac[0] = 0x01;    /* multicast */
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), -EINVAL);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100003000: request: interface 0: MAC 01:00:00:00:00:05 "
+                                     "is not unicast");
+        get_page(MB_OFF, page);
+        assert_memory_equal(page, before, sizeof(page));
+        assert_int_equal(seq, 77);     /* out-parameter untouched on failure */
+
+        /* A page recording another gpa (a stale copy) is not the mailbox. */
+        make_page(page, 0x100005000, token);
+        put_page(MB_OFF, page);
+        make_request(&req);
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), -ENOENT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100003000: page records gpa 0x100005000, not its own "
+                                     "address");
+        /* A corrupt arm header. */
+        make_page(page, MB_GPA, token);
+        page[0x20] ^= 0xff;
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), -EBADMSG);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100003000: arm header CRC mismatch");
+
+        /* Read-only target. */
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_target_open_file(path, l, false, &ro, &err), 0);
+        assert_int_equal(rh_mailbox_patch(ro, MB_GPA, token, &req, &seq, &err), -EBADF);
+        assert_int_equal(err.code, EBADF);
+        {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "patch mailbox at gpa 0x100003000: %s: opened read-only", path);
+                assert_string_equal(err.msg, msg);
+        }
+        rh_target_free(ro);
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
+static void test_file_locate(void **state)
+{
+        struct rh_layout *l = layout_of(SPEC_2R);
+        struct rh_target *t = NULL;
+        struct rh_target_stats st;
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint64_t gpa = 0;
+
+        make_file(2 * MiB);
+        assert_int_equal(rh_target_open_file(path, l, false, &t, &err), 0);
+
+        /* No mailbox anywhere. */
+        assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, NULL, true, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no mailbox found in 0x200000 bytes of guest RAM");
+        assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, NULL, false, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no mailbox hint and no scan");
+
+        /* A stale copy (records MB_GPA) at gpa 0x5000, the real one at MB_GPA. */
+        make_page(page, MB_GPA, token);
+        put_page(0x5000, page);
+        put_page(MB_OFF, page);
+
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token, true, &gpa, &err), 0);
+        assert_int_equal(gpa, MB_GPA);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 2);        /* one 1 MiB chunk per region */
+        assert_int_equal(st.bytes_read, 2 * MiB);
+
+        /* Any token. */
+        assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, NULL, true, &gpa, &err), 0);
+        assert_int_equal(gpa, MB_GPA);
+
+        /* A hint that fails falls back to the scan... */
+        gpa = 0;
+        assert_int_equal(rh_mailbox_locate(t, 0x2000, token, true, &gpa, &err), 0);
+        assert_int_equal(gpa, MB_GPA);
+        /* ...or, without fallback, says why. */
+        assert_int_equal(rh_mailbox_locate(t, 0x2000, token, false, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x2000: no mailbox magic");
+        assert_int_equal(rh_mailbox_locate(t, 0x5000, token, false, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x5000: page records gpa 0x100003000, not its own address");
+        assert_int_equal(rh_mailbox_locate(t, MB_GPA, other_token, false, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "mailbox at gpa 0x100003000: token does not match");
+        assert_int_equal(rh_mailbox_locate(t, 0xc0000000, token, false, &gpa, &err), -EFAULT);
+        assert_string_equal(err.msg, "mailbox at gpa 0xc0000000: gpa 0xc0000000 is in a hole "
+                                     "(no RAM between 0x100000 and 0x100000000)");
+        assert_int_equal(rh_mailbox_locate(t, 0x1001, token, true, &gpa, &err), -EINVAL);
+        assert_string_equal(err.msg, "mailbox gpa 0x1001 is not 4 KiB aligned");
+
+        /* Wrong token everywhere: the scan reports the hint's failure too. */
+        assert_int_equal(rh_mailbox_locate(t, MB_GPA, other_token, true, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no mailbox found in 0x200000 bytes of guest RAM (hint: mailbox at gpa "
+                                     "0x100003000: token does not match)");
+
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
+static void test_file_short(void **state)
+{
+        /* The layout says 2 MiB, the file holds 1 MiB + 8 KiB. */
+        struct rh_layout *l = layout_of("regions:0:2M");
+        struct rh_target *t = NULL;
+        struct rh_target_stats st;
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint64_t gpa = 0;
+        char msg[256];
+
+        make_file(1 * MiB + 8192);
+        make_page(page, 0x100000, token);
+        put_page(0x100000, page);
+        assert_int_equal(rh_target_open_file(path, l, false, &t, &err), 0);
+        assert_int_equal(rh_target_read(t, 0x180000, page, 16, &err), -EFAULT);
+        snprintf(msg, sizeof(msg), "%s: file offset 0x180000 is past the end of the file (0x102000 bytes)", path);
+        assert_string_equal(err.msg, msg);
+        /* A read that starts inside and runs past the end also fails, with nothing returned. */
+        assert_int_equal(rh_target_read(t, 0x101800, page, 4096, &err), -EFAULT);
+
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token, true, &gpa, &err), 0);
+        assert_int_equal(gpa, 0x100000);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.bytes_read, 1 * MiB + 8192);   /* only what the file has */
+        rh_target_free(t);
+
+        assert_int_equal(rh_target_open_file("/nonexistent/mem", l, false, &t, &err), -ENOENT);
+        assert_string_equal(err.msg, "/nonexistent/mem: No such file or directory");
+        assert_int_equal(rh_target_open_file("/tmp", l, false, &t, &err), -EINVAL);
+        assert_string_equal(err.msg, "/tmp: not a regular file");
+        rh_layout_free(l);
+}
+
+static void test_overlay(void **state)
+{
+        uint8_t tmpl[RH_MAILBOX_SIZE], copy[RH_MAILBOX_SIZE], out[RH_MAILBOX_SIZE];
+        struct rh_request req, got;
+        struct rh_error err = {};
+        uint32_t seq = 0;
+
+        make_page(tmpl, 0x9dee000, token);
+        memcpy(copy, tmpl, sizeof(copy));
+        make_request(&req);
+        assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9dee000, token, &req, out, &seq, &err), 0);
+        assert_int_equal(seq, 1);
+        assert_memory_equal(tmpl, copy, sizeof(tmpl));          /* template untouched */
+        assert_memory_equal(out, tmpl, RH_OFF_REQUEST);         /* arm..ack unchanged */
+        assert_int_equal(rh_mailbox_read_request(out, &got, NULL, NULL, &err), 0);
+        assert_int_equal(got.seq, 1);
+        assert_int_equal(got.nonce, req.nonce);
+
+        /* Patch the patched page in place: seq 2. */
+        assert_int_equal(rh_mailbox_patch_overlay(out, RH_GPA_NONE, NULL, &req, out, &seq, &err), 0);
+        assert_int_equal(seq, 2);
+
+        memset(copy, 0xaa, sizeof(copy));
+        memcpy(out, copy, sizeof(out));
+        assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9def000, token, &req, out, &seq, &err), -ENOENT);
+        assert_string_equal(err.msg, "overlay page: page records gpa 0x9dee000, not its own address");
+        assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9dee000, other_token, &req, out, &seq, &err), -ENOENT);
+        assert_string_equal(err.msg, "overlay page: token does not match");
+        assert_memory_equal(out, copy, sizeof(out));            /* written only on success */
+}
+
+static void test_file_ack_and_prearm(void **state)
+{
+        struct rh_layout *l = layout_of(SPEC_2R);
+        struct rh_target *t = NULL;
+        struct rh_ack ack = {}, got = {};
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE];
+        uint32_t seq = 0, interval = 0;
+        bool active = true;
+
+        make_file(2 * MiB);
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+
+        assert_int_equal(rh_mailbox_ack_read(t, MB_GPA, &got, &err), -ENODATA);
+        assert_string_equal(err.msg, "ack at gpa 0x100003000: no ack yet");
+
+        ack.seq = 3;
+        ack.nonce = 0xabcdef;
+        ack.status = RH_ACK_APPLIED;
+        ack.signal = RH_SIGNAL_VMGENID_KMSG;
+        ack.applied = RH_APPLIED_MAC | RH_APPLIED_ADDRS;
+        ack.t_signal_ns = 100;
+        ack.t_ack_ns = 200;
+        strcpy(ack.error, "");
+        rh_mailbox_write_ack(page, &ack);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_ack_read(t, MB_GPA, &got, &err), 0);
+        assert_int_equal(got.seq, 3);
+        assert_int_equal(got.nonce, 0xabcdef);
+        assert_int_equal(got.status, RH_ACK_APPLIED);
+        assert_int_equal(got.signal, RH_SIGNAL_VMGENID_KMSG);
+        assert_int_equal(got.applied, RH_APPLIED_MAC | RH_APPLIED_ADDRS);
+        assert_int_equal(got.t_ack_ns, 200);
+
+        page[RH_OFF_ACK + 0x10] ^= 1;   /* corrupt the status */
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_ack_read(t, MB_GPA, &got, &err), -EBADMSG);
+        assert_true(strncmp(err.msg, "ack at gpa 0x100003000: ack CRC32C mismatch", 43) == 0);
+        assert_int_equal(rh_mailbox_ack_read(t, MB_GPA + 1, &got, &err), -EINVAL);
+
+        /* Prearm: interval and window, then seq. */
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_prearm(t, MB_GPA, token, 0, 1000, 500, &err), -EINVAL);
+        assert_string_equal(err.msg, "prearm sequence number 0 is reserved");
+        assert_int_equal(rh_mailbox_prearm(t, MB_GPA, other_token, 1, 1000, 500, &err), -ENOENT);
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_mailbox_prearm(t, MB_GPA, token, 9, 1000, 500, &err), 0);
+        {
+                struct rh_target_stats st;
+                rh_target_get_stats(t, &st);
+                assert_int_equal(st.write_calls, 2);
+                assert_int_equal(st.bytes_written, 12);
+        }
+        get_page(MB_OFF, page);
+        assert_int_equal(get32(page + RH_OFF_PREARM), 9);
+        assert_int_equal(get32(page + RH_OFF_PREARM + 4), 1000);
+        assert_int_equal(get32(page + RH_OFF_PREARM + 8), 500);
+
+        /* The agent's confirm. */
+        page[RH_OFF_PREARM_CONFIRM] = 9;
+        page[RH_OFF_PREARM_CONFIRM + 4] = 0xe8;        /* 1000 */
+        page[RH_OFF_PREARM_CONFIRM + 5] = 0x03;
+        page[RH_OFF_PREARM_CONFIRM + 8] = 1;
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_prearm_confirm_read(t, MB_GPA, &seq, &interval, &active, &err), 0);
+        assert_int_equal(seq, 9);
+        assert_int_equal(interval, 1000);
+        assert_true(active);
+
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
+/* ---- strategy (b): a real process ---- */
+
+#define PID_GPA 0x42000ull
+#define HALF 0x80000ull
+
+struct child_report {
+        int r;
+        uint32_t seq;
+        uint64_t nonce;
+        uint8_t mac[6];
+        uint8_t addr[16];
+};
+
+/*
+ * The child maps the 1 MiB file MAP_PRIVATE in two pieces, second half
+ * first (at a lower address than the first half, with a gap between them),
+ * reports ready, and waits. On 'C' it decodes the request from its own
+ * memory, reports, acks into its own (private) page, and reports 'A'.
+ */
+static void child_main(int cmd_fd, int report_fd)
+{
+        uint8_t *base, *first, *second, c = 0;
+        struct child_report rep = {};
+        struct rh_request req;
+        struct rh_ack ack = {};
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        base = mmap(NULL, 3 * HALF, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (fd < 0 || base == MAP_FAILED)
+                _exit(10);
+        second = mmap(base, HALF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)HALF);
+        first = mmap(base + 2 * HALF, HALF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
+        if (second == MAP_FAILED || first == MAP_FAILED)
+                _exit(11);
+        if (write(report_fd, "R", 1) != 1)
+                _exit(12);
+        if (read(cmd_fd, &c, 1) != 1 || c != 'C')
+                _exit(13);
+        rep.r = rh_mailbox_read_request(first + PID_GPA, &req, &rep.seq, &rep.nonce, NULL);
+        if (rep.r == 0) {
+                memcpy(rep.mac, req.ifaces[0].mac, 6);
+                memcpy(rep.addr, req.addrs[0].addr, 16);
+        }
+        if (write(report_fd, &rep, sizeof(rep)) != sizeof(rep))
+                _exit(14);
+        ack.seq = rep.seq;
+        ack.nonce = rep.nonce;
+        ack.status = RH_ACK_APPLIED;
+        ack.signal = RH_SIGNAL_POLL;
+        strcpy(ack.error, "applied by child");
+        rh_mailbox_write_ack(first + PID_GPA, &ack);
+        if (write(report_fd, "A", 1) != 1)
+                _exit(15);
+        if (read(cmd_fd, &c, 1) < 0)    /* returns at EOF, when the parent closes its end */
+                _exit(16);
+        _exit(0);
+}
+
+static void read_file_all(uint8_t *buf, size_t len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, buf, len, 0), (ssize_t)len);
+        close(fd);
+}
+
+static void test_pid_patch(void **state)
+{
+        struct rh_layout *l = layout_of("regions:0:1M");
+        struct rh_target *t = NULL;
+        struct rh_target_stats st;
+        struct rh_request req, got;
+        struct rh_ack ack = {};
+        struct rh_error err = {};
+        struct child_report rep = {};
+        uint8_t page[RH_MAILBOX_SIZE], *before, *after, buf[0x1000], c = 0;
+        int cmd[2], report[2], status = 0;
+        uint64_t gpa = 0;
+        uint32_t seq = 0;
+        char other[64], msg[256];
+        pid_t dead;
+
+        make_file(1 * MiB);
+        make_page(page, PID_GPA, token);
+        memset(page + 0x800, 0x5a, 0x100);     /* something to see across the piece boundary */
+        put_page(PID_GPA, page);
+        {
+                uint8_t edge[RH_MAILBOX_SIZE];
+                for (size_t i = 0; i < sizeof(edge); i++)
+                        edge[i] = (uint8_t)(i * 7);
+                put_page(HALF - 0x800, edge);   /* straddles the two mapping pieces */
+        }
+        before = malloc(1 * MiB);
+        after = malloc(1 * MiB);
+        assert_non_null(before);
+        assert_non_null(after);
+        read_file_all(before, 1 * MiB);
+
+        assert_int_equal(pipe2(cmd, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(report, O_CLOEXEC), 0);
+        child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                close(cmd[1]);
+                close(report[0]);
+                child_main(cmd[0], report[1]);
+        }
+        close(cmd[0]);
+        close(report[1]);
+        assert_int_equal(read(report[0], &c, 1), 1);
+        assert_int_equal(c, 'R');
+
+        /* A file the child does not map. */
+        snprintf(other, sizeof(other), "%s", path);
+        {
+                char saved[64];
+                snprintf(saved, sizeof(saved), "%s", path);
+                make_file(4096);
+                snprintf(other, sizeof(other), "%s", path);
+                snprintf(path, sizeof(path), "%s", saved);
+        }
+        assert_int_equal(rh_target_open_pid(child, other, l, true, &t, &err), -ENOENT);
+        snprintf(msg, sizeof(msg), "%s is not mapped by process %d", other, (int)child);
+        assert_string_equal(err.msg, msg);
+        unlink(other);
+
+        assert_int_equal(rh_target_open_pid(child, path, l, true, &t, &err), 0);
+
+        /* A read across the two mapping pieces: one pread per piece, bytes as in the file. */
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_target_read(t, HALF - 0x800, buf, sizeof(buf), &err), 0);
+        assert_memory_equal(buf, before + HALF - 0x800, sizeof(buf));
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 2);
+
+        /* Locate by hint (one read) and by scan. */
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_mailbox_locate(t, PID_GPA, token, false, &gpa, &err), 0);
+        assert_int_equal(gpa, PID_GPA);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 1);
+        assert_int_equal(st.bytes_read, 4096);
+        gpa = 0;
+        assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token, true, &gpa, &err), 0);
+        assert_int_equal(gpa, PID_GPA);
+
+        /* Patch through /proc/<child>/mem. */
+        make_request(&req);
+        req.nonce = 0x5eed;
+        assert_int_equal(rh_mailbox_patch(t, PID_GPA, token, &req, &seq, &err), 0);
+        assert_int_equal(seq, 1);
+
+        /* The parent sees the request in the child's memory... */
+        assert_int_equal(rh_target_read(t, PID_GPA, page, sizeof(page), &err), 0);
+        assert_int_equal(rh_mailbox_read_request(page, &got, NULL, NULL, &err), 0);
+        assert_int_equal(got.nonce, 0x5eed);
+        /* ...and so does the child. */
+        assert_int_equal(write(cmd[1], "C", 1), 1);
+        assert_int_equal(read(report[0], &rep, sizeof(rep)), (ssize_t)sizeof(rep));
+        assert_int_equal(rep.r, 0);
+        assert_int_equal(rep.seq, 1);
+        assert_int_equal(rep.nonce, 0x5eed);
+        assert_memory_equal(rep.mac, req.ifaces[0].mac, 6);
+        assert_memory_equal(rep.addr, req.addrs[0].addr, 16);
+
+        /* The child acked into its private page; read it back live. */
+        assert_int_equal(read(report[0], &c, 1), 1);
+        assert_int_equal(c, 'A');
+        assert_int_equal(rh_mailbox_ack_read(t, PID_GPA, &ack, &err), 0);
+        assert_int_equal(ack.seq, 1);
+        assert_int_equal(ack.nonce, 0x5eed);
+        assert_int_equal(ack.status, RH_ACK_APPLIED);
+        assert_int_equal(ack.signal, RH_SIGNAL_POLL);
+        assert_string_equal(ack.error, "applied by child");
+
+        /* COW held: the file on disk is byte-identical. */
+        read_file_all(after, 1 * MiB);
+        assert_memory_equal(before, after, 1 * MiB);
+
+        /* A second patch (seq 2) still leaves the file alone. */
+        assert_int_equal(rh_mailbox_patch(t, PID_GPA, token, &req, &seq, &err), 0);
+        assert_int_equal(seq, 2);
+        read_file_all(after, 1 * MiB);
+        assert_memory_equal(before, after, 1 * MiB);
+
+        rh_target_free(t);
+        t = NULL;
+        close(cmd[1]);                  /* EOF: the child exits */
+        close(report[0]);
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        dead = child;
+        child = -1;
+
+        assert_int_equal(rh_target_open_pid(dead, path, l, true, &t, &err), -ESRCH);
+        snprintf(msg, sizeof(msg), "no process %d", (int)dead);
+        assert_string_equal(err.msg, msg);
+        assert_int_equal(rh_target_open_pid(1, "/nonexistent/mem", l, true, &t, &err), -ENOENT);
+        assert_string_equal(err.msg, "/nonexistent/mem: No such file or directory");
+
+        free(before);
+        free(after);
+        rh_layout_free(l);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_file_patch_hint, teardown),
+                cmocka_unit_test_teardown(test_file_patch_errors, teardown),
+                cmocka_unit_test_teardown(test_file_locate, teardown),
+                cmocka_unit_test_teardown(test_file_short, teardown),
+                cmocka_unit_test_teardown(test_overlay, teardown),
+                cmocka_unit_test_teardown(test_file_ack_and_prearm, teardown),
+                cmocka_unit_test_teardown(test_pid_patch, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
