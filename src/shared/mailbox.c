@@ -304,9 +304,10 @@ int rh_request_validate(const struct rh_request *req, struct rh_error *err)
                                     req->flags & ~(uint32_t)RH_REQ_FLAGS_KNOWN_);
         if (req->has_ack_udp) {
                 /* family 0: "send to the gateway of the default route" (hypeman V1 semantics). */
-                if (req->ack_addr.family != 0 && (!family_ok(req->ack_addr.family) ||
-                                                  !addr_tail_ok(req->ack_addr.family, req->ack_addr.addr) ||
-                                                  is_zero(req->ack_addr.addr, 16)))
+                if (req->ack_addr.family == 0 ? !is_zero(req->ack_addr.addr, 16)
+                                              : (!family_ok(req->ack_addr.family) ||
+                                                 !addr_tail_ok(req->ack_addr.family, req->ack_addr.addr) ||
+                                                 is_zero(req->ack_addr.addr, 16)))
                         return rh_error_set(err, EINVAL, "ack address is invalid");
                 if (req->ack_port == 0)
                         return rh_error_set(err, EINVAL, "ack port is 0");
@@ -506,11 +507,19 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                                 return rh_error_set(err, EBADMSG, "record %u: reserved interface bytes set", idx);
                         f->has_mac = v[1];
                         if (f->match & RH_MATCH_NAME) {
-                                if (memchr(v + 4, '\0', RH_IFNAME_MAX) == NULL)
+                                const uint8_t *nul = memchr(v + 4, '\0', RH_IFNAME_MAX);
+                                if (nul == NULL)
                                         return rh_error_set(err, EBADMSG, "record %u: interface name not terminated", idx);
+                                /* Canonical form only: what the encoder writes, so decode(encode(x)) == x. */
+                                if (!is_zero(nul, (size_t)(v + 4 + RH_IFNAME_MAX - nul)))
+                                        return rh_error_set(err, EBADMSG, "record %u: interface name not NUL-padded", idx);
                                 memcpy(f->name, v + 4, RH_IFNAME_MAX);
                         } else if (!is_zero(v + 4, RH_IFNAME_MAX))
                                 return rh_error_set(err, EBADMSG, "record %u: name set without name match", idx);
+                        if (!(f->match & RH_MATCH_MAC) && !is_zero(v + 20, 6))
+                                return rh_error_set(err, EBADMSG, "record %u: match MAC set without MAC match", idx);
+                        if (!f->has_mac && !is_zero(v + 26, 6))
+                                return rh_error_set(err, EBADMSG, "record %u: MAC set without has_mac", idx);
                         memcpy(f->match_mac, v + 20, 6);
                         memcpy(f->mac, v + 26, 6);
                         f->mtu = get32(v + 32);
