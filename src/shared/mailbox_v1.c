@@ -110,7 +110,8 @@ static int hex4(const char *p)
         return v;
 }
 
-/* A string into @out (cap bytes incl. NUL). Only ASCII survives \u escapes. */
+/* A string into @out (cap bytes incl. NUL), or skipped when @out is NULL.
+ * Only ASCII survives \u escapes. */
 static int parse_string(struct json_in *in, char *out, size_t cap)
 {
         size_t n = 0;
@@ -120,7 +121,8 @@ static int parse_string(struct json_in *in, char *out, size_t cap)
         while (in->p < in->end) {
                 char c = *in->p++;
                 if (c == '"') {
-                        out[n] = '\0';
+                        if (out)
+                                out[n] = '\0';
                         return 0;
                 }
                 if ((unsigned char)c < 0x20)
@@ -148,6 +150,8 @@ static int parse_string(struct json_in *in, char *out, size_t cap)
                                 return -EBADMSG;
                         }
                 }
+                if (!out)
+                        continue;
                 if (n + 1 >= cap)
                         return -EMSGSIZE;
                 out[n++] = c;
@@ -195,6 +199,62 @@ static int parse_value(struct json_in *in, struct json_value *v)
         return -EBADMSG;
 }
 
+static bool skip_digits(struct json_in *in)
+{
+        const char *start = in->p;
+
+        while (in->p < in->end && *in->p >= '0' && *in->p <= '9')
+                in->p++;
+        return in->p > start;
+}
+
+/*
+ * Skip any JSON value (the value of a key we do not know): strings of any
+ * length, any number, arrays and objects nested at most 8 deep.
+ */
+static int skip_value(struct json_in *in, unsigned depth)
+{
+        skip_ws(in);
+        if (in->p >= in->end || depth > 8)
+                return -EBADMSG;
+        if (*in->p == '"')
+                return parse_string(in, NULL, 0);
+        if (*in->p == '[' || *in->p == '{') {
+                bool object = *in->p++ == '{';
+                if (accept(in, object ? '}' : ']'))
+                        return 0;
+                do {
+                        if (object && (parse_string(in, NULL, 0) < 0 || !accept(in, ':')))
+                                return -EBADMSG;
+                        if (skip_value(in, depth + 1) < 0)
+                                return -EBADMSG;
+                } while (accept(in, ','));
+                return accept(in, object ? '}' : ']') ? 0 : -EBADMSG;
+        }
+        if (*in->p == '-' || (*in->p >= '0' && *in->p <= '9')) {
+                /* -?digits(.digits)?([eE][+-]?digits)? */
+                if (*in->p == '-')
+                        in->p++;
+                if (!skip_digits(in))
+                        return -EBADMSG;
+                if (in->p < in->end && *in->p == '.') {
+                        in->p++;
+                        if (!skip_digits(in))
+                                return -EBADMSG;
+                }
+                if (in->p < in->end && (*in->p == 'e' || *in->p == 'E')) {
+                        in->p++;
+                        if (in->p < in->end && (*in->p == '+' || *in->p == '-'))
+                                in->p++;
+                        if (!skip_digits(in))
+                                return -EBADMSG;
+                }
+                return 0;
+        }
+        struct json_value v;
+        return parse_value(in, &v); /* true, false, null */
+}
+
 enum { F_IFNAME, F_MAC, F_IPV4, F_PREFIX, F_GATEWAY, F_ACK_PORT, F_COUNT };
 static const char *const v1_fields[F_COUNT] = {
         "interface_name", "mac", "ipv4", "prefix", "gateway", "ack_port",
@@ -230,24 +290,32 @@ int rh_v1_decode(const uint8_t *page, size_t len, struct rh_request *ret_req, ui
                 do {
                         char key[32];
                         struct json_value v;
+                        const char *key_start = in.p;
                         int f;
 
                         r = parse_string(&in, key, sizeof(key));
-                        if (r == -EMSGSIZE)
-                                return rh_error_set(err, EBADMSG, "V1 JSON: key longer than %zu bytes",
-                                                    sizeof(key) - 1);
+                        if (r == -EMSGSIZE) {
+                                /* Longer than any key we know: skip it as unknown. */
+                                in.p = key_start;
+                                r = parse_string(&in, NULL, 0);
+                                snprintf(key, sizeof(key), "(long key)");
+                        }
                         if (r < 0)
                                 return rh_error_set(err, EBADMSG, "V1 JSON: expected a key string");
                         if (!accept(&in, ':'))
                                 return rh_error_set(err, EBADMSG, "V1 JSON: expected ':' after \"%s\"", key);
-                        r = parse_value(&in, &v);
-                        if (r < 0)
-                                return rh_error_set(err, EBADMSG, "V1 JSON: bad value for \"%s\"", key);
                         for (f = 0; f < F_COUNT; f++)
                                 if (strcmp(key, v1_fields[f]) == 0)
                                         break;
-                        if (f == F_COUNT)
-                                continue; /* unknown key: ignored for forward compatibility */
+                        if (f == F_COUNT) {
+                                /* Unknown key: any JSON value, ignored for forward compatibility. */
+                                if (skip_value(&in, 0) < 0)
+                                        return rh_error_set(err, EBADMSG, "V1 JSON: bad value for \"%s\"", key);
+                                continue;
+                        }
+                        r = parse_value(&in, &v);
+                        if (r < 0)
+                                return rh_error_set(err, EBADMSG, "V1 JSON: bad value for \"%s\"", key);
                         if (seen[f])
                                 return rh_error_set(err, EBADMSG, "V1 JSON: duplicate \"%s\"", key);
                         seen[f] = true;
@@ -329,13 +397,17 @@ int rh_v1_decode(const uint8_t *page, size_t len, struct rh_request *ret_req, ui
 
 int rh_v1_encode(uint8_t *page, const struct rh_request *req, uint32_t seq, struct rh_error *err)
 {
-        char json[RH_V1_JSON_MAX], mac[18], ip[46], gw[46] = "";
+        char json[RH_V1_JSON_MAX], mac[18], ip[46], gw[46] = "", name[2 * RH_IFNAME_MAX];
         const struct rh_iface *iface;
         const struct rh_addr *addr = NULL;
-        int n;
+        size_t k = 0;
+        int n, r;
 
         if (seq == 0)
                 return rh_error_set(err, EINVAL, "V1 sequence number 0 is reserved");
+        r = rh_request_validate(req, err);
+        if (r < 0)
+                return r;
         if (req->n_ifaces != 1)
                 return rh_error_set(err, EINVAL, "V1 carries exactly one interface, request has %u", req->n_ifaces);
         iface = &req->ifaces[0];
@@ -359,18 +431,25 @@ int rh_v1_encode(uint8_t *page, const struct rh_request *req, uint32_t seq, stru
         memcpy(a.addr, addr->addr, 16);
         rh_ip_format(&a, ip);
         rh_mac_format(iface->mac, mac);
+        /* A valid name has no control characters, but may hold '"' or '\\'. */
+        for (const char *c = iface->name; *c; c++) {
+                if (*c == '"' || *c == '\\')
+                        name[k++] = '\\';
+                name[k++] = *c;
+        }
+        name[k] = '\0';
 
         n = snprintf(json, sizeof(json),
                      "{\"interface_name\":\"%s\",\"mac\":\"%s\",\"ipv4\":\"%s\",\"prefix\":%u,"
                      "\"gateway\":\"%s\",\"ack_port\":%u}",
-                     iface->name, mac, ip, addr->prefix, gw, req->has_ack_udp ? req->ack_port : 0);
+                     name, mac, ip, addr->prefix, gw, req->has_ack_udp ? req->ack_port : 0);
         if (n < 0 || (size_t)n >= sizeof(json))
                 return rh_error_set(err, ENOBUFS, "V1 JSON does not fit");
         if (!req->has_ack_udp) /* ack_port 0 is not valid V1: leave it out */
                 n = snprintf(json, sizeof(json),
                              "{\"interface_name\":\"%s\",\"mac\":\"%s\",\"ipv4\":\"%s\",\"prefix\":%u,"
                              "\"gateway\":\"%s\"}",
-                             iface->name, mac, ip, addr->prefix, gw);
+                             name, mac, ip, addr->prefix, gw);
         memset(page + RH_V1_OFF_JSON, 0, RH_V1_JSON_MAX);
         memcpy(page + RH_V1_OFF_JSON, json, (size_t)n);
         put_le32(page + RH_V1_OFF_LEN, (uint32_t)n);
