@@ -451,8 +451,27 @@ static int apply_announce(struct agent *a, const struct rh_request *req, struct 
         return 0;
 }
 
-static void describe_failure(struct apply_result *res, const struct rh_error *e)
+/* The steps @req asks for. */
+static uint32_t requested_steps(const struct rh_request *req)
 {
+        uint32_t m = RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP | RH_APPLIED_ADDRS |
+                     RH_APPLIED_ROUTES;
+
+        if (req->flags & RH_REQ_FLUSH_NEIGH)
+                m |= RH_APPLIED_NEIGH;
+        if (req->flags & RH_REQ_ANNOUNCE)
+                m |= RH_APPLIED_ANNOUNCE;
+        if (req->hostname[0])
+                m |= RH_APPLIED_HOSTNAME;
+        if (req->n_dns || req->n_search)
+                m |= RH_APPLIED_DNS;
+        return m;
+}
+
+static void describe_failure(const struct rh_request *req, struct apply_result *res,
+                             const struct rh_error *e)
+{
+        uint32_t pending = requested_steps(req) & ~res->applied & ~res->failed_step;
         size_t len = 0, cap = sizeof(res->what);
         const char *failed = "?";
         bool any = false;
@@ -469,6 +488,13 @@ static void describe_failure(struct apply_result *res, const struct rh_error *e)
                 }
         if (!any && len < cap)
                 len += (size_t)snprintf(res->what + len, cap - len, " nothing");
+        any = false;
+        for (size_t i = 0; i < ELEMENTSOF(steps) && len < cap; i++)
+                if (pending & steps[i].bit) {
+                        len += (size_t)snprintf(res->what + len, cap - len, "%s%s",
+                                                any ? "," : "; not attempted: ", steps[i].name);
+                        any = true;
+                }
 }
 
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res)
@@ -514,7 +540,7 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
                         res->applied |= RH_APPLIED_DNS;
         }
         if (r < 0) {
-                describe_failure(res, &e);
+                describe_failure(req, res, &e);
                 return r;
         }
         res->failed_step = 0;

@@ -166,6 +166,8 @@ static int write_armed_file(struct agent *a, const char *line)
         if (fd < 0)
                 return -errno;
         r = write_full(fd, line, strlen(line));
+        if (r >= 0)
+                r = write_full(fd, "\n", 1);
         if (r < 0)
                 return r;
         if (rename(tmp, path) < 0)
@@ -188,9 +190,15 @@ int arm_write(struct agent *a, struct rh_error *err)
         a->arm.caps = agent_caps(a);
 
         if (a->opt.format == FORMAT_V1) {
+                uint8_t seq_len[8];
+
+                /* rh_v1_write_header clears seq and length too; a re-arm must
+                 * keep the last seq or the host's next one could look old. */
+                memcpy(seq_len, a->page + RH_V1_OFF_SEQ, sizeof(seq_len));
                 r = rh_v1_write_header(a->page, a->opt.v1_token, err);
                 if (r < 0)
                         return rh_error_prefix(err, r, "arm V1 mailbox");
+                memcpy(a->page + RH_V1_OFF_SEQ, seq_len, sizeof(seq_len));
                 a->arm.arm_generation++;
                 snprintf(a->line, sizeof(a->line), "rehome-agent: armed gpa=0x%" PRIx64 " token=%s abi=v1",
                          gpa, a->opt.v1_token);
