@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The records the engine keeps in the state directory: templates and clones
+ * as small JSON files (jansson), written atomically (temp file + rename), and
+ * read back as untrusted input (every field checked, every string bounded).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cleanup.h"
+#include "io.h"
+#include "qmp.h"
+#include "vmm.h"
+
+int vmm_mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+
+        if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+                errno = ENAMETOOLONG;
+                return -1;
+        }
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = '\0';
+                        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                                return -1;
+                        *p = '/';
+                }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -1;
+        return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)ftw;
+        if (flag == FTW_DP || flag == FTW_D)
+                rmdir(path);
+        else
+                unlink(path);
+        return 0;
+}
+
+int vmm_rm_rf(const char *path)
+{
+        return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void vmm_strv_free(char **v)
+{
+        if (!v)
+                return;
+        for (size_t i = 0; v[i]; i++)
+                free(v[i]);
+        free(v);
+}
+
+void vmm_mac_for_ip(const struct rh_ipaddr *ip, uint8_t ret_mac[6])
+{
+        /* 52:54 (QEMU's locally administered prefix) + the IPv4 address: unique per address. */
+        ret_mac[0] = 0x52;
+        ret_mac[1] = 0x54;
+        memcpy(ret_mac + 2, ip->addr + (ip->family == 4 ? 0 : 12), 4);
+}
+
+void vmm_guid_new(char buf[40])
+{
+        uint8_t b[16];
+
+        if (getrandom(b, sizeof(b), 0) != sizeof(b)) {
+                uint64_t t = now_ns() ^ (uint64_t)getpid() << 32;
+                for (size_t i = 0; i < sizeof(b); i++)
+                        b[i] = (uint8_t)(t >> ((i % 8) * 8)) ^ (uint8_t)i;
+        }
+        b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
+        b[8] = (b[8] & 0x3f) | 0x80;
+        snprintf(buf, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+                 b[13], b[14], b[15]);
+}
+
+static bool valid_name(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n >= VMM_NAME_MAX || s[0] == '.' || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_' || c == '.'))
+                        return false;
+        }
+        return true;
+}
+
+static int write_json_atomic(json_t *j, const char *path, struct rh_error *err)
+{
+        char tmp[PATH_MAX + 8];
+
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
+                return rh_error_set(err, -EIO, "cannot write %s", tmp);
+        if (rename(tmp, path) < 0)
+                return rh_error_set(err, -errno, "rename %s: %s", path, strerror(errno));
+        return 0;
+}
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+        for (size_t i = 0; i < n; i++)
+                sprintf(out + 2 * i, "%02x", b[i]);
+        out[2 * n] = '\0';
+}
+
+static int unhex(const char *s, uint8_t *b, size_t n)
+{
+        if (!s || strlen(s) != 2 * n)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                if (sscanf(s + 2 * i, "%2x", &v) != 1)
+                        return -EINVAL;
+                b[i] = (uint8_t)v;
+        }
+        return 0;
+}
+
+/* Copy a JSON string field into a fixed buffer; missing/too long -> -EINVAL. */
+static int get_str(json_t *j, const char *key, char *buf, size_t len, bool required)
+{
+        const char *s = json_string_value(json_object_get(j, key));
+        if (!s) {
+                buf[0] = '\0';
+                return required ? -EINVAL : 0;
+        }
+        if (strlen(s) >= len)
+                return -EINVAL;
+        strcpy(buf, s);
+        return 0;
+}
+
+int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
+{
+        char path[PATH_MAX + 16], token[2 * RH_TOKEN_LEN + 1], mac[18], nic_mac[18];
+        _cleanup_json_ json_t *j = NULL;
+
+        hex(t->token, RH_TOKEN_LEN, token);
+        rh_mac_format(t->mac, mac);
+        rh_mac_format(t->nic_mac, nic_mac);
+        j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s,"
+                      " s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:f, s:f}",
+                      "name", t->name, "ram", t->ram_path, "state", t->state_path, "kernel",
+                      t->kernel, "initrd", t->initrd, "append", t->append, "machine", t->machine,
+                      "accel", t->accel, "cpu", t->cpu, "vmm", "qemu", "mem_size",
+                      (json_int_t)t->mem_size, "layout", t->layout, "mailbox_gpa",
+                      (json_int_t)t->mailbox_gpa, "token", token, "abi", t->abi, "ip", t->ip,
+                      "gateway", t->gateway, "mac", mac, "kernel_release", t->kernel_release,
+                      "agent_sha256", t->agent_sha256, "parent", t->parent, "source_clone",
+                      t->source_clone, "created_unix", (json_int_t)t->created_unix, "boot_ms",
+                      t->boot_ms, "snapshot_ms", t->snapshot_ms);
+        if (!j)
+                return rh_error_set(err, -ENOMEM, "template %s: cannot encode metadata", t->name);
+        json_object_set_new(j, "nic_mac", json_string(nic_mac));
+        snprintf(path, sizeof(path), "%s/meta.json", t->dir);
+        return write_json_atomic(j, path, err);
+}
+
+int vmm_template_load(const char *state_dir, const char *name, struct vmm_template *ret,
+                      struct rh_error *err)
+{
+        struct vmm_template t = { 0 };
+        char path[PATH_MAX + 16], mac[32], nic_mac[32];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        json_error_t jerr;
+        int r;
+
+        if (!valid_name(name))
+                return rh_error_set(err, -EINVAL, "bad template name '%s' (letters, digits, - _ .)",
+                                    name);
+        snprintf(t.dir, sizeof(t.dir), "%s/templates/%s", state_dir, name);
+        snprintf(path, sizeof(path), "%s/meta.json", t.dir);
+        r = read_file_alloc(path, 1 << 20, &text, NULL);
+        if (r == -ENOENT)
+                return rh_error_set(err, r, "no template '%s' in %s/templates (create it: rehome template create %s)",
+                                    name, state_dir, name);
+        if (r < 0)
+                return rh_error_set(err, r, "template %s: %s: %s", name, path, strerror(-r));
+        j = json_loads(text, 0, &jerr);
+        if (!json_is_object(j))
+                return rh_error_set(err, -EINVAL, "template %s: %s: not JSON (%s); remove it: rehome template rm %s",
+                                    name, path, jerr.text, name);
+        json_t *gpa = json_object_get(j, "mailbox_gpa"), *mem = json_object_get(j, "mem_size");
+        if (get_str(j, "name", t.name, sizeof(t.name), true) < 0 ||
+            get_str(j, "ram", t.ram_path, sizeof(t.ram_path), true) < 0 ||
+            get_str(j, "state", t.state_path, sizeof(t.state_path), true) < 0 ||
+            get_str(j, "kernel", t.kernel, sizeof(t.kernel), true) < 0 ||
+            get_str(j, "initrd", t.initrd, sizeof(t.initrd), true) < 0 ||
+            get_str(j, "append", t.append, sizeof(t.append), true) < 0 ||
+            get_str(j, "machine", t.machine, sizeof(t.machine), true) < 0 ||
+            get_str(j, "accel", t.accel, sizeof(t.accel), true) < 0 ||
+            get_str(j, "cpu", t.cpu, sizeof(t.cpu), true) < 0 ||
+            get_str(j, "layout", t.layout, sizeof(t.layout), true) < 0 ||
+            get_str(j, "ip", t.ip, sizeof(t.ip), true) < 0 ||
+            get_str(j, "gateway", t.gateway, sizeof(t.gateway), false) < 0 ||
+            get_str(j, "mac", mac, sizeof(mac), true) < 0 ||
+            get_str(j, "nic_mac", nic_mac, sizeof(nic_mac), true) < 0 ||
+            rh_mac_parse(nic_mac, t.nic_mac) < 0 ||
+            get_str(j, "abi", t.abi, sizeof(t.abi), false) < 0 ||
+            get_str(j, "kernel_release", t.kernel_release, sizeof(t.kernel_release), false) < 0 ||
+            get_str(j, "agent_sha256", t.agent_sha256, sizeof(t.agent_sha256), false) < 0 ||
+            get_str(j, "parent", t.parent, sizeof(t.parent), false) < 0 ||
+            get_str(j, "source_clone", t.source_clone, sizeof(t.source_clone), false) < 0 ||
+            !json_is_integer(gpa) || !json_is_integer(mem) || json_integer_value(mem) <= 0 ||
+            json_integer_value(gpa) < 0 || rh_mac_parse(mac, t.mac) < 0 ||
+            unhex(json_string_value(json_object_get(j, "token")), t.token, RH_TOKEN_LEN) < 0 ||
+            strcmp(t.name, name) != 0)
+                return rh_error_set(err, -EINVAL,
+                                    "template %s: %s is incomplete or invalid; recreate it: "
+                                    "rehome template rm %s && rehome template create %s",
+                                    name, path, name, name);
+        t.mailbox_gpa = (uint64_t)json_integer_value(gpa);
+        t.mem_size = (uint64_t)json_integer_value(mem);
+        t.created_unix = (uint64_t)json_integer_value(json_object_get(j, "created_unix"));
+        t.boot_ms = json_number_value(json_object_get(j, "boot_ms"));
+        t.snapshot_ms = json_number_value(json_object_get(j, "snapshot_ms"));
+        static const struct {
+                const char *what;
+                size_t off;
+        } files[] = {
+                { "RAM file", offsetof(struct vmm_template, ram_path) },
+                { "device state", offsetof(struct vmm_template, state_path) },
+                { "kernel", offsetof(struct vmm_template, kernel) },
+                { "initrd", offsetof(struct vmm_template, initrd) },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                const char *p = (const char *)&t + files[i].off;
+                if (access(p, R_OK) < 0)
+                        return rh_error_set(err, -errno,
+                                            "template %s: %s %s: %s; recreate it: rehome template rm %s && "
+                                            "rehome template create %s",
+                                            name, files[i].what, p, strerror(errno), name, name);
+        }
+        *ret = t;
+        return 0;
+}
+
+static int list_dir(const char *dir, char ***ret, struct rh_error *err)
+{
+        DIR *d = opendir(dir);
+        char **v = NULL;
+        size_t n = 0;
+        struct dirent *de;
+
+        if (!d) {
+                if (errno == ENOENT) {
+                        *ret = calloc(1, sizeof(char *));
+                        return *ret ? 0 : -ENOMEM;
+                }
+                return rh_error_set(err, -errno, "%s: %s", dir, strerror(errno));
+        }
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char **nv = realloc(v, (n + 2) * sizeof(char *));
+                if (!nv)
+                        break;
+                v = nv;
+                v[n++] = strdup(de->d_name);
+                v[n] = NULL;
+        }
+        closedir(d);
+        if (!v)
+                v = calloc(1, sizeof(char *));
+        /* Stable order: by name, numbers naturally (c2 before c10). */
+        for (size_t i = 1; i < n; i++)
+                for (size_t k = i; k > 0 && strverscmp(v[k - 1], v[k]) > 0; k--) {
+                        char *t = v[k];
+                        v[k] = v[k - 1];
+                        v[k - 1] = t;
+                }
+        *ret = v;
+        return 0;
+}
+
+int vmm_template_list(const char *state_dir, char ***ret_names, struct rh_error *err)
+{
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/templates", state_dir);
+        return list_dir(dir, ret_names, err);
+}
+
+int vmm_template_remove(const char *state_dir, const char *name, struct rh_error *err)
+{
+        char dir[PATH_MAX], ram[PATH_MAX];
+        struct vmm_template t;
+
+        if (!valid_name(name))
+                return rh_error_set(err, -EINVAL, "bad template name '%s'", name);
+        snprintf(dir, sizeof(dir), "%s/templates/%s", state_dir, name);
+        if (access(dir, F_OK) < 0)
+                return rh_error_set(err, -ENOENT, "no template '%s'", name);
+        /* Remove the RAM file even if the metadata is damaged: read it loosely. */
+        if (vmm_template_load(state_dir, name, &t, NULL) == 0)
+                unlink(t.ram_path);
+        else {
+                snprintf(ram, sizeof(ram), "%s/%s.ram", VMM_DEFAULT_RAM_DIR, name);
+                unlink(ram);
+        }
+        vmm_rm_rf(dir);
+        return 0;
+}
+
+/* ---- clones ---- */
+
+int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err)
+{
+        char path[PATH_MAX + 16], mac[18];
+        _cleanup_json_ json_t *j = NULL;
+
+        rh_mac_format(c->mac, mac);
+        j = json_pack("{s:s, s:s, s:i, s:I, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+                      "id", c->id, "template", c->template_name, "pid", (int)c->pid, "starttime",
+                      (json_int_t)c->starttime, "owner", (int)c->owner, "owner_starttime",
+                      (json_int_t)c->owner_starttime, "tap", c->tap, "ip", c->ip, "gateway",
+                      c->gateway, "mac", mac, "vmgenid", c->vmgenid, "qmp", c->qmp_path, "console",
+                      c->console_path, "status", c->status);
+        if (!j)
+                return rh_error_set(err, -ENOMEM, "clone %s: cannot encode", c->id);
+        snprintf(path, sizeof(path), "%s/meta.json", c->dir);
+        return write_json_atomic(j, path, err);
+}
+
+int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
+                   struct rh_error *err)
+{
+        struct vmm_clone c = { 0 };
+        char path[PATH_MAX + 16], mac[32];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        int r;
+
+        if (!valid_name(id))
+                return rh_error_set(err, -EINVAL, "bad clone id '%s'", id);
+        snprintf(c.dir, sizeof(c.dir), "%s/clones/%s", state_dir, id);
+        snprintf(path, sizeof(path), "%s/meta.json", c.dir);
+        r = read_file_alloc(path, 1 << 16, &text, NULL);
+        if (r == -ENOENT && access(c.dir, F_OK) == 0) {
+                /* A directory without a record: an interrupted allocation. */
+                snprintf(c.id, sizeof(c.id), "%s", id);
+                snprintf(c.status, sizeof(c.status), "broken");
+                *ret = c;
+                return 0;
+        }
+        if (r < 0)
+                return rh_error_set(err, r, "no clone '%s' (rehome clone list)", id);
+        j = json_loads(text, 0, NULL);
+        if (!json_is_object(j) || get_str(j, "id", c.id, sizeof(c.id), true) < 0 ||
+            get_str(j, "template", c.template_name, sizeof(c.template_name), false) < 0 ||
+            get_str(j, "tap", c.tap, sizeof(c.tap), false) < 0 ||
+            get_str(j, "ip", c.ip, sizeof(c.ip), false) < 0 ||
+            get_str(j, "gateway", c.gateway, sizeof(c.gateway), false) < 0 ||
+            get_str(j, "mac", mac, sizeof(mac), false) < 0 ||
+            get_str(j, "vmgenid", c.vmgenid, sizeof(c.vmgenid), false) < 0 ||
+            get_str(j, "qmp", c.qmp_path, sizeof(c.qmp_path), false) < 0 ||
+            get_str(j, "console", c.console_path, sizeof(c.console_path), false) < 0 ||
+            get_str(j, "status", c.status, sizeof(c.status), false) < 0) {
+                snprintf(c.id, sizeof(c.id), "%s", id);
+                snprintf(c.status, sizeof(c.status), "broken");
+                *ret = c;
+                return 0;
+        }
+        if (mac[0])
+                rh_mac_parse(mac, c.mac);
+        c.pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
+        c.starttime = (unsigned long long)json_integer_value(json_object_get(j, "starttime"));
+        c.owner = (pid_t)json_integer_value(json_object_get(j, "owner"));
+        c.owner_starttime =
+                (unsigned long long)json_integer_value(json_object_get(j, "owner_starttime"));
+        *ret = c;
+        return 0;
+}
+
+int vmm_clone_list(const char *state_dir, char ***ret_ids, struct rh_error *err)
+{
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/clones", state_dir);
+        return list_dir(dir, ret_ids, err);
+}
+
+bool vmm_clone_alive(const struct vmm_clone *c)
+{
+        if (c->pid > 0)
+                return c->starttime && proc_starttime(c->pid) == c->starttime;
+        if (c->owner > 0)
+                return c->owner_starttime && proc_starttime(c->owner) == c->owner_starttime;
+        return false;
+}
+
+int vmm_clone_alloc(const char *state_dir, struct vmm_clone *c, struct rh_error *err)
+{
+        char base[PATH_MAX];
+
+        snprintf(base, sizeof(base), "%s/clones", state_dir);
+        if (vmm_mkdir_p(base, 0755) < 0)
+                return rh_error_set(err, -errno, "%s: %s", base, strerror(errno));
+        for (unsigned n = 1; n < 100000; n++) {
+                snprintf(c->id, sizeof(c->id), "c%u", n);
+                snprintf(c->dir, sizeof(c->dir), "%s/%s", base, c->id);
+                if (mkdir(c->dir, 0755) == 0) {
+                        snprintf(c->tap, sizeof(c->tap), "rh%s", c->id);
+                        snprintf(c->qmp_path, sizeof(c->qmp_path), "%s/qmp.sock", c->dir);
+                        snprintf(c->console_path, sizeof(c->console_path), "%s/console.log", c->dir);
+                        c->owner = getpid();
+                        c->owner_starttime = proc_starttime(c->owner);
+                        snprintf(c->status, sizeof(c->status), "starting");
+                        return 0;
+                }
+                if (errno != EEXIST)
+                        return rh_error_set(err, -errno, "%s: %s", c->dir, strerror(errno));
+        }
+        return rh_error_set(err, -ENOSPC, "no free clone id in %s", base);
+}
+
+int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_error *err)
+{
+        struct vmm_net net;
+
+        if (c->pid > 0 && vmm_clone_alive(c))
+                qemu_kill(c->pid);
+        else if (c->pid > 0)
+                qemu_release(c->pid);
+        if (c->tap[0] && vmm_net_load(state_dir, &net, NULL) == 0)
+                vmm_tap_delete(&net, c->tap);
+        if (c->dir[0])
+                vmm_rm_rf(c->dir);
+        (void)err;
+        return 0;
+}
+
+static bool same_addr(const char *a, const char *b)
+{
+        struct rh_ipaddr x, y;
+        uint8_t px, py;
+        if (rh_ip_parse(a, &x, &px) < 0 || rh_ip_parse(b, &y, &py) < 0)
+                return false;
+        return x.family == y.family && memcmp(x.addr, y.addr, x.family == 4 ? 4 : 16) == 0;
+}
+
+int vmm_ip_in_use(const char *state_dir, const char *ip, char *ret_owner, size_t owner_len)
+{
+        char **ids = NULL;
+        int r = 0;
+
+        if (vmm_clone_list(state_dir, &ids, NULL) < 0)
+                return 0;
+        for (size_t i = 0; ids[i]; i++) {
+                struct vmm_clone c;
+                if (vmm_clone_load(state_dir, ids[i], &c, NULL) < 0 || !c.ip[0])
+                        continue;
+                if (same_addr(c.ip, ip) && vmm_clone_alive(&c)) {
+                        snprintf(ret_owner, owner_len, "clone %s", c.id);
+                        r = -EADDRINUSE;
+                        break;
+                }
+        }
+        vmm_strv_free(ids);
+        return r;
+}

@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Templates on QEMU: boot the guest image once, wait for the agent to arm its
+ * mailbox (it prints the page's guest-physical address and token on the
+ * console), prearm it so clones wake in fast-poll mode, and snapshot:
+ * `stop`, x-ignore-shared, `migrate exec:cat > state`. The RAM stays in the
+ * memory-backend-file on tmpfs (share=on during the boot, so the file holds
+ * the guest's memory); the state file holds only device state.
+ *
+ * Fork-of-fork: a live clone maps its template's RAM privately (share=off),
+ * so x-ignore-shared cannot skip it; its snapshot carries its RAM in the
+ * stream. A short-lived converter QEMU loads that stream into a copy of the
+ * parent's RAM file mapped share=on and re-snapshots it with x-ignore-shared,
+ * which yields a normal template (RAM file + small state).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cleanup.h"
+#include "io.h"
+#include "qmp.h"
+#include "rehome/layout.h"
+#include "rehome/patch.h"
+#include "vmm.h"
+#include "src/vmm/vmm-config.h"
+
+const char *vmm_default_image_dir(void)
+{
+        const char *env = getenv("REHOME_IMAGE");
+        return env && *env ? env : REHOME_GUEST_OUT "/current";
+}
+
+void vmm_layout_spec(const char *machine, uint64_t mem_size, char *buf, size_t len)
+{
+        snprintf(buf, len, "qemu-%s:%" PRIu64 "M", strncmp(machine, "q35", 3) == 0 ? "q35" : "pc",
+                 mem_size >> 20);
+}
+
+int qemu_migrate_caps(struct qmp *qmp, struct rh_error *err)
+{
+        json_t *args = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                                 "x-ignore-shared", "state", 1, "capability", "events", "state", 1);
+        return qmp_execute(qmp, "migrate-set-capabilities", args, 5000, NULL, err);
+}
+
+static bool safe_path(const char *p)
+{
+        /* The path goes through /bin/sh -c (exec: migration): be strict. */
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("/._-+", *p)))
+                        return false;
+        return true;
+}
+
+int qemu_snapshot(struct qmp *qmp, const char *path, int timeout_ms, struct rh_error *err)
+{
+        char uri[PATH_MAX + 32];
+        int r;
+
+        if (!safe_path(path))
+                return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
+        r = qmp_execute(qmp, "stop", NULL, 5000, NULL, err);
+        if (r < 0)
+                return r;
+        r = qemu_migrate_caps(qmp, err);
+        if (r < 0)
+                return r;
+        snprintf(uri, sizeof(uri), "exec:cat > %s", path);
+        r = qmp_execute(qmp, "migrate", json_pack("{s:s}", "uri", uri), 5000, NULL, err);
+        if (r < 0)
+                return r;
+        return qmp_wait_event(qmp, "MIGRATION", "completed", timeout_ms, NULL, err);
+}
+
+int qemu_incoming(struct qmp *qmp, const char *path, int timeout_ms, struct rh_error *err)
+{
+        char uri[PATH_MAX + 32];
+        int r;
+
+        if (!safe_path(path))
+                return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
+        r = qemu_migrate_caps(qmp, err);
+        if (r < 0)
+                return r;
+        snprintf(uri, sizeof(uri), "exec:cat %s", path);
+        r = qmp_execute(qmp, "migrate-incoming", json_pack("{s:s}", "uri", uri), 5000, NULL, err);
+        if (r < 0)
+                return r;
+        return qmp_wait_event(qmp, "MIGRATION", "completed", timeout_ms, NULL, err);
+}
+
+static double ms_since(uint64_t t0)
+{
+        return (double)(now_ns() - t0) / 1e6;
+}
+
+static void progress(const struct vmm_template_opts *o, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void progress(const struct vmm_template_opts *o, const char *fmt, ...)
+{
+        va_list ap;
+        if (!o->progress)
+                return;
+        fprintf(stderr, "template %s: ", o->name);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+static int load_image(const char *dir, struct vmm_template *t, struct rh_error *err)
+{
+        char path[PATH_MAX + 16];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/image.json", dir);
+        r = read_file_alloc(path, 1 << 16, &text, NULL);
+        if (r < 0)
+                return rh_error_set(err, r, "guest image %s: %s; build it: make guest "
+                                    "(guest/build-image.sh BUILD_DIR) or pass --image DIR",
+                                    path, strerror(-r));
+        j = json_loads(text, 0, NULL);
+        const char *k = json_string_value(json_object_get(j, "kernel"));
+        const char *i = json_string_value(json_object_get(j, "initrd"));
+        const char *rel = json_string_value(json_object_get(j, "kernel_release"));
+        const char *agent = json_string_value(json_object_get(j, "agent_sha256"));
+        if (!k || !i || strchr(k, '/') || strchr(i, '/'))
+                return rh_error_set(err, -EINVAL, "guest image %s: malformed; rebuild it: make guest", path);
+        snprintf(t->kernel, sizeof(t->kernel), "%s/%s", dir, k);
+        snprintf(t->initrd, sizeof(t->initrd), "%s/%s", dir, i);
+        /* Resolve symlinks (guest/out/current): the template must keep pointing at
+         * the exact kernel it booted, even after the image is rebuilt. */
+        char real[PATH_MAX];
+        if (realpath(t->kernel, real))
+                snprintf(t->kernel, sizeof(t->kernel), "%s", real);
+        if (realpath(t->initrd, real))
+                snprintf(t->initrd, sizeof(t->initrd), "%s", real);
+        if (access(t->kernel, R_OK) < 0)
+                return rh_error_set(err, -errno, "guest kernel %s: %s; rebuild the image: make guest",
+                                    t->kernel, strerror(errno));
+        if (access(t->initrd, R_OK) < 0)
+                return rh_error_set(err, -errno, "guest initrd %s: %s; rebuild the image: make guest",
+                                    t->initrd, strerror(errno));
+        snprintf(t->kernel_release, sizeof(t->kernel_release), "%s", rel ? rel : "");
+        snprintf(t->agent_sha256, sizeof(t->agent_sha256), "%s", agent ? agent : "");
+        return 0;
+}
+
+/* "rehome-agent: armed gpa=0x9dee000 token=<32 hex> abi=1.0" */
+static int parse_armed(const char *line, struct vmm_template *t)
+{
+        const char *g = strstr(line, "gpa=0x"), *k = strstr(line, "token="), *a = strstr(line, "abi=");
+        char *end;
+
+        if (!g || !k)
+                return -EBADMSG;
+        unsigned long long gpa = strtoull(g + 6, &end, 16);
+        if (end == g + 6 || (gpa & 0xfff))
+                return -EBADMSG;
+        t->mailbox_gpa = gpa;
+        k += 6;
+        for (size_t i = 0; i < RH_TOKEN_LEN; i++) {
+                unsigned v;
+                if (sscanf(k + 2 * i, "%2x", &v) != 1)
+                        return -EBADMSG;
+                t->token[i] = (uint8_t)v;
+        }
+        if (a) {
+                size_t n = strcspn(a + 4, " \r\n");
+                snprintf(t->abi, sizeof(t->abi), "%.*s", (int)(n < 15 ? n : 15), a + 4);
+        }
+        return 0;
+}
+
+static void tap_name_for(const char *prefix, const char *name, char buf[16])
+{
+        uint32_t h = 2166136261u;
+        for (const char *p = name; *p; p++)
+                h = (h ^ (uint8_t)*p) * 16777619u;
+        snprintf(buf, 16, "%s%08x", prefix, h);
+}
+
+/* Prearm through /proc/<pid>/mem and wait for the agent's confirm. */
+static int prearm(pid_t pid, struct vmm_template *t, uint32_t seq, int timeout_ms, struct rh_error *err)
+{
+        struct rh_layout *layout = NULL;
+        struct rh_target *target = NULL;
+        uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+        int r;
+
+        r = rh_layout_parse(t->layout, &layout, err);
+        if (r < 0)
+                return r;
+        r = rh_target_open_pid(pid, t->ram_path, layout, true, &target, err);
+        if (r < 0)
+                goto out;
+        r = rh_mailbox_prearm(target, t->mailbox_gpa, t->token, seq, 1000, 0, err);
+        if (r < 0)
+                goto out;
+        for (;;) {
+                uint32_t got = 0, interval = 0;
+                bool active = false;
+                r = rh_mailbox_prearm_confirm_read(target, t->mailbox_gpa, &got, &interval, &active, err);
+                if (r < 0)
+                        goto out;
+                if (got == seq && active)
+                        break;
+                if (now_ns() > deadline) {
+                        r = rh_error_set(err, -ETIMEDOUT,
+                                         "the agent did not confirm prearm seq %u in %d ms "
+                                         "(confirm seq %u, active %d)",
+                                         seq, timeout_ms, got, active);
+                        goto out;
+                }
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
+        r = 0;
+out:
+        rh_target_free(target);
+        rh_layout_free(layout);
+        return r;
+}
+
+static int copy_file(const char *from, const char *to, struct rh_error *err)
+{
+        _cleanup_close_ int in = -EBADF, out = -EBADF;
+        struct stat st;
+
+        in = open(from, O_RDONLY | O_CLOEXEC);
+        if (in < 0 || fstat(in, &st) < 0)
+                return rh_error_set(err, -errno, "%s: %s", from, strerror(errno));
+        out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (out < 0)
+                return rh_error_set(err, -errno, "%s: %s", to, strerror(errno));
+        for (off_t done = 0; done < st.st_size;) {
+                ssize_t n = copy_file_range(in, &done, out, NULL, (size_t)(st.st_size - done), 0);
+                if (n <= 0)
+                        return rh_error_set(err, n < 0 ? -errno : -EIO, "copy %s -> %s: %s", from, to,
+                                            n < 0 ? strerror(errno) : "short copy");
+        }
+        return 0;
+}
+
+static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t,
+                               struct vmm_net *net, struct rh_error *err);
+
+int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template *ret,
+                                struct rh_error *err)
+{
+        struct vmm_template t = { 0 };
+        struct vmm_net net;
+        char tap[16], console[PATH_MAX + 16], log[PATH_MAX + 16], qmp_path[PATH_MAX + 16], line[512];
+        char reason[512];
+        _cleanup_qmp_ struct qmp *qmp = NULL;
+        pid_t pid = 0;
+        off_t off = 0;
+        uint64_t t0;
+        int r;
+
+        snprintf(t.name, sizeof(t.name), "%s", o->name);
+        snprintf(t.dir, sizeof(t.dir), "%s/templates/%s", o->state_dir, o->name);
+        {
+                char meta[PATH_MAX + 16];
+                snprintf(meta, sizeof(meta), "%s/meta.json", t.dir);
+                if (access(meta, F_OK) == 0)
+                        return rh_error_set(err, -EEXIST,
+                                            "template %s exists (rehome template rm %s first)",
+                                            o->name, o->name);
+        }
+        r = vmm_net_load(o->state_dir, &net, NULL);
+        if (r < 0) {
+                progress(o, "no clone network yet: setting up the default (rehome net up)");
+                r = vmm_net_up(o->state_dir, NULL, NULL, &net, err);
+                if (r < 0)
+                        return r;
+        }
+        if (vmm_mkdir_p(t.dir, 0755) < 0)
+                return rh_error_set(err, -errno, "%s: %s", t.dir, strerror(errno));
+        if (vmm_mkdir_p(o->ram_dir, 0700) < 0) {
+                r = rh_error_set(err, -errno, "RAM directory %s: %s", o->ram_dir, strerror(errno));
+                goto fail;
+        }
+        snprintf(t.ram_path, sizeof(t.ram_path), "%s/%s.ram", o->ram_dir, o->name);
+        snprintf(t.state_path, sizeof(t.state_path), "%s/state", t.dir);
+        snprintf(t.machine, sizeof(t.machine), "q35");
+        t.mem_size = o->mem_size;
+        vmm_layout_spec(t.machine, t.mem_size, t.layout, sizeof(t.layout));
+        t.created_unix = (uint64_t)time(NULL);
+
+        if (o->from_clone) {
+                r = template_from_clone(o, &t, &net, err);
+                if (r < 0)
+                        goto fail;
+                *ret = t;
+                return 0;
+        }
+
+        r = load_image(o->image_dir, &t, err);
+        if (r < 0)
+                goto fail;
+        if (strcmp(o->accel, "auto") == 0) {
+                r = qemu_detect_accel(o->state_dir, t.kernel, t.initrd, t.accel, t.cpu, reason,
+                                      sizeof(reason), err);
+                if (r < 0)
+                        goto fail;
+        } else {
+                snprintf(t.accel, sizeof(t.accel), "%s", o->accel);
+                snprintf(t.cpu, sizeof(t.cpu), "%s", strcmp(o->accel, "kvm") == 0 ? "host" : "max");
+                snprintf(reason, sizeof(reason), "%s (forced by --accel)", o->accel);
+        }
+        progress(o, "accelerator: %s", reason);
+
+        snprintf(t.ip, sizeof(t.ip), "%s", o->ip);
+        snprintf(t.gateway, sizeof(t.gateway), "%s", o->gateway ? o->gateway : "");
+        t.mac[0] = 0x52, t.mac[1] = 0x54, t.mac[2] = 0x00, t.mac[3] = 0x12, t.mac[4] = 0x34,
+        t.mac[5] = 0x56;
+        memcpy(t.nic_mac, t.mac, 6);
+        snprintf(t.append, sizeof(t.append),
+                 "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s", t.ip,
+                 t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name);
+
+        tap_name_for("rht", t.name, tap);
+        r = vmm_tap_create(&net, tap, err);
+        if (r < 0)
+                goto fail;
+        snprintf(console, sizeof(console), "%s/console.log", t.dir);
+        snprintf(log, sizeof(log), "%s/qemu.log", t.dir);
+        snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t.dir);
+        unlink(t.ram_path);
+        unlink(t.state_path);
+
+        struct qemu_spec spec = {
+                .accel = t.accel, .cpu = t.cpu, .machine = t.machine, .mem_size = t.mem_size,
+                .kernel = t.kernel, .initrd = t.initrd, .append = t.append,
+                .ram_path = t.ram_path, .share = true, .vmgenid = NULL, .tap = tap,
+                .mac = t.nic_mac, .netns = net.netns, .qmp_path = qmp_path,
+                .console_path = console, .log_path = log, .incoming = false,
+        };
+        t0 = now_ns();
+        r = qemu_spawn(&spec, &pid, err);
+        if (r < 0)
+                goto fail_tap;
+        r = qmp_connect(qmp_path, 10000, &qmp, err);
+        if (r < 0)
+                goto fail_qemu;
+        progress(o, "booting %s (%s, -cpu %s, %" PRIu64 " MiB); waiting for the agent to arm",
+                 t.kernel_release, t.accel, t.cpu, t.mem_size >> 20);
+        r = console_wait_line(console, &off, "rehome-agent: armed", pid, o->boot_timeout_ms, line,
+                              sizeof(line), err);
+        if (r < 0) {
+                char tail[256];
+                qemu_log_tail(console, tail, sizeof(tail));
+                r = rh_error_prefix(err, r, "waiting for the agent (last console line: '%s')", tail);
+                goto fail_qemu;
+        }
+        t.boot_ms = ms_since(t0);
+        if (parse_armed(line, &t) < 0) {
+                r = rh_error_set(err, -EBADMSG, "cannot parse the agent's armed line: '%s'", line);
+                goto fail_qemu;
+        }
+        progress(o, "agent armed after %.0f ms: mailbox gpa 0x%" PRIx64 ", abi %s", t.boot_ms,
+                 t.mailbox_gpa, t.abi);
+
+        if (o->prearm) {
+                r = prearm(pid, &t, 1, 10000, err);
+                if (r < 0) {
+                        rh_error_prefix(err, r, "prearm");
+                        goto fail_qemu;
+                }
+                progress(o, "agent prearmed (fast poll until the handoff)");
+        }
+
+        t0 = now_ns();
+        r = qemu_snapshot(qmp, t.state_path, 60000, err);
+        if (r < 0) {
+                rh_error_prefix(err, r, "snapshot");
+                goto fail_qemu;
+        }
+        t.snapshot_ms = ms_since(t0);
+        qmp = qmp_free(qmp);
+        qemu_kill(pid);
+        vmm_tap_delete(&net, tap);
+        unlink(qmp_path);
+
+        r = vmm_template_save(&t, err);
+        if (r < 0)
+                goto fail;
+        progress(o, "snapshot in %.1f ms: RAM %s, state %s", t.snapshot_ms, t.ram_path, t.state_path);
+        *ret = t;
+        return 0;
+
+fail_qemu:
+        qemu_kill(pid);
+fail_tap:
+        vmm_tap_delete(&net, tap);
+fail:
+        unlink(t.ram_path);
+        vmm_rm_rf(t.dir);
+        return r;
+}
+
+static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t,
+                               struct vmm_net *net, struct rh_error *err)
+{
+        struct vmm_clone c;
+        struct vmm_template parent;
+        char full[PATH_MAX + 16], tap[16], console[PATH_MAX + 16], log[PATH_MAX + 16],
+                qmp_path[PATH_MAX + 16], guid[40];
+        _cleanup_qmp_ struct qmp *cq = NULL;
+        _cleanup_qmp_ struct qmp *xq = NULL;
+        pid_t xpid = 0;
+        uint64_t t0;
+        int r;
+
+        r = vmm_clone_load(o->state_dir, o->from_clone, &c, err);
+        if (r < 0)
+                return r;
+        if (!vmm_clone_alive(&c) || c.pid <= 0)
+                return rh_error_set(err, -ESRCH, "clone %s is not running (rehome clone list)", c.id);
+        r = vmm_template_load(o->state_dir, c.template_name, &parent, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "clone %s's template", c.id);
+
+        /* Everything but the identity and the files is the parent's. */
+        char name[VMM_NAME_MAX], dir[PATH_MAX], ram[PATH_MAX], state[PATH_MAX];
+        snprintf(name, sizeof(name), "%s", t->name);
+        snprintf(dir, sizeof(dir), "%s", t->dir);
+        snprintf(ram, sizeof(ram), "%s", t->ram_path);
+        snprintf(state, sizeof(state), "%s", t->state_path);
+        *t = parent;
+        snprintf(t->name, sizeof(t->name), "%s", name);
+        snprintf(t->dir, sizeof(t->dir), "%s", dir);
+        snprintf(t->ram_path, sizeof(t->ram_path), "%s", ram);
+        snprintf(t->state_path, sizeof(t->state_path), "%s", state);
+        snprintf(t->parent, sizeof(t->parent), "%s", parent.name);
+        snprintf(t->source_clone, sizeof(t->source_clone), "%s", c.id);
+        snprintf(t->ip, sizeof(t->ip), "%s", c.ip);
+        snprintf(t->gateway, sizeof(t->gateway), "%s", c.gateway);
+        memcpy(t->mac, c.mac, 6);
+        t->created_unix = (uint64_t)time(NULL);
+
+        /* The clone's agent may have re-armed: find its page and token again. */
+        {
+                struct rh_layout *layout = NULL;
+                struct rh_target *target = NULL;
+                uint8_t page[RH_MAILBOX_SIZE];
+                struct rh_arm arm;
+                uint64_t gpa = 0;
+                r = rh_layout_parse(parent.layout, &layout, err);
+                if (r == 0)
+                        r = rh_target_open_pid(c.pid, parent.ram_path, layout, false, &target, err);
+                if (r == 0)
+                        r = rh_mailbox_locate(target, parent.mailbox_gpa, NULL, true, &gpa, err);
+                if (r == 0)
+                        r = rh_target_read(target, gpa, page, sizeof(page), err);
+                if (r == 0)
+                        r = rh_mailbox_arm_read(page, sizeof(page), &arm, err);
+                rh_target_free(target);
+                rh_layout_free(layout);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "clone %s: mailbox", c.id);
+                t->mailbox_gpa = gpa;
+                memcpy(t->token, arm.token, RH_TOKEN_LEN);
+        }
+        if (o->prearm) {
+                /* A fresh prearm seq: the clone served seq 1 as part of its template. */
+                r = prearm(c.pid, t, (uint32_t)(time(NULL) | 1), 10000, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "clone %s: prearm", c.id);
+        }
+
+        r = qmp_connect(c.qmp_path, 5000, &cq, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "clone %s", c.id);
+        snprintf(full, sizeof(full), "%s/state.full", t->dir);
+        t0 = now_ns();
+        r = qemu_snapshot(cq, full, 120000, err);
+        /* The source clone goes on running either way. */
+        qmp_execute(cq, "cont", NULL, 5000, NULL, NULL);
+        if (r < 0)
+                return rh_error_prefix(err, r, "clone %s: snapshot", c.id);
+
+        /* Converter: parent RAM copy, share=on, load the full stream into it. */
+        r = copy_file(parent.ram_path, t->ram_path, err);
+        if (r < 0)
+                return r;
+        tap_name_for("rhx", t->name, tap);
+        r = vmm_tap_create(net, tap, err);
+        if (r < 0)
+                return r;
+        snprintf(console, sizeof(console), "%s/console.log", t->dir);
+        snprintf(log, sizeof(log), "%s/qemu.log", t->dir);
+        snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t->dir);
+        vmm_guid_new(guid);
+        struct qemu_spec spec = {
+                .accel = t->accel, .cpu = t->cpu, .machine = t->machine, .mem_size = t->mem_size,
+                .kernel = t->kernel, .initrd = t->initrd, .append = t->append,
+                .ram_path = t->ram_path, .share = true, .vmgenid = guid, .tap = tap,
+                .mac = t->nic_mac, .netns = net->netns, .qmp_path = qmp_path,
+                .console_path = console, .log_path = log, .incoming = true,
+        };
+        r = qemu_spawn(&spec, &xpid, err);
+        if (r < 0)
+                goto out;
+        r = qmp_connect(qmp_path, 10000, &xq, err);
+        if (r == 0)
+                r = qemu_incoming(xq, full, 120000, err);
+        if (r == 0)
+                r = qemu_snapshot(xq, t->state_path, 60000, err);
+        if (r < 0) {
+                char tail[256];
+                qemu_log_tail(log, tail, sizeof(tail));
+                rh_error_prefix(err, r, "converter QEMU%s%s%s", tail[0] ? " (" : "", tail,
+                                tail[0] ? ")" : "");
+                goto out;
+        }
+        t->snapshot_ms = ms_since(t0);
+        r = vmm_template_save(t, err);
+out:
+        xq = qmp_free(xq);
+        if (xpid > 0)
+                qemu_kill(xpid);
+        vmm_tap_delete(net, tap);
+        unlink(full);
+        unlink(qmp_path);
+        return r;
+}
