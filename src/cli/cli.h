@@ -34,5 +34,12 @@ int cmd_locate(int argc, char **argv);
 int cmd_patch(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_wait_ack(int argc, char **argv);
+/* The QEMU fork engine's verbs (src/vmm). */
+int cmd_template(int argc, char **argv);
+int cmd_fork(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
+int cmd_net(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 #endif

@@ -28,6 +28,12 @@ static const struct verb verbs[] = {
         { "patch", cmd_patch, "write a request into a mailbox before resume" },
         { "inspect", cmd_inspect, "decode and print a mailbox: arm header, request, ack" },
         { "wait-ack", cmd_wait_ack, "wait for a clone's ack (mailbox record and/or UDP)" },
+        { "template", cmd_template, "create, list, show, rm templates (boot, arm, snapshot)" },
+        { "fork", cmd_fork, "start clones of a template, each with its own identity" },
+        { "clone", cmd_clone, "list or remove clones" },
+        { "net", cmd_net, "set up or tear down the clone network (namespace + bridge)" },
+        { "demo", cmd_demo, "template + 5 clones, each proven reachable; stage timings" },
+        { "doctor", cmd_doctor, "what this host has for running clones, and fixes" },
         /* VERBS: one row per verb; keep this marker line for easy merges. */
         {},
 };
