@@ -171,7 +171,7 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
 
         /* incoming */
         t0 = now_ns();
-        r = qemu_incoming(qmp, t->state_path, 60000, err);
+        r = qemu_incoming(qmp, t->state_path, true, 60000, err);
         if (r < 0) {
                 rh_error_prefix(err, r, "incoming migration from %s", t->state_path);
                 goto fail_qemu_log;

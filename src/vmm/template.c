@@ -46,10 +46,11 @@ void vmm_layout_spec(const char *machine, uint64_t mem_size, char *buf, size_t l
                  mem_size >> 20);
 }
 
-int qemu_migrate_caps(struct qmp *qmp, struct rh_error *err)
+int qemu_migrate_caps(struct qmp *qmp, bool ignore_shared, struct rh_error *err)
 {
         json_t *args = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                                 "x-ignore-shared", "state", 1, "capability", "events", "state", 1);
+                                 "x-ignore-shared", "state", ignore_shared, "capability", "events",
+                                 "state", 1);
         return qmp_execute(qmp, "migrate-set-capabilities", args, 5000, NULL, err);
 }
 
@@ -63,7 +64,8 @@ static bool safe_path(const char *p)
         return true;
 }
 
-int qemu_snapshot(struct qmp *qmp, const char *path, int timeout_ms, struct rh_error *err)
+int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
+                  struct rh_error *err)
 {
         char uri[PATH_MAX + 32];
         int r;
@@ -73,7 +75,7 @@ int qemu_snapshot(struct qmp *qmp, const char *path, int timeout_ms, struct rh_e
         r = qmp_execute(qmp, "stop", NULL, 5000, NULL, err);
         if (r < 0)
                 return r;
-        r = qemu_migrate_caps(qmp, err);
+        r = qemu_migrate_caps(qmp, ignore_shared, err);
         if (r < 0)
                 return r;
         snprintf(uri, sizeof(uri), "exec:cat > %s", path);
@@ -83,14 +85,15 @@ int qemu_snapshot(struct qmp *qmp, const char *path, int timeout_ms, struct rh_e
         return qmp_wait_event(qmp, "MIGRATION", "completed", timeout_ms, NULL, err);
 }
 
-int qemu_incoming(struct qmp *qmp, const char *path, int timeout_ms, struct rh_error *err)
+int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
+                  struct rh_error *err)
 {
         char uri[PATH_MAX + 32];
         int r;
 
         if (!safe_path(path))
                 return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
-        r = qemu_migrate_caps(qmp, err);
+        r = qemu_migrate_caps(qmp, ignore_shared, err);
         if (r < 0)
                 return r;
         snprintf(uri, sizeof(uri), "exec:cat %s", path);
@@ -194,7 +197,8 @@ static void tap_name_for(const char *prefix, const char *name, char buf[16])
 }
 
 /* Prearm through /proc/<pid>/mem and wait for the agent's confirm. */
-static int prearm(pid_t pid, struct vmm_template *t, uint32_t seq, int timeout_ms, struct rh_error *err)
+static int prearm(pid_t pid, const char *ram_path, struct vmm_template *t, uint32_t seq,
+                  int timeout_ms, struct rh_error *err)
 {
         struct rh_layout *layout = NULL;
         struct rh_target *target = NULL;
@@ -204,9 +208,19 @@ static int prearm(pid_t pid, struct vmm_template *t, uint32_t seq, int timeout_m
         r = rh_layout_parse(t->layout, &layout, err);
         if (r < 0)
                 return r;
-        r = rh_target_open_pid(pid, t->ram_path, layout, true, &target, err);
+        r = rh_target_open_pid(pid, ram_path, layout, true, &target, err);
         if (r < 0)
                 goto out;
+        {
+                /* Already in fast poll (an earlier prearm it still serves): nothing to do. */
+                uint32_t got = 0, interval = 0;
+                bool active = false;
+                if (rh_mailbox_prearm_confirm_read(target, t->mailbox_gpa, &got, &interval, &active,
+                                                   NULL) == 0 && active && got != 0) {
+                        r = 0;
+                        goto out;
+                }
+        }
         r = rh_mailbox_prearm(target, t->mailbox_gpa, t->token, seq, 1000, 0, err);
         if (r < 0)
                 goto out;
@@ -376,7 +390,7 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                  t.mailbox_gpa, t.abi);
 
         if (o->prearm) {
-                r = prearm(pid, &t, 1, 10000, err);
+                r = prearm(pid, t.ram_path, &t, 1, 10000, err);
                 if (r < 0) {
                         rh_error_prefix(err, r, "prearm");
                         goto fail_qemu;
@@ -385,7 +399,7 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         }
 
         t0 = now_ns();
-        r = qemu_snapshot(qmp, t.state_path, 60000, err);
+        r = qemu_snapshot(qmp, t.state_path, true, 60000, err);
         if (r < 0) {
                 rh_error_prefix(err, r, "snapshot");
                 goto fail_qemu;
@@ -409,7 +423,8 @@ fail_tap:
         vmm_tap_delete(&net, tap);
 fail:
         unlink(t.ram_path);
-        vmm_rm_rf(t.dir);
+        if (!getenv("REHOME_KEEP_FULL"))
+                vmm_rm_rf(t.dir);
         return r;
 }
 
@@ -478,7 +493,7 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         }
         if (o->prearm) {
                 /* A fresh prearm seq: the clone served seq 1 as part of its template. */
-                r = prearm(c.pid, t, (uint32_t)(time(NULL) | 1), 10000, err);
+                r = prearm(c.pid, parent.ram_path, t, (uint32_t)(time(NULL) | 1), 10000, err);
                 if (r < 0)
                         return rh_error_prefix(err, r, "clone %s: prearm", c.id);
         }
@@ -488,8 +503,23 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
                 return rh_error_prefix(err, r, "clone %s", c.id);
         snprintf(full, sizeof(full), "%s/state.full", t->dir);
         t0 = now_ns();
-        r = qemu_snapshot(cq, full, 120000, err);
-        /* The source clone goes on running either way. */
+        /* Without x-ignore-shared: the clone's private RAM goes into the stream. */
+        r = qemu_snapshot(cq, full, false, 120000, err);
+        /* The source clone goes on running either way. The MIGRATION completed
+         * event comes before the run state leaves finish-migrate; a cont sent
+         * in between is overtaken and the VM ends up in postmigrate: wait. */
+        for (int i = 0; i < 2000; i++) {
+                json_t *st = NULL;
+                if (qmp_execute(cq, "query-status", NULL, 5000, &st, NULL) < 0)
+                        break;
+                const char *s = json_string_value(json_object_get(st, "status"));
+                bool settled = s && strcmp(s, "finish-migrate") != 0;
+                json_decref(st);
+                if (settled)
+                        break;
+                struct timespec ts = { 0, 1000000 };
+                nanosleep(&ts, NULL);
+        }
         qmp_execute(cq, "cont", NULL, 5000, NULL, NULL);
         if (r < 0)
                 return rh_error_prefix(err, r, "clone %s: snapshot", c.id);
@@ -518,9 +548,9 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
                 goto out;
         r = qmp_connect(qmp_path, 10000, &xq, err);
         if (r == 0)
-                r = qemu_incoming(xq, full, 120000, err);
+                r = qemu_incoming(xq, full, false, 120000, err);
         if (r == 0)
-                r = qemu_snapshot(xq, t->state_path, 60000, err);
+                r = qemu_snapshot(xq, t->state_path, true, 60000, err);
         if (r < 0) {
                 char tail[256];
                 qemu_log_tail(log, tail, sizeof(tail));
@@ -535,7 +565,8 @@ out:
         if (xpid > 0)
                 qemu_kill(xpid);
         vmm_tap_delete(net, tap);
-        unlink(full);
+        if (!getenv("REHOME_KEEP_FULL"))
+                unlink(full);
         unlink(qmp_path);
         return r;
 }

@@ -273,12 +273,18 @@ void vmm_guid_new(char buf[40]);
 
 /* ---- QEMU migration helpers (template.c) --------------------------------- */
 struct qmp;
-/* migrate-set-capabilities: x-ignore-shared (skip the file-backed RAM) + events. */
-int qemu_migrate_caps(struct qmp *qmp, struct rh_error *err);
-/* stop, then migrate the device state (and any non-shared RAM) into @path. */
-int qemu_snapshot(struct qmp *qmp, const char *path, int timeout_ms, struct rh_error *err);
+/*
+ * migrate-set-capabilities: events, and x-ignore-shared (skip RAM blocks that
+ * are shared named files). Both ends of one stream must agree on it: the
+ * stream carries per-block addresses only when it is on.
+ */
+int qemu_migrate_caps(struct qmp *qmp, bool ignore_shared, struct rh_error *err);
+/* stop, then migrate the device state (and any RAM not skipped) into @path. */
+int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
+                  struct rh_error *err);
 /* migrate-incoming from @path, wait for completion (the VM stays paused). */
-int qemu_incoming(struct qmp *qmp, const char *path, int timeout_ms, struct rh_error *err);
+int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
+                  struct rh_error *err);
 /* The guest image directory: $REHOME_IMAGE, else the build's guest/out/current. */
 const char *vmm_default_image_dir(void);
 /* Make a layout spec for the machine: "qemu-q35:256M". */
