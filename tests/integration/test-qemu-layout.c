@@ -92,8 +92,17 @@ static json_t *qmp_read(void)
 /* Send a command; return its "return" value (events are skipped). */
 static json_t *qmp(const char *cmd)
 {
-        if (write_full(to_qemu, cmd, strlen(cmd)) < 0 || write_full(to_qemu, "\n", 1) < 0)
-                fail("QMP: write failed");
+        int r = write_full(to_qemu, cmd, strlen(cmd));
+        if (r >= 0)
+                r = write_full(to_qemu, "\n", 1);
+        if (r < 0) {
+                int status = 0;
+                pid_t w = waitpid(qemu, &status, WNOHANG);
+                if (w == qemu)
+                        qemu = -1;      /* reaped: nothing left to kill */
+                fail("QMP: write to QEMU failed: %s (QEMU %s, status 0x%x)", strerror(-r),
+                     w > 0 ? "has exited" : "still running", status);
+        }
         for (;;) {
                 json_t *j = qmp_read(), *ret = json_object_get(j, "return");
                 if (json_object_get(j, "error"))
@@ -141,8 +150,10 @@ static void start_qemu(const char *machine, uint64_t size)
         if (qemu < 0)
                 fail("fork: %s", strerror(errno));
         if (qemu == 0) {
-                dup2(in[0], 0);
-                dup2(out[1], 1);
+                /* Move the pipe ends above 2 first: with stdin closed, pipe2() may hand out fd 0. */
+                int rd = fcntl(in[0], F_DUPFD, 3), wr = fcntl(out[1], F_DUPFD, 3);
+                if (rd < 0 || wr < 0 || dup2(rd, 0) < 0 || dup2(wr, 1) < 0)
+                        _exit(126);
                 execlp("qemu-system-x86_64", "qemu-system-x86_64", "-machine", machine, "-m", mem, "-object",
                        backend, "-machine", "memory-backend=mem", "-display", "none", "-nodefaults", "-S", "-qmp",
                        "stdio", (char *)NULL);
