@@ -42,14 +42,14 @@
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
 
-static const uint8_t token[RH_TOKEN_LEN] = { 0x52, 0x48, 0x42, 0x45, 0x4e, 0x43, 0x48, 0x21,
-                                             0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80 };
+static const uint8_t token[RH_TOKEN_LEN] = {0x52, 0x48, 0x42, 0x45, 0x4e, 0x43, 0x48, 0x21,
+                                            0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80};
 
 struct result {
         const char *method;
         unsigned runs;
         uint64_t median_ns, p99_ns;
-        uint64_t bytes_read, reads, writes;     /* per operation */
+        uint64_t bytes_read, reads, writes; /* per operation */
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -82,11 +82,11 @@ static void make_request(struct rh_request *req)
         rh_mac_parse("02:fc:00:00:00:07", req->ifaces[0].mac);
         req->n_addrs = 1;
         rh_ip_parse("172.16.0.7/24", &ip, &prefix);
-        req->addrs[0] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = prefix };
+        req->addrs[0] = (struct rh_addr){.iface = 0, .family = 4, .prefix = prefix};
         memcpy(req->addrs[0].addr, ip.addr, 16);
         req->n_routes = 1;
         rh_ip_parse("172.16.0.1", &ip, NULL);
-        req->routes[0] = (struct rh_route){ .iface = 0, .family = 4, .has_gateway = true };
+        req->routes[0] = (struct rh_route){.iface = 0, .family = 4, .has_gateway = true};
         memcpy(req->routes[0].gateway, ip.addr, 16);
 }
 
@@ -100,8 +100,10 @@ static int die(const char *what, const struct rh_error *err)
 static void make_memfile(const char *path, const struct rh_layout *layout, uint64_t gpa)
 {
         uint8_t page[RH_MAILBOX_SIZE] = {};
-        struct rh_arm arm = { .abi_major = RH_MAILBOX_ABI_MAJOR, .arm_generation = 1, .gpa = gpa,
-                              .caps = RH_CAP_SIGNAL_POLL };
+        struct rh_arm arm = {.abi_major = RH_MAILBOX_ABI_MAJOR,
+                             .arm_generation = 1,
+                             .gpa = gpa,
+                             .caps = RH_CAP_SIGNAL_POLL};
         struct rh_error err = {};
         uint64_t off;
         int fd;
@@ -267,7 +269,7 @@ static void run_fullscan(const char *path, unsigned runs, struct result *res)
                         const uint8_t *p = buf, *end = buf + len;
                         while ((p = memmem(p, (size_t)(end - p), RH_MAILBOX_MAGIC, RH_MAILBOX_MAGIC_LEN))) {
                                 if ((size_t)(end - p) < keep)
-                                        break;  /* decide with the next chunk */
+                                        break; /* decide with the next chunk */
                                 /* hypeman's marker is magic + token. */
                                 if (memcmp(p + 0x10, token, RH_TOKEN_LEN) == 0) {
                                         found = base + (uint64_t)(p - buf);
@@ -333,12 +335,12 @@ static void fmt_bytes(uint64_t b, char *buf, size_t len)
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "dir", required_argument, NULL, 'd' },
-                { "big-gib", required_argument, NULL, 'g' },
-                { "runs", required_argument, NULL, 'n' },
-                { "scan-runs", required_argument, NULL, 's' },
-                { "big-scan-runs", required_argument, NULL, 'b' },
-                { "help", no_argument, NULL, 'h' },
+                {"dir", required_argument, NULL, 'd'},
+                {"big-gib", required_argument, NULL, 'g'},
+                {"runs", required_argument, NULL, 'n'},
+                {"scan-runs", required_argument, NULL, 's'},
+                {"big-scan-runs", required_argument, NULL, 'b'},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         const char *dir = "/dev/shm";
@@ -350,11 +352,21 @@ int main(int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
                 switch (c) {
-                case 'd': dir = optarg; break;
-                case 'g': big_gib = (unsigned)strtoul(optarg, NULL, 10); break;
-                case 'n': runs = (unsigned)strtoul(optarg, NULL, 10); break;
-                case 's': scan_runs = (unsigned)strtoul(optarg, NULL, 10); break;
-                case 'b': big_scan_runs = (unsigned)strtoul(optarg, NULL, 10); break;
+                case 'd':
+                        dir = optarg;
+                        break;
+                case 'g':
+                        big_gib = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
+                case 'n':
+                        runs = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
+                case 's':
+                        scan_runs = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
+                case 'b':
+                        big_scan_runs = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
                 case 'h':
                         printf("usage: bench-locate [--dir DIR] [--big-gib N] [--runs N] [--scan-runs N] "
                                "[--big-scan-runs N]\n"
@@ -370,7 +382,8 @@ int main(int argc, char **argv)
                 }
         }
         if (big_gib == 0 || runs == 0 || scan_runs == 0 || big_scan_runs == 0) {
-                fprintf(stderr, "bench-locate: sizes and run counts must be positive\nTry 'bench-locate --help'\n");
+                fprintf(stderr,
+                        "bench-locate: sizes and run counts must be positive\nTry 'bench-locate --help'\n");
                 return 2;
         }
         sizes[0] = 256 * MiB;
@@ -394,13 +407,15 @@ int main(int argc, char **argv)
                         s == 0 ? "256 MiB" : "large file", gpa);
                 run_rehome(path, layout, gpa, runs, "verified hint (rehome)", &results[s][0]);
                 run_live(path, layout, gpa, runs, &results[s][1]);
-                run_rehome(path, layout, RH_GPA_NONE, sr, "page-start scan (rehome fallback)", &results[s][2]);
+                run_rehome(path, layout, RH_GPA_NONE, sr, "page-start scan (rehome fallback)",
+                           &results[s][2]);
                 run_fullscan(path, sr, &results[s][3]);
                 unlink(path);
                 rh_layout_free(layout);
         }
 
-        printf("locate + patch, Firecracker x86_64 layout, sparse memory file in %s, mailbox 64 KiB before the end\n",
+        printf("locate + patch, Firecracker x86_64 layout, sparse memory file in %s, mailbox 64 KiB before "
+               "the end\n",
                dir);
         printf("%-9s %-34s %5s %10s %10s %11s %7s %7s\n", "memory", "method", "runs", "median", "p99",
                "bytes read", "preads", "pwrites");
@@ -415,8 +430,8 @@ int main(int argc, char **argv)
                         if (s == 0)
                                 snprintf(mem, sizeof(mem), "256 MiB");
                         fmt_bytes(r->bytes_read, br, sizeof(br));
-                        printf("%-9s %-34s %5u %10s %10s %11s %7" PRIu64 " %7" PRIu64 "\n", mem, r->method, r->runs,
-                               med, p99, br, r->reads, r->writes);
+                        printf("%-9s %-34s %5u %10s %10s %11s %7" PRIu64 " %7" PRIu64 "\n", mem, r->method,
+                               r->runs, med, p99, br, r->reads, r->writes);
                 }
         printf("verified hint, large / 256 MiB: median %.2fx, p99 %.2fx (target: within 2x)\n",
                (double)results[1][0].median_ns / (double)results[0][0].median_ns,

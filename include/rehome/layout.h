@@ -33,9 +33,9 @@ extern "C" {
 #define RH_LAYOUT_STATE_JSON_MAX (16u << 20)
 
 struct rh_region {
-        uint64_t gpa;           /* guest-physical start */
-        uint64_t size;          /* bytes, > 0 */
-        uint64_t offset;        /* offset of gpa in the memory file */
+        uint64_t gpa;    /* guest-physical start */
+        uint64_t size;   /* bytes, > 0 */
+        uint64_t offset; /* offset of gpa in the memory file */
 };
 
 struct rh_layout;
@@ -82,8 +82,7 @@ int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout 
  * before the PCIe-era address map: RAM below 0xd0000000 (a 768 MiB MMIO gap
  * under 4 GiB), the rest from 4 GiB. Same returns as above.
  */
-int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout,
-                                     struct rh_error *err);
+int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err);
 
 /*
  * rh_layout_new_qemu - QEMU 7.2 pc (i440fx) or q35 with the whole RAM in one
@@ -94,8 +93,7 @@ int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_l
  * (verified against qemu-system-x86_64 7.2 `info mtree -f`, docs/LAYOUTS.md).
  * Returns 0, -EINVAL (size 0, too large), -ENOMEM.
  */
-int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout,
-                       struct rh_error *err);
+int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err);
 
 /*
  * rh_layout_new_cloud_hypervisor - parse a Cloud Hypervisor snapshot's
@@ -107,8 +105,8 @@ int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layou
  * ranges; the message names the field), -E2BIG (too many ranges), -EFBIG
  * (@len > RH_LAYOUT_STATE_JSON_MAX), -ENOMEM.
  */
-int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len,
-                                   struct rh_layout **ret_layout, struct rh_error *err);
+int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len, struct rh_layout **ret_layout,
+                                   struct rh_error *err);
 
 /*
  * rh_layout_new_regions - layout from an explicit list of @n regions in
@@ -118,8 +116,8 @@ int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len,
  * RH_LAYOUT_GPA_LIMIT, total above RH_LAYOUT_MAX_MEM), -E2BIG (n too large),
  * -ENOMEM.
  */
-int rh_layout_new_regions(const struct rh_region *regions, size_t n,
-                          struct rh_layout **ret_layout, struct rh_error *err);
+int rh_layout_new_regions(const struct rh_region *regions, size_t n, struct rh_layout **ret_layout,
+                          struct rh_error *err);
 
 /* rh_layout_new_flat - gpa == file offset for every address. Returns 0 or -ENOMEM. */
 int rh_layout_new_flat(struct rh_layout **ret_layout, struct rh_error *err);
@@ -135,8 +133,8 @@ struct rh_layout *rh_layout_free(struct rh_layout *layout);
  *   "gpa 0x... is past the end of guest RAM (0x...)"
  *   "gpa range 0x...+0x... crosses the end of RAM region 0x...-0x..."
  */
-int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64_t len,
-                            uint64_t *ret_offset, struct rh_error *err);
+int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64_t len, uint64_t *ret_offset,
+                            struct rh_error *err);
 
 /*
  * rh_layout_offset_to_gpa - inverse of the above for one byte.

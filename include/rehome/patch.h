@@ -36,8 +36,8 @@ struct rh_target;
 struct rh_target_stats {
         uint64_t bytes_read;
         uint64_t bytes_written;
-        uint64_t read_calls;            /* pread() syscalls */
-        uint64_t write_calls;           /* pwrite() syscalls */
+        uint64_t read_calls;  /* pread() syscalls */
+        uint64_t write_calls; /* pwrite() syscalls */
 };
 
 /* Chunk size of the fallback page-start scan. */
@@ -74,8 +74,8 @@ int rh_target_open_file(const char *path, const struct rh_layout *layout, bool w
  *   -E2BIG         the file is mapped in more than 256 pieces
  *   or another -errno (the message names the path).
  */
-int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *layout,
-                       bool writable, struct rh_target **ret_target, struct rh_error *err);
+int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *layout, bool writable,
+                       struct rh_target **ret_target, struct rh_error *err);
 
 /* Close and free; takes NULL; returns NULL. */
 struct rh_target *rh_target_free(struct rh_target *target);
@@ -90,8 +90,7 @@ struct rh_target *rh_target_free(struct rh_target *target);
  *   -EIO     short transfer (e.g. /proc/<pid>/mem of an exiting process)
  *   or the -errno of pread()/pwrite(). Messages name gpa and path.
  */
-int rh_target_read(struct rh_target *target, uint64_t gpa, void *buf, size_t len,
-                   struct rh_error *err);
+int rh_target_read(struct rh_target *target, uint64_t gpa, void *buf, size_t len, struct rh_error *err);
 int rh_target_write(struct rh_target *target, uint64_t gpa, const void *buf, size_t len,
                     struct rh_error *err);
 
@@ -121,9 +120,8 @@ void rh_target_reset_stats(struct rh_target *target);
  *   -EFAULT  hint outside guest RAM or the backing (no fallback)
  *   or a read error.
  */
-int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa,
-                      const uint8_t token[RH_TOKEN_LEN], bool scan_fallback, uint64_t *ret_gpa,
-                      struct rh_error *err);
+int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t token[RH_TOKEN_LEN],
+                      bool scan_fallback, uint64_t *ret_gpa, struct rh_error *err);
 
 /*
  * rh_mailbox_patch - write @req into the mailbox at @gpa, after reading that
@@ -150,9 +148,9 @@ int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token
  * (RH_MAILBOX_SIZE bytes; may equal @template_page). @ret_page is written
  * only on success. Returns as rh_mailbox_patch.
  */
-int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa,
-                             const uint8_t token[RH_TOKEN_LEN], const struct rh_request *req,
-                             uint8_t *ret_page, uint32_t *ret_seq, struct rh_error *err);
+int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                             const struct rh_request *req, uint8_t *ret_page, uint32_t *ret_seq,
+                             struct rh_error *err);
 
 /*
  * rh_mailbox_ack_read - read the mailbox page at @gpa (one read) and decode
@@ -161,8 +159,7 @@ int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa,
  * Returns 0, -ENODATA (no ack yet), -EAGAIN (torn, retry), -EBADMSG,
  * -EINVAL (@gpa not aligned), or as rh_target_read.
  */
-int rh_mailbox_ack_read(struct rh_target *target, uint64_t gpa, struct rh_ack *ret_ack,
-                        struct rh_error *err);
+int rh_mailbox_ack_read(struct rh_target *target, uint64_t gpa, struct rh_ack *ret_ack, struct rh_error *err);
 
 /*
  * rh_mailbox_prearm - host side of the prearm handshake: after verifying the
@@ -170,9 +167,8 @@ int rh_mailbox_ack_read(struct rh_target *target, uint64_t gpa, struct rh_ack *r
  * interval_us and window_ms, then the nonzero @seq last.
  * Returns 0, -EINVAL (seq 0 or @gpa not aligned), or as rh_mailbox_patch.
  */
-int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
-                      uint32_t seq, uint32_t interval_us, uint32_t window_ms,
-                      struct rh_error *err);
+int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN], uint32_t seq,
+                      uint32_t interval_us, uint32_t window_ms, struct rh_error *err);
 
 /*
  * rh_mailbox_prearm_confirm_read - the agent's prearm confirm at @gpa:
@@ -180,8 +176,7 @@ int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t toke
  * Returns 0, -EINVAL (@gpa not aligned), or as rh_target_read.
  */
 int rh_mailbox_prearm_confirm_read(struct rh_target *target, uint64_t gpa, uint32_t *ret_seq,
-                                   uint32_t *ret_interval_us, bool *ret_active,
-                                   struct rh_error *err);
+                                   uint32_t *ret_interval_us, bool *ret_active, struct rh_error *err);
 
 #ifdef __cplusplus
 }

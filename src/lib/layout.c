@@ -32,19 +32,19 @@ struct rh_layout {
 };
 
 /* Firecracker, PCIe-era address map (src/vmm/src/arch/{x86_64,aarch64}/layout.rs). */
-#define FC_X86_MMIO32_START 0xc0000000ull       /* 4 GiB - 1 GiB */
-#define FC_X86_LEGACY_MMIO_START 0xd0000000ull  /* 4 GiB - 768 MiB, older releases */
+#define FC_X86_MMIO32_START       0xc0000000ull /* 4 GiB - 1 GiB */
+#define FC_X86_LEGACY_MMIO_START  0xd0000000ull /* 4 GiB - 768 MiB, older releases */
 #define FC_FIRST_ADDR_PAST_32BITS (4 * GiB)
-#define FC_MMIO64_START (256 * GiB)
-#define FC_MMIO64_END (512 * GiB)
-#define FC_ARM_DRAM_START (2 * GiB)
-#define FC_ARM_DRAM_MAX (1022 * GiB)
+#define FC_MMIO64_START           (256 * GiB)
+#define FC_MMIO64_END             (512 * GiB)
+#define FC_ARM_DRAM_START         (2 * GiB)
+#define FC_ARM_DRAM_MAX           (1022 * GiB)
 
 /* QEMU 7.2 hw/i386/pc_q35.c and pc_piix.c, default max-ram-below-4g. */
 #define QEMU_Q35_LOWMEM_SMALL 0xb0000000ull
 #define QEMU_Q35_LOWMEM_LARGE 0x80000000ull
-#define QEMU_PC_LOWMEM_SMALL 0xe0000000ull
-#define QEMU_PC_LOWMEM_LARGE 0xc0000000ull     /* gigabyte_align */
+#define QEMU_PC_LOWMEM_SMALL  0xe0000000ull
+#define QEMU_PC_LOWMEM_LARGE  0xc0000000ull /* gigabyte_align */
 
 static int layout_alloc(const char *kind, struct rh_layout **ret, struct rh_error *err)
 {
@@ -66,9 +66,9 @@ static int layout_push(struct rh_layout *l, uint64_t gpa, uint64_t size, struct 
                 return rh_error_set(err, E2BIG, "more than %d memory regions", RH_LAYOUT_MAX_REGIONS);
         if (l->n > 0) {
                 const struct rh_region *prev = &l->regions[l->n - 1];
-                offset = prev->offset + prev->size;     /* bounded by RH_LAYOUT_MAX_MEM */
+                offset = prev->offset + prev->size; /* bounded by RH_LAYOUT_MAX_MEM */
         }
-        l->regions[l->n++] = (struct rh_region){ .gpa = gpa, .size = size, .offset = offset };
+        l->regions[l->n++] = (struct rh_region){.gpa = gpa, .size = size, .offset = offset};
         return 0;
 }
 
@@ -115,10 +115,10 @@ static int push_with_gaps(struct rh_layout *l, uint64_t start, uint64_t size, co
 int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
                               struct rh_error *err)
 {
-        static const uint64_t x86_gap_start[] = { FC_X86_MMIO32_START, FC_MMIO64_START };
-        static const uint64_t x86_gap_end[] = { FC_FIRST_ADDR_PAST_32BITS, FC_MMIO64_END };
-        static const uint64_t arm_gap_start[] = { FC_MMIO64_START };
-        static const uint64_t arm_gap_end[] = { FC_MMIO64_END };
+        static const uint64_t x86_gap_start[] = {FC_X86_MMIO32_START, FC_MMIO64_START};
+        static const uint64_t x86_gap_end[] = {FC_FIRST_ADDR_PAST_32BITS, FC_MMIO64_END};
+        static const uint64_t arm_gap_start[] = {FC_MMIO64_START};
+        static const uint64_t arm_gap_end[] = {FC_MMIO64_END};
         const char *kind = aarch64 ? "firecracker-aarch64" : "firecracker-x86_64";
         struct rh_layout *l = NULL;
         int r;
@@ -141,11 +141,10 @@ int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout 
         return 0;
 }
 
-int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout,
-                                     struct rh_error *err)
+int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err)
 {
-        static const uint64_t gap_start[] = { FC_X86_LEGACY_MMIO_START };
-        static const uint64_t gap_end[] = { FC_FIRST_ADDR_PAST_32BITS };
+        static const uint64_t gap_start[] = {FC_X86_LEGACY_MMIO_START};
+        static const uint64_t gap_end[] = {FC_FIRST_ADDR_PAST_32BITS};
         struct rh_layout *l = NULL;
         int r;
 
@@ -164,8 +163,7 @@ int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_l
         return 0;
 }
 
-int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout,
-                       struct rh_error *err)
+int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err)
 {
         const char *kind = q35 ? "qemu-q35" : "qemu-pc";
         struct rh_layout *l = NULL;
@@ -201,8 +199,7 @@ int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layou
         return 0;
 }
 
-static int regions_into(struct rh_layout *l, const struct rh_region *regions, size_t n,
-                        struct rh_error *err)
+static int regions_into(struct rh_layout *l, const struct rh_region *regions, size_t n, struct rh_error *err)
 {
         uint64_t total = 0;
         int r;
@@ -215,7 +212,8 @@ static int regions_into(struct rh_layout *l, const struct rh_region *regions, si
                 const struct rh_region *rg = &regions[i];
 
                 if (rg->size == 0)
-                        return rh_error_set(err, EINVAL, "region %zu at gpa 0x%" PRIx64 ": size 0", i, rg->gpa);
+                        return rh_error_set(err, EINVAL, "region %zu at gpa 0x%" PRIx64 ": size 0", i,
+                                            rg->gpa);
                 if (rg->gpa >= RH_LAYOUT_GPA_LIMIT || rg->size > RH_LAYOUT_GPA_LIMIT - rg->gpa)
                         return rh_error_set(err, EINVAL,
                                             "region %zu 0x%" PRIx64 "+0x%" PRIx64 " ends past gpa 0x%llx", i,
@@ -225,7 +223,8 @@ static int regions_into(struct rh_layout *l, const struct rh_region *regions, si
                         if (rg->gpa < prev->gpa + prev->size)
                                 return rh_error_set(err, EINVAL,
                                                     "region %zu at gpa 0x%" PRIx64
-                                                    " overlaps or precedes region %zu (0x%" PRIx64 "-0x%" PRIx64 ")",
+                                                    " overlaps or precedes region %zu (0x%" PRIx64
+                                                    "-0x%" PRIx64 ")",
                                                     i, rg->gpa, i - 1, prev->gpa, prev->gpa + prev->size);
                 }
                 if (rg->size > RH_LAYOUT_MAX_MEM - total)
@@ -267,7 +266,7 @@ int rh_layout_new_flat(struct rh_layout **ret_layout, struct rh_error *err)
                 return r;
         l->flat = true;
         l->n = 1;
-        l->regions[0] = (struct rh_region){ .gpa = 0, .size = UINT64_MAX, .offset = 0 };
+        l->regions[0] = (struct rh_region){.gpa = 0, .size = UINT64_MAX, .offset = 0};
         *ret_layout = l;
         return 0;
 }
@@ -279,8 +278,9 @@ static int json_u64(json_t *obj, const char *key, unsigned idx, uint64_t *ret, s
         json_t *v = json_object_get(obj, key);
 
         if (!v || !json_is_integer(v))
-                return rh_error_set(err, EINVAL, "state.json: memory range %u: \"%s\" missing or not an integer",
-                                    idx, key);
+                return rh_error_set(err, EINVAL,
+                                    "state.json: memory range %u: \"%s\" missing or not an integer", idx,
+                                    key);
         if (json_integer_value(v) < 0)
                 return rh_error_set(err, EINVAL, "state.json: memory range %u: \"%s\" is negative", idx, key);
         *ret = (uint64_t)json_integer_value(v);
@@ -309,8 +309,7 @@ int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len, struct rh
                 return rh_error_set(err, EINVAL, "state.json: no snapshots.\"memory-manager\" object");
         data = json_object_get(mm, "snapshot_data");
         if (!json_is_object(data))
-                return rh_error_set(err, EINVAL,
-                                    "state.json: memory-manager has no snapshot_data object");
+                return rh_error_set(err, EINVAL, "state.json: memory-manager has no snapshot_data object");
         /* Cloud Hypervisor stores each component's state as a JSON string. */
         str = json_object_get(data, "state");
         if (!json_is_string(str))
@@ -390,11 +389,28 @@ static int parse_number(const char **p, const char *what, uint64_t *ret, struct 
         if (digits == 0)
                 return rh_error_set(err, EINVAL, "%s \"%s\": expected a number", what, *p);
         switch (*s) {
-        case 'k': case 'K': shift = 10; s++; break;
-        case 'm': case 'M': shift = 20; s++; break;
-        case 'g': case 'G': shift = 30; s++; break;
-        case 't': case 'T': shift = 40; s++; break;
-        default: break;
+        case 'k':
+        case 'K':
+                shift = 10;
+                s++;
+                break;
+        case 'm':
+        case 'M':
+                shift = 20;
+                s++;
+                break;
+        case 'g':
+        case 'G':
+                shift = 30;
+                s++;
+                break;
+        case 't':
+        case 'T':
+                shift = 40;
+                s++;
+                break;
+        default:
+                break;
         }
         if (*s != '\0' && *s != ',' && *s != ':')
                 return rh_error_set(err, EINVAL, "%s \"%s\": unexpected '%c'", what, *p, *s);
@@ -429,7 +445,8 @@ static int parse_regions(const char *s, struct rh_layout **ret_layout, struct rh
                 char what[32];
 
                 if (n >= RH_LAYOUT_MAX_REGIONS)
-                        return rh_error_set(err, E2BIG, "regions: more than %d regions", RH_LAYOUT_MAX_REGIONS);
+                        return rh_error_set(err, E2BIG, "regions: more than %d regions",
+                                            RH_LAYOUT_MAX_REGIONS);
                 snprintf(what, sizeof(what), "regions: region %zu", n);
                 r = parse_number(&p, what, &regions[n].gpa, err);
                 if (r < 0)
@@ -446,7 +463,7 @@ static int parse_regions(const char *s, struct rh_layout **ret_layout, struct rh
                 n++;
                 if (*p == '\0')
                         break;
-                p++;    /* ',' */
+                p++; /* ',' */
         }
         r = rh_layout_new_regions(regions, n, ret_layout, err);
         if (r < 0)
@@ -487,14 +504,14 @@ int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_e
                 const char *prefix;
                 int kind;
         } kinds[] = {
-                { "firecracker:", 0 },
-                { "firecracker-x86_64:", 0 },
-                { "firecracker-aarch64:", 1 },
-                { "firecracker-x86_64-legacy:", 2 },
-                { "qemu-q35:", 3 },
-                { "qemu-pc:", 4 },
-                { "cloud-hypervisor:", 5 },
-                { "regions:", 6 },
+                {"firecracker:", 0},
+                {"firecracker-x86_64:", 0},
+                {"firecracker-aarch64:", 1},
+                {"firecracker-x86_64-legacy:", 2},
+                {"qemu-q35:", 3},
+                {"qemu-pc:", 4},
+                {"cloud-hypervisor:", 5},
+                {"regions:", 6},
         };
         uint64_t size;
         int r;
@@ -519,11 +536,16 @@ int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_e
                 if (r < 0)
                         return r;
                 switch (kinds[i].kind) {
-                case 0: return rh_layout_new_firecracker(size, false, ret_layout, err);
-                case 1: return rh_layout_new_firecracker(size, true, ret_layout, err);
-                case 2: return rh_layout_new_firecracker_legacy(size, ret_layout, err);
-                case 3: return rh_layout_new_qemu(true, size, ret_layout, err);
-                default: return rh_layout_new_qemu(false, size, ret_layout, err);
+                case 0:
+                        return rh_layout_new_firecracker(size, false, ret_layout, err);
+                case 1:
+                        return rh_layout_new_firecracker(size, true, ret_layout, err);
+                case 2:
+                        return rh_layout_new_firecracker_legacy(size, ret_layout, err);
+                case 3:
+                        return rh_layout_new_qemu(true, size, ret_layout, err);
+                default:
+                        return rh_layout_new_qemu(false, size, ret_layout, err);
                 }
         }
         /* A bare region list: "GPA:SIZE[,GPA:SIZE...]". */
@@ -543,8 +565,8 @@ struct rh_layout *rh_layout_free(struct rh_layout *layout)
 
 /* ---- lookups ---- */
 
-int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64_t len,
-                            uint64_t *ret_offset, struct rh_error *err)
+int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64_t len, uint64_t *ret_offset,
+                            struct rh_error *err)
 {
         const struct rh_region *last;
 
@@ -561,11 +583,12 @@ int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64
                 const struct rh_region *rg = &layout->regions[i];
 
                 if (gpa < rg->gpa)
-                        return rh_error_set(err, EFAULT,
-                                            "gpa 0x%" PRIx64 " is in a hole (no RAM between 0x%" PRIx64
-                                            " and 0x%" PRIx64 ")",
-                                            gpa, i == 0 ? 0 : layout->regions[i - 1].gpa + layout->regions[i - 1].size,
-                                            rg->gpa);
+                        return rh_error_set(
+                                err, EFAULT,
+                                "gpa 0x%" PRIx64 " is in a hole (no RAM between 0x%" PRIx64 " and 0x%" PRIx64
+                                ")",
+                                gpa, i == 0 ? 0 : layout->regions[i - 1].gpa + layout->regions[i - 1].size,
+                                rg->gpa);
                 if (gpa - rg->gpa >= rg->size)
                         continue;
                 if (len > rg->size - (gpa - rg->gpa))
@@ -577,8 +600,8 @@ int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64
                 return 0;
         }
         last = &layout->regions[layout->n - 1];
-        return rh_error_set(err, EFAULT, "gpa 0x%" PRIx64 " is past the end of guest RAM (0x%" PRIx64 ")", gpa,
-                            last->gpa + last->size);
+        return rh_error_set(err, EFAULT, "gpa 0x%" PRIx64 " is past the end of guest RAM (0x%" PRIx64 ")",
+                            gpa, last->gpa + last->size);
 }
 
 int rh_layout_offset_to_gpa(const struct rh_layout *layout, uint64_t offset, uint64_t *ret_gpa,
@@ -593,8 +616,8 @@ int rh_layout_offset_to_gpa(const struct rh_layout *layout, uint64_t offset, uin
                 }
         }
         return rh_error_set(err, EFAULT,
-                            "file offset 0x%" PRIx64 " is past the end of guest RAM (0x%" PRIx64 " bytes)", offset,
-                            rh_layout_file_size(layout));
+                            "file offset 0x%" PRIx64 " is past the end of guest RAM (0x%" PRIx64 " bytes)",
+                            offset, rh_layout_file_size(layout));
 }
 
 size_t rh_layout_n_regions(const struct rh_layout *layout)

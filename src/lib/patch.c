@@ -55,7 +55,8 @@ static int verify_page(const uint8_t *page, uint64_t gpa, const uint8_t *token, 
         if (token && memcmp(arm.token, token, RH_TOKEN_LEN) != 0)
                 return rh_error_set(err, ENOENT, "token does not match");
         if (gpa != RH_GPA_NONE && arm.gpa != gpa)
-                return rh_error_set(err, ENOENT, "page records gpa 0x%" PRIx64 ", not its own address", arm.gpa);
+                return rh_error_set(err, ENOENT, "page records gpa 0x%" PRIx64 ", not its own address",
+                                    arm.gpa);
         if (ret_arm)
                 *ret_arm = arm;
         return 0;
@@ -187,7 +188,8 @@ int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t
                         return rh_error_set(err, ENOENT,
                                             "no mailbox found in 0x%" PRIx64 " bytes of guest RAM (hint: %s)",
                                             scanned, hint_err.msg);
-                return rh_error_set(err, ENOENT, "no mailbox found in 0x%" PRIx64 " bytes of guest RAM", scanned);
+                return rh_error_set(err, ENOENT, "no mailbox found in 0x%" PRIx64 " bytes of guest RAM",
+                                    scanned);
         }
         *ret_gpa = gpa;
         return 0;
@@ -225,8 +227,9 @@ int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token
         if (r < 0)
                 return rh_error_prefix(err, r, "mailbox at gpa 0x%" PRIx64, gpa);
         len = get32(page + RH_OFF_REQUEST + 0x10);
-        if (len > RH_PAYLOAD_MAX)      /* our own encoder wrote it; cannot happen */
-                return rh_error_set(err, EMSGSIZE, "mailbox at gpa 0x%" PRIx64 ": payload length %u", gpa, len);
+        if (len > RH_PAYLOAD_MAX) /* our own encoder wrote it; cannot happen */
+                return rh_error_set(err, EMSGSIZE, "mailbox at gpa 0x%" PRIx64 ": payload length %u", gpa,
+                                    len);
         /* Body first: header fields after seq, and the payload. */
         r = rh_target_write(target, gpa + RH_OFF_REQUEST + 4, page + RH_OFF_REQUEST + 4,
                             RH_OFF_PAYLOAD - RH_OFF_REQUEST - 4 + len, err);

@@ -34,16 +34,16 @@
 #define MAX_PIECES 256
 
 struct piece {
-        uint64_t offset;        /* file offset */
+        uint64_t offset; /* file offset */
         uint64_t len;
-        uint64_t hva;           /* host address of offset (process targets) */
+        uint64_t hva; /* host address of offset (process targets) */
         bool writable;
 };
 
 struct rh_target {
         bool is_pid;
         bool writable;
-        int fd;                 /* the file, or /proc/<pid>/mem */
+        int fd; /* the file, or /proc/<pid>/mem */
         const struct rh_layout *layout;
         char name[PATH_MAX + 64];
         size_t n_pieces;
@@ -102,7 +102,7 @@ int rh_target_open_file(const char *path, const struct rh_layout *layout, bool w
         }
         if (st.st_size > 0) {
                 t->n_pieces = 1;
-                t->pieces[0] = (struct piece){ .offset = 0, .len = (uint64_t)st.st_size, .writable = writable };
+                t->pieces[0] = (struct piece){.offset = 0, .len = (uint64_t)st.st_size, .writable = writable};
         }
         *ret_target = t;
         return 0;
@@ -126,7 +126,8 @@ static int add_piece(struct rh_target *t, const struct piece *p, struct rh_error
                         break;
         }
         if (t->n_pieces >= MAX_PIECES)
-                return rh_error_set(err, E2BIG, "%s: file mapped in more than %d pieces", t->name, MAX_PIECES);
+                return rh_error_set(err, E2BIG, "%s: file mapped in more than %d pieces", t->name,
+                                    MAX_PIECES);
         memmove(&t->pieces[i + 1], &t->pieces[i], (t->n_pieces - i) * sizeof(t->pieces[0]));
         t->pieces[i] = *p;
         t->n_pieces++;
@@ -159,8 +160,9 @@ static int read_maps(struct rh_target *t, pid_t pid, const char *mem_file, const
                 int path_at = 0;
                 struct piece p;
 
-                if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &pgoff, &dmaj, &dmin,
-                           &inode, &path_at) < 7 || end <= start)
+                if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &pgoff, &dmaj,
+                           &dmin, &inode, &path_at) < 7 ||
+                    end <= start)
                         continue;
                 bool same_inode = inode != 0 && inode == (unsigned long long)st->st_ino &&
                                   dmaj == major(st->st_dev) && dmin == minor(st->st_dev);
@@ -174,7 +176,8 @@ static int read_maps(struct rh_target *t, pid_t pid, const char *mem_file, const
                         continue;
                 if (pgoff > UINT64_MAX - (end - start))
                         continue;
-                p = (struct piece){ .offset = pgoff, .len = end - start, .hva = start, .writable = perms[1] == 'w' };
+                p = (struct piece){
+                        .offset = pgoff, .len = end - start, .hva = start, .writable = perms[1] == 'w'};
                 r = add_piece(t, &p, err);
                 if (r < 0)
                         return r;
@@ -234,17 +237,19 @@ static int transfer(struct rh_target *t, bool write, uint64_t offset, void *buf,
                 const struct piece *pc = NULL;
 
                 for (size_t i = 0; i < t->n_pieces; i++)
-                        if (offset >= t->pieces[i].offset && offset - t->pieces[i].offset < t->pieces[i].len) {
+                        if (offset >= t->pieces[i].offset &&
+                            offset - t->pieces[i].offset < t->pieces[i].len) {
                                 pc = &t->pieces[i];
                                 break;
                         }
                 if (!pc) {
                         if (t->is_pid)
-                                return rh_error_set(err, EFAULT, "%s: file offset 0x%" PRIx64 " is not mapped",
-                                                    t->name, offset);
+                                return rh_error_set(err, EFAULT,
+                                                    "%s: file offset 0x%" PRIx64 " is not mapped", t->name,
+                                                    offset);
                         return rh_error_set(err, EFAULT,
-                                            "%s: file offset 0x%" PRIx64 " is past the end of the file (0x%" PRIx64
-                                            " bytes)",
+                                            "%s: file offset 0x%" PRIx64
+                                            " is past the end of the file (0x%" PRIx64 " bytes)",
                                             t->name, offset, t->n_pieces ? t->pieces[0].len : 0);
                 }
                 uint64_t avail = pc->len - (offset - pc->offset);
@@ -252,7 +257,8 @@ static int transfer(struct rh_target *t, bool write, uint64_t offset, void *buf,
                 uint64_t pos = t->is_pid ? pc->hva + (offset - pc->offset) : offset;
 
                 if (pos > (uint64_t)INT64_MAX)
-                        return rh_error_set(err, EFAULT, "%s: position 0x%" PRIx64 " out of range", t->name, pos);
+                        return rh_error_set(err, EFAULT, "%s: position 0x%" PRIx64 " out of range", t->name,
+                                            pos);
                 while (n > 0) {
                         ssize_t k;
 
@@ -267,12 +273,12 @@ static int transfer(struct rh_target *t, bool write, uint64_t offset, void *buf,
                                 int e = errno;
                                 if (e == EINTR)
                                         continue;
-                                return rh_error_set(err, e, "%s: %s at file offset 0x%" PRIx64 ": %s", t->name,
-                                                    write ? "write" : "read", offset, strerror(e));
+                                return rh_error_set(err, e, "%s: %s at file offset 0x%" PRIx64 ": %s",
+                                                    t->name, write ? "write" : "read", offset, strerror(e));
                         }
                         if (k == 0)
-                                return rh_error_set(err, EIO, "%s: short %s at file offset 0x%" PRIx64, t->name,
-                                                    write ? "write" : "read", offset);
+                                return rh_error_set(err, EIO, "%s: short %s at file offset 0x%" PRIx64,
+                                                    t->name, write ? "write" : "read", offset);
                         if (write)
                                 t->stats.bytes_written += (uint64_t)k;
                         else
@@ -310,8 +316,7 @@ int rh_target_read(struct rh_target *target, uint64_t gpa, void *buf, size_t len
         return gpa_io(target, false, gpa, buf, len, err);
 }
 
-int rh_target_write(struct rh_target *target, uint64_t gpa, const void *buf, size_t len,
-                    struct rh_error *err)
+int rh_target_write(struct rh_target *target, uint64_t gpa, const void *buf, size_t len, struct rh_error *err)
 {
         /* transfer() does not write through buf when writing. */
         return gpa_io(target, true, gpa, (void *)buf, len, err);

@@ -13,8 +13,7 @@
 #include "rehome/patch.h"
 
 /* Read @len bytes at memory-file offset @offset. Errors as rh_target_read. */
-int target_read_offset(struct rh_target *t, uint64_t offset, void *buf, size_t len,
-                       struct rh_error *err);
+int target_read_offset(struct rh_target *t, uint64_t offset, void *buf, size_t len, struct rh_error *err);
 
 /* Number of readable extents, in ascending offset order, non-overlapping. */
 size_t target_n_extents(const struct rh_target *t);

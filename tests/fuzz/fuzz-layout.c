@@ -13,7 +13,7 @@
 
 static void check(const struct rh_layout *l, const uint8_t *data, size_t size)
 {
-        uint64_t probes[4] = { 0, 0xc0000000, 0x100000000, UINT64_MAX };
+        uint64_t probes[4] = {0, 0xc0000000, 0x100000000, UINT64_MAX};
         size_t n = rh_layout_n_regions(l);
 
         if (size >= 8)

@@ -77,7 +77,7 @@ static json_t *qmp_read(void)
                                 fail("QMP: bad JSON: %s", jerr.text);
                         return j;
                 }
-                struct pollfd p = { .fd = from_qemu, .events = POLLIN };
+                struct pollfd p = {.fd = from_qemu, .events = POLLIN};
                 if (poll(&p, 1, 20000) <= 0)
                         fail("QMP: no answer from QEMU within 20 s");
                 if (inlen == sizeof(inbuf))
@@ -99,7 +99,7 @@ static json_t *qmp(const char *cmd)
                 int status = 0;
                 pid_t w = waitpid(qemu, &status, WNOHANG);
                 if (w == qemu)
-                        qemu = -1;      /* reaped: nothing left to kill */
+                        qemu = -1; /* reaped: nothing left to kill */
                 fail("QMP: write to QEMU failed: %s (QEMU %s, status 0x%x)", strerror(-r),
                      w > 0 ? "has exited" : "still running", status);
         }
@@ -124,9 +124,10 @@ static uint32_t xp_word(uint64_t gpa)
         unsigned long long addr = 0;
         unsigned int word = 0;
 
-        snprintf(cmd, sizeof(cmd),
-                 "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"xp /1wx 0x%llx\"}}",
-                 (unsigned long long)gpa);
+        snprintf(
+                cmd, sizeof(cmd),
+                "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"xp /1wx 0x%llx\"}}",
+                (unsigned long long)gpa);
         ret = qmp(cmd);
         if (!json_is_string(ret) || sscanf(json_string_value(ret), "%llx: %x", &addr, &word) != 2 ||
             addr != gpa)
@@ -155,8 +156,8 @@ static void start_qemu(const char *machine, uint64_t size)
                 if (rd < 0 || wr < 0 || dup2(rd, 0) < 0 || dup2(wr, 1) < 0)
                         _exit(126);
                 execlp("qemu-system-x86_64", "qemu-system-x86_64", "-machine", machine, "-m", mem, "-object",
-                       backend, "-machine", "memory-backend=mem", "-display", "none", "-nodefaults", "-S", "-qmp",
-                       "stdio", (char *)NULL);
+                       backend, "-machine", "memory-backend=mem", "-display", "none", "-nodefaults", "-S",
+                       "-qmp", "stdio", (char *)NULL);
                 _exit(127);
         }
         close(in[0]);
@@ -164,7 +165,7 @@ static void start_qemu(const char *machine, uint64_t size)
         to_qemu = in[1];
         from_qemu = out[0];
         inlen = 0;
-        json_decref(qmp_read());        /* greeting */
+        json_decref(qmp_read()); /* greeting */
         json_decref(qmp("{\"execute\":\"qmp_capabilities\"}"));
 }
 
@@ -200,9 +201,10 @@ static void get_page(uint64_t offset, uint8_t *page)
 
 static void run(const char *machine, const char *spec, uint64_t size, uint64_t low_gpa, uint64_t high_gpa)
 {
-        static const uint8_t token[RH_TOKEN_LEN] = { 'q', 'e', 'm', 'u', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+        static const uint8_t token[RH_TOKEN_LEN] = {'q', 'e', 'm', 'u', 1, 2,  3,  4,
+                                                    5,   6,   7,   8,   9, 10, 11, 12};
         uint8_t page[RH_MAILBOX_SIZE] = {}, marker[RH_MAILBOX_SIZE] = {}, before[RH_MAILBOX_SIZE];
-        struct rh_arm arm = { .abi_major = RH_MAILBOX_ABI_MAJOR, .arm_generation = 1, .gpa = high_gpa };
+        struct rh_arm arm = {.abi_major = RH_MAILBOX_ABI_MAJOR, .arm_generation = 1, .gpa = high_gpa};
         struct rh_layout *layout = NULL;
         struct rh_target *t = NULL;
         struct rh_request req = {};
@@ -234,10 +236,10 @@ static void run(const char *machine, const char *spec, uint64_t size, uint64_t l
         start_qemu(machine, size);
 
         /* QEMU sees the file bytes where the layout says: low and high. */
-        if (xp_word(low_gpa) != 0x52574f4c)     /* "LOWR" little-endian */
+        if (xp_word(low_gpa) != 0x52574f4c) /* "LOWR" little-endian */
                 fail("%s: gpa 0x%llx does not show file offset 0x%llx", machine, (unsigned long long)low_gpa,
                      (unsigned long long)off_lo);
-        if (xp_word(high_gpa) != 0x4f484552)    /* "REHO" */
+        if (xp_word(high_gpa) != 0x4f484552) /* "REHO" */
                 fail("%s: gpa 0x%llx does not show the mailbox at file offset 0x%llx", machine,
                      (unsigned long long)high_gpa, (unsigned long long)off_hi);
 
@@ -254,7 +256,7 @@ static void run(const char *machine, const char *spec, uint64_t size, uint64_t l
         strcpy(req.ifaces[0].name, "eth0");
         req.n_addrs = 1;
         rh_ip_parse("10.9.8.7/24", &ip, &prefix);
-        req.addrs[0] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = prefix };
+        req.addrs[0] = (struct rh_addr){.iface = 0, .family = 4, .prefix = prefix};
         memcpy(req.addrs[0].addr, ip.addr, 16);
         if (rh_mailbox_patch(t, high_gpa, token, &req, &seq, &err) < 0 || seq != 1)
                 fail("%s: patch: %s", machine, err.msg);

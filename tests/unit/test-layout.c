@@ -50,7 +50,7 @@ static void expect_fault(const struct rh_layout *l, uint64_t gpa, uint64_t len, 
         assert_int_equal(rh_layout_gpa_to_offset(l, gpa, len, &off, &err), -EFAULT);
         assert_int_equal(err.code, EFAULT);
         assert_string_equal(err.msg, msg);
-        assert_int_equal(off, 12345);  /* untouched on failure */
+        assert_int_equal(off, 12345); /* untouched on failure */
 }
 
 static struct rh_layout *parse_ok(const char *spec)
@@ -113,9 +113,11 @@ static void test_firecracker_x86_hole(void **state)
         assert_int_equal(rh_layout_file_size(l), 4 * GiB);
         /* last byte below the hole, first in it, last in it, first above */
         expect_offset(l, 0xbfffffff, 1, 0xbfffffff);
-        expect_fault(l, 0xc0000000, 1, "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
-        expect_fault(l, 0xffffffff, 1, "gpa 0xffffffff is in a hole (no RAM between 0xc0000000 and 0x100000000)");
-        expect_offset(l, 0x100000000, 4096, 0xc0000000);       /* gpa - 1 GiB */
+        expect_fault(l, 0xc0000000, 1,
+                     "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_fault(l, 0xffffffff, 1,
+                     "gpa 0xffffffff is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_offset(l, 0x100000000, 4096, 0xc0000000); /* gpa - 1 GiB */
         expect_offset(l, 0x13fffffff, 1, 0xffffffff);
         expect_fault(l, 0x140000000, 1, "gpa 0x140000000 is past the end of guest RAM (0x140000000)");
         expect_fault(l, UINT64_MAX, 1, "gpa 0xffffffffffffffff is past the end of guest RAM (0x140000000)");
@@ -126,7 +128,8 @@ static void test_firecracker_x86_hole(void **state)
                      "gpa range 0x13ffff000+0x1001 crosses the end of RAM region 0x100000000-0x140000000");
         expect_offset(l, 0x13ffff000, 0x1000, 0xfffff000);
         expect_fault(l, 0x100000000, UINT64_MAX,
-                     "gpa range 0x100000000+0xffffffffffffffff crosses the end of RAM region 0x100000000-0x140000000");
+                     "gpa range 0x100000000+0xffffffffffffffff crosses the end of RAM region "
+                     "0x100000000-0x140000000");
         rh_layout_free(l);
 }
 
@@ -154,10 +157,11 @@ static void test_firecracker_legacy(void **state)
         expect_region(l, 0, 0, 0xd0000000, 0);
         expect_region(l, 1, 4 * GiB, 0x30000000, 0xd0000000);
         expect_offset(l, 0xcfffffff, 1, 0xcfffffff);
-        expect_fault(l, 0xd0000000, 1, "gpa 0xd0000000 is in a hole (no RAM between 0xd0000000 and 0x100000000)");
+        expect_fault(l, 0xd0000000, 1,
+                     "gpa 0xd0000000 is in a hole (no RAM between 0xd0000000 and 0x100000000)");
         expect_offset(l, 0x100000000, 1, 0xd0000000);
         rh_layout_free(l);
-        l = parse_ok("firecracker-x86_64-legacy:3328M");       /* exactly 0xd0000000 */
+        l = parse_ok("firecracker-x86_64-legacy:3328M"); /* exactly 0xd0000000 */
         assert_int_equal(rh_layout_n_regions(l), 1);
         rh_layout_free(l);
 }
@@ -179,7 +183,8 @@ static void test_firecracker_aarch64(void **state)
         assert_int_equal(rh_layout_offset_to_gpa(l, 0x1234, &gpa, &err), 0);
         assert_int_equal(gpa, 2 * GiB + 0x1234);
         assert_int_equal(rh_layout_offset_to_gpa(l, 1 * GiB, &gpa, &err), -EFAULT);
-        assert_string_equal(err.msg, "file offset 0x40000000 is past the end of guest RAM (0x40000000 bytes)");
+        assert_string_equal(err.msg,
+                            "file offset 0x40000000 is past the end of guest RAM (0x40000000 bytes)");
         rh_layout_free(l);
 
         l = parse_ok("firecracker-aarch64:300G");
@@ -209,7 +214,8 @@ static void test_qemu_q35(void **state)
         expect_region(l, 0, 0, 0x80000000, 0);
         expect_region(l, 1, 4 * GiB, 0x30000000, 0x80000000);
         expect_offset(l, 0x7fffffff, 1, 0x7fffffff);
-        expect_fault(l, 0x80000000, 1, "gpa 0x80000000 is in a hole (no RAM between 0x80000000 and 0x100000000)");
+        expect_fault(l, 0x80000000, 1,
+                     "gpa 0x80000000 is in a hole (no RAM between 0x80000000 and 0x100000000)");
         expect_offset(l, 0x100000000, 1, 0x80000000);
         expect_offset(l, 0x12fffffff, 1, 0xafffffff);
         expect_fault(l, 0x130000000, 1, "gpa 0x130000000 is past the end of guest RAM (0x130000000)");
@@ -236,7 +242,8 @@ static void test_qemu_pc(void **state)
         assert_int_equal(rh_layout_n_regions(l), 2);
         expect_region(l, 0, 0, 3 * GiB, 0);
         expect_region(l, 1, 4 * GiB, 512 * MiB, 3 * GiB);
-        expect_fault(l, 0xc0000000, 1, "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_fault(l, 0xc0000000, 1,
+                     "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
         expect_offset(l, 0x11fffffff, 1, 0xdfffffff);
         expect_fault(l, 0x120000000, 1, "gpa 0x120000000 is past the end of guest RAM (0x120000000)");
         rh_layout_free(l);
@@ -287,7 +294,8 @@ static void test_region_errors(void **state)
                     "regions: region 0 0xffffffffff000+0x2000 ends past gpa 0x10000000000000");
         parse_fails("regions:0:99999999999999999999", -ERANGE,
                     "regions: region 0 \"99999999999999999999\": number too large");
-        parse_fails("regions:0:0xffffffffffffT", -ERANGE, "regions: region 0 \"0xffffffffffffT\": number too large");
+        parse_fails("regions:0:0xffffffffffffT", -ERANGE,
+                    "regions: region 0 \"0xffffffffffffT\": number too large");
         parse_fails("regions:0:64T,0x400000000000:1", -EINVAL,
                     "regions: regions add up to more than 0x400000000000 bytes");
 
@@ -304,7 +312,8 @@ static void test_spec_errors(void **state)
         parse_fails("firecracker:4G:1", -EINVAL, "firecracker: trailing \":1\" after the memory size");
         parse_fails("firecracker:0", -EINVAL, "firecracker-x86_64: memory size 0");
         parse_fails("qemu-q35:65T", -EINVAL, "qemu-q35: memory size 0x410000000000 exceeds 0x400000000000");
-        parse_fails("qemu-pc:99999999999999999999", -ERANGE, "qemu-pc \"99999999999999999999\": number too large");
+        parse_fails("qemu-pc:99999999999999999999", -ERANGE,
+                    "qemu-pc \"99999999999999999999\": number too large");
         parse_fails("xen:1G", -EINVAL,
                     "unknown layout \"xen:1G\" (firecracker[-x86_64|-aarch64|-x86_64-legacy]:SIZE, "
                     "qemu-q35:SIZE, qemu-pc:SIZE, cloud-hypervisor:PATH, regions:GPA:SIZE,..., flat)");
@@ -336,7 +345,8 @@ static char *ch_state(const char *inner_escaped)
         char *s = NULL;
 
         assert_true(asprintf(&s,
-                             "{\"snapshots\":{\"cpu-manager\":{\"snapshots\":{},\"snapshot_data\":{\"state\":\"{}\"}},"
+                             "{\"snapshots\":{\"cpu-manager\":{\"snapshots\":{},\"snapshot_data\":{\"state\":"
+                             "\"{}\"}},"
                              "\"memory-manager\":{\"snapshots\":{},\"snapshot_data\":{\"state\":\"%s\"}}},"
                              "\"snapshot_data\":null}",
                              inner_escaped) > 0);
@@ -355,8 +365,9 @@ static void ch_fails(const char *json, int code, const char *msg)
 
 static void test_cloud_hypervisor_good(void **state)
 {
-        char *json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":3221225472},"
-                              "{\\\"gpa\\\":4294967296,\\\"length\\\":1073741824}]},\\\"boot_ram\\\":4294967296}");
+        char *json =
+                ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":3221225472},"
+                         "{\\\"gpa\\\":4294967296,\\\"length\\\":1073741824}]},\\\"boot_ram\\\":4294967296}");
         struct rh_layout *l = NULL;
         struct rh_error err = {};
 
@@ -366,7 +377,8 @@ static void test_cloud_hypervisor_good(void **state)
         expect_region(l, 0, 0, 3 * GiB, 0);
         expect_region(l, 1, 4 * GiB, 1 * GiB, 3 * GiB);
         expect_offset(l, 4 * GiB + 8192, 4096, 3 * GiB + 8192);
-        expect_fault(l, 3 * GiB, 1, "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
+        expect_fault(l, 3 * GiB, 1,
+                     "gpa 0xc0000000 is in a hole (no RAM between 0xc0000000 and 0x100000000)");
         rh_layout_free(l);
         free(json);
 }
@@ -374,7 +386,8 @@ static void test_cloud_hypervisor_good(void **state)
 static void test_cloud_hypervisor_path(void **state)
 {
         char dir[] = "/tmp/rh-test-layout-XXXXXX", path[64];
-        char *json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":1048576}]}}");
+        char *json =
+                ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":1048576}]}}");
         struct rh_layout *l;
         FILE *f;
 
@@ -385,7 +398,7 @@ static void test_cloud_hypervisor_path(void **state)
         fputs(json, f);
         fclose(f);
 
-        snprintf(path, sizeof(path), "cloud-hypervisor:%s", dir);       /* the snapshot directory */
+        snprintf(path, sizeof(path), "cloud-hypervisor:%s", dir); /* the snapshot directory */
         l = parse_ok(path);
         expect_region(l, 0, 0, 1 * MiB, 0);
         rh_layout_free(l);
@@ -448,7 +461,8 @@ static void test_cloud_hypervisor_malformed(void **state)
         free(json);
         json = ch_state("{\\\"memory_ranges\\\":{\\\"data\\\":[{\\\"gpa\\\":0,\\\"length\\\":8192},"
                         "{\\\"gpa\\\":4096,\\\"length\\\":4096}]}}");
-        ch_fails(json, -EINVAL, "state.json: region 1 at gpa 0x1000 overlaps or precedes region 0 (0x0-0x2000)");
+        ch_fails(json, -EINVAL,
+                 "state.json: region 1 at gpa 0x1000 overlaps or precedes region 0 (0x0-0x2000)");
         free(json);
 }
 
@@ -468,7 +482,8 @@ static void test_cloud_hypervisor_limits(void **state)
         ch_fails(json, -E2BIG, "state.json: 65 memory ranges, at most 64");
         free(json);
 
-        assert_int_equal(rh_layout_new_cloud_hypervisor("{}", RH_LAYOUT_STATE_JSON_MAX + 1, &l, &err), -EFBIG);
+        assert_int_equal(rh_layout_new_cloud_hypervisor("{}", RH_LAYOUT_STATE_JSON_MAX + 1, &l, &err),
+                         -EFBIG);
         assert_string_equal(err.msg, "state.json: 16777217 bytes, more than 16777216");
         assert_null(l);
 }
@@ -476,8 +491,8 @@ static void test_cloud_hypervisor_limits(void **state)
 static void test_new_regions_direct(void **state)
 {
         const struct rh_region regs[] = {
-                { .gpa = 0x100000, .size = 0x100000, .offset = 999 },  /* offset ignored */
-                { .gpa = 0x300000, .size = 0x1000, .offset = 0 },
+                {.gpa = 0x100000, .size = 0x100000, .offset = 999}, /* offset ignored */
+                {.gpa = 0x300000, .size = 0x1000, .offset = 0},
         };
         struct rh_layout *l = NULL;
         struct rh_error err = {};

@@ -31,11 +31,11 @@
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
 
-static const uint8_t token[RH_TOKEN_LEN] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
-static const uint8_t other_token[RH_TOKEN_LEN] = { 0x01 };
+static const uint8_t token[RH_TOKEN_LEN] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+static const uint8_t other_token[RH_TOKEN_LEN] = {0x01};
 
-static char path[64];           /* the memory file of the current test */
-static pid_t child = -1;        /* the mapping child, if running */
+static char path[64];    /* the memory file of the current test */
+static pid_t child = -1; /* the mapping child, if running */
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -71,11 +71,11 @@ static void make_request(struct rh_request *req)
         assert_int_equal(rh_mac_parse("02:00:00:00:00:05", req->ifaces[0].mac), 0);
         req->n_addrs = 1;
         assert_int_equal(rh_ip_parse("10.0.0.5/24", &ip, &prefix), 0);
-        req->addrs[0] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = prefix };
+        req->addrs[0] = (struct rh_addr){.iface = 0, .family = 4, .prefix = prefix};
         memcpy(req->addrs[0].addr, ip.addr, 16);
         req->n_routes = 1;
         assert_int_equal(rh_ip_parse("10.0.0.1", &ip, NULL), 0);
-        req->routes[0] = (struct rh_route){ .iface = 0, .family = 4, .has_gateway = true };
+        req->routes[0] = (struct rh_route){.iface = 0, .family = 4, .has_gateway = true};
         memcpy(req->routes[0].gateway, ip.addr, 16);
 }
 
@@ -133,8 +133,8 @@ static int teardown(void **state)
 
 /* Two regions with a hole; the mailbox sits in the second one. */
 #define SPEC_2R "regions:0:1M,0x100000000:1M"
-#define MB_GPA 0x100003000ull
-#define MB_OFF 0x103000ull
+#define MB_GPA  0x100003000ull
+#define MB_OFF  0x103000ull
 
 static void test_file_patch_hint(void **state)
 {
@@ -170,7 +170,7 @@ static void test_file_patch_hint(void **state)
         rh_target_get_stats(t, &st);
         assert_int_equal(st.read_calls, 1);
         assert_int_equal(st.bytes_read, 4096);
-        assert_int_equal(st.write_calls, 2);       /* body, then seq */
+        assert_int_equal(st.write_calls, 2); /* body, then seq */
         assert_int_equal(st.bytes_written, (RH_OFF_PAYLOAD - RH_OFF_REQUEST - 4) + len + 4);
 
         assert_int_equal(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), 0);
@@ -235,13 +235,14 @@ static void test_file_patch_errors(void **state)
 
         /* An invalid request is refused before anything is written. */
         get_page(MB_OFF, before);
-        req.ifaces[0].mac[0] = 0x01;    /* multicast */
+        req.ifaces[0].mac[0] = 0x01; /* multicast */
         assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), -EINVAL);
-        assert_string_equal(err.msg, "mailbox at gpa 0x100003000: request: interface 0: MAC 01:00:00:00:00:05 "
-                                     "is not unicast");
+        assert_string_equal(err.msg,
+                            "mailbox at gpa 0x100003000: request: interface 0: MAC 01:00:00:00:00:05 "
+                            "is not unicast");
         get_page(MB_OFF, page);
         assert_memory_equal(page, before, sizeof(page));
-        assert_int_equal(seq, 77);     /* out-parameter untouched on failure */
+        assert_int_equal(seq, 77); /* out-parameter untouched on failure */
 
         /* A page recording another gpa (a stale copy) is not the mailbox. */
         make_page(page, 0x100005000, token);
@@ -300,7 +301,7 @@ static void test_file_locate(void **state)
         assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token, true, &gpa, &err), 0);
         assert_int_equal(gpa, MB_GPA);
         rh_target_get_stats(t, &st);
-        assert_int_equal(st.read_calls, 2);        /* one 1 MiB chunk per region */
+        assert_int_equal(st.read_calls, 2); /* one 1 MiB chunk per region */
         assert_int_equal(st.bytes_read, 2 * MiB);
 
         /* Any token. */
@@ -315,7 +316,8 @@ static void test_file_locate(void **state)
         assert_int_equal(rh_mailbox_locate(t, 0x2000, token, false, &gpa, &err), -ENOENT);
         assert_string_equal(err.msg, "mailbox at gpa 0x2000: no mailbox magic");
         assert_int_equal(rh_mailbox_locate(t, 0x5000, token, false, &gpa, &err), -ENOENT);
-        assert_string_equal(err.msg, "mailbox at gpa 0x5000: page records gpa 0x100003000, not its own address");
+        assert_string_equal(err.msg,
+                            "mailbox at gpa 0x5000: page records gpa 0x100003000, not its own address");
         assert_int_equal(rh_mailbox_locate(t, MB_GPA, other_token, false, &gpa, &err), -ENOENT);
         assert_string_equal(err.msg, "mailbox at gpa 0x100003000: token does not match");
         assert_int_equal(rh_mailbox_locate(t, 0xc0000000, token, false, &gpa, &err), -EFAULT);
@@ -349,7 +351,8 @@ static void test_file_short(void **state)
         put_page(0x100000, page);
         assert_int_equal(rh_target_open_file(path, l, false, &t, &err), 0);
         assert_int_equal(rh_target_read(t, 0x180000, page, 16, &err), -EFAULT);
-        snprintf(msg, sizeof(msg), "%s: file offset 0x180000 is past the end of the file (0x102000 bytes)", path);
+        snprintf(msg, sizeof(msg), "%s: file offset 0x180000 is past the end of the file (0x102000 bytes)",
+                 path);
         assert_string_equal(err.msg, msg);
         /* A read that starts inside and runs past the end also fails, with nothing returned. */
         assert_int_equal(rh_target_read(t, 0x101800, page, 4096, &err), -EFAULT);
@@ -358,7 +361,7 @@ static void test_file_short(void **state)
         assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token, true, &gpa, &err), 0);
         assert_int_equal(gpa, 0x100000);
         rh_target_get_stats(t, &st);
-        assert_int_equal(st.bytes_read, 1 * MiB + 8192);   /* only what the file has */
+        assert_int_equal(st.bytes_read, 1 * MiB + 8192); /* only what the file has */
         rh_target_free(t);
 
         assert_int_equal(rh_target_open_file("/nonexistent/mem", l, false, &t, &err), -ENOENT);
@@ -380,8 +383,8 @@ static void test_overlay(void **state)
         make_request(&req);
         assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9dee000, token, &req, out, &seq, &err), 0);
         assert_int_equal(seq, 1);
-        assert_memory_equal(tmpl, copy, sizeof(tmpl));          /* template untouched */
-        assert_memory_equal(out, tmpl, RH_OFF_REQUEST);         /* arm..ack unchanged */
+        assert_memory_equal(tmpl, copy, sizeof(tmpl));  /* template untouched */
+        assert_memory_equal(out, tmpl, RH_OFF_REQUEST); /* arm..ack unchanged */
         assert_int_equal(rh_mailbox_read_request(out, &got, NULL, NULL, &err), 0);
         assert_int_equal(got.seq, 1);
         assert_int_equal(got.nonce, req.nonce);
@@ -394,9 +397,10 @@ static void test_overlay(void **state)
         memcpy(out, copy, sizeof(out));
         assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9def000, token, &req, out, &seq, &err), -ENOENT);
         assert_string_equal(err.msg, "overlay page: page records gpa 0x9dee000, not its own address");
-        assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9dee000, other_token, &req, out, &seq, &err), -ENOENT);
+        assert_int_equal(rh_mailbox_patch_overlay(tmpl, 0x9dee000, other_token, &req, out, &seq, &err),
+                         -ENOENT);
         assert_string_equal(err.msg, "overlay page: token does not match");
-        assert_memory_equal(out, copy, sizeof(out));            /* written only on success */
+        assert_memory_equal(out, copy, sizeof(out)); /* written only on success */
 }
 
 static void test_file_ack_and_prearm(void **state)
@@ -435,7 +439,7 @@ static void test_file_ack_and_prearm(void **state)
         assert_int_equal(got.applied, RH_APPLIED_MAC | RH_APPLIED_ADDRS);
         assert_int_equal(got.t_ack_ns, 200);
 
-        page[RH_OFF_ACK + 0x10] ^= 1;   /* corrupt the status */
+        page[RH_OFF_ACK + 0x10] ^= 1; /* corrupt the status */
         put_page(MB_OFF, page);
         assert_int_equal(rh_mailbox_ack_read(t, MB_GPA, &got, &err), -EBADMSG);
         assert_true(strncmp(err.msg, "ack at gpa 0x100003000: ack CRC32C mismatch", 43) == 0);
@@ -462,7 +466,7 @@ static void test_file_ack_and_prearm(void **state)
 
         /* The agent's confirm. */
         page[RH_OFF_PREARM_CONFIRM] = 9;
-        page[RH_OFF_PREARM_CONFIRM + 4] = 0xe8;        /* 1000 */
+        page[RH_OFF_PREARM_CONFIRM + 4] = 0xe8; /* 1000 */
         page[RH_OFF_PREARM_CONFIRM + 5] = 0x03;
         page[RH_OFF_PREARM_CONFIRM + 8] = 1;
         put_page(MB_OFF, page);
@@ -478,7 +482,7 @@ static void test_file_ack_and_prearm(void **state)
 /* ---- strategy (b): a real process ---- */
 
 #define PID_GPA 0x42000ull
-#define HALF 0x80000ull
+#define HALF    0x80000ull
 
 struct child_report {
         int r;
@@ -529,7 +533,7 @@ static void child_main(int cmd_fd, int report_fd)
         rh_mailbox_write_ack(first + PID_GPA, &ack);
         if (write(report_fd, "A", 1) != 1)
                 _exit(15);
-        if (read(cmd_fd, &c, 1) < 0)    /* returns at EOF, when the parent closes its end */
+        if (read(cmd_fd, &c, 1) < 0) /* returns at EOF, when the parent closes its end */
                 _exit(16);
         _exit(0);
 }
@@ -561,13 +565,13 @@ static void test_pid_patch(void **state)
 
         make_file(1 * MiB);
         make_page(page, PID_GPA, token);
-        memset(page + 0x800, 0x5a, 0x100);     /* something to see across the piece boundary */
+        memset(page + 0x800, 0x5a, 0x100); /* something to see across the piece boundary */
         put_page(PID_GPA, page);
         {
                 uint8_t edge[RH_MAILBOX_SIZE];
                 for (size_t i = 0; i < sizeof(edge); i++)
                         edge[i] = (uint8_t)(i * 7);
-                put_page(HALF - 0x800, edge);   /* straddles the two mapping pieces */
+                put_page(HALF - 0x800, edge); /* straddles the two mapping pieces */
         }
         before = malloc(1 * MiB);
         after = malloc(1 * MiB);
@@ -664,7 +668,7 @@ static void test_pid_patch(void **state)
 
         rh_target_free(t);
         t = NULL;
-        close(cmd[1]);                  /* EOF: the child exits */
+        close(cmd[1]); /* EOF: the child exits */
         close(report[0]);
         assert_int_equal(waitpid(child, &status, 0), child);
         assert_true(WIFEXITED(status));
