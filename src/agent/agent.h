@@ -65,6 +65,8 @@ struct apply_result {
         unsigned changes;               /* kernel objects actually changed */
         char what[RH_ACK_ERROR_MAX];    /* failure text */
         int ifindex[RH_MAX_IFACES];     /* resolved interfaces */
+        uint64_t t_step_ns[8];          /* CLOCK_MONOTONIC after link, addrs, routes, neigh,
+                                         * announce, hostname, dns (for -v) */
 };
 
 struct agent {

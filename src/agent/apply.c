@@ -155,45 +155,34 @@ static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex,
                       struct apply_result *res, struct rh_error *err)
 {
         const struct rh_nl_link *l = find_link(a, n_links, ifindex);
-        bool down = false;
+        bool mac_change, mtu_change, up_change;
         int r;
 
         if (!l)
                 return rh_error_set(err, -ENODEV, "link %d vanished", ifindex);
-        res->failed_step = RH_APPLIED_MAC;
-        if (ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0)) {
-                r = rh_nl_link_set_mac(&a->nl, ifindex, ifc->mac, err);
-                if (r == -EBUSY && (l->flags & IFF_UP)) {
-                        /* Drivers without IFF_LIVE_ADDR_CHANGE want the link down. */
+        mac_change = ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0);
+        mtu_change = ifc->mtu && ifc->mtu != l->mtu;
+        up_change = !(l->flags & IFF_UP);
+
+        /* One message for all three: every round trip counts after a resume. */
+        if (mac_change || mtu_change || up_change) {
+                res->failed_step = mac_change ? RH_APPLIED_MAC : mtu_change ? RH_APPLIED_MTU
+                                                                             : RH_APPLIED_LINK_UP;
+                r = rh_nl_link_set(&a->nl, ifindex, mac_change ? ifc->mac : NULL,
+                                   mtu_change ? ifc->mtu : 0, up_change ? 1 : -1, err);
+                if (r == -EBUSY && mac_change && (l->flags & IFF_UP)) {
+                        /* Drivers without IFF_LIVE_ADDR_CHANGE want the link
+                         * down for a new MAC: down, change, up. */
                         r = rh_nl_link_set_up(&a->nl, ifindex, false, err);
-                        if (r < 0)
-                                return r;
-                        down = true;
-                        r = rh_nl_link_set_mac(&a->nl, ifindex, ifc->mac, err);
+                        if (r >= 0)
+                                r = rh_nl_link_set(&a->nl, ifindex, ifc->mac, mtu_change ? ifc->mtu : 0,
+                                                   1, err);
                 }
                 if (r < 0)
                         return r;
-                res->changes++;
+                res->changes += (unsigned)mac_change + (unsigned)mtu_change + (unsigned)up_change;
         }
-        res->applied |= RH_APPLIED_MAC;
-
-        res->failed_step = RH_APPLIED_MTU;
-        if (ifc->mtu && ifc->mtu != l->mtu) {
-                r = rh_nl_link_set_mtu(&a->nl, ifindex, ifc->mtu, err);
-                if (r < 0)
-                        return r;
-                res->changes++;
-        }
-        res->applied |= RH_APPLIED_MTU;
-
-        res->failed_step = RH_APPLIED_LINK_UP;
-        if (down || !(l->flags & IFF_UP)) {
-                r = rh_nl_link_set_up(&a->nl, ifindex, true, err);
-                if (r < 0)
-                        return r;
-                res->changes++;
-        }
-        res->applied |= RH_APPLIED_LINK_UP;
+        res->applied |= RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP;
         return 0;
 }
 
@@ -431,21 +420,26 @@ static int apply_announce(struct agent *a, const struct rh_request *req, struct 
         res->failed_step = RH_APPLIED_ANNOUNCE;
         for (unsigned i = 0; i < req->n_addrs; i++) {
                 const struct rh_addr *ad = &req->addrs[i];
+                const struct rh_iface *ifc = &req->ifaces[ad->iface];
                 int ifindex = res->ifindex[ad->iface];
-                struct rh_nl_link l;
+                const struct rh_nl_link *l = find_link(a, n_links, ifindex);
+                const uint8_t *mac;
                 int r;
 
-                r = rh_nl_link_get(&a->nl, ifindex, &l, err);
-                if (r < 0)
-                        return r;
-                if (l.mac_len != 6)
+                /* The link's MAC is the request's new one, or the one it had. */
+                if (ifc->has_mac)
+                        mac = ifc->mac;
+                else if (l && l->mac_len == 6)
+                        mac = l->mac;
+                else
                         continue; /* no link layer to announce on */
-                r = ad->family == 4 ? announce_ipv4(a, ifindex, l.mac, ad->addr)
-                                    : announce_ipv6(a, ifindex, l.mac, ad->addr);
+                r = ad->family == 4 ? announce_ipv4(a, ifindex, mac, ad->addr)
+                                    : announce_ipv6(a, ifindex, mac, ad->addr);
                 if (r < 0) {
                         char ip[INET6_ADDRSTRLEN];
                         inet_ntop(kernel_family(ad->family), ad->addr, ip, sizeof(ip));
-                        return rh_error_set(err, r, "announce %s on %s: %s", ip, l.name, strerror(-r));
+                        return rh_error_set(err, r, "announce %s on %s: %s", ip, l ? l->name : "?",
+                                            strerror(-r));
                 }
         }
         return 0;
@@ -507,16 +501,20 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
         res->changes = 0;
         res->what[0] = '\0';
 
+        memset(res->t_step_ns, 0, sizeof(res->t_step_ns));
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_link(a, &req->ifaces[i], res->ifindex[i], res, &e);
+        res->t_step_ns[0] = now_ns();
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_addrs(a, req, i, res->ifindex[i], res, &e);
         if (r >= 0)
                 res->applied |= RH_APPLIED_ADDRS;
+        res->t_step_ns[1] = now_ns();
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_routes(a, req, i, res->ifindex[i], res, &e);
         if (r >= 0)
                 res->applied |= RH_APPLIED_ROUTES;
+        res->t_step_ns[2] = now_ns();
         if (r >= 0 && (req->flags & RH_REQ_FLUSH_NEIGH)) {
                 res->failed_step = RH_APPLIED_NEIGH;
                 for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
@@ -524,11 +522,13 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
                 if (r >= 0)
                         res->applied |= RH_APPLIED_NEIGH;
         }
+        res->t_step_ns[3] = now_ns();
         if (r >= 0 && (req->flags & RH_REQ_ANNOUNCE)) {
                 r = apply_announce(a, req, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_ANNOUNCE;
         }
+        res->t_step_ns[4] = now_ns();
         if (r >= 0 && req->hostname[0]) {
                 r = apply_hostname(a, req->hostname, res, &e);
                 if (r >= 0)

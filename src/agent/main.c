@@ -403,6 +403,7 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         uint32_t seq = 0;
         uint64_t nonce = 0;
         bool header_ok = false;
+        uint64_t t_validated;
         int r;
 
         memset(&a->ack, 0, sizeof(a->ack));
@@ -440,6 +441,7 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         a->ack.nonce = a->opt.format == FORMAT_V1 ? 0 : a->req.nonce;
 
         r = apply_validate(a, &a->req, &e);
+        t_validated = now_ns();
         if (r < 0) {
                 rh_error_prefix(&e, r, "request %u rejected", seq);
                 reject(a, &a->req, RH_ACK_INVALID, r, e.msg);
@@ -461,8 +463,14 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         }
         a->ack.status = RH_ACK_APPLIED;
         finish(a, &a->req, "applied");
-        if (a->opt.verbose)
-                agent_log(a, "seq %u: %u kernel objects changed", seq, a->result.changes);
+        if (a->opt.verbose) {
+                const uint64_t *t = a->result.t_step_ns;
+                agent_log(a, "seq %u: %u kernel objects changed; us: validate %" PRIu64 " link %" PRIu64
+                          " addrs %" PRIu64 " routes %" PRIu64 " neigh %" PRIu64 " announce %" PRIu64,
+                          seq, a->result.changes, (t_validated - a->ack.t_read_ns) / 1000,
+                          (t[0] - t_validated) / 1000, (t[1] - t[0]) / 1000, (t[2] - t[1]) / 1000,
+                          (t[3] - t[2]) / 1000, (t[4] - t[3]) / 1000);
+        }
         return true;
 }
 

@@ -345,6 +345,36 @@ static int link_change(struct rh_nl *nl, int ifindex, unsigned change, unsigned 
         return nl_transact(nl, NULL, NULL, err, what);
 }
 
+int rh_nl_link_set(struct rh_nl *nl, int ifindex, const uint8_t *mac, uint32_t mtu, int up,
+                   struct rh_error *err)
+{
+        struct nlmsghdr *n = msg_start(nl, RTM_NEWLINK, NLM_F_ACK);
+        struct ifinfomsg *ifi = msg_put_header(n, sizeof(*ifi));
+        char what[96];
+        int len;
+
+        len = snprintf(what, sizeof(what), "set link %d", ifindex);
+        if (mac)
+                len += snprintf(what + len, sizeof(what) - (size_t)len,
+                                " MAC %02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+                                mac[3], mac[4], mac[5]);
+        if (mtu)
+                len += snprintf(what + len, sizeof(what) - (size_t)len, " MTU %u", mtu);
+        if (up >= 0)
+                snprintf(what + len, sizeof(what) - (size_t)len, " %s", up ? "up" : "down");
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        if (up >= 0) {
+                ifi->ifi_change = IFF_UP;
+                ifi->ifi_flags = up ? IFF_UP : 0;
+        }
+        if (mac)
+                attr_put(n, IFLA_ADDRESS, mac, 6);
+        if (mtu)
+                attr_put_u32(n, IFLA_MTU, mtu);
+        return nl_transact(nl, NULL, NULL, err, what);
+}
+
 int rh_nl_link_set_mac(struct rh_nl *nl, int ifindex, const uint8_t mac[6], struct rh_error *err)
 {
         char what[64];

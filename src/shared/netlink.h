@@ -89,6 +89,15 @@ int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link,
                    struct rh_error *err);
 
 /*
+ * rh_nl_link_set - change several link properties in one RTM_NEWLINK:
+ * @mac (NULL: keep), @mtu (0: keep), @up (1 up, 0 down, -1 keep). The kernel
+ * applies them in its own order (MTU, then address, then flags) and may
+ * leave earlier ones applied when a later one fails. Returns as below.
+ */
+int rh_nl_link_set(struct rh_nl *nl, int ifindex, const uint8_t *mac, uint32_t mtu, int up,
+                   struct rh_error *err);
+
+/*
  * rh_nl_link_set_mac / _mtu / _up - RTM_NEWLINK on @ifindex.
  * Returns 0 or -errno: -EBUSY when a driver refuses a live MAC change,
  * -EADDRNOTAVAIL for a MAC it will not take, -EINVAL for an MTU out of range.
