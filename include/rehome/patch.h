@@ -113,6 +113,9 @@ void rh_target_reset_stats(struct rh_target *target);
  *            syscall and checking the 8-byte magic at each 4 KiB boundary;
  *            a candidate must verify exactly like the hint (so stale copies
  *            of the page elsewhere in memory are skipped). First match wins.
+ *            The scan is linear in guest RAM. Through a live process it also
+ *            faults every page of the mapping in (on tmpfs, holes of a sparse
+ *            template get allocated): prefer the hint, or scan the file.
  * @ret_gpa:  the verified mailbox address
  * Returns 0, or
  *   -EINVAL  @hint_gpa not 4 KiB aligned
