@@ -113,9 +113,12 @@ void rh_target_reset_stats(struct rh_target *target);
  *            syscall and checking the 8-byte magic at each 4 KiB boundary;
  *            a candidate must verify exactly like the hint (so stale copies
  *            of the page elsewhere in memory are skipped). First match wins.
- *            The scan is linear in guest RAM. Through a live process it also
- *            faults every page of the mapping in (on tmpfs, holes of a sparse
- *            template get allocated): prefer the hint, or scan the file.
+ *            The scan is linear in guest RAM. A process target scans its
+ *            memory file first (when it can open it) and confirms candidates
+ *            in the live process with one page read; only if the file has no
+ *            match does it scan through /proc/<pid>/mem, which faults every
+ *            page of the mapping into the VMM (on tmpfs that allocates every
+ *            hole of a sparse template). Prefer the hint.
  * @ret_gpa:  the verified mailbox address
  * Returns 0, or
  *   -EINVAL  @hint_gpa not 4 KiB aligned

@@ -91,10 +91,11 @@ static int load_page(struct rh_target *t, uint64_t gpa, const uint8_t *token, ui
  * Scan the page starts of one stretch of guest RAM that is backed by the
  * target: file offsets [off, end), gpa of @off = @gpa.
  */
-static int scan_stretch(struct rh_target *t, uint64_t off, uint64_t end, uint64_t gpa, const uint8_t *token,
-                        uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
+static int scan_stretch(struct rh_target *t, bool from_file, uint64_t off, uint64_t end, uint64_t gpa,
+                        const uint8_t *token, uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
 {
         uint64_t skip = (PAGE - gpa % PAGE) % PAGE;
+        uint8_t live[RH_MAILBOX_SIZE];
         int r;
 
         if (skip >= end - off)
@@ -104,17 +105,22 @@ static int scan_stretch(struct rh_target *t, uint64_t off, uint64_t end, uint64_
         while (end - off >= PAGE) {
                 size_t n = end - off < RH_SCAN_CHUNK ? (size_t)(end - off) : RH_SCAN_CHUNK;
 
-                r = target_read_offset(t, off, chunk, n, err);
+                r = from_file ? target_read_file(t, off, chunk, n, err)
+                              : target_read_offset(t, off, chunk, n, err);
                 if (r < 0)
                         return r;
                 for (size_t k = 0; k + PAGE <= n; k += PAGE) {
                         /* Cheap test first: the 8-byte magic at the page start. */
                         if (memcmp(chunk + k, RH_MAILBOX_MAGIC, RH_MAILBOX_MAGIC_LEN) != 0)
                                 continue;
-                        if (verify_page(chunk + k, gpa + k, token, NULL, NULL) == 0) {
-                                *ret_gpa = gpa + k;
-                                return 1;
-                        }
+                        if (verify_page(chunk + k, gpa + k, token, NULL, NULL) != 0)
+                                continue;
+                        /* Found in the file: it counts only if the live process has it too. */
+                        if (from_file && (rh_target_read(t, gpa + k, live, sizeof(live), NULL) < 0 ||
+                                          verify_page(live, gpa + k, token, NULL, NULL) != 0))
+                                continue;
+                        *ret_gpa = gpa + k;
+                        return 1;
                 }
                 off += n;
                 gpa += n;
@@ -122,18 +128,14 @@ static int scan_stretch(struct rh_target *t, uint64_t off, uint64_t end, uint64_
         return 0;
 }
 
-static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, uint64_t *ret_scanned,
-                struct rh_error *err)
+/* One pass over guest RAM in gpa order, clipped to what can be read. */
+static int scan_pass(struct rh_target *t, bool from_file, const uint8_t *token, uint8_t *chunk,
+                     uint64_t *ret_gpa, uint64_t *ret_scanned, struct rh_error *err)
 {
         const struct rh_layout *layout = rh_target_layout(t);
-        _cleanup_free_ uint8_t *chunk = NULL;
         uint64_t scanned = 0;
         int r;
 
-        chunk = malloc(RH_SCAN_CHUNK);
-        if (!chunk)
-                return rh_error_set(err, ENOMEM, "scan: out of memory");
-        /* Guest RAM in gpa order, clipped to what the target can read. */
         for (size_t i = 0; i < rh_layout_n_regions(layout); i++) {
                 const struct rh_region *rg = rh_layout_region(layout, i);
                 uint64_t rg_end = rg->size > UINT64_MAX - rg->offset ? UINT64_MAX : rg->offset + rg->size;
@@ -146,9 +148,12 @@ static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, ui
                         b = el > UINT64_MAX - eo ? UINT64_MAX : eo + el;
                         if (b > rg_end)
                                 b = rg_end;
+                        if (from_file && b > target_file_size(t))
+                                b = target_file_size(t);
                         if (a >= b)
                                 continue;
-                        r = scan_stretch(t, a, b, rg->gpa + (a - rg->offset), token, chunk, ret_gpa, err);
+                        r = scan_stretch(t, from_file, a, b, rg->gpa + (a - rg->offset), token, chunk,
+                                         ret_gpa, err);
                         if (r != 0)
                                 return r;
                         scanned += b - a;
@@ -156,6 +161,29 @@ static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, ui
         }
         *ret_scanned = scanned;
         return 0;
+}
+
+/*
+ * A process target scans its memory file first (cheap, and it does not
+ * fault the whole of guest RAM into the VMM), confirming each candidate in
+ * the live process; only if that finds nothing (a mailbox that exists only
+ * in the process's private pages) does it scan the process itself.
+ */
+static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, uint64_t *ret_scanned,
+                struct rh_error *err)
+{
+        _cleanup_free_ uint8_t *chunk = NULL;
+        int r;
+
+        chunk = malloc(RH_SCAN_CHUNK);
+        if (!chunk)
+                return rh_error_set(err, ENOMEM, "scan: out of memory");
+        if (target_has_file(t)) {
+                r = scan_pass(t, true, token, chunk, ret_gpa, ret_scanned, err);
+                if (r != 0)
+                        return r;
+        }
+        return scan_pass(t, false, token, chunk, ret_gpa, ret_scanned, err);
 }
 
 int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t token[RH_TOKEN_LEN],

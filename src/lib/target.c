@@ -43,7 +43,9 @@ struct piece {
 struct rh_target {
         bool is_pid;
         bool writable;
-        int fd; /* the file, or /proc/<pid>/mem */
+        int fd;             /* the file, or /proc/<pid>/mem */
+        int file_fd;        /* process targets: the memory file itself, read-only, or -EBADF */
+        uint64_t file_size; /* its size */
         const struct rh_layout *layout;
         char name[PATH_MAX + 64];
         size_t n_pieces;
@@ -59,6 +61,7 @@ static int target_alloc(const struct rh_layout *layout, bool writable, struct rh
         if (!t)
                 return rh_error_set(err, ENOMEM, "target: out of memory");
         t->fd = -EBADF;
+        t->file_fd = -EBADF;
         t->layout = layout;
         t->writable = writable;
         *ret = t;
@@ -71,6 +74,8 @@ struct rh_target *rh_target_free(struct rh_target *target)
                 return NULL;
         if (target->fd >= 0)
                 close(target->fd);
+        if (target->file_fd >= 0)
+                close(target->file_fd);
         free(target);
         return NULL;
 }
@@ -220,6 +225,18 @@ int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *
                         return rh_error_set(err, ESRCH, "no process %d", (int)pid);
                 return rh_error_set(err, r, "%s: %s", mem, strerror(r));
         }
+        /*
+         * The file itself, for the scan: reading it finds candidates without
+         * faulting every page into the process (which, on tmpfs, would
+         * allocate every hole of a sparse template). Optional.
+         */
+        t->file_fd = open(mem_file, O_RDONLY | O_CLOEXEC);
+        if (t->file_fd >= 0 && (fstat(t->file_fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+                close(t->file_fd);
+                t->file_fd = -EBADF;
+        }
+        if (t->file_fd >= 0)
+                t->file_size = (uint64_t)st.st_size;
         *ret_target = t;
         return 0;
 }
@@ -296,6 +313,40 @@ static int transfer(struct rh_target *t, bool write, uint64_t offset, void *buf,
 int target_read_offset(struct rh_target *t, uint64_t offset, void *buf, size_t len, struct rh_error *err)
 {
         return transfer(t, false, offset, buf, len, err);
+}
+
+bool target_has_file(const struct rh_target *t)
+{
+        return t->is_pid && t->file_fd >= 0;
+}
+
+uint64_t target_file_size(const struct rh_target *t)
+{
+        return target_has_file(t) ? t->file_size : 0;
+}
+
+int target_read_file(struct rh_target *t, uint64_t offset, void *buf, size_t len, struct rh_error *err)
+{
+        uint8_t *p = buf;
+
+        if (!target_has_file(t) || offset > t->file_size || len > t->file_size - offset)
+                return rh_error_set(err, EFAULT, "%s: file offset 0x%" PRIx64 " is outside the file", t->name,
+                                    offset);
+        while (len > 0) {
+                ssize_t k = pread(t->file_fd, p, len, (off_t)offset);
+
+                t->stats.read_calls++;
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return rh_error_set(err, k < 0 ? errno : EIO,
+                                            "%s: reading the file at 0x%" PRIx64 " failed", t->name, offset);
+                t->stats.bytes_read += (uint64_t)k;
+                p += k;
+                offset += (uint64_t)k;
+                len -= (size_t)k;
+        }
+        return 0;
 }
 
 static int gpa_io(struct rh_target *t, bool write, uint64_t gpa, void *buf, size_t len, struct rh_error *err)

@@ -7,6 +7,7 @@
 #ifndef REHOME_LIB_TARGET_H
 #define REHOME_LIB_TARGET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,11 @@ int target_read_offset(struct rh_target *t, uint64_t offset, void *buf, size_t l
 size_t target_n_extents(const struct rh_target *t);
 /* Extent @i: [*ret_offset, *ret_offset + *ret_len). */
 void target_extent(const struct rh_target *t, size_t i, uint64_t *ret_offset, uint64_t *ret_len);
+/* Process targets whose memory file could be opened: scan the file, verify live. */
+bool target_has_file(const struct rh_target *t);
+uint64_t target_file_size(const struct rh_target *t);
+/* Read the memory file itself (process targets only). -EFAULT outside it. */
+int target_read_file(struct rh_target *t, uint64_t offset, void *buf, size_t len, struct rh_error *err);
 /* "PATH" or "/proc/PID/mem (PATH)", for messages. */
 const char *target_name(const struct rh_target *t);
 

@@ -623,9 +623,38 @@ static void test_pid_patch(void **state)
         rh_target_get_stats(t, &st);
         assert_int_equal(st.read_calls, 1);
         assert_int_equal(st.bytes_read, 4096);
+        /* The scan reads the file (first piece: 512 KiB) and confirms the find live (4 KiB). */
         gpa = 0;
+        rh_target_reset_stats(t);
         assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token, true, &gpa, &err), 0);
         assert_int_equal(gpa, PID_GPA);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 2);
+        assert_int_equal(st.bytes_read, HALF + 4096);
+
+        /* A mailbox only in the process's private memory: the file pass misses it, the live pass finds it. */
+        {
+                static const uint8_t token2[RH_TOKEN_LEN] = {2, 2, 2};
+                static const uint8_t token3[RH_TOKEN_LEN] = {3, 3, 3};
+                uint8_t zero[RH_MAILBOX_SIZE] = {};
+
+                make_page(page, 0xa0000, token2);
+                assert_int_equal(rh_target_write(t, 0xa0000, page, sizeof(page), &err), 0);
+                rh_target_reset_stats(t);
+                assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token2, true, &gpa, &err), 0);
+                assert_int_equal(gpa, 0xa0000);
+                rh_target_get_stats(t, &st);
+                assert_int_equal(st.bytes_read, 2 * MiB); /* the file, then the process (2 x 512 KiB) */
+
+                /* In the file but no longer in the process: a candidate that does not confirm. */
+                assert_int_equal(rh_target_write(t, 0xc0000, zero, sizeof(zero), &err), 0); /* COW the page */
+                make_page(page, 0xc0000, token3);
+                put_page(0xc0000, page);
+                assert_int_equal(rh_mailbox_locate(t, RH_GPA_NONE, token3, true, &gpa, &err), -ENOENT);
+                assert_string_equal(err.msg, "no mailbox found in 0x100000 bytes of guest RAM");
+                memset(page, 0, sizeof(page));
+                put_page(0xc0000, page); /* the file as it was */
+        }
 
         /* Patch through /proc/<child>/mem. */
         make_request(&req);
