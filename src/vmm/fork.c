@@ -173,7 +173,10 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         t0 = now_ns();
         r = qemu_incoming(qmp, t->state_path, true, 60000, err);
         if (r < 0) {
-                rh_error_prefix(err, r, "incoming migration from %s", t->state_path);
+                rh_error_prefix(err, r,
+                                "incoming migration from %s (if the template is damaged: "
+                                "rehome template rm %s && rehome template create %s)",
+                                t->state_path, t->name, t->name);
                 goto fail_qemu_log;
         }
         res->t.incoming = ms(now_ns() - t0);
@@ -200,18 +203,16 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         }
         res->t.patch = ms(now_ns() - t0);
 
-        /* cont */
-        if (o->no_cont) {
-                r = rh_error_set(err, -ETIMEDOUT, "not resumed (--no-resume)");
-                goto timeout;
-        }
+        /* cont (--no-resume: wait for an ack that cannot come, for testing the timeout) */
         t0 = now_ns();
-        r = qmp_execute(qmp, "cont", NULL, 5000, NULL, err);
-        if (r < 0)
-                goto fail_qemu_log;
+        if (!o->no_cont) {
+                r = qmp_execute(qmp, "cont", NULL, 5000, NULL, err);
+                if (r < 0)
+                        goto fail_qemu_log;
+        }
         t_cont = now_ns();
         res->t.cont = ms(t_cont - t0);
-        snprintf(c->status, sizeof(c->status), "resumed");
+        snprintf(c->status, sizeof(c->status), o->no_cont ? "paused" : "resumed");
         vmm_clone_save(c, NULL);
 
         /* ack */
@@ -241,8 +242,9 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                         qemu_log_tail(c->console_path, tail, sizeof(tail));
                         snprintf(res->seen, sizeof(res->seen), "%s", what);
                         r = rh_error_set(err, -ETIMEDOUT,
-                                         "clone %s: no ack within %d ms of resume: %s (signal %s; last console line: '%s')",
-                                         c->id, o->timeout_ms, what,
+                                         "clone %s: no ack within %d ms of %s: %s (signal %s; last console line: '%s')",
+                                         c->id, o->timeout_ms,
+                                         o->no_cont ? "the patch (never resumed: --no-resume)" : "resume", what,
                                          r == 0 && ack.nonce == req.nonce ? rh_signal_name(ack.signal) : "none seen",
                                          tail);
                         goto timeout;
@@ -322,7 +324,12 @@ fail_qemu_log:
         /* Name what QEMU said (busy tap, bad state file, ...): that is the fix. */
         if (c->pid > 0) {
                 char tail[256];
-                if (qemu_exited(c->pid, NULL)) {
+                /* QEMU exits right after a failed incoming migration: give it a moment. */
+                for (int i = 0; i < 100 && !qemu_exited(c->pid, NULL); i++) {
+                        struct timespec ts = { 0, 2000000 };
+                        nanosleep(&ts, NULL);
+                }
+                if (qemu_exited(c->pid, NULL) || proc_starttime(c->pid) == 0) {
                         qemu_log_tail(log, tail, sizeof(tail));
                         if (tail[0])
                                 rh_error_prefix(err, r, "QEMU exited: %s", tail);

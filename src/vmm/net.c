@@ -176,7 +176,7 @@ static bool valid_ifname(const char *s)
         return true;
 }
 
-int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway,
+int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err)
 {
         struct vmm_net net = { 0 };
@@ -206,7 +206,11 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway,
                         gateway = VMM_DEFAULT_GATEWAY;
                 if (rh_ip_parse(gateway, &gw, &prefix) < 0 || gw.family != 4 || !strchr(gateway, '/'))
                         return rh_error_set(err, -EINVAL, "bad gateway '%s' (want A.B.C.D/P)", gateway);
-                snprintf(net.netns, sizeof(net.netns), "%s", VMM_DEFAULT_NETNS);
+                if (!netns)
+                        netns = VMM_DEFAULT_NETNS;
+                if (!valid_ifname(netns) || strchr(netns, '.'))
+                        return rh_error_set(err, -EINVAL, "bad namespace name '%s'", netns);
+                snprintf(net.netns, sizeof(net.netns), "%s", netns);
                 snprintf(net.bridge, sizeof(net.bridge), "%s", VMM_DEFAULT_BRIDGE);
                 snprintf(net.gateway, sizeof(net.gateway), "%s", gateway);
                 net.ours = true;

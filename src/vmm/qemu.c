@@ -91,17 +91,18 @@ unsigned long long proc_starttime(pid_t pid)
                 return 0;
         buf[n] = '\0';
         char *p = strrchr(buf, ')');
-        if (!p)
+        if (!p || !p[1] || !p[2])
                 return 0;
-        /* After ") ": field 3 (state) ... field 22 (starttime). */
+        /* After ") ": field 3 (state) ... field 22 (starttime). A zombie or
+         * dead process holds no tap and no memory: it counts as gone. */
         p += 2;
+        if (p[0] == 'Z' || p[0] == 'X' || p[0] == 'x')
+                return 0;
         for (int field = 3; field < 22 && p; field++) {
                 p = strchr(p, ' ');
                 if (p)
                         p++;
         }
-        if (p && p[0] == 'Z')
-                return 0;
         return p ? strtoull(p, NULL, 10) : 0;
 }
 

@@ -298,7 +298,7 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         r = vmm_net_load(o->state_dir, &net, NULL);
         if (r < 0) {
                 progress(o, "no clone network yet: setting up the default (rehome net up)");
-                r = vmm_net_up(o->state_dir, NULL, NULL, &net, err);
+                r = vmm_net_up(o->state_dir, NULL, NULL, NULL, &net, err);
                 if (r < 0)
                         return r;
         }

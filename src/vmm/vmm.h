@@ -51,7 +51,8 @@ struct vmm_net {
 };
 
 int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err);
-int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway,
+/* @netns: namespace name (NULL = "rehome"); ignored with @bridge (the user's, in ours). */
+int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err);
 int vmm_net_down(const char *state_dir, struct rh_error *err);
 /* Create (or take over a stale) tap @name on the bridge, up. -EBUSY if a process holds it. */

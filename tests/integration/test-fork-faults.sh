@@ -1,0 +1,79 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Faults of the fork path, each against real QEMU clones:
+#  - a request the agent rejects (an interface the guest lacks): exit 1 with
+#    the agent's error text, the clone keeps the template identity and is
+#    removed (and with --keep it stays, still answering as the template);
+#  - no ack within --timeout (the clone is patched but never resumed): exit 3
+#    saying what was seen;
+#  - a clone whose QEMU died: listed as dead, removed cleanly;
+#  - an invalid template directory, a template whose kernel is gone, a
+#    corrupt device-state file: one-line messages naming the thing and the
+#    fix, and nothing left running.
+#
+# Usage: test-fork-faults.sh REHOME IMAGE_DIR.
+. "$(dirname "$0")/test-fork-lib.sh"
+fork_setup faults "$@"
+
+template_create tpl
+
+# --- rejected request -----------------------------------------------------------
+err=$(rh fork tpl --ip 10.88.0.20/24 --iface nosuch0 2>&1 >/dev/null)
+rc=$?
+[ $rc = 1 ] && ok "rejected request exits 1" || fail "rejected request exited $rc"
+echo "$err" | grep -q "rejected the request" && echo "$err" | grep -q "nosuch0" &&
+        ok "agent's error text shown: $(echo "$err" | tail -n 1)" || fail "no agent error text in '$err'"
+[ -z "$(rh clone list | sed 1d)" ] && ok "rejected clone removed" || fail "rejected clone left: $(rh clone list)"
+
+err=$(rh fork tpl --ip 10.88.0.21/24 --iface nosuch0 --keep 2>&1 >/dev/null)
+rc=$?
+[ $rc = 1 ] && ok "rejected request with --keep exits 1" || fail "exit $rc with --keep"
+[ -z "$(arp_mac 10.88.0.21)" ] && ok "kept rejected clone did not take 10.88.0.21" ||
+        fail "kept rejected clone answers at 10.88.0.21"
+[ "$(arp_mac 10.88.0.2)" = "52:54:00:12:34:56" ] && ok "kept rejected clone still has the template identity" ||
+        fail "kept rejected clone does not answer as the template"
+rh clone rm --all 2>/dev/null
+
+# --- ack timeout -----------------------------------------------------------------
+err=$(rh fork tpl --ip 10.88.0.22/24 --no-resume --timeout 2s 2>&1 >/dev/null)
+rc=$?
+[ $rc = 3 ] && ok "no ack within --timeout exits 3: $(echo "$err" | tail -n 1)" || fail "timeout exited $rc: $err"
+echo "$err" | grep -q "no ack" && ok "timeout says what was seen" || fail "timeout message: $err"
+[ -z "$(rh clone list | sed 1d)" ] && ok "timed-out clone removed" || fail "timed-out clone left"
+
+# --- dead QEMU --------------------------------------------------------------------
+rh fork tpl --ip 10.88.0.23/24 >/dev/null 2>&1 || fail "fork for the dead-QEMU case failed"
+pid=$(clone_field c1 pid)
+[ -n "$pid" ] && kill -9 "$pid"
+sleep 0.5
+[ "$(clone_field c1 state)" = dead ] && ok "killed clone listed as dead" || fail "state after kill: $(clone_field c1 state)"
+rh clone rm c1 2>/dev/null && ok "dead clone removed" || fail "clone rm of a dead clone failed"
+
+# --- invalid template, missing kernel, corrupt state -------------------------------
+mkdir -p "$SD/templates/broken" && echo '{"name": "broken"' > "$SD/templates/broken/meta.json"
+err=$(rh fork broken --ip 10.88.0.24/24 2>&1)
+rc=$?
+[ $rc = 1 ] && echo "$err" | grep -q "rehome template rm broken" && [ "$(echo "$err" | wc -l)" = 1 ] &&
+        ok "invalid template: $err" || fail "invalid template: exit $rc, '$err'"
+
+cp -r "$SD/templates/tpl" "$SD/templates/nokernel"
+sed -e 's/"name": "tpl"/"name": "nokernel"/' -e 's#"kernel": "[^"]*"#"kernel": "/nonexistent/vmlinuz"#' \
+        "$SD/templates/tpl/meta.json" > "$SD/templates/nokernel/meta.json"
+err=$(rh fork nokernel --ip 10.88.0.24/24 2>&1)
+rc=$?
+[ $rc = 1 ] && echo "$err" | grep -q "kernel /nonexistent/vmlinuz" && ok "missing kernel: $err" ||
+        fail "missing kernel: exit $rc, '$err'"
+
+cp -r "$SD/templates/tpl" "$SD/templates/badstate"
+sed -e 's/"name": "tpl"/"name": "badstate"/' -e "s#\"state\": \"[^\"]*\"#\"state\": \"$SD/templates/badstate/state\"#" \
+        "$SD/templates/tpl/meta.json" > "$SD/templates/badstate/meta.json"
+head -c 4096 "$SD/templates/tpl/state" > "$SD/templates/badstate/state"
+err=$(rh fork badstate --ip 10.88.0.24/24 2>&1 >/dev/null)
+rc=$?
+[ $rc = 1 ] && echo "$err" | grep -q -i "migration" && ok "corrupt device state: $(echo "$err" | tail -n 1)" ||
+        fail "corrupt state: exit $rc, '$err'"
+[ -z "$(rh clone list | sed 1d)" ] && ok "nothing recorded after the failed fork" || fail "clone left after corrupt state"
+
+check_nothing_left
+finish
