@@ -107,7 +107,7 @@ int cmd_demo(int argc, char **argv)
         if (vmm_net_load(cli.state_dir, &net, NULL) < 0) {
                 say("setting up the clone network (namespace %s, bridge %s, gateway %s)",
                     VMM_DEFAULT_NETNS, VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY);
-                r = vmm_net_up(cli.state_dir, NULL, NULL, &net, &err);
+                r = vmm_net_up(cli.state_dir, NULL, NULL, NULL, &net, &err);
                 if (r < 0)
                         return cli_fail("demo: net up: %s", err.msg);
         }
@@ -138,7 +138,7 @@ int cmd_demo(int argc, char **argv)
                         .state_dir = cli.state_dir, .name = DEMO_TEMPLATE, .image_dir = image,
                         .ram_dir = VMM_DEFAULT_RAM_DIR, .mem_size = 256ull << 20,
                         .ip = VMM_DEFAULT_TEMPLATE_IP, .gateway = gw, .accel = "auto",
-                        .boot_timeout_ms = 180000, .prearm = true, .progress = true,
+                        .boot_timeout_ms = 180000, .prearm = true, .progress = isatty(STDERR_FILENO) || cli.verbose,
                 };
                 r = qemu_template_create(&o, &t, &err);
                 if (r < 0)

@@ -103,7 +103,7 @@ static int do_create(int argc, char **argv)
                 .state_dir = cli.state_dir, .image_dir = vmm_default_image_dir(),
                 .ram_dir = VMM_DEFAULT_RAM_DIR, .mem_size = 256ull << 20,
                 .ip = VMM_DEFAULT_TEMPLATE_IP, .accel = "auto", .boot_timeout_ms = 180000,
-                .prearm = true, .progress = true,
+                .prearm = true, .progress = isatty(STDERR_FILENO) || cli.verbose,
         };
         char gw[64] = "";
         struct rh_error err = { 0 };
