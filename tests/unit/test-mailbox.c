@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -352,11 +353,10 @@ static void test_round_trip_full(void **state)
                 s[RH_SEARCH_MAX] = '\0';
                 s[0] = (char)('a' + i);
         }
-        memset(req.hostname, 'h', 63);
-        req.hostname[63] = '.';
-        req.hostname[64] = '\0';
-        req.hostname[63] = 'h'; /* one 64-char label is too long: use two labels */
+        /* 64 characters (the maximum) in two labels: one 64-char label is too long. */
+        memset(req.hostname, 'h', RH_HOSTNAME_MAX);
         req.hostname[30] = '.';
+        req.hostname[RH_HOSTNAME_MAX] = '\0';
         req.flags = RH_REQ_FLAGS_KNOWN_;
         req.has_ack_udp = true;
         req.ack_addr.family = 6;
@@ -1442,16 +1442,31 @@ static void test_doc_example(void **state)
         assert_int_equal(got.seq, 1);
 
         /* docs/MAILBOX.md must show exactly this dump. The source tree is
-         * found from this file's path as the compiler saw it (relative to the
-         * build directory, where meson runs the tests), or $REHOME_SRCDIR. */
-        char path[4096];
+         * $REHOME_SRCDIR, else found from this file's path as the compiler saw
+         * it: absolute, or relative to the build root (meson compiles from
+         * there), which is two levels above this executable. */
+        char path[8192], exe[4096];
         const char *root = getenv("REHOME_SRCDIR");
         if (root)
                 snprintf(path, sizeof(path), "%s/docs/MAILBOX.md", root);
         else {
                 const char *f = __FILE__, *cut = strstr(f, "tests/unit/test-mailbox.c");
+                ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+                char *slash;
+                int up = 0;
+
                 assert_non_null(cut);
-                snprintf(path, sizeof(path), "%.*sdocs/MAILBOX.md", (int)(cut - f), f);
+                assert_true(n > 0);
+                exe[n] = '\0';
+                /* build/tests/unit/test-mailbox -> build */
+                while (up < 3 && (slash = strrchr(exe, '/')) != NULL) {
+                        *slash = '\0';
+                        up++;
+                }
+                if (f[0] == '/')
+                        snprintf(path, sizeof(path), "%.*sdocs/MAILBOX.md", (int)(cut - f), f);
+                else
+                        snprintf(path, sizeof(path), "%s/%.*sdocs/MAILBOX.md", exe, (int)(cut - f), f);
         }
         FILE *doc = fopen(path, "re");
         if (!doc)
