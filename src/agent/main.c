@@ -35,7 +35,8 @@ static void agent_init(struct agent *a)
         a->nl.fd = a->packet_fd = a->udp4_fd = a->udp6_fd = -EBADF;
 }
 
-static void write_line(int fd, const char *prefix, const char *fmt, va_list ap)
+static __attribute__((format(printf, 3, 0))) void write_line(int fd, const char *prefix,
+                                                             const char *fmt, va_list ap)
 {
         char buf[768];
         size_t len = 0;
@@ -134,7 +135,7 @@ static int parse_uint(const char *s, unsigned max, unsigned *ret)
         return 0;
 }
 
-static int usage_error(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) int usage_error(const char *fmt, ...)
 {
         va_list ap;
 
