@@ -11,6 +11,7 @@
  * `test-mailbox --dump-example` prints the dump.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1113,6 +1114,87 @@ static void test_request_errors(void **state)
         assert_memory_equal(&got, &untouched, sizeof(got));
 }
 
+/*
+ * The ordering protocol under a live writer: one thread keeps publishing
+ * requests whose content is a function of their seq (nonce = seq * K, host
+ * name and payload length by parity) with rh_mailbox_write_request; the
+ * reader may see "torn" (-EAGAIN) or a body caught mid-rewrite (-EBADMSG),
+ * but a successful read must never pair a seq with another request's body.
+ */
+struct race {
+        _Atomic bool stop;
+        _Atomic unsigned long writes;
+};
+
+#define RACE_K 0x9e3779b97f4a7c15ull
+
+static void race_request(struct rh_request *req, uint32_t seq)
+{
+        small_request(req);
+        req->seq = seq;
+        req->nonce = seq * RACE_K;
+        if (seq & 1) {
+                strcpy(req->hostname, "odd");
+                req->n_dns = 1;
+                req->dns[0].family = 4;
+                ip4(req->dns[0].addr, 10, 0, 0, 53);
+        } else
+                strcpy(req->hostname, "even-and-longer");
+}
+
+static void *race_writer(void *arg)
+{
+        struct race *race = arg;
+        struct rh_request req;
+
+        for (uint32_t seq = 2; !race->stop; seq++) {
+                if (seq == 0)
+                        seq = 1;
+                race_request(&req, seq);
+                if (rh_mailbox_write_request(page, &req, NULL) < 0)
+                        abort();
+                race->writes++;
+        }
+        return NULL;
+}
+
+static void test_request_live_writer(void **state)
+{
+        struct race race = {};
+        struct rh_request got, want;
+        unsigned long ok = 0, torn = 0, crc = 0;
+        pthread_t writer;
+
+        memset(page, 0, sizeof(page));
+        race_request(&want, 1);
+        assert_int_equal(rh_mailbox_write_request(page, &want, NULL), 0);
+        assert_int_equal(pthread_create(&writer, NULL, race_writer, &race), 0);
+        for (unsigned long i = 0; i < 5000000 && race.writes < 50000; i++) {
+                uint32_t seq = 0;
+                uint64_t nonce = 0;
+                int r = rh_mailbox_read_request(page, &got, &seq, &nonce, NULL);
+
+                if (r == -EAGAIN) {
+                        torn++;
+                        continue;
+                }
+                if (r == -EBADMSG) {
+                        crc++;
+                        continue;
+                }
+                assert_int_equal(r, 0);
+                race_request(&want, got.seq);
+                assert_int_equal(seq, got.seq);
+                assert_request_equal(&got, &want);
+                ok++;
+        }
+        race.stop = true;
+        assert_int_equal(pthread_join(writer, NULL), 0);
+        assert_true(ok > 0);
+        print_message("live writer: %lu writes; reads: %lu ok, %lu torn (-EAGAIN), %lu CRC (-EBADMSG)\n",
+                      (unsigned long)race.writes, ok, torn, crc);
+}
+
 /* ---- ack ---- */
 
 static void sample_ack(struct rh_ack *ack)
@@ -1505,6 +1587,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_matches),
                 cmocka_unit_test(test_write_read_request),
                 cmocka_unit_test(test_request_errors),
+                cmocka_unit_test(test_request_live_writer),
                 cmocka_unit_test(test_ack),
                 cmocka_unit_test(test_ack_errors),
                 cmocka_unit_test(test_names),
