@@ -203,6 +203,14 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         }
         res->t.patch = ms(now_ns() - t0);
 
+        if (o->before_cont) {
+                r = o->before_cont(o->hook_ctx, c);
+                if (r < 0) {
+                        rh_error_set(err, r, "before-resume hook: %s", strerror(-r));
+                        goto fail;
+                }
+        }
+
         /* cont (--no-resume: wait for an ack that cannot come, for testing the timeout) */
         t0 = now_ns();
         if (!o->no_cont) {
@@ -260,6 +268,8 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         }
         (void)last_r;
         uint64_t t_ack_seen = now_ns();
+        if (o->after_ack)
+                o->after_ack(o->hook_ctx, c);
         res->ack = ack;
         res->acked = true;
         res->t.host_ack_seen = ms(t_ack_seen - t_cont);

@@ -343,9 +343,21 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         t.mac[0] = 0x52, t.mac[1] = 0x54, t.mac[2] = 0x00, t.mac[3] = 0x12, t.mac[4] = 0x34,
         t.mac[5] = 0x56;
         memcpy(t.nic_mac, t.mac, 6);
+        if (o->agent_args) {
+                /* One kernel command line word: no blanks, quotes or shell specials. */
+                for (const char *p = o->agent_args; *p; p++)
+                        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                              (*p >= '0' && *p <= '9') || strchr("-_=,./:", *p))) {
+                                r = rh_error_set(err, -EINVAL, "agent arguments '%s': character '%c' not allowed "
+                                                 "(',' separates words)", o->agent_args, *p);
+                                goto fail;
+                        }
+        }
         snprintf(t.append, sizeof(t.append),
-                 "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s", t.ip,
-                 t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name);
+                 "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s%s%s", t.ip,
+                 t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name,
+                 o->agent_args && *o->agent_args ? " rehome.agent=" : "",
+                 o->agent_args ? o->agent_args : "");
 
         tap_name_for("rht", t.name, tap);
         r = vmm_tap_create(&net, tap, err);

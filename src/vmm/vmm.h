@@ -197,6 +197,9 @@ struct vmm_template_opts {
         int boot_timeout_ms;
         bool prearm;
         bool progress;          /* stage lines on stderr */
+        /* Extra rehome-agent words for the guest (kernel command line
+         * rehome.agent=, ',' between words: "--signal,poll"); NULL = none. */
+        const char *agent_args;
 };
 
 struct vmm_fork_opts {
@@ -212,6 +215,16 @@ struct vmm_fork_opts {
         const char *iface;      /* guest interface to rehome (default eth0) */
         bool no_cont;           /* --no-resume: patch but never resume (the ack must time out) */
         const char *warm_id;    /* take this pre-spawned clone (pool.c) instead of spawning */
+        /*
+         * Benchmark hooks (NULL = none), called on the forking thread:
+         * before_cont after the patch, right before `cont` (a negative return
+         * fails the fork with that code); after_ack right after the host saw
+         * the final ack, before anything else. A batch shares @hook_ctx
+         * between its threads: tell clones apart by c->id / c->pid.
+         */
+        int (*before_cont)(void *ctx, const struct vmm_clone *c);
+        void (*after_ack)(void *ctx, const struct vmm_clone *c);
+        void *hook_ctx;
 };
 
 /* Per-fork stage timings, milliseconds. Guest stages anchored as documented in fork.c. */
