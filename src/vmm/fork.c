@@ -162,7 +162,7 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                 c->starttime = proc_starttime(c->pid);
                 c->owner = 0;
         }
-        r = qmp_connect(c->qmp_path, 10000, &qmp, err);
+        r = qmp_connect_child(c->qmp_path, c->pid, 30000, &qmp, err);
         if (r < 0)
                 goto fail_qemu_log;
         res->t.spawn = ms(now_ns() - t0);

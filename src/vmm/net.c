@@ -6,6 +6,7 @@
  * iproute2 (`ip`), which every host that runs QEMU with taps has; each call
  * costs a few milliseconds, measured in the fork's spawn stage.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -286,6 +287,66 @@ bool vmm_link_exists(const struct vmm_net *net, const char *name)
         return ip_cmd(net, NULL, 0, "link", "show", "dev", name, NULL) == 0;
 }
 
+/* The process holding tap @name in @net's namespace (tun fdinfo names it "iff:"), or 0. */
+static pid_t tap_holder(const struct vmm_net *net, const char *name)
+{
+        struct stat want;
+        char path[PATH_MAX];
+        DIR *proc;
+        struct dirent *de;
+        pid_t found = 0;
+
+        if (net->netns[0])
+                snprintf(path, sizeof(path), "/run/netns/%s", net->netns);
+        else
+                snprintf(path, sizeof(path), "/proc/self/ns/net");
+        if (stat(path, &want) < 0)
+                return 0;
+        proc = opendir("/proc");
+        if (!proc)
+                return 0;
+        while (!found && (de = readdir(proc))) {
+                pid_t pid = (pid_t)atoi(de->d_name);
+                struct stat ns;
+                if (pid <= 0)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+                if (stat(path, &ns) < 0 || ns.st_ino != want.st_ino || ns.st_dev != want.st_dev)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+                DIR *fds = opendir(path);
+                if (!fds)
+                        continue;
+                struct dirent *fe;
+                while (!found && (fe = readdir(fds))) {
+                        char link[64], target[64], info[PATH_MAX];
+                        snprintf(link, sizeof(link), "/proc/%d/fd/%s", (int)pid, fe->d_name);
+                        ssize_t n = readlink(link, target, sizeof(target) - 1);
+                        if (n <= 0)
+                                continue;
+                        target[n] = '\0';
+                        if (strcmp(target, "/dev/net/tun") != 0)
+                                continue;
+                        snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, fe->d_name);
+                        char *text = NULL;
+                        if (read_file_alloc(info, 4096, &text, NULL) == 0) {
+                                char *iff = strstr(text, "iff:");
+                                if (iff) {
+                                        iff += 4;
+                                        iff += strspn(iff, " \t");
+                                        size_t l = strcspn(iff, "\n");
+                                        if (l == strlen(name) && strncmp(iff, name, l) == 0)
+                                                found = pid;
+                                }
+                                free(text);
+                        }
+                }
+                closedir(fds);
+        }
+        closedir(proc);
+        return found;
+}
+
 int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error *err)
 {
         char out[512];
@@ -297,11 +358,16 @@ int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error 
                 /* A tap nobody holds has no carrier once up: a stale one we may reuse. */
                 ip_cmd(net, NULL, 0, "link", "set", name, "up", NULL);
                 ip_cmd(net, out, sizeof(out), "-o", "link", "show", "dev", name, NULL);
-                if (!strstr(out, "NO-CARRIER"))
+                if (!strstr(out, "NO-CARRIER")) {
+                        pid_t holder = tap_holder(net, name);
+                        char who[64] = "a process (a leftover QEMU?)";
+                        if (holder > 0)
+                                snprintf(who, sizeof(who), "process %d", (int)holder);
                         return rh_error_set(err, -EBUSY,
-                                            "tap %s is busy: a process (a leftover QEMU?) holds it; "
-                                            "run 'rehome clone rm --all' or kill that process",
-                                            name);
+                                            "tap %s is busy: %s holds it; stop it "
+                                            "(rehome clone rm, or kill %s) and retry",
+                                            name, who, holder > 0 ? who + 8 : "it");
+                }
                 ip_cmd(net, NULL, 0, "link", "del", name, NULL);
         }
         r = ip_cmd(net, out, sizeof(out), "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr",

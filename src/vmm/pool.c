@@ -53,7 +53,7 @@ int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct v
                 goto fail;
         c.starttime = proc_starttime(c.pid);
         c.owner = 0;
-        r = qmp_connect(c.qmp_path, 10000, &qmp, err);
+        r = qmp_connect_child(c.qmp_path, c.pid, 30000, &qmp, err);
         qmp_free(qmp); /* only proving it is ready; the fork connects again */
         if (r < 0)
                 goto fail;

@@ -6,11 +6,13 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,7 +140,25 @@ static int send_json(struct qmp *qmp, json_t *msg, struct rh_error *err)
         return 0;
 }
 
+static bool child_exited(pid_t pid)
+{
+        siginfo_t info = { 0 };
+
+        if (pid <= 0)
+                return false;
+        /* WNOWAIT: look, do not reap (qemu.c reaps and untracks it). */
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0)
+                return errno == ECHILD && kill(pid, 0) < 0 && errno == ESRCH;
+        return info.si_pid == pid;
+}
+
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret_qmp, struct rh_error *err)
+{
+        return qmp_connect_child(path, 0, timeout_ms, ret_qmp, err);
+}
+
+int qmp_connect_child(const char *path, pid_t pid, int timeout_ms, struct qmp **ret_qmp,
+                      struct rh_error *err)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -171,6 +191,11 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret_qmp, struct r
                 qmp->fd = -EBADF;
                 if (r != -ENOENT && r != -ECONNREFUSED) {
                         r = rh_error_set(err, r, "QMP connect %s: %s", path, strerror(-r));
+                        goto fail;
+                }
+                if (child_exited(pid)) {
+                        r = rh_error_set(err, -ECHILD, "QEMU (pid %d) exited before opening its monitor",
+                                         (int)pid);
                         goto fail;
                 }
                 if (remaining_ms(deadline) == 0) {

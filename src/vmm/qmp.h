@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "rehome/error.h"
 
@@ -23,6 +24,14 @@ struct qmp;
  * or -errno; the message names the socket.
  */
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret_qmp, struct rh_error *err);
+
+/*
+ * qmp_connect_child - qmp_connect to the monitor of our child @pid, giving up
+ * early with -ECHILD when that QEMU exits before opening it (a busy tap, a bad
+ * option: its log says why). The child is not reaped.
+ */
+int qmp_connect_child(const char *path, pid_t pid, int timeout_ms, struct qmp **ret_qmp,
+                      struct rh_error *err);
 
 struct qmp *qmp_free(struct qmp *qmp);
 

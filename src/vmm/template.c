@@ -380,9 +380,14 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         r = qemu_spawn(&spec, &pid, err);
         if (r < 0)
                 goto fail_tap;
-        r = qmp_connect(qmp_path, 10000, &qmp, err);
-        if (r < 0)
+        r = qmp_connect_child(qmp_path, pid, 30000, &qmp, err);
+        if (r < 0) {
+                char tail[256];
+                qemu_log_tail(log, tail, sizeof(tail));
+                if (tail[0])
+                        rh_error_prefix(err, r, "QEMU: %s", tail);
                 goto fail_qemu;
+        }
         progress(o, "booting %s (%s, -cpu %s, %" PRIu64 " MiB); waiting for the agent to arm",
                  t.kernel_release, t.accel, t.cpu, t.mem_size >> 20);
         r = console_wait_line(console, &off, "rehome-agent: armed", pid, o->boot_timeout_ms, line,
@@ -558,7 +563,7 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         r = qemu_spawn(&spec, &xpid, err);
         if (r < 0)
                 goto out;
-        r = qmp_connect(qmp_path, 10000, &xq, err);
+        r = qmp_connect_child(qmp_path, xpid, 30000, &xq, err);
         if (r == 0)
                 r = qemu_incoming(xq, full, false, 120000, err);
         if (r == 0)
