@@ -26,7 +26,7 @@ static void help(void)
 
 int cmd_clone(int argc, char **argv)
 {
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         char **ids = NULL;
         int r;
 
@@ -45,8 +45,8 @@ int cmd_clone(int argc, char **argv)
                         return cli_fail("clone list: %s", err.msg);
                 json_t *arr = json_array();
                 if (!cli.json)
-                        printf("%-6s %-16s %-18s %-17s %-8s %-8s %s\n", "ID", "TEMPLATE", "IP", "MAC",
-                               "PID", "TAP", "STATE");
+                        printf("%-6s %-16s %-18s %-17s %-8s %-8s %s\n", "ID", "TEMPLATE", "IP", "MAC", "PID",
+                               "TAP", "STATE");
                 for (size_t i = 0; ids[i]; i++) {
                         struct vmm_clone c;
                         char mac[18];
@@ -56,15 +56,15 @@ int cmd_clone(int argc, char **argv)
                         const char *state = alive ? c.status : "dead";
                         rh_mac_format(c.mac, mac);
                         if (cli.json)
-                                json_array_append_new(
-                                        arr, json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}", "id",
-                                                       c.id, "template", c.template_name, "ip", c.ip,
-                                                       "mac", mac, "pid", (int)c.pid, "tap", c.tap,
-                                                       "state", state, "alive", alive));
+                                json_array_append_new(arr,
+                                                      json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}",
+                                                                "id", c.id, "template", c.template_name, "ip",
+                                                                c.ip, "mac", mac, "pid", (int)c.pid, "tap",
+                                                                c.tap, "state", state, "alive", alive));
                         else
                                 printf("%-6s %-16s %-18s %-17s %-8d %-8s %s\n", c.id,
-                                       c.template_name[0] ? c.template_name : "-",
-                                       c.ip[0] ? c.ip : "-", mac, (int)c.pid, c.tap, state);
+                                       c.template_name[0] ? c.template_name : "-", c.ip[0] ? c.ip : "-", mac,
+                                       (int)c.pid, c.tap, state);
                 }
                 if (cli.json) {
                         json_dumpf(arr, stdout, JSON_INDENT(2));
@@ -87,14 +87,14 @@ int cmd_clone(int argc, char **argv)
                 char **list = all ? ids : argv + 2;
                 for (size_t i = 0; list[i]; i++) {
                         struct vmm_clone c;
-                        struct rh_error e = { 0 };
+                        struct rh_error e = {0};
                         if (vmm_clone_load(cli.state_dir, list[i], &c, &e) < 0) {
                                 rc = cli_fail("clone rm: %s", e.msg);
                                 continue;
                         }
                         if (c.pid == 0 && c.owner > 0 && vmm_clone_alive(&c) && !all) {
-                                rc = cli_fail("clone rm %s: still being set up by rehome pid %d",
-                                              c.id, (int)c.owner);
+                                rc = cli_fail("clone rm %s: still being set up by rehome pid %d", c.id,
+                                              (int)c.owner);
                                 continue;
                         }
                         vmm_clone_destroy(cli.state_dir, &c, NULL);

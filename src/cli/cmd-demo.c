@@ -67,17 +67,14 @@ static bool image_matches(const struct vmm_template *t, const char *image_dir)
 int cmd_demo(int argc, char **argv)
 {
         static const struct option options[] = {
-                { "count", required_argument, NULL, 'c' },
-                { "keep", no_argument, NULL, 'k' },
-                { "image", required_argument, NULL, 'i' },
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {},
+                {"count", required_argument, NULL, 'c'}, {"keep", no_argument, NULL, 'k'},
+                {"image", required_argument, NULL, 'i'}, {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},        {},
         };
         const char *image = vmm_default_image_dir();
         unsigned long count = 5;
         bool keep = false;
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         struct vmm_template t;
         struct vmm_net net;
         int c, r;
@@ -91,11 +88,20 @@ int cmd_demo(int argc, char **argv)
                                 return cli_usage_error("demo", "bad --count '%s' (1..32)", optarg);
                         break;
                 }
-                case 'k': keep = true; break;
-                case 'i': image = optarg; break;
-                case 'j': cli.json = true; break;
-                case 'h': help(); return EXIT_OK;
-                default: return cli_usage_error("demo", "unknown option");
+                case 'k':
+                        keep = true;
+                        break;
+                case 'i':
+                        image = optarg;
+                        break;
+                case 'j':
+                        cli.json = true;
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                default:
+                        return cli_usage_error("demo", "unknown option");
                 }
         }
         if (optind != argc)
@@ -105,8 +111,8 @@ int cmd_demo(int argc, char **argv)
         qemu_install_signal_cleanup();
 
         if (vmm_net_load(cli.state_dir, &net, NULL) < 0) {
-                say("setting up the clone network (namespace %s, bridge %s, gateway %s)",
-                    VMM_DEFAULT_NETNS, VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY);
+                say("setting up the clone network (namespace %s, bridge %s, gateway %s)", VMM_DEFAULT_NETNS,
+                    VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY);
                 r = vmm_net_up(cli.state_dir, NULL, NULL, NULL, &net, &err);
                 if (r < 0)
                         return cli_fail("demo: net up: %s", err.msg);
@@ -135,17 +141,24 @@ int cmd_demo(int argc, char **argv)
                 snprintf(gw, sizeof(gw), "%s", net.gateway[0] ? net.gateway : VMM_DEFAULT_GATEWAY);
                 *strchrnul(gw, '/') = '\0';
                 struct vmm_template_opts o = {
-                        .state_dir = cli.state_dir, .name = DEMO_TEMPLATE, .image_dir = image,
-                        .ram_dir = VMM_DEFAULT_RAM_DIR, .mem_size = 256ull << 20,
-                        .ip = VMM_DEFAULT_TEMPLATE_IP, .gateway = gw, .accel = "auto",
-                        .boot_timeout_ms = 180000, .prearm = true, .progress = isatty(STDERR_FILENO) || cli.verbose,
+                        .state_dir = cli.state_dir,
+                        .name = DEMO_TEMPLATE,
+                        .image_dir = image,
+                        .ram_dir = VMM_DEFAULT_RAM_DIR,
+                        .mem_size = 256ull << 20,
+                        .ip = VMM_DEFAULT_TEMPLATE_IP,
+                        .gateway = gw,
+                        .accel = "auto",
+                        .boot_timeout_ms = 180000,
+                        .prearm = true,
+                        .progress = isatty(STDERR_FILENO) || cli.verbose,
                 };
                 r = qemu_template_create(&o, &t, &err);
                 if (r < 0)
                         return cli_fail("demo: template: %s", err.msg);
         }
 
-        struct vmm_fork_opts fo = { .state_dir = cli.state_dir, .timeout_ms = 30000 };
+        struct vmm_fork_opts fo = {.state_dir = cli.state_dir, .timeout_ms = 30000};
         rh_ip_parse(DEMO_FIRST_IP, &fo.ip, &fo.prefix);
         if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
                 fo.has_gateway = true;
@@ -153,7 +166,7 @@ int cmd_demo(int argc, char **argv)
         int *rcs = calloc(count, sizeof(int));
         struct rh_error *errs = calloc(count, sizeof(*errs));
         bool *arp_ok = calloc(count, sizeof(bool)), *icmp_ok = calloc(count, sizeof(bool));
-        uint8_t (*arp_mac)[6] = calloc(count, 6);
+        uint8_t(*arp_mac)[6] = calloc(count, 6);
         if (!res || !rcs || !errs || !arp_ok || !icmp_ok || !arp_mac)
                 return cli_fail("demo: out of memory");
         say("forking %lu clones concurrently from %s", count, DEMO_FIRST_IP);
@@ -191,15 +204,16 @@ int cmd_demo(int argc, char **argv)
                         json_t *o = vmm_fork_result_json(&res[i], rcs[i], &errs[i]);
                         char mac[18];
                         json_object_set_new(o, "arp_reply_mac",
-                                            rcs[i] == 0 ? json_string(rh_mac_format(arp_mac[i], mac)) : json_null());
+                                            rcs[i] == 0 ? json_string(rh_mac_format(arp_mac[i], mac))
+                                                        : json_null());
                         json_object_set_new(o, "arp_ok", json_boolean(arp_ok[i]));
                         json_object_set_new(o, "icmp_ok", json_boolean(icmp_ok[i]));
                         json_array_append_new(arr, o);
                 }
-                json_t *doc = json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:o, s:b}", "template",
-                                        t.name, "accel", t.accel, "cpu", t.cpu, "template_reused",
-                                        reused, "template_ip", tip, "template_ip_silent",
-                                        template_silent, "forks", arr, "ok", rc == EXIT_OK);
+                json_t *doc =
+                        json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:o, s:b}", "template", t.name, "accel",
+                                  t.accel, "cpu", t.cpu, "template_reused", reused, "template_ip", tip,
+                                  "template_ip_silent", template_silent, "forks", arr, "ok", rc == EXIT_OK);
                 json_dumpf(doc, stdout, JSON_INDENT(2));
                 putchar('\n');
                 json_decref(doc);
@@ -218,9 +232,9 @@ int cmd_demo(int argc, char **argv)
                         }
                         rh_mac_format(res[i].clone.mac, want);
                         rh_mac_format(arp_mac[i], got);
-                        printf("  %-6s %-16s ARP %s (reply from %s, want %s)  ICMP %s\n",
-                               res[i].clone.id, res[i].clone.ip, arp_ok[i] ? "ok" : "FAIL",
-                               arp_ok[i] || got[0] ? got : "-", want, icmp_ok[i] ? "ok" : "FAIL");
+                        printf("  %-6s %-16s ARP %s (reply from %s, want %s)  ICMP %s\n", res[i].clone.id,
+                               res[i].clone.ip, arp_ok[i] ? "ok" : "FAIL", arp_ok[i] || got[0] ? got : "-",
+                               want, icmp_ok[i] ? "ok" : "FAIL");
                 }
                 printf("  template address %s: %s\n", tip,
                        template_silent ? "silent (no clone kept the template identity)" : "ANSWERS: FAIL");

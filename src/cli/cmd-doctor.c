@@ -42,9 +42,9 @@ static void report(struct check *c, const char *what, bool ok, bool needed, cons
         if (!ok && needed)
                 c->ok = false;
         if (cli.json) {
-                json_array_append_new(c->arr, json_pack("{s:s, s:b, s:b, s:s, s:s?}", "check", what,
-                                                        "ok", ok, "needed", needed, "detail", detail,
-                                                        "fix", ok ? NULL : fix));
+                json_array_append_new(c->arr,
+                                      json_pack("{s:s, s:b, s:b, s:s, s:s?}", "check", what, "ok", ok,
+                                                "needed", needed, "detail", detail, "fix", ok ? NULL : fix));
                 return;
         }
         printf("%-5s %-14s %s\n", ok ? "ok" : needed ? "MISS" : "note", what, detail);
@@ -54,9 +54,9 @@ static void report(struct check *c, const char *what, bool ok, bool needed, cons
 
 int cmd_doctor(int argc, char **argv)
 {
-        struct check c = { .arr = json_array(), .ok = true };
+        struct check c = {.arr = json_array(), .ok = true};
         char buf[PATH_MAX], detail[1024];
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
 
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -93,8 +93,8 @@ int cmd_doctor(int argc, char **argv)
         snprintf(kernel, sizeof(kernel), "%s/vmlinuz", image);
         snprintf(initrd, sizeof(initrd), "%s/initrd.img", image);
         snprintf(img_json, sizeof(img_json), "%s/image.json", image);
-        bool have_image = access(img_json, R_OK) == 0 && access(kernel, R_OK) == 0 &&
-                          access(initrd, R_OK) == 0;
+        bool have_image =
+                access(img_json, R_OK) == 0 && access(kernel, R_OK) == 0 && access(initrd, R_OK) == 0;
         {
                 _cleanup_free_ char *text = NULL;
                 const char *rel = NULL;
@@ -116,8 +116,8 @@ int cmd_doctor(int argc, char **argv)
         snprintf(detail, sizeof(detail), "/dev/kvm %s", kfd >= 0 ? "opens" : strerror(errno));
         if (kfd >= 0 && have_image && qemu) {
                 char accel[16], cpu[32], reason[512];
-                if (qemu_detect_accel(cli.state_dir, kernel, initrd, accel, cpu, reason,
-                                      sizeof(reason), NULL) == 0)
+                if (qemu_detect_accel(cli.state_dir, kernel, initrd, accel, cpu, reason, sizeof(reason),
+                                      NULL) == 0)
                         snprintf(detail, sizeof(detail), "%s", reason);
         } else
                 snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
@@ -146,7 +146,7 @@ int cmd_doctor(int argc, char **argv)
                "apt-get install busybox-static");
 
         struct vmm_net net;
-        struct rh_error e2 = { 0 };
+        struct rh_error e2 = {0};
         bool have_net = vmm_net_load(cli.state_dir, &net, &e2) == 0;
         if (have_net)
                 snprintf(detail, sizeof(detail), "%s%s%sbridge %s gateway %s", net.netns[0] ? "netns " : "",

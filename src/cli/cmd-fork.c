@@ -51,24 +51,24 @@ int cmd_fork(int argc, char **argv)
 {
         enum { O_IP = 0x300, O_MAC, O_GW, O_COUNT, O_KEEP, O_TIMEOUT, O_BRIDGE, O_IFACE, O_WARM, O_NORES };
         static const struct option options[] = {
-                { "ip", required_argument, NULL, O_IP },
-                { "mac", required_argument, NULL, O_MAC },
-                { "gateway", required_argument, NULL, O_GW },
-                { "count", required_argument, NULL, O_COUNT },
-                { "keep", no_argument, NULL, O_KEEP },
-                { "timeout", required_argument, NULL, O_TIMEOUT },
-                { "bridge", required_argument, NULL, O_BRIDGE },
-                { "iface", required_argument, NULL, O_IFACE },
-                { "warm", no_argument, NULL, O_WARM },
-                { "no-resume", no_argument, NULL, O_NORES },
-                { "help", no_argument, NULL, 'h' },
+                {"ip", required_argument, NULL, O_IP},
+                {"mac", required_argument, NULL, O_MAC},
+                {"gateway", required_argument, NULL, O_GW},
+                {"count", required_argument, NULL, O_COUNT},
+                {"keep", no_argument, NULL, O_KEEP},
+                {"timeout", required_argument, NULL, O_TIMEOUT},
+                {"bridge", required_argument, NULL, O_BRIDGE},
+                {"iface", required_argument, NULL, O_IFACE},
+                {"warm", no_argument, NULL, O_WARM},
+                {"no-resume", no_argument, NULL, O_NORES},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
-        struct vmm_fork_opts o = { .state_dir = cli.state_dir, .timeout_ms = 30000 };
+        struct vmm_fork_opts o = {.state_dir = cli.state_dir, .timeout_ms = 30000};
         const char *bridge = NULL;
         bool have_ip = false, warm = false;
         unsigned long count = 1;
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         struct vmm_template t;
         int c, r;
 
@@ -82,7 +82,8 @@ int cmd_fork(int argc, char **argv)
                         break;
                 case O_MAC:
                         if (rh_mac_parse(optarg, o.mac) < 0 || (o.mac[0] & 1))
-                                return cli_usage_error("fork", "bad --mac '%s' (unicast aa:bb:cc:dd:ee:ff)", optarg);
+                                return cli_usage_error("fork", "bad --mac '%s' (unicast aa:bb:cc:dd:ee:ff)",
+                                                       optarg);
                         o.has_mac = true;
                         break;
                 case O_GW:
@@ -98,21 +99,33 @@ int cmd_fork(int argc, char **argv)
                                 return cli_usage_error("fork", "bad --count '%s' (1..64)", optarg);
                         break;
                 }
-                case O_KEEP: o.keep = true; break;
+                case O_KEEP:
+                        o.keep = true;
+                        break;
                 case O_TIMEOUT:
                         if (vmm_parse_duration_ms(optarg, &o.timeout_ms) < 0)
-                                return cli_usage_error("fork", "bad --timeout '%s' (e.g. 500ms, 30s)", optarg);
+                                return cli_usage_error("fork", "bad --timeout '%s' (e.g. 500ms, 30s)",
+                                                       optarg);
                         break;
-                case O_BRIDGE: bridge = optarg; break;
+                case O_BRIDGE:
+                        bridge = optarg;
+                        break;
                 case O_IFACE:
                         if (strlen(optarg) == 0 || strlen(optarg) >= RH_IFNAME_MAX)
                                 return cli_usage_error("fork", "bad --iface '%s'", optarg);
                         o.iface = optarg;
                         break;
-                case O_WARM: warm = true; break;
-                case O_NORES: o.no_cont = true; break;
-                case 'h': help(); return EXIT_OK;
-                default: return cli_usage_error("fork", "unknown option");
+                case O_WARM:
+                        warm = true;
+                        break;
+                case O_NORES:
+                        o.no_cont = true;
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                default:
+                        return cli_usage_error("fork", "unknown option");
                 }
         }
         if (optind + 1 != argc)
@@ -130,7 +143,7 @@ int cmd_fork(int argc, char **argv)
                         o.has_gateway = true;
         }
         if (bridge) {
-                r = vmm_net_up(cli.state_dir, bridge, NULL, NULL, &err);
+                r = vmm_net_up(cli.state_dir, bridge, NULL, NULL, NULL, &err);
                 if (r < 0)
                         return cli_fail("fork: --bridge %s: %s", bridge, err.msg);
         } else {
@@ -171,8 +184,8 @@ int cmd_fork(int argc, char **argv)
                 json_t *arr = json_array();
                 for (unsigned long i = 0; i < count; i++)
                         json_array_append_new(arr, vmm_fork_result_json(&res[i], rcs[i], &errs[i]));
-                json_t *doc = json_pack("{s:s, s:s, s:o}", "template", t.name, "accel", t.accel,
-                                        "forks", arr);
+                json_t *doc =
+                        json_pack("{s:s, s:s, s:o}", "template", t.name, "accel", t.accel, "forks", arr);
                 json_dumpf(doc, stdout, JSON_INDENT(2));
                 putchar('\n');
                 json_decref(doc);

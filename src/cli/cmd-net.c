@@ -13,12 +13,13 @@
 
 static void help(void)
 {
-        printf("Usage: rehome net up [--gateway A.B.C.D/P] [--bridge BR]\n"
+        printf("Usage: rehome net up [--gateway A.B.C.D/P] [--netns NAME | --bridge BR]\n"
                "       rehome net down\n"
                "       rehome net show\n\n"
                "up creates the network namespace '%s' with bridge %s carrying the gateway\n"
                "address (default %s); clones' taps join that bridge and the gateway side\n"
-               "(ip netns exec %s ...) can reach them. With --bridge BR, clones attach to\n"
+               "(ip netns exec %s ...) can reach them. --netns names another namespace (one\n"
+               "per state directory). With --bridge BR, clones attach to\n"
                "your bridge BR in this namespace and nothing else is created.\n"
                "down removes the namespace (and every tap in it); it refuses while clones live.\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n",
@@ -28,34 +29,45 @@ static void help(void)
 int cmd_net(int argc, char **argv)
 {
         static const struct option options[] = {
-                { "gateway", required_argument, NULL, 'g' },
-                { "bridge", required_argument, NULL, 'b' },
-                { "help", no_argument, NULL, 'h' },
+                {"gateway", required_argument, NULL, 'g'},
+                {"bridge", required_argument, NULL, 'b'},
+                {"netns", required_argument, NULL, 'n'},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
-        const char *gateway = NULL, *bridge = NULL;
-        struct rh_error err = { 0 };
+        const char *gateway = NULL, *bridge = NULL, *netns = NULL;
+        struct rh_error err = {0};
         struct vmm_net net;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
-                case 'g': gateway = optarg; break;
-                case 'b': bridge = optarg; break;
-                case 'h': help(); return EXIT_OK;
-                default: return cli_usage_error("net", "unknown option");
+                case 'g':
+                        gateway = optarg;
+                        break;
+                case 'b':
+                        bridge = optarg;
+                        break;
+                case 'n':
+                        netns = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                default:
+                        return cli_usage_error("net", "unknown option");
                 }
         }
         if (optind + 1 != argc)
                 return cli_usage_error("net", "expected one of: up, down, show");
         const char *sub = argv[optind];
         if (strcmp(sub, "up") == 0) {
-                r = vmm_net_up(cli.state_dir, bridge, gateway, &net, &err);
+                r = vmm_net_up(cli.state_dir, bridge, gateway, netns, &net, &err);
                 if (r < 0)
                         return cli_fail("net up: %s", err.msg);
                 if (cli.json)
-                        printf("{\"netns\": \"%s\", \"bridge\": \"%s\", \"gateway\": \"%s\"}\n",
-                               net.netns, net.bridge, net.gateway);
+                        printf("{\"netns\": \"%s\", \"bridge\": \"%s\", \"gateway\": \"%s\"}\n", net.netns,
+                               net.bridge, net.gateway);
                 else
                         printf("clone network: %s%s%sbridge %s, gateway %s\n",
                                net.netns[0] ? "namespace " : "", net.netns, net.netns[0] ? ", " : "",
@@ -74,8 +86,9 @@ int cmd_net(int argc, char **argv)
                         }
                         vmm_strv_free(ids);
                         if (live)
-                                return cli_fail("net down: %u clone%s still running: rehome clone rm --all first",
-                                                live, live == 1 ? " is" : "s are");
+                                return cli_fail(
+                                        "net down: %u clone%s still running: rehome clone rm --all first",
+                                        live, live == 1 ? " is" : "s are");
                 }
                 r = vmm_net_down(cli.state_dir, &err);
                 if (r < 0)

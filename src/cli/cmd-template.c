@@ -54,13 +54,12 @@ static json_t *template_json(const struct vmm_template *t)
         snprintf(gpa, sizeof(gpa), "0x%" PRIx64, t->mailbox_gpa);
         return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s,"
                          " s:s, s:s, s:s, s:I, s:f, s:f}",
-                         "name", t->name, "dir", t->dir, "ram", t->ram_path, "state",
-                         t->state_path, "machine", t->machine, "accel", t->accel, "cpu", t->cpu,
-                         "mem_size", (json_int_t)t->mem_size, "layout", t->layout, "mailbox_gpa",
-                         gpa, "token", token, "abi", t->abi, "ip", t->ip, "gateway", t->gateway,
-                         "mac", mac, "kernel_release", t->kernel_release, "parent", t->parent,
-                         "created_unix", (json_int_t)t->created_unix, "boot_ms", t->boot_ms,
-                         "snapshot_ms", t->snapshot_ms);
+                         "name", t->name, "dir", t->dir, "ram", t->ram_path, "state", t->state_path,
+                         "machine", t->machine, "accel", t->accel, "cpu", t->cpu, "mem_size",
+                         (json_int_t)t->mem_size, "layout", t->layout, "mailbox_gpa", gpa, "token", token,
+                         "abi", t->abi, "ip", t->ip, "gateway", t->gateway, "mac", mac, "kernel_release",
+                         t->kernel_release, "parent", t->parent, "created_unix", (json_int_t)t->created_unix,
+                         "boot_ms", t->boot_ms, "snapshot_ms", t->snapshot_ms);
 }
 
 static void print_template(const struct vmm_template *t)
@@ -87,36 +86,44 @@ static int do_create(int argc, char **argv)
 {
         enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT };
         static const struct option options[] = {
-                { "image", required_argument, NULL, O_IMAGE },
-                { "mem", required_argument, NULL, O_MEM },
-                { "ip", required_argument, NULL, O_IP },
-                { "gateway", required_argument, NULL, O_GW },
-                { "accel", required_argument, NULL, O_ACCEL },
-                { "ram-dir", required_argument, NULL, O_RAM },
-                { "from-clone", required_argument, NULL, O_FROM },
-                { "no-prearm", no_argument, NULL, O_NOPRE },
-                { "boot-timeout", required_argument, NULL, O_BOOT },
-                { "help", no_argument, NULL, 'h' },
+                {"image", required_argument, NULL, O_IMAGE},
+                {"mem", required_argument, NULL, O_MEM},
+                {"ip", required_argument, NULL, O_IP},
+                {"gateway", required_argument, NULL, O_GW},
+                {"accel", required_argument, NULL, O_ACCEL},
+                {"ram-dir", required_argument, NULL, O_RAM},
+                {"from-clone", required_argument, NULL, O_FROM},
+                {"no-prearm", no_argument, NULL, O_NOPRE},
+                {"boot-timeout", required_argument, NULL, O_BOOT},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         struct vmm_template_opts o = {
-                .state_dir = cli.state_dir, .image_dir = vmm_default_image_dir(),
-                .ram_dir = VMM_DEFAULT_RAM_DIR, .mem_size = 256ull << 20,
-                .ip = VMM_DEFAULT_TEMPLATE_IP, .accel = "auto", .boot_timeout_ms = 180000,
-                .prearm = true, .progress = isatty(STDERR_FILENO) || cli.verbose,
+                .state_dir = cli.state_dir,
+                .image_dir = vmm_default_image_dir(),
+                .ram_dir = VMM_DEFAULT_RAM_DIR,
+                .mem_size = 256ull << 20,
+                .ip = VMM_DEFAULT_TEMPLATE_IP,
+                .accel = "auto",
+                .boot_timeout_ms = 180000,
+                .prearm = true,
+                .progress = isatty(STDERR_FILENO) || cli.verbose,
         };
         char gw[64] = "";
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         struct vmm_template t;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
-                case O_IMAGE: o.image_dir = optarg; break;
+                case O_IMAGE:
+                        o.image_dir = optarg;
+                        break;
                 case O_MEM:
                         if (vmm_parse_size(optarg, &o.mem_size) < 0 || o.mem_size < (64ull << 20) ||
                             o.mem_size > (2048ull << 20) || (o.mem_size & ((1 << 20) - 1)))
-                                return cli_usage_error("template", "bad --mem '%s' (64M..2G, whole MiB)", optarg);
+                                return cli_usage_error("template", "bad --mem '%s' (64M..2G, whole MiB)",
+                                                       optarg);
                         break;
                 case O_IP: {
                         struct rh_ipaddr ip;
@@ -135,18 +142,28 @@ static int do_create(int argc, char **argv)
                 }
                 case O_ACCEL:
                         if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg"))
-                                return cli_usage_error("template", "bad --accel '%s' (auto, kvm, tcg)", optarg);
+                                return cli_usage_error("template", "bad --accel '%s' (auto, kvm, tcg)",
+                                                       optarg);
                         o.accel = optarg;
                         break;
-                case O_RAM: o.ram_dir = optarg; break;
-                case O_FROM: o.from_clone = optarg; break;
-                case O_NOPRE: o.prearm = false; break;
+                case O_RAM:
+                        o.ram_dir = optarg;
+                        break;
+                case O_FROM:
+                        o.from_clone = optarg;
+                        break;
+                case O_NOPRE:
+                        o.prearm = false;
+                        break;
                 case O_BOOT:
                         if (vmm_parse_duration_ms(optarg, &o.boot_timeout_ms) < 0)
                                 return cli_usage_error("template", "bad --boot-timeout '%s'", optarg);
                         break;
-                case 'h': help(); return EXIT_OK;
-                default: return cli_usage_error("template", "unknown option");
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                default:
+                        return cli_usage_error("template", "unknown option");
                 }
         }
         if (optind + 1 != argc)
@@ -179,7 +196,7 @@ static int do_create(int argc, char **argv)
 
 int cmd_template(int argc, char **argv)
 {
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         const char *sub;
         int r;
 
@@ -207,11 +224,11 @@ int cmd_template(int argc, char **argv)
                         return cli_fail("template list: %s", err.msg);
                 json_t *arr = json_array();
                 if (!cli.json)
-                        printf("%-20s %-8s %-6s %-16s %-14s %s\n", "NAME", "ACCEL", "MEM", "IP",
-                               "MAILBOX", "STATUS");
+                        printf("%-20s %-8s %-6s %-16s %-14s %s\n", "NAME", "ACCEL", "MEM", "IP", "MAILBOX",
+                               "STATUS");
                 for (size_t i = 0; names[i]; i++) {
                         struct vmm_template t;
-                        struct rh_error e = { 0 };
+                        struct rh_error e = {0};
                         bool ok = vmm_template_load(cli.state_dir, names[i], &t, &e) == 0;
                         if (cli.json) {
                                 json_t *j = ok ? template_json(&t)
@@ -223,8 +240,8 @@ int cmd_template(int argc, char **argv)
                                 printf("%-20s %-8s %-6" PRIu64 " %-16s %-14s ok\n", t.name, t.accel,
                                        t.mem_size >> 20, t.ip, gpa);
                         } else
-                                printf("%-20s %-8s %-6s %-16s %-14s broken: %s\n", names[i], "-", "-",
-                                       "-", "-", e.msg);
+                                printf("%-20s %-8s %-6s %-16s %-14s broken: %s\n", names[i], "-", "-", "-",
+                                       "-", e.msg);
                 }
                 if (cli.json) {
                         json_dumpf(arr, stdout, JSON_INDENT(2));

@@ -84,8 +84,8 @@ static void build_request(const struct vmm_template *t, const struct vmm_fork_op
                         *p = '-';
 }
 
-static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o,
-                     struct vmm_fork_result *res, struct rh_error *err)
+static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o, struct vmm_fork_result *res,
+                     struct rh_error *err)
 {
         struct vmm_clone *c = &res->clone;
         struct vmm_net net;
@@ -109,9 +109,10 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         {
                 char owner[64];
                 if (vmm_ip_in_use(o->state_dir, addr, owner, sizeof(owner)) < 0)
-                        return rh_error_set(err, -EADDRINUSE,
-                                            "%s is already used by live %s (rehome clone rm it, or pick another --ip)",
-                                            addr, owner);
+                        return rh_error_set(
+                                err, -EADDRINUSE,
+                                "%s is already used by live %s (rehome clone rm it, or pick another --ip)",
+                                addr, owner);
         }
         if (o->warm_id) {
                 /* A pre-spawned QEMU from the pool: its id, tap, guid and pid are set. */
@@ -149,12 +150,23 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                         goto fail;
                 tap_made = true;
                 struct qemu_spec spec = {
-                        .accel = t->accel, .cpu = t->cpu, .machine = t->machine,
-                        .mem_size = t->mem_size, .kernel = t->kernel, .initrd = t->initrd,
-                        .append = t->append, .ram_path = t->ram_path, .share = false,
-                        .vmgenid = c->vmgenid, .tap = c->tap, .mac = t->nic_mac,
-                        .netns = net.netns, .qmp_path = c->qmp_path,
-                        .console_path = c->console_path, .log_path = log, .incoming = true,
+                        .accel = t->accel,
+                        .cpu = t->cpu,
+                        .machine = t->machine,
+                        .mem_size = t->mem_size,
+                        .kernel = t->kernel,
+                        .initrd = t->initrd,
+                        .append = t->append,
+                        .ram_path = t->ram_path,
+                        .share = false,
+                        .vmgenid = c->vmgenid,
+                        .tap = c->tap,
+                        .mac = t->nic_mac,
+                        .netns = net.netns,
+                        .qmp_path = c->qmp_path,
+                        .console_path = c->console_path,
+                        .log_path = log,
+                        .incoming = true,
                 };
                 r = qemu_spawn(&spec, &c->pid, err);
                 if (r < 0)
@@ -243,18 +255,21 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                         if (r == 0 && ack.nonce == req.nonce)
                                 what = "the agent read the request (ack READ) but never finished applying it";
                         else if (r == 0)
-                                what = "only an ack for an older request (stale nonce): the agent never read ours";
+                                what = "only an ack for an older request (stale nonce): the agent never read "
+                                       "ours";
                         else
                                 what = "no ack at all: the agent never saw the resume signal or the request";
                         char tail[160];
                         qemu_log_tail(c->console_path, tail, sizeof(tail));
                         snprintf(res->seen, sizeof(res->seen), "%s", what);
-                        r = rh_error_set(err, -ETIMEDOUT,
-                                         "clone %s: no ack within %d ms of %s: %s (signal %s; last console line: '%s')",
-                                         c->id, o->timeout_ms,
-                                         o->no_cont ? "the patch (never resumed: --no-resume)" : "resume", what,
-                                         r == 0 && ack.nonce == req.nonce ? rh_signal_name(ack.signal) : "none seen",
-                                         tail);
+                        r = rh_error_set(
+                                err, -ETIMEDOUT,
+                                "clone %s: no ack within %d ms of %s: %s (signal %s; last console line: "
+                                "'%s')",
+                                c->id, o->timeout_ms,
+                                o->no_cont ? "the patch (never resumed: --no-resume)" : "resume", what,
+                                r == 0 && ack.nonce == req.nonce ? rh_signal_name(ack.signal) : "none seen",
+                                tail);
                         goto timeout;
                 }
                 if (qemu_exited(c->pid, NULL)) {
@@ -263,7 +278,7 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                         c->pid = 0;
                         goto fail;
                 }
-                struct timespec ts = { 0, ACK_POLL_NS };
+                struct timespec ts = {0, ACK_POLL_NS};
                 nanosleep(&ts, NULL);
         }
         (void)last_r;
@@ -285,7 +300,8 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                 /* Rejected requests carry no applied stamp. */
                 double h = res->t.host_ack_seen;
                 res->t.resume_signal = ack.t_signal_ns && ack.t_ack_ns >= ack.t_signal_ns
-                                               ? h - ms(ack.t_ack_ns - ack.t_signal_ns) : -1;
+                                               ? h - ms(ack.t_ack_ns - ack.t_signal_ns)
+                                               : -1;
                 res->t.resume_read = h - ms(ack.t_ack_ns - ack.t_read_ns);
                 res->t.resume_applied = -1;
                 res->t.resume_ack = h;
@@ -300,7 +316,8 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                 r = rh_error_set(err, -EBADE, "clone %s: the agent %s the request: %s%s", c->id,
                                  ack.status == RH_ACK_INVALID ? "rejected" : "failed to apply",
                                  ack.error[0] ? ack.error : rh_ack_status_name(ack.status),
-                                 ack.status == RH_ACK_INVALID ? " (the clone kept the template identity)" : "");
+                                 ack.status == RH_ACK_INVALID ? " (the clone kept the template identity)"
+                                                              : "");
                 snprintf(c->status, sizeof(c->status), "%s", rh_ack_status_name(ack.status));
                 if (o->keep) {
                         vmm_clone_save(c, NULL);
@@ -336,7 +353,7 @@ fail_qemu_log:
                 char tail[256];
                 /* QEMU exits right after a failed incoming migration: give it a moment. */
                 for (int i = 0; i < 100 && !qemu_exited(c->pid, NULL); i++) {
-                        struct timespec ts = { 0, 2000000 };
+                        struct timespec ts = {0, 2000000};
                         nanosleep(&ts, NULL);
                 }
                 if (qemu_exited(c->pid, NULL) || proc_starttime(c->pid) == 0) {

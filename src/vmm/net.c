@@ -132,7 +132,7 @@ int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error
         char path[PATH_MAX];
         _cleanup_free_ char *text = NULL;
         _cleanup_json_ json_t *j = NULL;
-        struct vmm_net net = { 0 };
+        struct vmm_net net = {0};
         int r;
 
         net_path(state_dir, path, sizeof(path));
@@ -147,8 +147,7 @@ int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error
         const char *gw = json_string_value(json_object_get(j, "gateway"));
         if (!ns || !br || !gw || strlen(ns) >= sizeof(net.netns) || strlen(br) >= sizeof(net.bridge) ||
             strlen(gw) >= sizeof(net.gateway))
-                return rh_error_set(err, -EINVAL, "%s: malformed (remove it and run 'rehome net up')",
-                                    path);
+                return rh_error_set(err, -EINVAL, "%s: malformed (remove it and run 'rehome net up')", path);
         strcpy(net.netns, ns);
         strcpy(net.bridge, br);
         strcpy(net.gateway, gw);
@@ -158,8 +157,7 @@ int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error
                 char nspath[PATH_MAX];
                 snprintf(nspath, sizeof(nspath), "/run/netns/%s", net.netns);
                 if (access(nspath, F_OK) < 0)
-                        return rh_error_set(err, -ENOENT,
-                                            "network namespace %s is gone: run 'rehome net up'",
+                        return rh_error_set(err, -ENOENT, "network namespace %s is gone: run 'rehome net up'",
                                             net.netns);
         }
         *ret_net = net;
@@ -180,7 +178,7 @@ static bool valid_ifname(const char *s)
 int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err)
 {
-        struct vmm_net net = { 0 };
+        struct vmm_net net = {0};
         char path[PATH_MAX], out[512];
         int r;
 
@@ -228,12 +226,11 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                 }
                 ip_cmd(&net, NULL, 0, "link", "set", "lo", "up", NULL);
                 if (!vmm_link_exists(&net, net.bridge)) {
-                        r = ip_cmd(&net, out, sizeof(out), "link", "add", net.bridge, "type",
-                                   "bridge", NULL);
+                        r = ip_cmd(&net, out, sizeof(out), "link", "add", net.bridge, "type", "bridge", NULL);
                         if (r != 0) {
                                 chomp(out);
-                                return rh_error_set(err, -EIO, "ip link add %s type bridge: %s",
-                                                    net.bridge, out);
+                                return rh_error_set(err, -EIO, "ip link add %s type bridge: %s", net.bridge,
+                                                    out);
                         }
                 }
                 /* Replace whatever address the bridge had with the gateway. */
@@ -241,8 +238,7 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                 r = ip_cmd(&net, out, sizeof(out), "addr", "add", gateway, "dev", net.bridge, NULL);
                 if (r != 0) {
                         chomp(out);
-                        return rh_error_set(err, -EIO, "ip addr add %s dev %s: %s", gateway,
-                                            net.bridge, out);
+                        return rh_error_set(err, -EIO, "ip addr add %s dev %s: %s", gateway, net.bridge, out);
                 }
                 r = ip_cmd(&net, out, sizeof(out), "link", "set", net.bridge, "up", NULL);
                 if (r != 0) {
@@ -251,8 +247,8 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                 }
         }
 
-        _cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:b}", "netns", net.netns, "bridge",
-                                             net.bridge, "gateway", net.gateway, "ours", net.ours);
+        _cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:b}", "netns", net.netns, "bridge", net.bridge,
+                                             "gateway", net.gateway, "ours", net.ours);
         net_path(state_dir, path, sizeof(path));
         if (!j || json_dump_file(j, path, JSON_INDENT(2)) < 0)
                 return rh_error_set(err, -EIO, "cannot write %s", path);
@@ -370,8 +366,7 @@ int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error 
                 }
                 ip_cmd(net, NULL, 0, "link", "del", name, NULL);
         }
-        r = ip_cmd(net, out, sizeof(out), "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr",
-                   NULL);
+        r = ip_cmd(net, out, sizeof(out), "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr", NULL);
         if (r != 0) {
                 chomp(out);
                 return rh_error_set(err, -EIO, "ip tuntap add %s: %s", name, out);

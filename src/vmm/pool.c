@@ -20,7 +20,7 @@
 int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct vmm_clone *ret,
                    struct rh_error *err)
 {
-        struct vmm_clone c = { 0 };
+        struct vmm_clone c = {0};
         struct vmm_net net;
         struct qmp *qmp = NULL;
         char log[PATH_MAX + 16];
@@ -42,11 +42,23 @@ int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct v
                 goto fail;
         }
         struct qemu_spec spec = {
-                .accel = t->accel, .cpu = t->cpu, .machine = t->machine, .mem_size = t->mem_size,
-                .kernel = t->kernel, .initrd = t->initrd, .append = t->append,
-                .ram_path = t->ram_path, .share = false, .vmgenid = c.vmgenid, .tap = c.tap,
-                .mac = t->nic_mac, .netns = net.netns, .qmp_path = c.qmp_path,
-                .console_path = c.console_path, .log_path = log, .incoming = true,
+                .accel = t->accel,
+                .cpu = t->cpu,
+                .machine = t->machine,
+                .mem_size = t->mem_size,
+                .kernel = t->kernel,
+                .initrd = t->initrd,
+                .append = t->append,
+                .ram_path = t->ram_path,
+                .share = false,
+                .vmgenid = c.vmgenid,
+                .tap = c.tap,
+                .mac = t->nic_mac,
+                .netns = net.netns,
+                .qmp_path = c.qmp_path,
+                .console_path = c.console_path,
+                .log_path = log,
+                .incoming = true,
         };
         r = qemu_spawn(&spec, &c.pid, err);
         if (r < 0)
@@ -105,9 +117,8 @@ static void ip_add(struct rh_ipaddr *ip, unsigned n)
         }
 }
 
-int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *base, unsigned count,
-                   bool warm, struct vmm_fork_result *res, int *rcs, struct rh_error *errs,
-                   struct rh_error *err)
+int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *base, unsigned count, bool warm,
+                   struct vmm_fork_result *res, int *rcs, struct rh_error *errs, struct rh_error *err)
 {
         struct job *jobs = calloc(count, sizeof(*jobs));
         pthread_t *th = calloc(count, sizeof(*th));

@@ -18,8 +18,9 @@ int vmm_probe_arp(const struct vmm_net *net, const char *ip, uint8_t ret_mac[6],
         /* -f: stop at the first reply; -w: give up after timeout_s. */
         snprintf(count, sizeof(count), "%d", timeout_s * 4 + 1);
         snprintf(wait, sizeof(wait), "%d", timeout_s);
-        char *argv[] = { (char *)"busybox", (char *)"arping", (char *)"-f", (char *)"-c", count,
-                         (char *)"-w", wait, (char *)"-I", (char *)net->bridge, (char *)ip, NULL };
+        char *argv[] = {
+                (char *)"busybox", (char *)"arping",    (char *)"-f", (char *)"-c", count, (char *)"-w", wait,
+                (char *)"-I",      (char *)net->bridge, (char *)ip,   NULL};
         int r = vmm_net_run(net, argv, out, sizeof(out));
         /* "Unicast reply from 10.77.0.10 [52:54:0a:4d:00:0a] 1.234ms" */
         char *p = strstr(out, "reply from ");
@@ -37,8 +38,8 @@ int vmm_probe_icmp(const struct vmm_net *net, const char *ip, int timeout_s)
 {
         char out[2048], wait[16];
         snprintf(wait, sizeof(wait), "%d", timeout_s);
-        char *argv[] = { (char *)"busybox", (char *)"ping", (char *)"-c", (char *)"1", (char *)"-W",
-                         wait, (char *)ip, NULL };
+        char *argv[] = {(char *)"busybox", (char *)"ping", (char *)"-c", (char *)"1",
+                        (char *)"-W",      wait,           (char *)ip,   NULL};
         int r = vmm_net_run(net, argv, out, sizeof(out));
         return r == 0 && strstr(out, "bytes from") ? 0 : -EHOSTUNREACH;
 }

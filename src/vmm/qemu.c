@@ -66,7 +66,7 @@ static void on_signal(int sig)
 
 void qemu_install_signal_cleanup(void)
 {
-        struct sigaction sa = { .sa_handler = on_signal };
+        struct sigaction sa = {.sa_handler = on_signal};
 
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
@@ -130,7 +130,7 @@ void qemu_kill(pid_t pid)
         if (waitpid(pid, NULL, 0) < 0 && errno == ECHILD) {
                 /* Not our child (a clone from an earlier run): wait for it to vanish. */
                 for (int i = 0; i < 2000 && kill(pid, 0) == 0; i++) {
-                        struct timespec ts = { 0, 1000000 };
+                        struct timespec ts = {0, 1000000};
                         char path[64];
                         snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
                         if (proc_starttime(pid) == 0)
@@ -159,8 +159,8 @@ void qemu_log_tail(const char *path, char *buf, size_t len)
 int qemu_find_binary(char *buf, size_t len, struct rh_error *err)
 {
         const char *env = getenv("REHOME_QEMU");
-        static const char *const candidates[] = { "/usr/bin/qemu-system-x86_64",
-                                                  "/usr/local/bin/qemu-system-x86_64" };
+        static const char *const candidates[] = {"/usr/bin/qemu-system-x86_64",
+                                                 "/usr/local/bin/qemu-system-x86_64"};
 
         if (env && *env) {
                 if (access(env, X_OK) < 0)
@@ -234,8 +234,8 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
         arg(a, "-object");
         /* share=off: a MAP_PRIVATE mapping of the template RAM; every page a
          * clone writes (our patch included) becomes its own copy. */
-        arg(a, "memory-backend-file,id=ram0,size=%llu,mem-path=%s,share=%s",
-            (unsigned long long)s->mem_size, s->ram_path, s->share ? "on" : "off");
+        arg(a, "memory-backend-file,id=ram0,size=%llu,mem-path=%s,share=%s", (unsigned long long)s->mem_size,
+            s->ram_path, s->share ? "on" : "off");
         arg(a, "-kernel");
         arg(a, "%s", s->kernel);
         arg(a, "-initrd");
@@ -268,8 +268,7 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
                 snprintf(path, sizeof(path), "/run/netns/%s", s->netns);
                 nsfd = open(path, O_RDONLY | O_CLOEXEC);
                 if (nsfd < 0) {
-                        r = rh_error_set(err, -errno,
-                                         "network namespace %s: %s (run 'rehome net up')", path,
+                        r = rh_error_set(err, -errno, "network namespace %s: %s (run 'rehome net up')", path,
                                          strerror(errno));
                         free(a);
                         return r;
@@ -326,8 +325,8 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
         return 0;
 }
 
-int console_wait_line(const char *path, off_t *offset, const char *prefix, pid_t pid,
-                      int timeout_ms, char *line, size_t line_len, struct rh_error *err)
+int console_wait_line(const char *path, off_t *offset, const char *prefix, pid_t pid, int timeout_ms,
+                      char *line, size_t line_len, struct rh_error *err)
 {
         uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
         char buf[8192];
@@ -372,9 +371,9 @@ int console_wait_line(const char *path, off_t *offset, const char *prefix, pid_t
                 if (pid > 0 && qemu_exited(pid, NULL))
                         return rh_error_set(err, -ECHILD, "QEMU (pid %d) exited", (int)pid);
                 if (now_ns() >= deadline)
-                        return rh_error_set(err, -ETIMEDOUT, "no '%s' line on %s in %d ms", prefix,
-                                            path, timeout_ms);
-                struct timespec ts = { 0, 2000000 };
+                        return rh_error_set(err, -ETIMEDOUT, "no '%s' line on %s in %d ms", prefix, path,
+                                            timeout_ms);
+                struct timespec ts = {0, 2000000};
                 nanosleep(&ts, NULL);
         }
 }
@@ -383,7 +382,7 @@ static int probe_kvm(const char *state_dir, const char *kernel, const char *init
                      size_t reason_len)
 {
         char dir[PATH_MAX], console[PATH_MAX + 32], log[PATH_MAX + 32], qemu[PATH_MAX], line[256];
-        struct rh_error e = { 0 };
+        struct rh_error e = {0};
         off_t off = 0;
         pid_t pid;
         int r;
@@ -407,10 +406,9 @@ static int probe_kvm(const char *state_dir, const char *kernel, const char *init
                         dup2(fd, 1);
                         dup2(fd, 2);
                 }
-                execl(qemu, qemu, "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256",
-                      "-kernel", kernel, "-initrd", initrd, "-append",
-                      "console=ttyS0 panic=-1 earlyprintk=ttyS0", "-nodefaults", "-display",
-                      "none", "-serial", serial, "-no-reboot", (char *)NULL);
+                execl(qemu, qemu, "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256", "-kernel",
+                      kernel, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 earlyprintk=ttyS0",
+                      "-nodefaults", "-display", "none", "-serial", serial, "-no-reboot", (char *)NULL);
                 _exit(127);
         }
         track(pid);
@@ -421,17 +419,16 @@ static int probe_kvm(const char *state_dir, const char *kernel, const char *init
                 char tail[200];
                 qemu_log_tail(log, tail, sizeof(tail));
                 snprintf(reason, reason_len,
-                         "/dev/kvm present but a probe boot under KVM failed (%s%s%s): using TCG",
-                         e.msg, tail[0] ? "; " : "", tail);
+                         "/dev/kvm present but a probe boot under KVM failed (%s%s%s): using TCG", e.msg,
+                         tail[0] ? "; " : "", tail);
                 return -ENODEV;
         }
         snprintf(reason, reason_len, "KVM: /dev/kvm works (probe boot printed its banner)");
         return 0;
 }
 
-int qemu_detect_accel(const char *state_dir, const char *kernel, const char *initrd,
-                      char *ret_accel, char *ret_cpu, char *ret_reason, size_t reason_len,
-                      struct rh_error *err)
+int qemu_detect_accel(const char *state_dir, const char *kernel, const char *initrd, char *ret_accel,
+                      char *ret_cpu, char *ret_reason, size_t reason_len, struct rh_error *err)
 {
         char cache[PATH_MAX];
         _cleanup_free_ char *text = NULL;
@@ -468,8 +465,7 @@ int qemu_detect_accel(const char *state_dir, const char *kernel, const char *ini
         bool kvm = probe_kvm(state_dir, kernel, initrd, ret_reason, reason_len) == 0;
         strcpy(ret_accel, kvm ? "kvm" : "tcg");
         strcpy(ret_cpu, kvm ? "host" : "max");
-        json_t *j = json_pack("{s:s, s:s, s:s}", "accel", ret_accel, "kernel", kernel, "reason",
-                              ret_reason);
+        json_t *j = json_pack("{s:s, s:s, s:s}", "accel", ret_accel, "kernel", kernel, "reason", ret_reason);
         if (j) {
                 json_dump_file(j, cache, 0);
                 json_decref(j);

@@ -72,15 +72,15 @@ static int read_message(struct qmp *qmp, uint64_t deadline, json_t **ret_msg, st
                         if (!msg || !json_is_object(msg)) {
                                 if (msg)
                                         json_decref(msg);
-                                return rh_error_set(err, -EPROTO, "QMP %s: malformed message: %s",
-                                                    qmp->path, jerr.text);
+                                return rh_error_set(err, -EPROTO, "QMP %s: malformed message: %s", qmp->path,
+                                                    jerr.text);
                         }
                         *ret_msg = msg;
                         return 0;
                 }
                 if (qmp->len >= QMP_LINE_MAX)
-                        return rh_error_set(err, -EPROTO, "QMP %s: message over %u bytes",
-                                            qmp->path, QMP_LINE_MAX);
+                        return rh_error_set(err, -EPROTO, "QMP %s: message over %u bytes", qmp->path,
+                                            QMP_LINE_MAX);
                 if (qmp->cap - qmp->len < 4096) {
                         size_t cap = qmp->cap ? qmp->cap * 2 : 16384;
                         char *b = realloc(qmp->buf, cap);
@@ -89,7 +89,7 @@ static int read_message(struct qmp *qmp, uint64_t deadline, json_t **ret_msg, st
                         qmp->buf = b;
                         qmp->cap = cap;
                 }
-                struct pollfd pfd = { .fd = qmp->fd, .events = POLLIN };
+                struct pollfd pfd = {.fd = qmp->fd, .events = POLLIN};
                 int ms = remaining_ms(deadline);
                 if (ms == 0)
                         return rh_error_set(err, -ETIMEDOUT, "QMP %s: no answer in time", qmp->path);
@@ -97,8 +97,7 @@ static int read_message(struct qmp *qmp, uint64_t deadline, json_t **ret_msg, st
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return rh_error_set(err, -errno, "QMP %s: poll: %s", qmp->path,
-                                            strerror(errno));
+                        return rh_error_set(err, -errno, "QMP %s: poll: %s", qmp->path, strerror(errno));
                 }
                 if (r == 0)
                         continue;
@@ -110,13 +109,11 @@ static int read_message(struct qmp *qmp, uint64_t deadline, json_t **ret_msg, st
                                 return rh_error_set(err, -ECONNRESET,
                                                     "QMP %s: QEMU closed the connection (did it exit?)",
                                                     qmp->path);
-                        return rh_error_set(err, -errno, "QMP %s: read: %s", qmp->path,
-                                            strerror(errno));
+                        return rh_error_set(err, -errno, "QMP %s: read: %s", qmp->path, strerror(errno));
                 }
                 if (n == 0)
                         return rh_error_set(err, -ECONNRESET,
-                                            "QMP %s: QEMU closed the connection (did it exit?)",
-                                            qmp->path);
+                                            "QMP %s: QEMU closed the connection (did it exit?)", qmp->path);
                 qmp->len += (size_t)n;
         }
 }
@@ -133,8 +130,8 @@ static int send_json(struct qmp *qmp, json_t *msg, struct rh_error *err)
         r = write_full(qmp->fd, s, n + 1);
         s[n] = '\0';
         if (r == -EPIPE || r == -ECONNRESET)
-                return rh_error_set(err, -ECONNRESET,
-                                    "QMP %s: QEMU closed the connection (did it exit?)", qmp->path);
+                return rh_error_set(err, -ECONNRESET, "QMP %s: QEMU closed the connection (did it exit?)",
+                                    qmp->path);
         if (r < 0)
                 return rh_error_set(err, r, "QMP %s: write: %s", qmp->path, strerror(-r));
         return 0;
@@ -142,7 +139,7 @@ static int send_json(struct qmp *qmp, json_t *msg, struct rh_error *err)
 
 static bool child_exited(pid_t pid)
 {
-        siginfo_t info = { 0 };
+        siginfo_t info = {0};
 
         if (pid <= 0)
                 return false;
@@ -157,10 +154,9 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret_qmp, struct r
         return qmp_connect_child(path, 0, timeout_ms, ret_qmp, err);
 }
 
-int qmp_connect_child(const char *path, pid_t pid, int timeout_ms, struct qmp **ret_qmp,
-                      struct rh_error *err)
+int qmp_connect_child(const char *path, pid_t pid, int timeout_ms, struct qmp **ret_qmp, struct rh_error *err)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
         struct qmp *qmp = NULL;
         json_t *greeting = NULL;
@@ -200,12 +196,12 @@ int qmp_connect_child(const char *path, pid_t pid, int timeout_ms, struct qmp **
                 }
                 if (remaining_ms(deadline) == 0) {
                         r = rh_error_set(err, -ETIMEDOUT,
-                                         "QMP connect %s: QEMU did not open its monitor in %d ms",
-                                         path, timeout_ms);
+                                         "QMP connect %s: QEMU did not open its monitor in %d ms", path,
+                                         timeout_ms);
                         goto fail;
                 }
                 /* QEMU creates the socket early during start-up: poll finely. */
-                struct timespec ts = { 0, 500000 };
+                struct timespec ts = {0, 500000};
                 nanosleep(&ts, NULL);
         }
 
@@ -230,8 +226,8 @@ fail:
         return r;
 }
 
-int qmp_execute(struct qmp *qmp, const char *command, json_t *arguments, int timeout_ms,
-                json_t **ret_return, struct rh_error *err)
+int qmp_execute(struct qmp *qmp, const char *command, json_t *arguments, int timeout_ms, json_t **ret_return,
+                struct rh_error *err)
 {
         uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
         unsigned id = qmp->next_id++;
@@ -269,8 +265,8 @@ int qmp_execute(struct qmp *qmp, const char *command, json_t *arguments, int tim
                 if (error) {
                         const char *cls = json_string_value(json_object_get(error, "class"));
                         const char *desc = json_string_value(json_object_get(error, "desc"));
-                        r = rh_error_set(err, -EREMOTEIO, "QMP %s: %s (%s)", command,
-                                         desc ? desc : "error", cls ? cls : "?");
+                        r = rh_error_set(err, -EREMOTEIO, "QMP %s: %s (%s)", command, desc ? desc : "error",
+                                         cls ? cls : "?");
                         json_decref(reply);
                         return r;
                 }
@@ -294,8 +290,8 @@ static bool event_matches(json_t *ev, const char *name, const char *status)
         return s && strcmp(s, status) == 0;
 }
 
-int qmp_wait_event(struct qmp *qmp, const char *name, const char *status, int timeout_ms,
-                   json_t **ret_data, struct rh_error *err)
+int qmp_wait_event(struct qmp *qmp, const char *name, const char *status, int timeout_ms, json_t **ret_data,
+                   struct rh_error *err)
 {
         uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
         json_t *ev = NULL;
@@ -316,9 +312,8 @@ int qmp_wait_event(struct qmp *qmp, const char *name, const char *status, int ti
         for (;;) {
                 r = read_message(qmp, deadline, &ev, err);
                 if (r == -ETIMEDOUT)
-                        return rh_error_set(err, r, "QMP %s: no %s%s%s event in %d ms", qmp->path,
-                                            name, status ? " " : "", status ? status : "",
-                                            timeout_ms);
+                        return rh_error_set(err, r, "QMP %s: no %s%s%s event in %d ms", qmp->path, name,
+                                            status ? " " : "", status ? status : "", timeout_ms);
                 if (r < 0)
                         return r;
                 if (json_object_get(ev, "event") && event_matches(ev, name, status)) {
@@ -328,8 +323,7 @@ int qmp_wait_event(struct qmp *qmp, const char *name, const char *status, int ti
                         return 0;
                 }
                 /* A failed migration never completes: report it instead of waiting. */
-                const char *s = json_string_value(
-                        json_object_get(json_object_get(ev, "data"), "status"));
+                const char *s = json_string_value(json_object_get(json_object_get(ev, "data"), "status"));
                 if (strcmp(name, "MIGRATION") == 0 && s && strcmp(s, "failed") == 0 &&
                     event_matches(ev, "MIGRATION", NULL)) {
                         json_decref(ev);

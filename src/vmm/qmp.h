@@ -42,8 +42,8 @@ struct qmp *qmp_free(struct qmp *qmp);
  * answered with an error; its class and description are in @err),
  * -ETIMEDOUT, -ECONNRESET (QEMU went away), -EPROTO.
  */
-int qmp_execute(struct qmp *qmp, const char *command, json_t *arguments, int timeout_ms,
-                json_t **ret_return, struct rh_error *err);
+int qmp_execute(struct qmp *qmp, const char *command, json_t *arguments, int timeout_ms, json_t **ret_return,
+                struct rh_error *err);
 
 /*
  * qmp_wait_event - wait until an event named @name arrives (or has already
@@ -52,8 +52,8 @@ int qmp_execute(struct qmp *qmp, const char *command, json_t *arguments, int tim
  * reference to the event's "data". Returns 0, -ETIMEDOUT, -ECONNRESET,
  * -EPROTO.
  */
-int qmp_wait_event(struct qmp *qmp, const char *name, const char *status, int timeout_ms,
-                   json_t **ret_data, struct rh_error *err);
+int qmp_wait_event(struct qmp *qmp, const char *name, const char *status, int timeout_ms, json_t **ret_data,
+                   struct rh_error *err);
 
 /* The socket fd (for poll()). */
 int qmp_fd(const struct qmp *qmp);

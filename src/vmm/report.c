@@ -47,11 +47,25 @@ int vmm_parse_size(const char *s, uint64_t *ret)
         if (errno || end == s)
                 return -EINVAL;
         switch (*end) {
-        case 'G': case 'g': v <<= 30; end++; break;
-        case 'M': case 'm': v <<= 20; end++; break;
-        case 'K': case 'k': v <<= 10; end++; break;
-        case '\0': break;
-        default: return -EINVAL;
+        case 'G':
+        case 'g':
+                v <<= 30;
+                end++;
+                break;
+        case 'M':
+        case 'm':
+                v <<= 20;
+                end++;
+                break;
+        case 'K':
+        case 'k':
+                v <<= 10;
+                end++;
+                break;
+        case '\0':
+                break;
+        default:
+                return -EINVAL;
         }
         if (*end == 'i' || *end == 'B')
                 end++;
@@ -95,14 +109,14 @@ static const struct {
         const char *name;
         size_t off;
 } stages[] = {
-        { "spawn", offsetof(struct vmm_fork_timing, spawn) },
-        { "incoming", offsetof(struct vmm_fork_timing, incoming) },
-        { "patch", offsetof(struct vmm_fork_timing, patch) },
-        { "resume>signal", offsetof(struct vmm_fork_timing, resume_signal) },
-        { "resume>read", offsetof(struct vmm_fork_timing, resume_read) },
-        { "resume>applied", offsetof(struct vmm_fork_timing, resume_applied) },
-        { "resume>ack", offsetof(struct vmm_fork_timing, resume_ack) },
-        { "total", offsetof(struct vmm_fork_timing, total) },
+        {"spawn", offsetof(struct vmm_fork_timing, spawn)},
+        {"incoming", offsetof(struct vmm_fork_timing, incoming)},
+        {"patch", offsetof(struct vmm_fork_timing, patch)},
+        {"resume>signal", offsetof(struct vmm_fork_timing, resume_signal)},
+        {"resume>read", offsetof(struct vmm_fork_timing, resume_read)},
+        {"resume>applied", offsetof(struct vmm_fork_timing, resume_applied)},
+        {"resume>ack", offsetof(struct vmm_fork_timing, resume_ack)},
+        {"total", offsetof(struct vmm_fork_timing, total)},
 };
 
 void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rcs, unsigned n)
@@ -132,7 +146,8 @@ void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rc
                         fprintf(f, " %9.1f", vmm_timing_median(res, rcs, n, stages[s].off));
                 fprintf(f, "\n");
         }
-        fprintf(f, "(milliseconds; resume>* are guest stamps anchored at the ack, see 'rehome fork --help')\n");
+        fprintf(f,
+                "(milliseconds; resume>* are guest stamps anchored at the ack, see 'rehome fork --help')\n");
 }
 
 json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const struct rh_error *err)
@@ -150,16 +165,14 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
         }
         json_object_set_new(t, "cont", json_real(r->t.cont));
         json_object_set_new(t, "host_ack_seen", json_real(r->t.host_ack_seen));
-        o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "clone", r->clone.id, "ip",
-                      r->clone.ip, "mac", mac, "pid", (int)r->clone.pid, "tap", r->clone.tap, "ok",
-                      rc == 0, "timings_ms", t);
+        o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "clone", r->clone.id, "ip", r->clone.ip, "mac",
+                      mac, "pid", (int)r->clone.pid, "tap", r->clone.tap, "ok", rc == 0, "timings_ms", t);
         if (r->acked) {
                 json_object_set_new(o, "ack",
                                     json_pack("{s:s, s:s, s:i, s:i, s:s}", "status",
                                               rh_ack_status_name(r->ack.status), "signal",
-                                              rh_signal_name(r->ack.signal), "applied",
-                                              (int)r->ack.applied, "error_code",
-                                              (int)r->ack.error_code, "error", r->ack.error));
+                                              rh_signal_name(r->ack.signal), "applied", (int)r->ack.applied,
+                                              "error_code", (int)r->ack.error_code, "error", r->ack.error));
         }
         if (rc < 0 && err)
                 json_object_set_new(o, "error", json_string(err->msg));

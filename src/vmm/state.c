@@ -89,9 +89,8 @@ void vmm_guid_new(char buf[40])
         }
         b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
         b[8] = (b[8] & 0x3f) | 0x80;
-        snprintf(buf, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                 b[13], b[14], b[15]);
+        snprintf(buf, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
 static bool valid_name(const char *s)
@@ -164,15 +163,13 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
         rh_mac_format(t->nic_mac, nic_mac);
         j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:s,"
                       " s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:f, s:f}",
-                      "name", t->name, "ram", t->ram_path, "state", t->state_path, "kernel",
-                      t->kernel, "initrd", t->initrd, "append", t->append, "machine", t->machine,
-                      "accel", t->accel, "cpu", t->cpu, "vmm", "qemu", "mem_size",
-                      (json_int_t)t->mem_size, "layout", t->layout, "mailbox_gpa",
-                      (json_int_t)t->mailbox_gpa, "token", token, "abi", t->abi, "ip", t->ip,
-                      "gateway", t->gateway, "mac", mac, "kernel_release", t->kernel_release,
-                      "agent_sha256", t->agent_sha256, "parent", t->parent, "source_clone",
-                      t->source_clone, "created_unix", (json_int_t)t->created_unix, "boot_ms",
-                      t->boot_ms, "snapshot_ms", t->snapshot_ms);
+                      "name", t->name, "ram", t->ram_path, "state", t->state_path, "kernel", t->kernel,
+                      "initrd", t->initrd, "append", t->append, "machine", t->machine, "accel", t->accel,
+                      "cpu", t->cpu, "vmm", "qemu", "mem_size", (json_int_t)t->mem_size, "layout", t->layout,
+                      "mailbox_gpa", (json_int_t)t->mailbox_gpa, "token", token, "abi", t->abi, "ip", t->ip,
+                      "gateway", t->gateway, "mac", mac, "kernel_release", t->kernel_release, "agent_sha256",
+                      t->agent_sha256, "parent", t->parent, "source_clone", t->source_clone, "created_unix",
+                      (json_int_t)t->created_unix, "boot_ms", t->boot_ms, "snapshot_ms", t->snapshot_ms);
         if (!j)
                 return rh_error_set(err, -ENOMEM, "template %s: cannot encode metadata", t->name);
         json_object_set_new(j, "nic_mac", json_string(nic_mac));
@@ -180,10 +177,9 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
         return write_json_atomic(j, path, err);
 }
 
-int vmm_template_load(const char *state_dir, const char *name, struct vmm_template *ret,
-                      struct rh_error *err)
+int vmm_template_load(const char *state_dir, const char *name, struct vmm_template *ret, struct rh_error *err)
 {
-        struct vmm_template t = { 0 };
+        struct vmm_template t = {0};
         char path[PATH_MAX + 16], mac[32], nic_mac[32];
         _cleanup_free_ char *text = NULL;
         _cleanup_json_ json_t *j = NULL;
@@ -191,20 +187,21 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
         int r;
 
         if (!valid_name(name))
-                return rh_error_set(err, -EINVAL, "bad template name '%s' (letters, digits, - _ .)",
-                                    name);
+                return rh_error_set(err, -EINVAL, "bad template name '%s' (letters, digits, - _ .)", name);
         snprintf(t.dir, sizeof(t.dir), "%s/templates/%s", state_dir, name);
         snprintf(path, sizeof(path), "%s/meta.json", t.dir);
         r = read_file_alloc(path, 1 << 20, &text, NULL);
         if (r == -ENOENT)
-                return rh_error_set(err, r, "no template '%s' in %s/templates (create it: rehome template create %s)",
+                return rh_error_set(err, r,
+                                    "no template '%s' in %s/templates (create it: rehome template create %s)",
                                     name, state_dir, name);
         if (r < 0)
                 return rh_error_set(err, r, "template %s: %s: %s", name, path, strerror(-r));
         j = json_loads(text, 0, &jerr);
         if (!json_is_object(j))
-                return rh_error_set(err, -EINVAL, "template %s: %s: not JSON (%s); remove it: rehome template rm %s",
-                                    name, path, jerr.text, name);
+                return rh_error_set(err, -EINVAL,
+                                    "template %s: %s: not JSON (%s); remove it: rehome template rm %s", name,
+                                    path, jerr.text, name);
         json_t *gpa = json_object_get(j, "mailbox_gpa"), *mem = json_object_get(j, "mem_size");
         if (get_str(j, "name", t.name, sizeof(t.name), true) < 0 ||
             get_str(j, "ram", t.ram_path, sizeof(t.ram_path), true) < 0 ||
@@ -220,8 +217,7 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
             get_str(j, "gateway", t.gateway, sizeof(t.gateway), false) < 0 ||
             get_str(j, "mac", mac, sizeof(mac), true) < 0 ||
             get_str(j, "nic_mac", nic_mac, sizeof(nic_mac), true) < 0 ||
-            rh_mac_parse(nic_mac, t.nic_mac) < 0 ||
-            get_str(j, "abi", t.abi, sizeof(t.abi), false) < 0 ||
+            rh_mac_parse(nic_mac, t.nic_mac) < 0 || get_str(j, "abi", t.abi, sizeof(t.abi), false) < 0 ||
             get_str(j, "kernel_release", t.kernel_release, sizeof(t.kernel_release), false) < 0 ||
             get_str(j, "agent_sha256", t.agent_sha256, sizeof(t.agent_sha256), false) < 0 ||
             get_str(j, "parent", t.parent, sizeof(t.parent), false) < 0 ||
@@ -243,10 +239,10 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
                 const char *what;
                 size_t off;
         } files[] = {
-                { "RAM file", offsetof(struct vmm_template, ram_path) },
-                { "device state", offsetof(struct vmm_template, state_path) },
-                { "kernel", offsetof(struct vmm_template, kernel) },
-                { "initrd", offsetof(struct vmm_template, initrd) },
+                {"RAM file", offsetof(struct vmm_template, ram_path)},
+                {"device state", offsetof(struct vmm_template, state_path)},
+                {"kernel", offsetof(struct vmm_template, kernel)},
+                {"initrd", offsetof(struct vmm_template, initrd)},
         };
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
                 const char *p = (const char *)&t + files[i].off;
@@ -334,22 +330,20 @@ int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err)
         _cleanup_json_ json_t *j = NULL;
 
         rh_mac_format(c->mac, mac);
-        j = json_pack("{s:s, s:s, s:i, s:I, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-                      "id", c->id, "template", c->template_name, "pid", (int)c->pid, "starttime",
-                      (json_int_t)c->starttime, "owner", (int)c->owner, "owner_starttime",
-                      (json_int_t)c->owner_starttime, "tap", c->tap, "ip", c->ip, "gateway",
-                      c->gateway, "mac", mac, "vmgenid", c->vmgenid, "qmp", c->qmp_path, "console",
-                      c->console_path, "status", c->status);
+        j = json_pack("{s:s, s:s, s:i, s:I, s:i, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", c->id,
+                      "template", c->template_name, "pid", (int)c->pid, "starttime", (json_int_t)c->starttime,
+                      "owner", (int)c->owner, "owner_starttime", (json_int_t)c->owner_starttime, "tap",
+                      c->tap, "ip", c->ip, "gateway", c->gateway, "mac", mac, "vmgenid", c->vmgenid, "qmp",
+                      c->qmp_path, "console", c->console_path, "status", c->status);
         if (!j)
                 return rh_error_set(err, -ENOMEM, "clone %s: cannot encode", c->id);
         snprintf(path, sizeof(path), "%s/meta.json", c->dir);
         return write_json_atomic(j, path, err);
 }
 
-int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
-                   struct rh_error *err)
+int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret, struct rh_error *err)
 {
-        struct vmm_clone c = { 0 };
+        struct vmm_clone c = {0};
         char path[PATH_MAX + 16], mac[32];
         _cleanup_free_ char *text = NULL;
         _cleanup_json_ json_t *j = NULL;
@@ -390,8 +384,7 @@ int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
         c.pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
         c.starttime = (unsigned long long)json_integer_value(json_object_get(j, "starttime"));
         c.owner = (pid_t)json_integer_value(json_object_get(j, "owner"));
-        c.owner_starttime =
-                (unsigned long long)json_integer_value(json_object_get(j, "owner_starttime"));
+        c.owner_starttime = (unsigned long long)json_integer_value(json_object_get(j, "owner_starttime"));
         *ret = c;
         return 0;
 }

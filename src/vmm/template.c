@@ -48,9 +48,9 @@ void vmm_layout_spec(const char *machine, uint64_t mem_size, char *buf, size_t l
 
 int qemu_migrate_caps(struct qmp *qmp, bool ignore_shared, struct rh_error *err)
 {
-        json_t *args = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                                 "x-ignore-shared", "state", ignore_shared, "capability", "events",
-                                 "state", 1);
+        json_t *args =
+                json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "x-ignore-shared",
+                          "state", ignore_shared, "capability", "events", "state", 1);
         return qmp_execute(qmp, "migrate-set-capabilities", args, 5000, NULL, err);
 }
 
@@ -64,8 +64,7 @@ static bool safe_path(const char *p)
         return true;
 }
 
-int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
-                  struct rh_error *err)
+int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms, struct rh_error *err)
 {
         char uri[PATH_MAX + 32];
         int r;
@@ -85,8 +84,7 @@ int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int tim
         return qmp_wait_event(qmp, "MIGRATION", "completed", timeout_ms, NULL, err);
 }
 
-int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
-                  struct rh_error *err)
+int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms, struct rh_error *err)
 {
         char uri[PATH_MAX + 32];
         int r;
@@ -132,7 +130,8 @@ static int load_image(const char *dir, struct vmm_template *t, struct rh_error *
         snprintf(path, sizeof(path), "%s/image.json", dir);
         r = read_file_alloc(path, 1 << 16, &text, NULL);
         if (r < 0)
-                return rh_error_set(err, r, "guest image %s: %s; build it: make guest "
+                return rh_error_set(err, r,
+                                    "guest image %s: %s; build it: make guest "
                                     "(guest/build-image.sh BUILD_DIR) or pass --image DIR",
                                     path, strerror(-r));
         j = json_loads(text, 0, NULL);
@@ -197,8 +196,8 @@ static void tap_name_for(const char *prefix, const char *name, char buf[16])
 }
 
 /* Prearm through /proc/<pid>/mem and wait for the agent's confirm. */
-static int prearm(pid_t pid, const char *ram_path, struct vmm_template *t, uint32_t seq,
-                  int timeout_ms, struct rh_error *err)
+static int prearm(pid_t pid, const char *ram_path, struct vmm_template *t, uint32_t seq, int timeout_ms,
+                  struct rh_error *err)
 {
         struct rh_layout *layout = NULL;
         struct rh_target *target = NULL;
@@ -215,8 +214,9 @@ static int prearm(pid_t pid, const char *ram_path, struct vmm_template *t, uint3
                 /* Already in fast poll (an earlier prearm it still serves): nothing to do. */
                 uint32_t got = 0, interval = 0;
                 bool active = false;
-                if (rh_mailbox_prearm_confirm_read(target, t->mailbox_gpa, &got, &interval, &active,
-                                                   NULL) == 0 && active && got != 0) {
+                if (rh_mailbox_prearm_confirm_read(target, t->mailbox_gpa, &got, &interval, &active, NULL) ==
+                            0 &&
+                    active && got != 0) {
                         r = 0;
                         goto out;
                 }
@@ -239,7 +239,7 @@ static int prearm(pid_t pid, const char *ram_path, struct vmm_template *t, uint3
                                          seq, timeout_ms, got, active);
                         goto out;
                 }
-                struct timespec ts = { 0, 1000000 };
+                struct timespec ts = {0, 1000000};
                 nanosleep(&ts, NULL);
         }
         r = 0;
@@ -269,13 +269,12 @@ static int copy_file(const char *from, const char *to, struct rh_error *err)
         return 0;
 }
 
-static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t,
-                               struct vmm_net *net, struct rh_error *err);
+static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t, struct vmm_net *net,
+                               struct rh_error *err);
 
-int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template *ret,
-                                struct rh_error *err)
+int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template *ret, struct rh_error *err)
 {
-        struct vmm_template t = { 0 };
+        struct vmm_template t = {0};
         struct vmm_net net;
         char tap[16], console[PATH_MAX + 16], log[PATH_MAX + 16], qmp_path[PATH_MAX + 16], line[512];
         char reason[512];
@@ -291,8 +290,7 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                 char meta[PATH_MAX + 16];
                 snprintf(meta, sizeof(meta), "%s/meta.json", t.dir);
                 if (access(meta, F_OK) == 0)
-                        return rh_error_set(err, -EEXIST,
-                                            "template %s exists (rehome template rm %s first)",
+                        return rh_error_set(err, -EEXIST, "template %s exists (rehome template rm %s first)",
                                             o->name, o->name);
         }
         r = vmm_net_load(o->state_dir, &net, NULL);
@@ -340,24 +338,24 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
 
         snprintf(t.ip, sizeof(t.ip), "%s", o->ip);
         snprintf(t.gateway, sizeof(t.gateway), "%s", o->gateway ? o->gateway : "");
-        t.mac[0] = 0x52, t.mac[1] = 0x54, t.mac[2] = 0x00, t.mac[3] = 0x12, t.mac[4] = 0x34,
-        t.mac[5] = 0x56;
+        t.mac[0] = 0x52, t.mac[1] = 0x54, t.mac[2] = 0x00, t.mac[3] = 0x12, t.mac[4] = 0x34, t.mac[5] = 0x56;
         memcpy(t.nic_mac, t.mac, 6);
         if (o->agent_args) {
                 /* One kernel command line word: no blanks, quotes or shell specials. */
                 for (const char *p = o->agent_args; *p; p++)
                         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                               (*p >= '0' && *p <= '9') || strchr("-_=,./:", *p))) {
-                                r = rh_error_set(err, -EINVAL, "agent arguments '%s': character '%c' not allowed "
-                                                 "(',' separates words)", o->agent_args, *p);
+                                r = rh_error_set(err, -EINVAL,
+                                                 "agent arguments '%s': character '%c' not allowed "
+                                                 "(',' separates words)",
+                                                 o->agent_args, *p);
                                 goto fail;
                         }
         }
         snprintf(t.append, sizeof(t.append),
                  "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s%s%s", t.ip,
                  t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name,
-                 o->agent_args && *o->agent_args ? " rehome.agent=" : "",
-                 o->agent_args ? o->agent_args : "");
+                 o->agent_args && *o->agent_args ? " rehome.agent=" : "", o->agent_args ? o->agent_args : "");
 
         tap_name_for("rht", t.name, tap);
         r = vmm_tap_create(&net, tap, err);
@@ -370,11 +368,23 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         unlink(t.state_path);
 
         struct qemu_spec spec = {
-                .accel = t.accel, .cpu = t.cpu, .machine = t.machine, .mem_size = t.mem_size,
-                .kernel = t.kernel, .initrd = t.initrd, .append = t.append,
-                .ram_path = t.ram_path, .share = true, .vmgenid = NULL, .tap = tap,
-                .mac = t.nic_mac, .netns = net.netns, .qmp_path = qmp_path,
-                .console_path = console, .log_path = log, .incoming = false,
+                .accel = t.accel,
+                .cpu = t.cpu,
+                .machine = t.machine,
+                .mem_size = t.mem_size,
+                .kernel = t.kernel,
+                .initrd = t.initrd,
+                .append = t.append,
+                .ram_path = t.ram_path,
+                .share = true,
+                .vmgenid = NULL,
+                .tap = tap,
+                .mac = t.nic_mac,
+                .netns = net.netns,
+                .qmp_path = qmp_path,
+                .console_path = console,
+                .log_path = log,
+                .incoming = false,
         };
         t0 = now_ns();
         r = qemu_spawn(&spec, &pid, err);
@@ -403,8 +413,8 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                 r = rh_error_set(err, -EBADMSG, "cannot parse the agent's armed line: '%s'", line);
                 goto fail_qemu;
         }
-        progress(o, "agent armed after %.0f ms: mailbox gpa 0x%" PRIx64 ", abi %s", t.boot_ms,
-                 t.mailbox_gpa, t.abi);
+        progress(o, "agent armed after %.0f ms: mailbox gpa 0x%" PRIx64 ", abi %s", t.boot_ms, t.mailbox_gpa,
+                 t.abi);
 
         if (o->prearm) {
                 r = prearm(pid, t.ram_path, &t, 1, 10000, err);
@@ -445,8 +455,8 @@ fail:
         return r;
 }
 
-static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t,
-                               struct vmm_net *net, struct rh_error *err)
+static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t, struct vmm_net *net,
+                               struct rh_error *err)
 {
         struct vmm_clone c;
         struct vmm_template parent;
@@ -534,7 +544,7 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
                 json_decref(st);
                 if (settled)
                         break;
-                struct timespec ts = { 0, 1000000 };
+                struct timespec ts = {0, 1000000};
                 nanosleep(&ts, NULL);
         }
         qmp_execute(cq, "cont", NULL, 5000, NULL, NULL);
@@ -554,11 +564,23 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t->dir);
         vmm_guid_new(guid);
         struct qemu_spec spec = {
-                .accel = t->accel, .cpu = t->cpu, .machine = t->machine, .mem_size = t->mem_size,
-                .kernel = t->kernel, .initrd = t->initrd, .append = t->append,
-                .ram_path = t->ram_path, .share = true, .vmgenid = guid, .tap = tap,
-                .mac = t->nic_mac, .netns = net->netns, .qmp_path = qmp_path,
-                .console_path = console, .log_path = log, .incoming = true,
+                .accel = t->accel,
+                .cpu = t->cpu,
+                .machine = t->machine,
+                .mem_size = t->mem_size,
+                .kernel = t->kernel,
+                .initrd = t->initrd,
+                .append = t->append,
+                .ram_path = t->ram_path,
+                .share = true,
+                .vmgenid = guid,
+                .tap = tap,
+                .mac = t->nic_mac,
+                .netns = net->netns,
+                .qmp_path = qmp_path,
+                .console_path = console,
+                .log_path = log,
+                .incoming = true,
         };
         r = qemu_spawn(&spec, &xpid, err);
         if (r < 0)

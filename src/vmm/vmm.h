@@ -34,20 +34,20 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #define VMM_STATE_DIR_MAX 1024
 
-#define VMM_NAME_MAX 48
-#define VMM_DEFAULT_NETNS "rehome"
-#define VMM_DEFAULT_BRIDGE "rhbr0"
-#define VMM_DEFAULT_GATEWAY "10.77.0.1/24"
+#define VMM_NAME_MAX            48
+#define VMM_DEFAULT_NETNS       "rehome"
+#define VMM_DEFAULT_BRIDGE      "rhbr0"
+#define VMM_DEFAULT_GATEWAY     "10.77.0.1/24"
 #define VMM_DEFAULT_TEMPLATE_IP "10.77.0.2/24"
-#define VMM_DEFAULT_RAM_DIR "/dev/shm/rehome"
+#define VMM_DEFAULT_RAM_DIR     "/dev/shm/rehome"
 
 /* ---- host network (net.c) ------------------------------------------------ */
 
 struct vmm_net {
-        char netns[64];         /* "" when clones attach to a bridge in the host namespace */
+        char netns[64]; /* "" when clones attach to a bridge in the host namespace */
         char bridge[16];
-        char gateway[64];       /* "10.77.0.1/24" on the bridge, "" if not ours */
-        bool ours;              /* created by `rehome net up` (and removed by net down) */
+        char gateway[64]; /* "10.77.0.1/24" on the bridge, "" if not ours */
+        bool ours;        /* created by `rehome net up` (and removed by net down) */
 };
 
 int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err);
@@ -76,14 +76,14 @@ struct vmm_template {
         char accel[16];
         char cpu[32];
         uint64_t mem_size;
-        char layout[64];        /* rh_layout_parse spec, "qemu-q35:256M" */
+        char layout[64]; /* rh_layout_parse spec, "qemu-q35:256M" */
         uint64_t mailbox_gpa;
         uint8_t token[RH_TOKEN_LEN];
         char abi[16];
-        char ip[64];            /* template identity: "10.77.0.2/24" */
+        char ip[64]; /* template identity: "10.77.0.2/24" */
         char gateway[64];
-        uint8_t mac[6];         /* the guest's MAC (its identity) */
-        uint8_t nic_mac[6];     /* mac= of the NIC on the QEMU command line (fixed per lineage) */
+        uint8_t mac[6];     /* the guest's MAC (its identity) */
+        uint8_t nic_mac[6]; /* mac= of the NIC on the QEMU command line (fixed per lineage) */
         char kernel_release[64];
         char agent_sha256[65];
         char parent[VMM_NAME_MAX]; /* fork-of-fork: the template the source clone came from */
@@ -96,9 +96,9 @@ struct vmm_clone {
         char id[32];
         char dir[PATH_MAX];
         char template_name[VMM_NAME_MAX];
-        pid_t pid;              /* the clone's QEMU; 0 while it is being set up */
+        pid_t pid;                    /* the clone's QEMU; 0 while it is being set up */
         unsigned long long starttime; /* /proc/<pid>/stat field 22: guards against pid reuse */
-        pid_t owner;            /* the rehome process setting it up (while pid == 0) */
+        pid_t owner;                  /* the rehome process setting it up (while pid == 0) */
         unsigned long long owner_starttime;
         char tap[16];
         char ip[64];
@@ -107,7 +107,7 @@ struct vmm_clone {
         char vmgenid[40];
         char qmp_path[PATH_MAX];
         char console_path[PATH_MAX];
-        char status[16];        /* "running", "failed" */
+        char status[16]; /* "running", "failed" */
 };
 
 int vmm_template_load(const char *state_dir, const char *name, struct vmm_template *ret,
@@ -117,8 +117,7 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err);
 int vmm_template_list(const char *state_dir, char ***ret_names, struct rh_error *err);
 int vmm_template_remove(const char *state_dir, const char *name, struct rh_error *err);
 
-int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
-                   struct rh_error *err);
+int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret, struct rh_error *err);
 int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err);
 int vmm_clone_list(const char *state_dir, char ***ret_ids, struct rh_error *err);
 /* True if the clone's QEMU is alive (same pid and start time). */
@@ -137,13 +136,13 @@ struct qemu_spec {
         uint64_t mem_size;
         const char *kernel, *initrd, *append;
         const char *ram_path;
-        bool share;             /* share=on (template boot) or off (copy-on-write clone) */
-        const char *vmgenid;    /* guid, NULL = "auto" */
+        bool share;          /* share=on (template boot) or off (copy-on-write clone) */
+        const char *vmgenid; /* guid, NULL = "auto" */
         const char *tap;
         const uint8_t *mac;
-        const char *netns;      /* run in this named network namespace, NULL = ours */
+        const char *netns; /* run in this named network namespace, NULL = ours */
         const char *qmp_path, *console_path, *log_path;
-        bool incoming;          /* -incoming defer -S */
+        bool incoming; /* -incoming defer -S */
 };
 
 /* Spawn QEMU (a child of this process, own session, stdin /dev/null, stdout/stderr to log). */
@@ -171,32 +170,31 @@ int qemu_find_binary(char *buf, size_t len, struct rh_error *err);
  * with -cpu max. The result is cached in @state_dir/accel.json. *ret_reason
  * says why (for "say which").
  */
-int qemu_detect_accel(const char *state_dir, const char *kernel, const char *initrd,
-                      char *ret_accel, char *ret_cpu, char *ret_reason, size_t reason_len,
-                      struct rh_error *err);
+int qemu_detect_accel(const char *state_dir, const char *kernel, const char *initrd, char *ret_accel,
+                      char *ret_cpu, char *ret_reason, size_t reason_len, struct rh_error *err);
 
 /*
  * Wait for a line starting with @prefix in the text file @path, reading from
  * *@offset (updated). Gives up at @timeout_ms or when @pid (if > 0) exits.
  * The matching line goes to @line. Returns 0, -ETIMEDOUT, -ECHILD.
  */
-int console_wait_line(const char *path, off_t *offset, const char *prefix, pid_t pid,
-                      int timeout_ms, char *line, size_t line_len, struct rh_error *err);
+int console_wait_line(const char *path, off_t *offset, const char *prefix, pid_t pid, int timeout_ms,
+                      char *line, size_t line_len, struct rh_error *err);
 
 /* ---- the engine ----------------------------------------------------------- */
 
 struct vmm_template_opts {
         const char *state_dir;
         const char *name;
-        const char *image_dir;  /* with image.json, vmlinuz, initrd.img */
-        const char *ram_dir;    /* tmpfs directory for the RAM file */
+        const char *image_dir; /* with image.json, vmlinuz, initrd.img */
+        const char *ram_dir;   /* tmpfs directory for the RAM file */
         uint64_t mem_size;
         const char *ip, *gateway;
         const char *accel;      /* "auto", "kvm", "tcg" */
         const char *from_clone; /* fork-of-fork: snapshot this live clone instead of booting */
         int boot_timeout_ms;
         bool prearm;
-        bool progress;          /* stage lines on stderr */
+        bool progress; /* stage lines on stderr */
         /* Extra rehome-agent words for the guest (kernel command line
          * rehome.agent=, ',' between words: "--signal,poll"); NULL = none. */
         const char *agent_args;
@@ -210,11 +208,11 @@ struct vmm_fork_opts {
         struct rh_ipaddr gateway;
         uint8_t mac[6];
         bool has_mac;
-        bool keep;              /* keep the clone even if the handoff fails */
+        bool keep; /* keep the clone even if the handoff fails */
         int timeout_ms;
-        const char *iface;      /* guest interface to rehome (default eth0) */
-        bool no_cont;           /* --no-resume: patch but never resume (the ack must time out) */
-        const char *warm_id;    /* take this pre-spawned clone (pool.c) instead of spawning */
+        const char *iface;   /* guest interface to rehome (default eth0) */
+        bool no_cont;        /* --no-resume: patch but never resume (the ack must time out) */
+        const char *warm_id; /* take this pre-spawned clone (pool.c) instead of spawning */
         /*
          * Benchmark hooks (NULL = none), called on the forking thread:
          * before_cont after the patch, right before `cont` (a negative return
@@ -231,7 +229,7 @@ struct vmm_fork_opts {
 struct vmm_fork_timing {
         double spawn, incoming, patch, cont;
         double resume_signal, resume_read, resume_applied, resume_ack; /* guest-derived */
-        double host_ack_seen;   /* cont returned -> host saw the final ack */
+        double host_ack_seen; /* cont returned -> host saw the final ack */
         double total;
         bool have_guest;
 };
@@ -241,7 +239,7 @@ struct vmm_fork_result {
         struct rh_ack ack;
         bool acked;
         struct vmm_fork_timing t;
-        char seen[256];         /* what was observed before a timeout */
+        char seen[256]; /* what was observed before a timeout */
 };
 
 struct vmm_ops {
@@ -266,9 +264,8 @@ int qemu_template_create(const struct vmm_template_opts *opts, struct vmm_templa
  * the timed forks take them. Per-clone outcome in @rcs[i] / @errs[i].
  * Returns 0 if all succeeded, else the first failure's code.
  */
-int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *base, unsigned count,
-                   bool warm, struct vmm_fork_result *res, int *rcs, struct rh_error *errs,
-                   struct rh_error *err);
+int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *base, unsigned count, bool warm,
+                   struct vmm_fork_result *res, int *rcs, struct rh_error *errs, struct rh_error *err);
 
 /* Pool: pre-spawn one paused clone process of @t (QMP up, -incoming defer). */
 int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct vmm_clone *ret,
@@ -313,8 +310,7 @@ int vmm_parse_size(const char *s, uint64_t *ret);
 void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rcs, unsigned n);
 /* One JSON object per fork (clone, identity, ack, timings). New reference. */
 struct json_t;
-struct json_t *vmm_fork_result_json(const struct vmm_fork_result *res, int rc,
-                                    const struct rh_error *err);
+struct json_t *vmm_fork_result_json(const struct vmm_fork_result *res, int rc, const struct rh_error *err);
 /* Median of the successful forks' stage @offset (offsetof in struct vmm_fork_timing). */
 double vmm_timing_median(const struct vmm_fork_result *res, const int *rcs, unsigned n, size_t offset);
 
