@@ -40,7 +40,7 @@ static void help(void)
                "patch (locate + write the mailbox), resume>signal / >read / >applied / >ack\n"
                "(guest CLOCK_MONOTONIC stamps from the ack record, anchored at the ack: the\n"
                "host time from 'cont' to seeing the ack minus the guest's ack-to-stage gaps;\n"
-               "accurate to the 100 us ack poll plus the 'cont' round trip), total.\n"
+               "accurate to the 250 us ack poll plus the 'cont' round trip), total.\n"
                "Under TCG every figure is inflated compared with KVM.\n\n"
                "Exit status: 0 every clone acked 'applied'; 1 failure (the agent's error text\n"
                "is printed; a rejected clone keeps the template identity and is removed unless\n"
