@@ -67,7 +67,9 @@ int vmm_parse_size(const char *s, uint64_t *ret)
         default:
                 return -EINVAL;
         }
-        if (*end == 'i' || *end == 'B')
+        if (*end == 'i') /* MiB */
+                end++;
+        if (*end == 'B')
                 end++;
         if (*end != '\0' || v == 0)
                 return -EINVAL;
