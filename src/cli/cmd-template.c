@@ -52,14 +52,21 @@ static json_t *template_json(const struct vmm_template *t)
                 sprintf(token + 2 * i, "%02x", t->token[i]);
         rh_mac_format(t->mac, mac);
         snprintf(gpa, sizeof(gpa), "0x%" PRIx64, t->mailbox_gpa);
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s,"
-                         " s:s, s:s, s:s, s:I, s:f, s:f}",
-                         "name", t->name, "dir", t->dir, "ram", t->ram_path, "state", t->state_path,
-                         "machine", t->machine, "accel", t->accel, "cpu", t->cpu, "mem_size",
-                         (json_int_t)t->mem_size, "layout", t->layout, "mailbox_gpa", gpa, "token", token,
-                         "abi", t->abi, "ip", t->ip, "gateway", t->gateway, "mac", mac, "kernel_release",
-                         t->kernel_release, "parent", t->parent, "created_unix", (json_int_t)t->created_unix,
-                         "boot_ms", t->boot_ms, "snapshot_ms", t->snapshot_ms);
+        json_t *j =
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s,"
+                          " s:s, s:s, s:s, s:I, s:f, s:f}",
+                          "name", t->name, "dir", t->dir, "ram", t->ram_path, "state", t->state_path,
+                          "machine", t->machine, "accel", t->accel, "cpu", t->cpu, "mem_size",
+                          (json_int_t)t->mem_size, "layout", t->layout, "mailbox_gpa", gpa, "token", token,
+                          "abi", t->abi, "ip", t->ip, "gateway", t->gateway, "mac", mac, "kernel_release",
+                          t->kernel_release, "parent", t->parent, "created_unix", (json_int_t)t->created_unix,
+                          "boot_ms", t->boot_ms, "snapshot_ms", t->snapshot_ms);
+        char ver[32];
+        snprintf(ver, sizeof(ver), "%u.%u.%u", t->agent_version >> 16, (t->agent_version >> 8) & 0xff,
+                 t->agent_version & 0xff);
+        json_object_set_new(j, "agent_version", json_string(ver));
+        json_object_set_new(j, "agent_caps", json_integer(t->agent_caps));
+        return j;
 }
 
 static void print_template(const struct vmm_template *t)
@@ -76,7 +83,9 @@ static void print_template(const struct vmm_template *t)
         printf("mailbox:      gpa 0x%" PRIx64 ", abi %s, token ", t->mailbox_gpa, t->abi);
         for (size_t i = 0; i < RH_TOKEN_LEN; i++)
                 printf("%02x", t->token[i]);
-        printf("\nidentity:     %s gw %s mac %s\n", t->ip, t->gateway[0] ? t->gateway : "-", mac);
+        printf("\nagent:        %u.%u.%u, caps 0x%x\n", t->agent_version >> 16,
+               (t->agent_version >> 8) & 0xff, t->agent_version & 0xff, t->agent_caps);
+        printf("identity:     %s gw %s mac %s\n", t->ip, t->gateway[0] ? t->gateway : "-", mac);
         if (t->parent[0])
                 printf("forked from:  clone %s of template %s\n", t->source_clone, t->parent);
         printf("boot:         %.0f ms to armed; snapshot %.1f ms\n", t->boot_ms, t->snapshot_ms);

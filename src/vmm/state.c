@@ -173,6 +173,14 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
         if (!j)
                 return rh_error_set(err, -ENOMEM, "template %s: cannot encode metadata", t->name);
         json_object_set_new(j, "nic_mac", json_string(nic_mac));
+        {
+                char ver[32];
+                snprintf(ver, sizeof(ver), "%u.%u.%u", t->agent_version >> 16, (t->agent_version >> 8) & 0xff,
+                         t->agent_version & 0xff);
+                json_object_set_new(j, "agent_version", json_string(ver));
+                json_object_set_new(j, "agent_version_raw", json_integer(t->agent_version));
+                json_object_set_new(j, "agent_caps", json_integer(t->agent_caps));
+        }
         snprintf(path, sizeof(path), "%s/meta.json", t->dir);
         return write_json_atomic(j, path, err);
 }
@@ -234,6 +242,8 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
         t.mem_size = (uint64_t)json_integer_value(mem);
         t.created_unix = (uint64_t)json_integer_value(json_object_get(j, "created_unix"));
         t.boot_ms = json_number_value(json_object_get(j, "boot_ms"));
+        t.agent_version = (uint32_t)json_integer_value(json_object_get(j, "agent_version_raw"));
+        t.agent_caps = (uint32_t)json_integer_value(json_object_get(j, "agent_caps"));
         t.snapshot_ms = json_number_value(json_object_get(j, "snapshot_ms"));
         static const struct {
                 const char *what;

@@ -195,6 +195,25 @@ static void tap_name_for(const char *prefix, const char *name, char buf[16])
         snprintf(buf, 16, "%s%08x", prefix, h);
 }
 
+/* The agent's version and capabilities, from its arm header (best effort). */
+static void read_agent_info(pid_t pid, const char *ram_path, struct vmm_template *t)
+{
+        struct rh_layout *layout = NULL;
+        struct rh_target *target = NULL;
+        uint8_t page[RH_MAILBOX_SIZE];
+        struct rh_arm arm;
+
+        if (rh_layout_parse(t->layout, &layout, NULL) == 0 &&
+            rh_target_open_pid(pid, ram_path, layout, false, &target, NULL) == 0 &&
+            rh_target_read(target, t->mailbox_gpa, page, sizeof(page), NULL) == 0 &&
+            rh_mailbox_arm_read(page, sizeof(page), &arm, NULL) == 0) {
+                t->agent_version = arm.agent_version;
+                t->agent_caps = arm.caps;
+        }
+        rh_target_free(target);
+        rh_layout_free(layout);
+}
+
 /* Prearm through /proc/<pid>/mem and wait for the agent's confirm. */
 static int prearm(pid_t pid, const char *ram_path, struct vmm_template *t, uint32_t seq, int timeout_ms,
                   struct rh_error *err)
@@ -416,6 +435,7 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         progress(o, "agent armed after %.0f ms: mailbox gpa 0x%" PRIx64 ", abi %s", t.boot_ms, t.mailbox_gpa,
                  t.abi);
 
+        read_agent_info(pid, t.ram_path, &t);
         if (o->prearm) {
                 r = prearm(pid, t.ram_path, &t, 1, 10000, err);
                 if (r < 0) {
@@ -517,6 +537,8 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
                         return rh_error_prefix(err, r, "clone %s: mailbox", c.id);
                 t->mailbox_gpa = gpa;
                 memcpy(t->token, arm.token, RH_TOKEN_LEN);
+                t->agent_version = arm.agent_version;
+                t->agent_caps = arm.caps;
         }
         if (o->prearm) {
                 /* A fresh prearm seq: the clone served seq 1 as part of its template. */

@@ -88,8 +88,8 @@ struct vmm_template {
         uint8_t nic_mac[6]; /* mac= of the NIC on the QEMU command line (fixed per lineage) */
         char kernel_release[64];
         char agent_sha256[65];
-        uint32_t agent_version; /* from the arm header: major << 16 | minor << 8 | patch */
-        uint32_t agent_caps;    /* RH_CAP_* */
+        uint32_t agent_version;    /* from the arm header: major << 16 | minor << 8 | patch */
+        uint32_t agent_caps;       /* RH_CAP_* */
         char parent[VMM_NAME_MAX]; /* fork-of-fork: the template the source clone came from */
         char source_clone[32];
         uint64_t created_unix;
