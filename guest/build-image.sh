@@ -11,6 +11,8 @@
 #     into the host's /boot),
 #   - the virtio network modules of that kernel, in load order,
 #   - busybox-static as the whole userland, guest/init as PID 1,
+#   packed as a newc initramfs with GNU cpio --reproducible (same inputs, same
+#   bytes; busybox cpio is the fallback),
 #   - rehome-agent.static from BUILD_DIR/src/agent/ (or $REHOME_AGENT).
 # The image directory is named by a hash of every input (kernel package and
 # version, agent, busybox, init, this script), so a rebuild with the same
@@ -89,6 +91,7 @@ print_summary() {
         echo "kernel: $KPKG $KVER_PKG ($KREL)"
         echo "modules: $(cat "$IMG/modules.txt" | tr '\n' ' ')"
         echo "agent: $AGENT sha256=$AGENT_SHA"
+        echo "initrd: sha256=$(sha "$IMG/initrd.img")"
         echo "image: $IMG"
 }
 
@@ -144,11 +147,22 @@ chmod 0755 "$ROOT/init"
 echo "rehome-guest" > "$ROOT/etc/hostname"
 
 # --- pack (newc; busybox cpio creates newc) -------------------------------------
-(cd "$ROOT" && find . | sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 > "$WORK/initrd.img"
+# Reproducible: fixed mtimes, sorted names, no name/time in the gzip header.
+find "$ROOT" -exec touch -h -d @0 {} +
+# GNU cpio --reproducible also renumbers inodes; busybox cpio (fallback) cannot.
+if cpio --help 2>/dev/null | grep -q -- --reproducible; then
+        (cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible -R 0:0 --quiet) |
+                gzip -n -1 > "$WORK/initrd.img"
+else
+        say "GNU cpio not found: packing with busybox cpio (not byte-reproducible; apt-get install cpio)"
+        (cd "$ROOT" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null) |
+                gzip -n -1 > "$WORK/initrd.img"
+fi
 
 mkdir -p "$WORK/img"
 cp "$VMLINUZ" "$WORK/img/vmlinuz"
 mv "$WORK/initrd.img" "$WORK/img/initrd.img"
+INITRD_SHA=$(sha "$WORK/img/initrd.img")
 mv "$WORK/modules.txt" "$WORK/img/modules.txt"
 mods_json=$(awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? "," : ""), $1 } END { printf "]" }' "$WORK/img/modules.txt")
 cat > "$WORK/img/image.json" <<EOF
@@ -161,14 +175,16 @@ cat > "$WORK/img/image.json" <<EOF
   "kernel_release": "$KREL",
   "modules": $mods_json,
   "agent_sha256": "$AGENT_SHA",
+  "initrd_sha256": "$INITRD_SHA",
   "busybox_sha256": "$(sha "$BUSYBOX")"
 }
 EOF
 rm -rf "$IMG"
 mv "$WORK/img" "$IMG"
 ln -sfn "img-$KEY" "$OUT/current"
-# Drop older images (keep the cache of downloaded packages).
-for old in "$OUT"/img-*; do
+# Keep the last few images: templates made from an older one still boot their
+# clones with its kernel and initrd. The downloaded packages stay cached.
+ls -1dt "$OUT"/img-* 2>/dev/null | tail -n +5 | while read -r old; do
         [ "$old" = "$IMG" ] || rm -rf "$old"
 done
 say "built $(du -h "$IMG/initrd.img" | cut -f1) initrd"
