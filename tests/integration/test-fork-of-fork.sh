@@ -13,7 +13,7 @@ fork_setup fof "$@"
 
 template_create tpl
 rh fork tpl --ip 10.88.0.30/24 >/dev/null 2>&1 || die "first fork failed"
-rh template create tpl2 --from-clone c1 > "$SD/tpl2.out" 2> "$SD/tpl2.err" ||
+rh template create tpl2 --from-clone c1 --ram-dir "$RAMDIR" > "$SD/tpl2.out" 2> "$SD/tpl2.err" ||
         { cat "$SD/tpl2.err"; die "template create --from-clone failed"; }
 ok "snapshotted clone c1 into template tpl2"
 ram2=$(sed -n 's/^ram: *//p' "$SD/tpl2.out")
