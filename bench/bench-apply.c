@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -296,6 +297,24 @@ static long referenced_kb(bool show)
         return total;
 }
 
+/* utime + stime of the agent so far, in microseconds (clock-tick resolution). */
+static uint64_t agent_cpu_us(void)
+{
+        char path[64], buf[1024], *p;
+        unsigned long long ut = 0, st = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", agent_pid);
+        f = fopen(path, "re");
+        if (!f || !fgets(buf, sizeof(buf), f))
+                die("%s", path);
+        fclose(f);
+        p = strrchr(buf, ')'); /* the command name may contain spaces */
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                die("%s: cannot parse", path);
+        return (ut + st) * 1000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
+}
+
 static void clear_refs(void)
 {
         char path[64];
@@ -308,15 +327,21 @@ static void clear_refs(void)
         close(fd);
 }
 
+/* CPU time (user + system) the commands used, in microseconds. */
+static uint64_t ip_cpu_us;
+
 static int run_argv(char *const argv[])
 {
+        struct rusage ru;
         pid_t pid;
         int status;
 
         if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0)
                 return -1;
-        if (waitpid(pid, &status, 0) < 0)
+        if (wait4(pid, &status, 0, &ru) < 0)
                 return -1;
+        ip_cpu_us += (uint64_t)ru.ru_utime.tv_sec * 1000000 + (uint64_t)ru.ru_utime.tv_usec +
+                     (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -354,6 +379,7 @@ int main(int argc, char **argv)
         uint64_t *read_apply, *signal_ack, *host_rtt, *ip_us;
         long *pages;
         uint32_t seq = 0;
+        uint64_t cpu0 = 0, agent_cpu = 0, ip_cpu = 0;
         struct utsname u;
 
         if (argc < 2)
@@ -385,6 +411,8 @@ int main(int argc, char **argv)
                 struct rh_ack ack;
                 uint64_t t0;
 
+                if (i == 20)
+                        cpu0 = agent_cpu_us();
                 req.seq = ++seq;
                 req.nonce = 0x1000 + seq;
                 if (rh_mailbox_write_request(page, &req, &err) < 0)
@@ -401,6 +429,9 @@ int main(int argc, char **argv)
                         host_rtt[i - 20] = now_us() - t0;
                 }
         }
+
+        usleep(5000); /* the last re-arm */
+        agent_cpu = agent_cpu_us() - cpu0;
 
         /* Pages touched from the signal to the ack. */
         for (unsigned i = 0; i < n_pages; i++) {
@@ -432,11 +463,15 @@ int main(int argc, char **argv)
                         die("setns: %s", strerror(errno));
                 for (unsigned i = 0; i < n + 5; i++) {
                         uint64_t t0 = now_us();
+
+                        if (i == 5)
+                                ip_cpu_us = 0;
                         if (apply_with_ip(&ids[i & 1]) < 0)
                                 die("ip commands failed");
                         if (i >= 5)
                                 ip_us[i - 5] = now_us() - t0;
                 }
+                ip_cpu = ip_cpu_us;
                 if (setns(self, CLONE_NEWNET) < 0)
                         die("setns back");
                 close(ns);
@@ -473,6 +508,11 @@ int main(int argc, char **argv)
                        ip50, ip99);
                 printf("| ratio ip / agent (read -> applied) | %.1fx | %.1fx |\n\n", (double)ip50 / (double)ra50,
                        (double)ip99 / (double)ra99);
+                printf("CPU time per handoff (user+system, mean over %u; much less sensitive to other load than wall time): "
+                       "agent %.0f us (whole handoff: wake, read, apply, ack, re-arm), "
+                       "`ip` commands %.0f us; ratio %.1fx.\n\n",
+                       n, (double)agent_cpu / n, (double)ip_cpu / n,
+                       agent_cpu ? (double)ip_cpu / (double)agent_cpu : 0.0);
                 printf("Agent pages referenced from signal to ack+re-arm (clear_refs + smaps Referenced, "
                        "%u samples): median %ld, min %ld, max %ld (%ld KiB median).\n",
                        n_pages, p50, pmin, pmax, p50 * 4);
