@@ -41,5 +41,6 @@ int cmd_clone(int argc, char **argv);
 int cmd_net(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

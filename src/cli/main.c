@@ -34,6 +34,7 @@ static const struct verb verbs[] = {
         { "net", cmd_net, "set up or tear down the clone network (namespace + bridge)" },
         { "demo", cmd_demo, "template + 5 clones, each proven reachable; stage timings" },
         { "doctor", cmd_doctor, "what this host has for running clones, and fixes" },
+        { "bench", cmd_bench, "measure handoffs: stage table per signal mode, side by side" },
         /* VERBS: one row per verb; keep this marker line for easy merges. */
         {},
 };

@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rehome bench: the stage table per agent signal mode, with warm pool vs
+ * cold spawn, locate+patch vs memory size, agent apply vs ip(8), concurrent
+ * forks and cold-template prefetch side by side (src/vmm/bench.c measures;
+ * this file prints the tables, writes the latency CDF plot with gnuplot and
+ * the --json document with every sample).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "cleanup.h"
+#include "src/vmm/bench.h"
+#include "src/vmm/vmm.h"
+
+static void help(void)
+{
+        printf("Usage: rehome [--state-dir DIR] bench [options]\n\n"
+               "Fork real clones and measure the handoff: for each agent signal mode, N forks\n"
+               "(the first reported apart): fork total, resume->signal, mailbox ack\n"
+               "(resume->read), reconfigure (resume->applied ack), apply after mailbox, spawn,\n"
+               "incoming, patch (avg/p50/p99/max) and the guest pages touched from resume to\n"
+               "ack (clear_refs + smaps Referenced; Anonymous = written). Side by side: warm\n"
+               "pool vs cold spawn, locate+patch at 256 MiB vs 16 GiB vs a full scan\n"
+               "(bench-locate), agent apply vs ip(8) (bench-apply), 1/4/16/32 concurrent\n"
+               "forks, and a cold template on disk with no prefetch, a 64 MiB window, or the\n"
+               "recorded working set. Templates bench-MODE are created once and reused.\n"
+               "Use a private --state-dir: bench creates its own network (namespace\n"
+               "rhbench, 10.78.0.1/24) there when it has none.\n\n"
+               "Options:\n"
+               "  --quick             fewer forks (5 per mode), scale 1,4, short drivers (< 5 min)\n"
+               "  --forks N           forks per mode after the first (default 20)\n"
+               "  --modes LIST        signal modes, comma-separated (default auto,vmgenid-kmsg,poll;\n"
+               "                      vmclock, vmclock-spin are reported as skipped without a device)\n"
+               "  --sections LIST     modes,warm,locate,apply,scale,cold (default all)\n"
+               "  --scale LIST        concurrent clone counts (default 1,4,16,32)\n"
+               "  --mem SIZE          guest RAM of the bench templates (default 256M)\n"
+               "  --image DIR         guest image (default $REHOME_IMAGE or the build's)\n"
+               "  --ram-dir DIR       tmpfs for template RAM (default /dev/shm/rehome-bench)\n"
+               "  --disk-dir DIR      disk file system for the cold template (default /var/tmp/rehome-bench)\n"
+               "  --plot FILE         latency CDF plot (default STATE_DIR/bench-cdf.png, .svg without png)\n"
+               "  --json              one JSON document with every sample on stdout\n"
+               "  -h, --help\n"
+               "Needs root (network namespace, taps, /proc/<pid>/mem, clear_refs) and QEMU.\n"
+               "Figures under TCG (no usable KVM) are inflated compared with KVM.\n"
+               "Exit status: 0 every fork acked, 1 a failure, 2 usage.\n");
+}
+
+static const char *const row_names[][2] = {
+        { "fork_total_ms", "fork total" },
+        { "resume_signal_ms", "resume -> signal" },
+        { "mailbox_ack_ms", "mailbox ack (resume -> read)" },
+        { "reconfigure_ms", "reconfigure (resume -> applied)" },
+        { "apply_after_mailbox_ms", "apply after mailbox" },
+        { "spawn_ms", "spawn" },
+        { "incoming_ms", "incoming" },
+        { "patch_ms", "patch" },
+        { "pages_referenced", "pages referenced after resume" },
+        { "pages_written", "pages written (Anonymous)" },
+        { "pages_rss", "pages mapped (Rss, overstated)" },
+        { "disk_read_kib", "disk read in handoff (KiB)" },
+        { "prefetch_ms", "prefetch before resume (ms)" },
+        { "prefetch_kib", "prefetched (KiB)" },
+        { "process_private_kib", "QEMU private memory (KiB)" },
+};
+
+static double num(json_t *o, const char *k)
+{
+        json_t *v = json_object_get(o, k);
+        return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void print_val(double v)
+{
+        if (isnan(v))
+                printf(" %9s", "-");
+        else if (fabs(v) >= 1000)
+                printf(" %9.0f", v);
+        else
+                printf(" %9.1f", v);
+}
+
+static void print_group(json_t *g, bool first)
+{
+        json_t *stats = json_object_get(g, "stats"), *fst = json_object_get(g, "first");
+        printf("  %-32s", "");
+        if (first)
+                printf(" %9s", "first");
+        printf(" %9s %9s %9s %9s %5s\n", "avg", "p50", "p99", "max", "n");
+        for (size_t i = 0; i < ELEMENTSOF(row_names); i++) {
+                json_t *s = json_object_get(stats, row_names[i][0]);
+                if (!json_is_object(s) && !(first && json_is_number(json_object_get(fst, row_names[i][0]))))
+                        continue;
+                printf("  %-32s", row_names[i][1]);
+                if (first)
+                        print_val(num(fst, row_names[i][0]));
+                print_val(num(s, "avg"));
+                print_val(num(s, "p50"));
+                print_val(num(s, "p99"));
+                print_val(num(s, "max"));
+                printf(" %5.0f\n", num(s, "n"));
+        }
+}
+
+static void print_signals(json_t *g)
+{
+        const char *k;
+        json_t *v;
+        printf("signal seen:");
+        json_object_foreach(json_object_get(g, "signals"), k, v)
+                printf(" %s x%" JSON_INTEGER_FORMAT, k, json_integer_value(v));
+        printf("\n");
+}
+
+static void print_tool(const char *title, json_t *s)
+{
+        printf("\n== %s ==\n", title);
+        if (!s) {
+                printf("(not run)\n");
+                return;
+        }
+        if (json_object_get(s, "skipped")) {
+                printf("skipped: %s\n", json_string_value(json_object_get(s, "skipped")));
+                return;
+        }
+        printf("$");
+        size_t i;
+        json_t *a;
+        json_array_foreach(json_object_get(s, "command"), i, a)
+                printf(" %s", json_string_value(a));
+        printf("   (exit %d, %.0f s)\n%s", (int)json_integer_value(json_object_get(s, "exit")),
+               num(s, "seconds"), json_string_value(json_object_get(s, "output")));
+}
+
+static void print_doc(json_t *doc, const char *plot)
+{
+        const char *accel = json_string_value(json_object_get(doc, "accel"));
+        bool tcg = accel && strcmp(accel, "tcg") == 0;
+        json_t *modes = json_object_get(doc, "modes"), *g;
+        size_t i;
+
+        printf("rehome bench: accelerator %s -cpu %s%s; guest RAM %" JSON_INTEGER_FORMAT " MiB; host %s, %d CPUs; "
+               "load %s -> %s\n",
+               accel ? accel : "-", json_string_value(json_object_get(doc, "cpu")) ?: "-",
+               tcg ? " (TCG: every time below is INFLATED compared with KVM)" : "",
+               json_integer_value(json_object_get(doc, "mem_size")) >> 20,
+               json_string_value(json_object_get(json_object_get(doc, "host"), "kernel")),
+               (int)json_integer_value(json_object_get(json_object_get(doc, "host"), "cpus")),
+               json_string_value(json_object_get(json_object_get(doc, "host"), "loadavg_start")) ?: "-",
+               json_string_value(json_object_get(json_object_get(doc, "host"), "loadavg_end")) ?: "-");
+        printf("(milliseconds unless named; resume->* are guest stamps anchored at the host-seen ack)\n");
+        json_array_foreach(modes, i, g) {
+                const char *mode = json_string_value(json_object_get(g, "mode"));
+                printf("\n== signal mode %s ==\n", mode);
+                if (json_object_get(g, "skipped")) {
+                        printf("skipped: %s\n", json_string_value(json_object_get(g, "skipped")));
+                        continue;
+                }
+                if (json_object_get(g, "error")) {
+                        printf("FAILED: %s\n", json_string_value(json_object_get(g, "error")));
+                        continue;
+                }
+                printf("template %s (agent %s), %" JSON_INTEGER_FORMAT " forks, %" JSON_INTEGER_FORMAT
+                       " acked; first fork apart, stats over the rest; ",
+                       json_string_value(json_object_get(g, "template")),
+                       json_string_value(json_object_get(g, "agent_args")),
+                       json_integer_value(json_object_get(g, "forks")),
+                       json_integer_value(json_object_get(g, "acked")));
+                print_signals(g);
+                print_group(g, true);
+                json_t *ex = json_object_get(g, "exact_pages");
+                if (ex) {
+                        printf("exact page counts: %" JSON_INTEGER_FORMAT " more forks whose RAM was mapped before resume "
+                               "(no fault-around in the handoff):\n", json_integer_value(json_object_get(ex, "forks")));
+                        print_group(ex, false);
+                }
+        }
+        json_t *warm = json_object_get(doc, "warm");
+        if (warm) {
+                printf("\n== warm pool vs cold spawn (alternating, same template) ==\n");
+                printf("cold spawn:\n");
+                print_group(json_object_get(warm, "cold"), false);
+                printf("warm pool (QEMU pre-spawned, not timed):\n");
+                print_group(json_object_get(warm, "warm"), false);
+        }
+        print_tool("locate + patch: 256 MiB vs 16 GiB vs full-file scan (bench-locate)", json_object_get(doc, "locate"));
+        print_tool("agent apply vs ip(8) commands (bench-apply, host netns)", json_object_get(doc, "apply"));
+        json_t *scale = json_object_get(doc, "scale");
+        if (scale) {
+                printf("\n== concurrent forks ==\n");
+                printf("  %7s %8s %9s %9s %9s %9s %9s %9s\n", "clones", "acked", "ARP ok", "wall", "total p50",
+                       "total max", "written", "QEMU priv");
+                json_array_foreach(scale, i, g) {
+                        json_t *st = json_object_get(g, "stats");
+                        printf("  %7" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT " %9" JSON_INTEGER_FORMAT,
+                               json_integer_value(json_object_get(g, "clones")),
+                               json_integer_value(json_object_get(g, "acked")),
+                               json_integer_value(json_object_get(g, "identity_ok")));
+                        print_val(num(g, "wall_ms"));
+                        print_val(num(json_object_get(st, "fork_total_ms"), "p50"));
+                        print_val(num(json_object_get(st, "fork_total_ms"), "max"));
+                        print_val(num(json_object_get(st, "pages_written"), "p50") * 4);
+                        print_val(num(json_object_get(st, "process_private_kib"), "p50"));
+                        printf("\n");
+                }
+                printf("  (ms; written = guest pages copied on write per clone, KiB p50; QEMU priv = the whole\n"
+                       "   QEMU process's Private_Clean+Private_Dirty per clone, KiB p50)\n");
+        }
+        json_t *cold = json_object_get(doc, "cold");
+        if (cold) {
+                printf("\n== cold template on disk: record-and-prefetch ==\n");
+                if (json_object_get(cold, "error"))
+                        printf("FAILED: %s\n", json_string_value(json_object_get(cold, "error")));
+                else {
+                        json_t *ws = json_object_get(cold, "workingset");
+                        printf("RAM file %s (%s), evicted (fdatasync + FADV_DONTNEED) before each fork;\n"
+                               "working set %s: %" JSON_INTEGER_FORMAT " pages (pages mapped between resume and ack,\n"
+                               "a superset by fault-around; the exact Referenced count of the last record run was %"
+                               JSON_INTEGER_FORMAT ")\n",
+                               json_string_value(json_object_get(cold, "disk_file")),
+                               json_string_value(json_object_get(cold, "disk_fs")),
+                               json_string_value(json_object_get(ws, "file")),
+                               json_integer_value(json_object_get(ws, "pages")),
+                               json_integer_value(json_object_get(ws, "referenced_last_run")));
+                        json_array_foreach(json_object_get(cold, "variants"), i, g) {
+                                printf("%s:\n", json_string_value(json_object_get(g, "label")));
+                                print_group(g, false);
+                        }
+                }
+        }
+        printf("\n== targets (issue 5) ==\n");
+        json_array_foreach(json_object_get(doc, "targets"), i, g) {
+                json_t *met = json_object_get(g, "met");
+                printf("  %-6s %-58s %-22s %10.2f %s  %s\n",
+                       json_is_null(met) ? "n/a" : json_is_true(met) ? "MET" : "MISSED",
+                       json_string_value(json_object_get(g, "name")), json_string_value(json_object_get(g, "target")),
+                       num(g, "value"), json_string_value(json_object_get(g, "unit")),
+                       json_string_value(json_object_get(g, "note")));
+        }
+        json_array_foreach(json_object_get(doc, "notes"), i, g)
+                printf("note: %s\n", json_string_value(g));
+        if (plot)
+                printf("\nplot: %s\n", plot);
+        printf("total %.0f s\n", num(doc, "seconds"));
+}
+
+/* Forks that did not ack, concurrency rounds with a wrong identity, sections that failed. */
+static int count_failures(json_t *doc)
+{
+        json_t *g;
+        size_t i;
+        int n = 0;
+        json_array_foreach(json_object_get(doc, "modes"), i, g)
+                n += json_object_get(g, "error") != NULL ||
+                     json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "acked"));
+        json_array_foreach(json_object_get(doc, "scale"), i, g)
+                n += !json_is_true(json_object_get(g, "all_ok"));
+        json_t *warm = json_object_get(doc, "warm");
+        if (warm)
+                for (int k = 0; k < 2; k++) {
+                        g = json_object_get(warm, k ? "warm" : "cold");
+                        n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "acked"));
+                }
+        json_t *cold = json_object_get(doc, "cold");
+        n += cold && json_object_get(cold, "error") != NULL;
+        json_array_foreach(json_object_get(cold, "variants"), i, g)
+                n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "acked"));
+        return n;
+}
+
+/* gnuplot: one CDF line per group of the reconfigure and fork-total samples. */
+static int write_plot(json_t *doc, const char *state_dir, char *plot, size_t plot_len)
+{
+        char dat[PATH_MAX + 32], gp[PATH_MAX + 32], *out = NULL;
+        bool png = true;
+        /* Does this gnuplot have a PNG terminal? */
+        {
+                FILE *p = popen("gnuplot -e 'set terminal' 2>&1", "r");
+                if (!p)
+                        return -errno;
+                size_t cap = 1 << 16, len = 0;
+                out = calloc(1, cap);
+                size_t k;
+                while (out && (k = fread(out + len, 1, cap - len - 1, p)) > 0)
+                        len += k;
+                if (pclose(p) != 0 && (!out || !*out)) {
+                        free(out);
+                        return -ENOENT;
+                }
+                png = out && (strstr(out, "pngcairo") || strstr(out, " png "));
+                bool cairo = out && strstr(out, "pngcairo");
+                free(out);
+                if (!plot[0])
+                        snprintf(plot, plot_len, "%s/bench-cdf.%s", state_dir, png ? "png" : "svg");
+                snprintf(dat, sizeof(dat), "%s.dat", plot);
+                snprintf(gp, sizeof(gp), "%s.gp", plot);
+                FILE *d = fopen(dat, "we");
+                if (!d)
+                        return -errno;
+                /* Blocks: each group's sorted values with cumulative fraction, two blank lines apart. */
+                struct { const char *field; const char *title; } panels[] = {
+                        { "reconfigure_ms", "resume -> applied ack (ms)" }, { "fork_total_ms", "fork total (ms)" } };
+                json_t *groups = json_array();
+                size_t i;
+                json_t *g;
+                json_array_foreach(json_object_get(doc, "modes"), i, g)
+                        if (json_object_get(g, "samples"))
+                                json_array_append(groups, g);
+                if (json_object_get(doc, "warm")) {
+                        json_array_append(groups, json_object_get(json_object_get(doc, "warm"), "warm"));
+                        json_array_append(groups, json_object_get(json_object_get(doc, "warm"), "cold"));
+                }
+                json_array_foreach(json_object_get(json_object_get(doc, "cold"), "variants"), i, g)
+                        json_array_append(groups, g);
+                size_t ng = json_array_size(groups);
+                for (size_t pi = 0; pi < 2; pi++)
+                        for (size_t gi = 0; gi < ng; gi++) {
+                                g = json_array_get(groups, gi);
+                                json_t *samples = json_object_get(g, "samples"), *x;
+                                size_t n = json_array_size(samples), k2 = 0, j;
+                                double *v = calloc(n ? n : 1, sizeof(double));
+                                json_array_foreach(samples, j, x) {
+                                        json_t *m = json_object_get(json_object_get(x, "measured"), panels[pi].field);
+                                        if (json_is_number(m))
+                                                v[k2++] = json_number_value(m);
+                                }
+                                for (size_t a = 1; a < k2; a++)
+                                        for (size_t b = a; b > 0 && v[b - 1] > v[b]; b--) {
+                                                double t = v[b];
+                                                v[b] = v[b - 1];
+                                                v[b - 1] = t;
+                                        }
+                                fprintf(d, "# %s %s\n", panels[pi].field, json_string_value(json_object_get(g, "label")));
+                                for (size_t a = 0; a < k2; a++)
+                                        fprintf(d, "%.3f %.4f\n", v[a], (double)(a + 1) / (double)k2);
+                                if (k2 == 0)
+                                        fprintf(d, "NaN NaN\n");
+                                fprintf(d, "\n\n");
+                                free(v);
+                        }
+                fclose(d);
+                FILE *s = fopen(gp, "we");
+                if (!s) {
+                        json_decref(groups);
+                        return -errno;
+                }
+                const char *accel = json_string_value(json_object_get(doc, "accel"));
+                bool tcg = accel && strcmp(accel, "tcg") == 0;
+                if (png)
+                        fprintf(s, "set terminal %s size 1400,600\n", cairo ? "pngcairo" : "png");
+                else
+                        fprintf(s, "set terminal svg size 1400,600\n");
+                fprintf(s, "set output '%s'\nset multiplot layout 1,2 title 'rehome bench: latency CDF (%s%s)'\n"
+                           "set key bottom right\nset grid\nset ylabel 'fraction of forks'\nset yrange [0:1]\n",
+                        plot, accel ? accel : "?", tcg ? ", TCG: inflated" : "");
+                for (size_t pi = 0; pi < 2; pi++) {
+                        fprintf(s, "set xlabel '%s'\nplot ", panels[pi].title);
+                        for (size_t gi = 0; gi < ng; gi++) {
+                                const char *label = json_string_value(json_object_get(json_array_get(groups, gi), "label"));
+                                fprintf(s, "%s'%s' index %zu using 1:2 with steps lw 2 title '%s'", gi ? ", " : "", dat,
+                                        pi * ng + gi, label);
+                        }
+                        fprintf(s, "\n");
+                }
+                fprintf(s, "unset multiplot\n");
+                fclose(s);
+                json_decref(groups);
+        }
+        pid_t pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                execlp("gnuplot", "gnuplot", gp, (char *)NULL);
+                _exit(127);
+        }
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+static int parse_list(const char *s, const char **out, size_t max, char *store, size_t store_len)
+{
+        size_t n = 0;
+        snprintf(store, store_len, "%s", s);
+        for (char *save = NULL, *w = strtok_r(store, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                if (n + 1 >= max)
+                        return -E2BIG;
+                out[n++] = w;
+        }
+        out[n] = NULL;
+        return (int)n;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+        enum { O_QUICK = 0x400, O_FORKS, O_MODES, O_SECTIONS, O_SCALE, O_MEM, O_IMAGE, O_RAM, O_DISK, O_PLOT, O_JSON };
+        static const struct option options[] = {
+                { "quick", no_argument, NULL, O_QUICK },
+                { "forks", required_argument, NULL, O_FORKS },
+                { "modes", required_argument, NULL, O_MODES },
+                { "sections", required_argument, NULL, O_SECTIONS },
+                { "scale", required_argument, NULL, O_SCALE },
+                { "mem", required_argument, NULL, O_MEM },
+                { "image", required_argument, NULL, O_IMAGE },
+                { "ram-dir", required_argument, NULL, O_RAM },
+                { "disk-dir", required_argument, NULL, O_DISK },
+                { "plot", required_argument, NULL, O_PLOT },
+                { "json", no_argument, NULL, O_JSON },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        static char modes_store[256], sections_store[256], scale_store[128];
+        struct vmm_bench_opts o = {
+                .state_dir = cli.state_dir, .image_dir = vmm_default_image_dir(),
+                .ram_dir = "/dev/shm/rehome-bench", .disk_dir = "/var/tmp/rehome-bench",
+                .modes = { "auto", "vmgenid-kmsg", "poll" }, .forks = 20, .mem_size = 256ull << 20,
+                .sections = BENCH_ALL, .scale = { 1, 4, 16, 32 }, .progress = true,
+        };
+        char plot[PATH_MAX] = "", tools[PATH_MAX] = "", agent[PATH_MAX] = "";
+        bool forks_set = false, scale_set = false;
+        struct rh_error err = { 0 };
+        json_t *doc = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                switch (c) {
+                case O_QUICK: o.quick = true; break;
+                case O_FORKS: {
+                        char *end;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || end == optarg || v < 1 || v > 1000)
+                                return cli_usage_error("bench", "bad --forks '%s' (1..1000)", optarg);
+                        o.forks = (unsigned)v;
+                        forks_set = true;
+                        break;
+                }
+                case O_MODES: {
+                        static const char *const known[] = { "auto", "vmgenid-kmsg", "vmgenid", "poll", "vmclock",
+                                                             "vmclock-spin", "vmgenid-uevent" };
+                        const char *list[8];
+                        r = parse_list(optarg, list, ELEMENTSOF(list), modes_store, sizeof(modes_store));
+                        if (r <= 0)
+                                return cli_usage_error("bench", "bad --modes '%s'", optarg);
+                        for (int i = 0; i < r; i++) {
+                                bool ok = false;
+                                for (size_t k = 0; k < ELEMENTSOF(known); k++)
+                                        ok |= strcmp(list[i], known[k]) == 0;
+                                if (!ok)
+                                        return cli_usage_error("bench", "unknown signal mode '%s' (auto, vmgenid-kmsg, "
+                                                               "vmgenid, vmgenid-uevent, poll, vmclock, vmclock-spin)", list[i]);
+                                o.modes[i] = list[i];
+                        }
+                        o.modes[r] = NULL;
+                        break;
+                }
+                case O_SECTIONS: {
+                        static const char *const names[] = { "modes", "warm", "locate", "apply", "scale", "cold" };
+                        const char *list[8];
+                        r = parse_list(optarg, list, ELEMENTSOF(list), sections_store, sizeof(sections_store));
+                        if (r <= 0)
+                                return cli_usage_error("bench", "bad --sections '%s'", optarg);
+                        o.sections = 0;
+                        for (int i = 0; i < r; i++) {
+                                size_t k;
+                                for (k = 0; k < ELEMENTSOF(names) && strcmp(list[i], names[k]); k++)
+                                        ;
+                                if (k == ELEMENTSOF(names))
+                                        return cli_usage_error("bench", "unknown section '%s' (modes, warm, locate, "
+                                                               "apply, scale, cold)", list[i]);
+                                o.sections |= 1u << k;
+                        }
+                        break;
+                }
+                case O_SCALE: {
+                        const char *list[8];
+                        r = parse_list(optarg, list, ELEMENTSOF(list), scale_store, sizeof(scale_store));
+                        if (r <= 0)
+                                return cli_usage_error("bench", "bad --scale '%s'", optarg);
+                        for (int i = 0; i < r; i++) {
+                                char *end;
+                                unsigned long v = strtoul(list[i], &end, 10);
+                                if (*end || end == list[i] || v < 1 || v > 64)
+                                        return cli_usage_error("bench", "bad --scale count '%s' (1..64)", list[i]);
+                                o.scale[i] = (unsigned)v;
+                        }
+                        o.scale[r] = 0;
+                        scale_set = true;
+                        break;
+                }
+                case O_MEM:
+                        if (vmm_parse_size(optarg, &o.mem_size) < 0 || o.mem_size < (64ull << 20) ||
+                            o.mem_size > (2048ull << 20) || (o.mem_size & ((1 << 20) - 1)))
+                                return cli_usage_error("bench", "bad --mem '%s' (64M..2G, whole MiB)", optarg);
+                        break;
+                case O_IMAGE: o.image_dir = optarg; break;
+                case O_RAM: o.ram_dir = optarg; break;
+                case O_DISK: o.disk_dir = optarg; break;
+                case O_PLOT: snprintf(plot, sizeof(plot), "%s", optarg); break;
+                case O_JSON: cli.json = true; break;
+                case 'h': help(); return EXIT_OK;
+                default: return cli_usage_error("bench", "unknown option");
+                }
+        }
+        if (optind != argc)
+                return cli_usage_error("bench", "no arguments expected");
+        if (geteuid() != 0)
+                return cli_fail("bench: needs root (network namespace, taps, /proc/<pid>/mem, clear_refs)");
+        if (o.quick) {
+                if (!forks_set)
+                        o.forks = 5;
+                if (!scale_set)
+                        o.scale[0] = 1, o.scale[1] = 4, o.scale[2] = 0;
+        }
+        o.warm_forks = o.quick ? 5 : 20;
+        o.cold_forks = o.quick ? 3 : 10;
+        /* The drivers next to this binary in a build tree: <build>/src/cli/rehome -> <build>/bench/. */
+        {
+                char exe[PATH_MAX];
+                ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+                const char *env = getenv("REHOME_BENCH_DIR");
+                if (env && *env)
+                        snprintf(tools, sizeof(tools), "%s", env);
+                else if (k > 0) {
+                        exe[k] = '\0';
+                        snprintf(tools, sizeof(tools), "%s/../../bench", dirname(exe));
+                }
+                const char *ag = getenv("REHOME_AGENT");
+                if (ag && *ag)
+                        snprintf(agent, sizeof(agent), "%s", ag);
+                else if (k > 0)
+                        snprintf(agent, sizeof(agent), "%s/../agent/rehome-agent.static", exe);
+                char real[PATH_MAX];
+                if (realpath(tools, real))
+                        snprintf(tools, sizeof(tools), "%s", real);
+                if (realpath(agent, real))
+                        snprintf(agent, sizeof(agent), "%s", real);
+        }
+        o.tools_dir = tools;
+        o.agent_path = agent;
+        if (vmm_mkdir_p(cli.state_dir, 0755) < 0)
+                return cli_fail("bench: state directory %s: %s", cli.state_dir, strerror(errno));
+        qemu_install_signal_cleanup();
+
+        r = vmm_bench_run(&o, &doc, &err);
+        if (r < 0)
+                return cli_fail("bench: %s", err.msg);
+        r = write_plot(doc, cli.state_dir, plot, sizeof(plot));
+        if (r < 0) {
+                fprintf(stderr, "rehome: bench: plot not written (gnuplot: %s)\n", strerror(-r));
+                plot[0] = '\0';
+        }
+        json_object_set_new(doc, "plot", plot[0] ? json_string(plot) : json_null());
+        int failures = count_failures(doc);
+        if (cli.json) {
+                json_dumpf(doc, stdout, JSON_INDENT(2));
+                putchar('\n');
+        } else
+                print_doc(doc, plot[0] ? plot : NULL);
+        json_decref(doc);
+        return failures ? EXIT_FAIL : EXIT_OK;
+}
