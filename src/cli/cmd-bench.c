@@ -571,3 +571,87 @@ int cmd_bench(int argc, char **argv)
         json_decref(doc);
         return failures ? EXIT_FAIL : EXIT_OK;
 }
+
+/*
+ * rehome template record-ws NAME: record the guest-RAM pages a handoff of
+ * this template touches (workingset.c), for forks of a cold template to
+ * prefetch. Dispatched from cmd-template.c.
+ */
+int cmd_template_record_ws(int argc, char **argv)
+{
+        enum { O_IP = 0x500, O_RUNS, O_TIMEOUT };
+        static const struct option options[] = {
+                { "ip", required_argument, NULL, O_IP },
+                { "runs", required_argument, NULL, O_RUNS },
+                { "timeout", required_argument, NULL, O_TIMEOUT },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct vmm_fork_opts fo = { .state_dir = cli.state_dir, .timeout_ms = 60000 };
+        const char *ip = NULL;
+        unsigned long runs = 3;
+        struct vmm_template t;
+        struct rh_error err = { 0 };
+        size_t pages = 0;
+        long referenced = 0;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                switch (c) {
+                case O_IP: ip = optarg; break;
+                case O_RUNS: {
+                        char *end;
+                        runs = strtoul(optarg, &end, 10);
+                        if (*end || end == optarg || runs < 1 || runs > 100)
+                                return cli_usage_error("template", "bad --runs '%s' (1..100)", optarg);
+                        break;
+                }
+                case O_TIMEOUT:
+                        if (vmm_parse_duration_ms(optarg, &fo.timeout_ms) < 0)
+                                return cli_usage_error("template", "bad --timeout '%s'", optarg);
+                        break;
+                case 'h':
+                        printf("Usage: rehome template record-ws NAME [--runs N] [--ip A.B.C.D/P] [--timeout DUR]\n\n"
+                               "Fork N (default 3) clones of NAME one after another and record the union of\n"
+                               "the guest-RAM pages each maps between resume and its ack (/proc/<pid>/pagemap;\n"
+                               "a superset of the pages touched by fault-around) plus the mailbox page, as\n"
+                               "sorted file offsets in STATE_DIR/templates/NAME/workingset. Forks of a cold\n"
+                               "template (RAM on disk) prefetch exactly those pages (rehome bench, cold).\n"
+                               "--ip: the clones' address (default .250 of the template's subnet).\n"
+                               "Exit status: 0 ok, 1 failure, 2 usage.\n");
+                        return EXIT_OK;
+                default: return cli_usage_error("template", "unknown option");
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage_error("template", "record-ws takes exactly one NAME");
+        if (geteuid() != 0)
+                return cli_fail("template record-ws: needs root (/proc/<pid>/pagemap, taps)");
+        r = vmm_template_load(cli.state_dir, argv[optind], &t, &err);
+        if (r < 0)
+                return cli_fail("template record-ws: %s", err.msg);
+        if (ip) {
+                if (rh_ip_parse(ip, &fo.ip, &fo.prefix) < 0 || !strchr(ip, '/'))
+                        return cli_usage_error("template", "bad --ip '%s' (want A.B.C.D/P)", ip);
+        } else {
+                if (rh_ip_parse(t.ip, &fo.ip, &fo.prefix) < 0 || fo.ip.family != 4)
+                        return cli_fail("template record-ws: template address '%s' is not IPv4: pass --ip", t.ip);
+                fo.ip.addr[3] = 250;
+        }
+        if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
+                fo.has_gateway = true;
+        qemu_install_signal_cleanup();
+        r = vmm_ws_record(&t, &fo, (unsigned)runs, &pages, &referenced, &err);
+        if (r < 0)
+                return cli_fail("template record-ws %s: %s", t.name, err.msg);
+        if (cli.json) {
+                json_t *j = json_pack("{s:s, s:s/s, s:i, s:i, s:i}", "template", t.name, "file", t.dir, VMM_WS_FILE,
+                                      "pages", (int)pages, "referenced_last_run", (int)referenced, "runs", (int)runs);
+                json_dumpf(j, stdout, JSON_INDENT(2));
+                putchar('\n');
+                json_decref(j);
+        } else
+                printf("working set of %s: %zu pages (%.1f MiB) in %s/%s; last run referenced %ld pages\n", t.name,
+                       pages, pages * 4096.0 / 1048576, t.dir, VMM_WS_FILE, referenced);
+        return EXIT_OK;
+}

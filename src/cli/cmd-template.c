@@ -23,7 +23,8 @@ static void help(void)
         printf("Usage: rehome template create NAME [options]\n"
                "       rehome template list\n"
                "       rehome template show NAME\n"
-               "       rehome template rm NAME\n\n"
+               "       rehome template rm NAME\n"
+               "       rehome template record-ws NAME [--runs N]  (record-ws --help)\n\n"
                "create boots the guest image (Debian kernel, busybox, rehome-agent), waits for\n"
                "the agent's 'armed' line, prearms it (clones wake in fast-poll mode) and\n"
                "snapshots it: RAM file on tmpfs, device state and meta.json in\n"
@@ -219,6 +220,8 @@ int cmd_template(int argc, char **argv)
         sub = argv[1];
         if (strcmp(sub, "create") == 0)
                 return do_create(argc - 1, argv + 1);
+        if (strcmp(sub, "record-ws") == 0)
+                return cmd_template_record_ws(argc - 1, argv + 1);
         for (int i = 2; i < argc; i++)
                 if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
                         help();
