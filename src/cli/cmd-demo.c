@@ -79,6 +79,8 @@ int cmd_demo(int argc, char **argv)
         struct vmm_net net;
         int c, r;
 
+        opterr = 0;
+
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case 'c': {
@@ -101,7 +103,8 @@ int cmd_demo(int argc, char **argv)
                         help();
                         return EXIT_OK;
                 default:
-                        return cli_usage_error("demo", "unknown option");
+                        return cli_usage_error("demo", "unknown option or missing value: '%s'",
+                                               argv[optind - 1]);
                 }
         }
         if (optind != argc)

@@ -72,6 +72,8 @@ int cmd_fork(int argc, char **argv)
         struct vmm_template t;
         int c, r;
 
+        opterr = 0;
+
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case O_IP:
@@ -125,7 +127,8 @@ int cmd_fork(int argc, char **argv)
                         help();
                         return EXIT_OK;
                 default:
-                        return cli_usage_error("fork", "unknown option");
+                        return cli_usage_error("fork", "unknown option or missing value: '%s'",
+                                               argv[optind - 1]);
                 }
         }
         if (optind + 1 != argc)

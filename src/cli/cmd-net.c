@@ -40,6 +40,8 @@ int cmd_net(int argc, char **argv)
         struct vmm_net net;
         int c, r;
 
+        opterr = 0;
+
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case 'g':
@@ -55,7 +57,8 @@ int cmd_net(int argc, char **argv)
                         help();
                         return EXIT_OK;
                 default:
-                        return cli_usage_error("net", "unknown option");
+                        return cli_usage_error("net", "unknown option or missing value: '%s'",
+                                               argv[optind - 1]);
                 }
         }
         if (optind + 1 != argc)

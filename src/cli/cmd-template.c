@@ -124,6 +124,8 @@ static int do_create(int argc, char **argv)
         struct vmm_template t;
         int c, r;
 
+        opterr = 0;
+
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case O_IMAGE:
@@ -173,7 +175,8 @@ static int do_create(int argc, char **argv)
                         help();
                         return EXIT_OK;
                 default:
-                        return cli_usage_error("template", "unknown option");
+                        return cli_usage_error("template", "unknown option or missing value: '%s'",
+                                               argv[optind - 1]);
                 }
         }
         if (optind + 1 != argc)
