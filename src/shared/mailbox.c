@@ -673,6 +673,15 @@ int rh_mailbox_write_request(uint8_t *page, const struct rh_request *req, struct
         if (r < 0)
                 return r;
 
+        /*
+         * Unpublish first: the seq is outside the CRC, so a reader that loaded
+         * the old seq and then copied a complete new body would otherwise see
+         * the old seq twice and a good CRC, and pair the old seq with the new
+         * request. With seq 0 stored (and ordered) before the body changes,
+         * such a reader's second load sees 0 or the new seq: -EAGAIN.
+         */
+        seq_store(h, 0);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         memcpy(page + RH_OFF_PAYLOAD, payload, len);
         memset(page + RH_OFF_PAYLOAD + len, 0, RH_PAYLOAD_MAX - len);
         put64(h + 0x08, req->nonce);
@@ -751,6 +760,9 @@ void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack)
         put32(rec + 0x40, ack->arm_generation);
         memcpy(rec + 0x60, ack->error, n);
         put32(rec + 0x04, rh_crc32c(0, rec + 0x08, sizeof(rec) - 0x08));
+        /* Unpublish first, for the reason given in rh_mailbox_write_request. */
+        seq_store(page + RH_OFF_ACK, 0);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         memcpy(page + RH_OFF_ACK + 4, rec + 4, sizeof(rec) - 4);
         seq_store(page + RH_OFF_ACK, ack->seq);
 }
