@@ -17,21 +17,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define fuzz_check(cond, ...)                                                                      \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);   \
-                        fprintf(stderr, __VA_ARGS__);                                              \
-                        fputc('\n', stderr);                                                       \
-                        abort();                                                                   \
-                }                                                                                  \
+#define fuzz_check(cond, ...)                                                                                \
+        do {                                                                                                 \
+                if (!(cond)) {                                                                               \
+                        fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);             \
+                        fprintf(stderr, __VA_ARGS__);                                                        \
+                        fputc('\n', stderr);                                                                 \
+                        abort();                                                                             \
+                }                                                                                            \
         } while (0)
 
 static inline bool fuzz_request_equal(const struct rh_request *a, const struct rh_request *b)
 {
-        if (a->seq != b->seq || a->nonce != b->nonce || a->flags != b->flags ||
-            a->n_ifaces != b->n_ifaces || a->n_addrs != b->n_addrs || a->n_routes != b->n_routes ||
-            a->n_dns != b->n_dns || a->n_search != b->n_search)
+        if (a->seq != b->seq || a->nonce != b->nonce || a->flags != b->flags || a->n_ifaces != b->n_ifaces ||
+            a->n_addrs != b->n_addrs || a->n_routes != b->n_routes || a->n_dns != b->n_dns ||
+            a->n_search != b->n_search)
                 return false;
         for (unsigned i = 0; i < a->n_ifaces; i++) {
                 const struct rh_iface *x = &a->ifaces[i], *y = &b->ifaces[i];
@@ -66,8 +66,8 @@ static inline bool fuzz_request_equal(const struct rh_request *a, const struct r
 
 static inline bool fuzz_ack_equal(const struct rh_ack *a, const struct rh_ack *b)
 {
-        return a->seq == b->seq && a->nonce == b->nonce && a->status == b->status &&
-               a->signal == b->signal && a->applied == b->applied && a->error_code == b->error_code &&
+        return a->seq == b->seq && a->nonce == b->nonce && a->status == b->status && a->signal == b->signal &&
+               a->applied == b->applied && a->error_code == b->error_code &&
                a->t_signal_ns == b->t_signal_ns && a->t_read_ns == b->t_read_ns &&
                a->t_applied_ns == b->t_applied_ns && a->t_ack_ns == b->t_ack_ns &&
                a->arm_generation == b->arm_generation && strcmp(a->error, b->error) == 0;

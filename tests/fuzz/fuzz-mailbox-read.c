@@ -99,7 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            "ack out of range");
                 memset(out, 0, sizeof(out));
                 rh_mailbox_write_ack(out, &ack);
-                fuzz_check(rh_mailbox_read_ack(out, &ack2, &err) == 0, "written ack does not read: %s", err.msg);
+                fuzz_check(rh_mailbox_read_ack(out, &ack2, &err) == 0, "written ack does not read: %s",
+                           err.msg);
                 fuzz_check(fuzz_ack_equal(&ack, &ack2), "read(write(ack)) != ack");
         }
         return 0;

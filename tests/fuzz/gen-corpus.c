@@ -17,8 +17,7 @@
 
 #include "rehome/mailbox.h"
 
-static void write_seed(const char *dir, const char *target, const char *name, const void *buf,
-                       size_t len)
+static void write_seed(const char *dir, const char *target, const char *name, const void *buf, size_t len)
 {
         char path[4096];
         FILE *f;
@@ -56,10 +55,10 @@ static void small_request(struct rh_request *req)
         req->ifaces[0].has_mac = true;
         memcpy(req->ifaces[0].mac, "\x02\xaa\xbb\xcc\xdd\x01", 6);
         req->n_addrs = 1;
-        req->addrs[0] = (struct rh_addr){ .family = 4, .prefix = 24 };
+        req->addrs[0] = (struct rh_addr){.family = 4, .prefix = 24};
         ip(req->addrs[0].addr, "10.0.0.5");
         req->n_routes = 1;
-        req->routes[0] = (struct rh_route){ .family = 4, .has_gateway = true };
+        req->routes[0] = (struct rh_route){.family = 4, .has_gateway = true};
         ip(req->routes[0].gateway, "10.0.0.1");
         req->has_ack_udp = true;
         req->ack_port = 9999;
@@ -75,14 +74,14 @@ static void full_request(struct rh_request *req)
         strcpy(req->ifaces[1].name, "eth1");
         memcpy(req->ifaces[1].match_mac, "\x52\x54\x00\x12\x34\x56", 6);
         req->n_addrs = 3;
-        req->addrs[1] = (struct rh_addr){ .iface = 0, .family = 6, .prefix = 64 };
+        req->addrs[1] = (struct rh_addr){.iface = 0, .family = 6, .prefix = 64};
         ip(req->addrs[1].addr, "fd00::5");
-        req->addrs[2] = (struct rh_addr){ .iface = 1, .family = 4, .prefix = 16 };
+        req->addrs[2] = (struct rh_addr){.iface = 1, .family = 4, .prefix = 16};
         ip(req->addrs[2].addr, "172.16.0.5");
         req->n_routes = 3;
-        req->routes[1] = (struct rh_route){ .family = 6, .has_gateway = true, .metric = 100 };
+        req->routes[1] = (struct rh_route){.family = 6, .has_gateway = true, .metric = 100};
         ip(req->routes[1].gateway, "fe80::1");
-        req->routes[2] = (struct rh_route){ .iface = 1, .family = 4, .dst_prefix = 12 };
+        req->routes[2] = (struct rh_route){.iface = 1, .family = 4, .dst_prefix = 12};
         ip(req->routes[2].dst, "172.16.0.0");
         req->n_dns = 2;
         req->dns[0].family = 4;
@@ -100,8 +99,10 @@ static void full_request(struct rh_request *req)
 
 static void armed_page(uint8_t *page)
 {
-        struct rh_arm arm = { .arm_generation = 1, .gpa = 0x9dee000, .agent_version = 0x100,
-                              .caps = RH_CAP_SIGNAL_POLL | RH_CAP_IPV6 | RH_CAP_PREARM };
+        struct rh_arm arm = {.arm_generation = 1,
+                             .gpa = 0x9dee000,
+                             .agent_version = 0x100,
+                             .caps = RH_CAP_SIGNAL_POLL | RH_CAP_IPV6 | RH_CAP_PREARM};
 
         memset(page, 0, RH_MAILBOX_SIZE);
         for (unsigned i = 0; i < RH_TOKEN_LEN; i++)
@@ -147,10 +148,17 @@ int main(int argc, char **argv)
         req.nonce = 0x1122334455667788ull;
         if (rh_mailbox_write_request(page, &req, &err) < 0)
                 goto fail;
-        struct rh_ack ack = { .seq = 3, .nonce = req.nonce, .status = RH_ACK_FAILED,
-                              .signal = RH_SIGNAL_VMGENID_KMSG, .applied = RH_APPLIED_MAC,
-                              .error_code = ENODEV, .t_signal_ns = 1, .t_read_ns = 2,
-                              .t_applied_ns = 3, .t_ack_ns = 4, .arm_generation = 1 };
+        struct rh_ack ack = {.seq = 3,
+                             .nonce = req.nonce,
+                             .status = RH_ACK_FAILED,
+                             .signal = RH_SIGNAL_VMGENID_KMSG,
+                             .applied = RH_APPLIED_MAC,
+                             .error_code = ENODEV,
+                             .t_signal_ns = 1,
+                             .t_read_ns = 2,
+                             .t_applied_ns = 3,
+                             .t_ack_ns = 4,
+                             .arm_generation = 1};
         strcpy(ack.error, "request 3 rejected: interface 1: eth1 not found");
         rh_mailbox_write_ack(page, &ack);
         buf[0] = 0;

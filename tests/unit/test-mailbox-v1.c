@@ -32,11 +32,11 @@ static uint32_t get32(const uint8_t *p)
 }
 
 /* @r failed with -@errnum, and @e holds @errnum and exactly @text. */
-#define assert_err(r, e, errnum, text)                                                             \
-        do {                                                                                       \
-                assert_int_equal((r), -(errnum));                                                  \
-                assert_int_equal((e).code, (errnum));                                              \
-                assert_string_equal((e).msg, (text));                                              \
+#define assert_err(r, e, errnum, text)                                                                       \
+        do {                                                                                                 \
+                assert_int_equal((r), -(errnum));                                                            \
+                assert_int_equal((e).code, (errnum));                                                        \
+                assert_string_equal((e).msg, (text));                                                        \
         } while (0)
 
 /* A V1 page as hypeman writes it: header with token "tok", @seq, @json. */
@@ -51,17 +51,17 @@ static void v1_page(const char *json, uint32_t seq)
 }
 
 /* Decode @json and expect failure @errnum with @text, output untouched. */
-#define expect_v1(json, errnum, text)                                                              \
-        do {                                                                                       \
-                struct rh_request r_, u_;                                                          \
-                struct rh_error e_ = {};                                                           \
-                uint32_t s_ = 77;                                                                  \
-                memset(&r_, 0x5a, sizeof(r_));                                                     \
-                memcpy(&u_, &r_, sizeof(r_));                                                      \
-                v1_page((json), 9);                                                                \
-                assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &r_, &s_, &e_), e_, errnum, text);  \
-                assert_memory_equal(&r_, &u_, sizeof(r_));                                         \
-                assert_int_equal(s_, 77);                                                          \
+#define expect_v1(json, errnum, text)                                                                        \
+        do {                                                                                                 \
+                struct rh_request r_, u_;                                                                    \
+                struct rh_error e_ = {};                                                                     \
+                uint32_t s_ = 77;                                                                            \
+                memset(&r_, 0x5a, sizeof(r_));                                                               \
+                memcpy(&u_, &r_, sizeof(r_));                                                                \
+                v1_page((json), 9);                                                                          \
+                assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &r_, &s_, &e_), e_, errnum, text);            \
+                assert_memory_equal(&r_, &u_, sizeof(r_));                                                   \
+                assert_int_equal(s_, 77);                                                                    \
         } while (0)
 
 static void v1_request(struct rh_request *req)
@@ -132,7 +132,7 @@ static void test_layout(void **state)
         assert_memory_equal(page, "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0", 34);
         assert_memory_equal(page + 34, "clone-token-1\0", 14);
         for (unsigned i = 34 + 14; i < RH_V1_OFF_JSON; i++)
-                assert_int_equal(page[i], 0); /* rest of the token area, seq and length */
+                assert_int_equal(page[i], 0);         /* rest of the token area, seq and length */
         assert_int_equal(page[RH_V1_OFF_JSON], 0xee); /* the JSON area is not the header's */
 
         v1_request(&req);
@@ -185,12 +185,15 @@ static void test_encode_choices(void **state)
         req.addrs[0].family = 6;
         req.addrs[0].prefix = 64;
         memcpy(req.addrs[0].addr, "\xfd\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x05", 16);
-        req.addrs[1] = (struct rh_addr){ .family = 4, .prefix = 16, .addr = { 172, 16, 0, 9 } };
-        req.addrs[2] = (struct rh_addr){ .family = 4, .prefix = 8, .addr = { 10, 9, 9, 9 } };
+        req.addrs[1] = (struct rh_addr){.family = 4, .prefix = 16, .addr = {172, 16, 0, 9}};
+        req.addrs[2] = (struct rh_addr){.family = 4, .prefix = 8, .addr = {10, 9, 9, 9}};
         req.n_routes = 2;
         req.routes[1] = req.routes[0];
-        req.routes[0] = (struct rh_route){ .family = 4, .dst_prefix = 12, .has_gateway = true,
-                                           .dst = { 172, 16 }, .gateway = { 172, 16, 0, 1 } };
+        req.routes[0] = (struct rh_route){.family = 4,
+                                          .dst_prefix = 12,
+                                          .has_gateway = true,
+                                          .dst = {172, 16},
+                                          .gateway = {172, 16, 0, 1}};
         strcpy(req.hostname, "dropped");
         assert_int_equal(rh_v1_write_header(page, "t", &err), 0);
         assert_int_equal(rh_v1_encode(page, &req, 1, &err), 0);
@@ -297,7 +300,8 @@ static void test_decode_good(void **state)
         uint32_t seq = 0;
 
         /* Whitespace everywhere JSON allows it; the keys in another order. */
-        v1_page(" \r\n\t{ \"prefix\" : 24 ,\n \"ipv4\":\"10.0.0.5\"\t,\"mac\" :\"02:AA:bb:cc:dd:01\" } \n", 42);
+        v1_page(" \r\n\t{ \"prefix\" : 24 ,\n \"ipv4\":\"10.0.0.5\"\t,\"mac\" :\"02:AA:bb:cc:dd:01\" } \n",
+                42);
         assert_int_equal(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, &seq, &err), 0);
         assert_int_equal(seq, 42);
         assert_int_equal(got.seq, 42);
@@ -327,7 +331,9 @@ static void test_decode_good(void **state)
         assert_int_equal(got.ack_addr.family, 0); /* the gateway */
 
         /* A gateway becomes a default route on the interface. */
-        v1_page("{\"mac\":\"02:aa:bb:cc:dd:01\",\"ipv4\":\"10.0.0.5\",\"prefix\":24,\"gateway\":\"10.0.0.1\"}", 1);
+        v1_page("{\"mac\":\"02:aa:bb:cc:dd:01\",\"ipv4\":\"10.0.0.5\",\"prefix\":24,\"gateway\":\"10.0.0."
+                "1\"}",
+                1);
         assert_int_equal(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), 0);
         assert_int_equal(got.n_routes, 1);
         assert_int_equal(got.routes[0].iface, 0);
@@ -374,7 +380,8 @@ static void test_decode_bad(void **state)
         page[0] = 'h';
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, ENOMSG, "no V1 mailbox magic");
         v1_page("{" GOOD_TAIL "}", 0);
-        assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, ENODATA, "no V1 request (seq 0)");
+        assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, ENODATA,
+                   "no V1 request (seq 0)");
         v1_page("{" GOOD_TAIL "}", 1);
         put32(page + RH_V1_OFF_LEN, RH_V1_JSON_MAX + 1);
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, EMSGSIZE,
@@ -399,8 +406,10 @@ static void test_decode_bad(void **state)
         expect_v1("{\"mac\" \"02:aa:bb:cc:dd:01\"}", EBADMSG, "V1 JSON: expected ':' after \"mac\"");
         expect_v1("{mac:1}", EBADMSG, "V1 JSON: expected a key string");
         expect_v1("{\"ma\\qc\":1}", EBADMSG, "V1 JSON: expected a key string");
-        expect_v1("{" GOOD_TAIL ",\"gateway\":\"10.0.0.\\x\"}", EBADMSG, "V1 JSON: bad value for \"gateway\"");
-        expect_v1("{" GOOD_TAIL ",\"gateway\":\"10.0.0.1\n\"}", EBADMSG, "V1 JSON: bad value for \"gateway\"");
+        expect_v1("{" GOOD_TAIL ",\"gateway\":\"10.0.0.\\x\"}", EBADMSG,
+                  "V1 JSON: bad value for \"gateway\"");
+        expect_v1("{" GOOD_TAIL ",\"gateway\":\"10.0.0.1\n\"}", EBADMSG,
+                  "V1 JSON: bad value for \"gateway\"");
         expect_v1("{" GOOD_TAIL ",\"gateway\":\"\\u0000\"}", EBADMSG, "V1 JSON: bad value for \"gateway\"");
         expect_v1("{" GOOD_TAIL ",\"gateway\":\"\\u00e9\"}", EBADMSG, "V1 JSON: bad value for \"gateway\"");
         expect_v1("{" GOOD_TAIL ",\"gateway\":\"\\u00\"}", EBADMSG, "V1 JSON: bad value for \"gateway\"");
@@ -422,14 +431,16 @@ static void test_decode_bad(void **state)
         expect_v1("{\"ipv4\":\"10.0.0.5\",\"prefix\":24}", EBADMSG, "V1 JSON: missing \"mac\"");
         expect_v1("{\"mac\":null,\"ipv4\":\"10.0.0.5\",\"prefix\":24}", EBADMSG, "V1 JSON: missing \"mac\"");
         expect_v1("{\"mac\":\"02:aa:bb:cc:dd:01\",\"prefix\":24}", EBADMSG, "V1 JSON: missing \"ipv4\"");
-        expect_v1("{\"mac\":\"02:aa:bb:cc:dd:01\",\"ipv4\":\"10.0.0.5\"}", EBADMSG, "V1 JSON: missing \"prefix\"");
+        expect_v1("{\"mac\":\"02:aa:bb:cc:dd:01\",\"ipv4\":\"10.0.0.5\"}", EBADMSG,
+                  "V1 JSON: missing \"prefix\"");
         expect_v1("{}", EBADMSG, "V1 JSON: missing \"mac\"");
         expect_v1("{\"mac\":\"02:aa:bb:cc:dd:01\",\"ipv4\":\"10.0.0.5\",\"prefix\":\"24\"}", EBADMSG,
                   "V1 JSON: \"prefix\" has the wrong type");
         expect_v1("{" GOOD_TAIL ",\"interface_name\":1}", EBADMSG,
                   "V1 JSON: \"interface_name\" has the wrong type");
         expect_v1("{" GOOD_TAIL ",\"gateway\":true}", EBADMSG, "V1 JSON: \"gateway\" has the wrong type");
-        expect_v1("{\"mac\":2,\"ipv4\":\"10.0.0.5\",\"prefix\":24}", EBADMSG, "V1 JSON: \"mac\" has the wrong type");
+        expect_v1("{\"mac\":2,\"ipv4\":\"10.0.0.5\",\"prefix\":24}", EBADMSG,
+                  "V1 JSON: \"mac\" has the wrong type");
         /* Values. */
         expect_v1("{\"mac\":\"02:aa:bb:cc:dd\",\"ipv4\":\"10.0.0.5\",\"prefix\":24}", EINVAL,
                   "V1: invalid MAC \"02:aa:bb:cc:dd\"");
@@ -459,10 +470,8 @@ static void test_decode_bad(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_layout),
-                cmocka_unit_test(test_encode_choices),
-                cmocka_unit_test(test_header),
-                cmocka_unit_test(test_decode_good),
+                cmocka_unit_test(test_layout),     cmocka_unit_test(test_encode_choices),
+                cmocka_unit_test(test_header),     cmocka_unit_test(test_decode_good),
                 cmocka_unit_test(test_decode_bad),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,11 +56,11 @@ static uint64_t get64(const uint8_t *p)
 }
 
 /* @r failed with -@errnum, and @e holds @errnum and exactly @text. */
-#define assert_err(r, e, errnum, text)                                                             \
-        do {                                                                                       \
-                assert_int_equal((r), -(errnum));                                                  \
-                assert_int_equal((e).code, (errnum));                                              \
-                assert_string_equal((e).msg, (text));                                              \
+#define assert_err(r, e, errnum, text)                                                                       \
+        do {                                                                                                 \
+                assert_int_equal((r), -(errnum));                                                            \
+                assert_int_equal((e).code, (errnum));                                                        \
+                assert_string_equal((e).msg, (text));                                                        \
         } while (0)
 
 static void ip4(uint8_t addr[16], uint8_t a, uint8_t b, uint8_t c, uint8_t d)
@@ -109,6 +109,7 @@ static void small_request(struct rh_request *req)
 }
 
 /* Hand-computed TLV encoding of small_request(). */
+/* clang-format off */
 static const uint8_t small_tlv[] = {
         /* 0x00 IFACE, length 40 */
         0x01, 0x00, 0x28, 0x00,
@@ -135,14 +136,15 @@ static const uint8_t small_tlv[] = {
         0x07, 0x00, 0x04, 0x00,
         0x02, 0x00, 0x00, 0x00,
 };
+/* clang-format on */
 _Static_assert(sizeof(small_tlv) == 128, "small request is 128 bytes");
 
 /* Offsets into small_tlv used by the bad-input tests. */
-#define S_IFACE 0x04u   /* value of the IFACE record */
-#define S_ADDR 0x30u    /* value of the ADDR record */
-#define S_ROUTE 0x48u   /* value of the ROUTE record */
-#define S_HOST 0x70u    /* header of the HOSTNAME record */
-#define S_FLAGS 0x78u   /* header of the FLAGS record */
+#define S_IFACE 0x04u /* value of the IFACE record */
+#define S_ADDR  0x30u /* value of the ADDR record */
+#define S_ROUTE 0x48u /* value of the ROUTE record */
+#define S_HOST  0x70u /* header of the HOSTNAME record */
+#define S_FLAGS 0x78u /* header of the FLAGS record */
 
 /* A request that uses every field. */
 static void full_request(struct rh_request *req)
@@ -166,24 +168,24 @@ static void full_request(struct rh_request *req)
         req->ifaces[2].mtu = 68;
 
         req->n_addrs = 4;
-        req->addrs[0] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = 24 };
+        req->addrs[0] = (struct rh_addr){.iface = 0, .family = 4, .prefix = 24};
         ip4(req->addrs[0].addr, 10, 1, 2, 3);
-        req->addrs[1] = (struct rh_addr){ .iface = 0, .family = 6, .prefix = 64 };
+        req->addrs[1] = (struct rh_addr){.iface = 0, .family = 6, .prefix = 64};
         ip6(req->addrs[1].addr, "fd00:1::3");
-        req->addrs[2] = (struct rh_addr){ .iface = 1, .family = 4, .prefix = 32 };
+        req->addrs[2] = (struct rh_addr){.iface = 1, .family = 4, .prefix = 32};
         ip4(req->addrs[2].addr, 192, 168, 7, 9);
-        req->addrs[3] = (struct rh_addr){ .iface = 2, .family = 6, .prefix = 128 };
+        req->addrs[3] = (struct rh_addr){.iface = 2, .family = 6, .prefix = 128};
         ip6(req->addrs[3].addr, "2001:db8::1");
 
         req->n_routes = 4;
-        req->routes[0] = (struct rh_route){ .iface = 0, .family = 4, .has_gateway = true, .metric = 10 };
+        req->routes[0] = (struct rh_route){.iface = 0, .family = 4, .has_gateway = true, .metric = 10};
         ip4(req->routes[0].gateway, 10, 1, 2, 1);
-        req->routes[1] = (struct rh_route){ .iface = 0, .family = 6, .has_gateway = true };
+        req->routes[1] = (struct rh_route){.iface = 0, .family = 6, .has_gateway = true};
         ip6(req->routes[1].gateway, "fe80::1");
-        req->routes[2] = (struct rh_route){ .iface = 1, .family = 4, .dst_prefix = 16, .metric = 7 };
+        req->routes[2] = (struct rh_route){.iface = 1, .family = 4, .dst_prefix = 16, .metric = 7};
         ip4(req->routes[2].dst, 172, 16, 0, 0);
-        req->routes[3] = (struct rh_route){ .iface = 2, .family = 6, .dst_prefix = 48, .has_gateway = true,
-                                            .metric = 0xffffffffu };
+        req->routes[3] = (struct rh_route){
+                .iface = 2, .family = 6, .dst_prefix = 48, .has_gateway = true, .metric = 0xffffffffu};
         ip6(req->routes[3].dst, "2001:db8:aa::");
         ip6(req->routes[3].gateway, "2001:db8::fe");
 
@@ -372,14 +374,14 @@ static void test_round_trip_full(void **state)
 
 /* Decode @buf and expect failure @errnum with @text; the output must stay
  * untouched. A macro, so that a failure names the caller's line. */
-#define expect_decode(buf, len, errnum, text)                                                      \
-        do {                                                                                       \
-                struct rh_request dec_, untouched_;                                                \
-                struct rh_error err_ = {};                                                         \
-                memset(&dec_, 0x5a, sizeof(dec_));                                                 \
-                memcpy(&untouched_, &dec_, sizeof(dec_));                                          \
-                assert_err(rh_request_decode((buf), (len), &dec_, &err_), err_, errnum, text);     \
-                assert_memory_equal(&dec_, &untouched_, sizeof(dec_));                             \
+#define expect_decode(buf, len, errnum, text)                                                                \
+        do {                                                                                                 \
+                struct rh_request dec_, untouched_;                                                          \
+                struct rh_error err_ = {};                                                                   \
+                memset(&dec_, 0x5a, sizeof(dec_));                                                           \
+                memcpy(&untouched_, &dec_, sizeof(dec_));                                                    \
+                assert_err(rh_request_decode((buf), (len), &dec_, &err_), err_, errnum, text);               \
+                assert_memory_equal(&dec_, &untouched_, sizeof(dec_));                                       \
         } while (0)
 
 static void test_decode_framing(void **state)
@@ -595,11 +597,11 @@ static void test_decode_limits(void **state)
         size_t len;
 
         /* Interface records: "eth0", "eth1", ... by name. */
-#define IFACE(n)                                                                                   \
-        do {                                                                                       \
-                uint8_t iv_[40] = { RH_MATCH_NAME };                                               \
-                snprintf((char *)iv_ + 4, 16, "eth%u", (unsigned)(n));                             \
-                tlv(buf, &len, RH_TLV_IFACE, 40, iv_);                                             \
+#define IFACE(n)                                                                                             \
+        do {                                                                                                 \
+                uint8_t iv_[40] = {RH_MATCH_NAME};                                                           \
+                snprintf((char *)iv_ + 4, 16, "eth%u", (unsigned)(n));                                       \
+                tlv(buf, &len, RH_TLV_IFACE, 40, iv_);                                                       \
         } while (0)
         len = 0;
         for (unsigned i = 0; i < 5; i++)
@@ -846,8 +848,8 @@ static void sample_arm(struct rh_arm *arm)
                 arm->token[i] = (uint8_t)(0x11 * i);
         arm->gpa = 0x9dee000;
         arm->agent_version = 0x000100;
-        arm->caps = RH_CAP_SIGNAL_VMGENID_KMSG | RH_CAP_SIGNAL_POLL | RH_CAP_IPV6 | RH_CAP_ROUTES |
-                    RH_CAP_PREARM;
+        arm->caps =
+                RH_CAP_SIGNAL_VMGENID_KMSG | RH_CAP_SIGNAL_POLL | RH_CAP_IPV6 | RH_CAP_ROUTES | RH_CAP_PREARM;
 }
 
 static void test_arm(void **state)
@@ -1000,7 +1002,7 @@ static void test_write_read_request(void **state)
         assert_int_equal(rh_mailbox_read_request(page, &got, NULL, NULL, &err), 0);
         page[0x320 + len] = 0;
         /* Every byte inside it does. */
-        const size_t probes[] = { 0x308, 0x30f, 0x310, 0x316, 0x318, 0x31f, 0x320, 0x320 + len - 1 };
+        const size_t probes[] = {0x308, 0x30f, 0x310, 0x316, 0x318, 0x31f, 0x320, 0x320 + len - 1};
         for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
                 char text[128];
                 uint32_t stored = get32(page + 0x304);
@@ -1118,8 +1120,10 @@ static void test_request_errors(void **state)
  * The ordering protocol under a live writer: one thread keeps publishing
  * requests whose content is a function of their seq (nonce = seq * K, host
  * name and payload length by parity) with rh_mailbox_write_request; the
- * reader may see "torn" (-EAGAIN) or a body caught mid-rewrite (-EBADMSG),
- * but a successful read must never pair a seq with another request's body.
+ * reader may see an unpublished request (-ENODATA), a torn read (-EAGAIN) or
+ * a body caught mid-rewrite (-EBADMSG), but a successful read must never pair
+ * a seq with another request's body. (Before the writer cleared the seq first,
+ * this failed within a second: old seq + complete new body + good CRC.)
  */
 struct race {
         _Atomic bool stop;
@@ -1162,7 +1166,7 @@ static void test_request_live_writer(void **state)
 {
         struct race race = {};
         struct rh_request got, want;
-        unsigned long ok = 0, torn = 0, crc = 0;
+        unsigned long ok = 0, torn = 0, crc = 0, unpublished = 0;
         pthread_t writer;
 
         memset(page, 0, sizeof(page));
@@ -1178,6 +1182,10 @@ static void test_request_live_writer(void **state)
                         torn++;
                         continue;
                 }
+                if (r == -ENODATA) { /* the writer has unpublished the old request */
+                        unpublished++;
+                        continue;
+                }
                 if (r == -EBADMSG) {
                         crc++;
                         continue;
@@ -1191,8 +1199,9 @@ static void test_request_live_writer(void **state)
         race.stop = true;
         assert_int_equal(pthread_join(writer, NULL), 0);
         assert_true(ok > 0);
-        print_message("live writer: %lu writes; reads: %lu ok, %lu torn (-EAGAIN), %lu CRC (-EBADMSG)\n",
-                      (unsigned long)race.writes, ok, torn, crc);
+        print_message("live writer: %lu writes; reads: %lu ok, %lu unpublished (-ENODATA), %lu torn "
+                      "(-EAGAIN), %lu CRC (-EBADMSG)\n",
+                      (unsigned long)race.writes, ok, unpublished, torn, crc);
 }
 
 /* ---- ack ---- */
@@ -1323,9 +1332,9 @@ static void test_ack_errors(void **state)
 
 static void test_names(void **state)
 {
-        static const char *const signals[] = { "none", "vmclock", "vmclock-spin", "vmgenid-uevent",
-                                                "vmgenid-kmsg", "poll", "prearm-poll" };
-        static const char *const statuses[] = { "none", "read", "applied", "invalid", "failed" };
+        static const char *const signals[] = {"none",         "vmclock", "vmclock-spin", "vmgenid-uevent",
+                                              "vmgenid-kmsg", "poll",    "prearm-poll"};
+        static const char *const statuses[] = {"none", "read", "applied", "invalid", "failed"};
         enum rh_signal s;
 
         for (uint32_t i = 0; i <= RH_SIGNAL_MAX_; i++) {
@@ -1354,7 +1363,7 @@ static void test_names(void **state)
 
 static void test_mac(void **state)
 {
-        uint8_t mac[6], sentinel[6] = { 1, 2, 3, 4, 5, 6 };
+        uint8_t mac[6], sentinel[6] = {1, 2, 3, 4, 5, 6};
         char buf[18];
 
         assert_int_equal(rh_mac_parse("02:aa:bb:cc:dd:01", mac), 0);
@@ -1368,9 +1377,18 @@ static void test_mac(void **state)
                             "ff:ff:ff:ff:ff:ff");
 
         static const char *const bad[] = {
-                "", "02:aa:bb:cc:dd", "02:aa:bb:cc:dd:0", "02:aa:bb:cc:dd:011", "02-aa-bb-cc-dd-01",
-                "02:aa:bb:cc:dd:0g", "2:aa:bb:cc:dd:01:", " 02:aa:bb:cc:dd:1", "02:aa:bb:cc:dd:01 ",
-                "02aabbccdd01", "0x:aa:bb:cc:dd:01", "02:aa:bb:cc:dd:01:ff",
+                "",
+                "02:aa:bb:cc:dd",
+                "02:aa:bb:cc:dd:0",
+                "02:aa:bb:cc:dd:011",
+                "02-aa-bb-cc-dd-01",
+                "02:aa:bb:cc:dd:0g",
+                "2:aa:bb:cc:dd:01:",
+                " 02:aa:bb:cc:dd:1",
+                "02:aa:bb:cc:dd:01 ",
+                "02aabbccdd01",
+                "0x:aa:bb:cc:dd:01",
+                "02:aa:bb:cc:dd:01:ff",
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 memcpy(mac, sentinel, 6);
@@ -1411,10 +1429,26 @@ static void test_ip(void **state)
         assert_int_equal(prefix, 24);
 
         static const char *const bad[] = {
-                "", "10.0.0", "10.0.0.256", "10.0.0.5/33", "10.0.0.5/", "/24", "10.0.0.5/2x",
-                "10.0.0.5/-1", "10.0.0.5/+1", "10.0.0.5/0024", "10.0.0.5/24/1", "fd00::/129",
-                "fd00:::1", "fe80::1%eth0", "10.0.0.5 ", " 10.0.0.5", "localhost", "0x0a000005",
-                "10.0.0.5/ 24", "1111:2222:3333:4444:5555:6666:7777:8888:9999",
+                "",
+                "10.0.0",
+                "10.0.0.256",
+                "10.0.0.5/33",
+                "10.0.0.5/",
+                "/24",
+                "10.0.0.5/2x",
+                "10.0.0.5/-1",
+                "10.0.0.5/+1",
+                "10.0.0.5/0024",
+                "10.0.0.5/24/1",
+                "fd00::/129",
+                "fd00:::1",
+                "fe80::1%eth0",
+                "10.0.0.5 ",
+                " 10.0.0.5",
+                "localhost",
+                "0x0a000005",
+                "10.0.0.5/ 24",
+                "1111:2222:3333:4444:5555:6666:7777:8888:9999",
         };
         memset(&sentinel, 0x5a, sizeof(sentinel));
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1484,6 +1518,7 @@ static size_t hexdump(const uint8_t *p, size_t len, char *out, size_t cap)
         return n;
 }
 
+/* clang-format off */
 static const char example_dump[] =
         "00000000  52 45 48 4f 4d 45 4d 42  01 00 00 00 01 00 00 00  |REHOMEMB........|\n"
         "00000010  a0 a1 a2 a3 a4 a5 a6 a7  a8 a9 aa ab ac ad ae af  |................|\n"
@@ -1504,6 +1539,7 @@ static const char example_dump[] =
         "000003a0  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|\n"
         "*\n"
         "00001000\n";
+/* clang-format on */
 
 #ifndef REHOME_SOURCE_ROOT
 #define REHOME_SOURCE_ROOT NULL
@@ -1559,7 +1595,8 @@ static void test_doc_example(void **state)
         text[n] = '\0';
         if (!strstr(text, example_dump))
                 fail_msg("%s does not contain the example dump; regenerate it with "
-                         "`test-mailbox --dump-example`", path);
+                         "`test-mailbox --dump-example`",
+                         path);
 }
 
 int main(int argc, char **argv)
