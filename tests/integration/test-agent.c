@@ -1033,6 +1033,35 @@ static void scenario_main(void)
                 memcpy(&active, pc + 8, 4);
                 CHECK(active == 0, "still fast polling after the handoff");
         }
+        {
+                /* A prearm window that ends on its own: fast poll off without a handoff. */
+                uint8_t *pa = page + RH_OFF_PREARM, *pc = page + RH_OFF_PREARM_CONFIRM;
+                uint32_t seq = 8, interval = 1000, window = 300, got = 0, active = 0;
+                uint64_t deadline = mono_ms() + 5000;
+
+                fprintf(stderr, "--- prearm window expiry\n");
+                memcpy(pa + 4, &interval, 4);
+                memcpy(pa + 8, &window, 4);
+                __atomic_store_n((uint32_t *)pa, seq, __ATOMIC_RELEASE);
+                while (mono_ms() < deadline) {
+                        got = __atomic_load_n((uint32_t *)pc, __ATOMIC_ACQUIRE);
+                        memcpy(&active, pc + 8, 4);
+                        if (got == seq && active == 1)
+                                break;
+                        usleep(1000);
+                }
+                CHECK(got == seq && active == 1, "prearm confirm seq %u active %u", got, active);
+                deadline = mono_ms() + 5000;
+                while (mono_ms() < deadline) {
+                        memcpy(&active, pc + 8, 4);
+                        if (active == 0)
+                                break;
+                        usleep(5000);
+                }
+                got = __atomic_load_n((uint32_t *)pc, __ATOMIC_ACQUIRE);
+                CHECK(active == 0 && got == seq, "window of 300 ms did not end fast poll (seq %u active %u)",
+                      got, active);
+        }
         handoff_ok("handoff: safety-net poll", &clone2, NULL, RH_SIGNAL_POLL, false);
         wait_armed(10);
         stop_agent();
