@@ -134,8 +134,8 @@ struct identity {
 };
 
 static const struct identity ids[2] = {
-        { "02:aa:00:00:00:05", "10.88.0.5", "fd88::5", "10.88.0.1", 1400 },
-        { "02:aa:00:00:00:06", "10.88.0.6", "fd88::6", "10.88.0.1", 1450 },
+        {"02:aa:00:00:00:05", "10.88.0.5", "fd88::5", "10.88.0.1", 1400},
+        {"02:aa:00:00:00:06", "10.88.0.6", "fd88::6", "10.88.0.1", 1450},
 };
 
 static struct rh_request make_request(const struct identity *id)
@@ -153,17 +153,17 @@ static struct rh_request make_request(const struct identity *id)
         rh_mac_parse(id->mac, req.ifaces[0].mac);
         req.ifaces[0].mtu = id->mtu;
         rh_ip_parse(id->ip4, &ip, &prefix);
-        req.addrs[0] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = 24 };
+        req.addrs[0] = (struct rh_addr){.iface = 0, .family = 4, .prefix = 24};
         memcpy(req.addrs[0].addr, ip.addr, 16);
         rh_ip_parse(id->ip6, &ip, &prefix);
-        req.addrs[1] = (struct rh_addr){ .iface = 0, .family = 6, .prefix = 64 };
+        req.addrs[1] = (struct rh_addr){.iface = 0, .family = 6, .prefix = 64};
         memcpy(req.addrs[1].addr, ip.addr, 16);
         req.n_addrs = 2;
         rh_ip_parse(id->gw, &ip, &prefix);
-        req.routes[0] = (struct rh_route){ .iface = 0, .family = 4, .has_gateway = true };
+        req.routes[0] = (struct rh_route){.iface = 0, .family = 4, .has_gateway = true};
         memcpy(req.routes[0].gateway, ip.addr, 16);
-        req.routes[1] = (struct rh_route){ .iface = 0, .family = 4, .dst_prefix = 16, .has_gateway = true,
-                                           .metric = 50 };
+        req.routes[1] = (struct rh_route){
+                .iface = 0, .family = 4, .dst_prefix = 16, .has_gateway = true, .metric = 50};
         memcpy(req.routes[1].gateway, ip.addr, 16);
         rh_ip_parse("10.99.0.0", &ip, &prefix);
         memcpy(req.routes[1].dst, ip.addr, 16);
@@ -192,13 +192,14 @@ static void setup(const char *agent_src, char *agent_copy, size_t len)
                 exit(77);
         }
         if (sh("ip netns add %s", ns_b) != 0 ||
-            sh("ip -n %s link add rh0 address 02:00:00:00:00:01 type veth peer name rh0p netns %s",
-               ns_a, ns_b) != 0 ||
+            sh("ip -n %s link add rh0 address 02:00:00:00:00:01 type veth peer name rh0p netns %s", ns_a,
+               ns_b) != 0 ||
             sh("ip -n %s link set lo up && ip -n %s link set rh0 up && "
                "ip -n %s addr add 10.77.0.2/24 dev rh0 && ip -n %s route add default via 10.77.0.1",
                ns_a, ns_a, ns_a, ns_a) != 0 ||
             sh("ip -n %s link set rh0p up && ip -n %s addr add 10.88.0.1/24 dev rh0p && "
-               "ip -n %s addr add 10.77.0.1/24 dev rh0p", ns_b, ns_b, ns_b) != 0)
+               "ip -n %s addr add 10.77.0.1/24 dev rh0p",
+               ns_b, ns_b, ns_b) != 0)
                 die("network set-up failed");
 }
 
@@ -350,16 +351,16 @@ static int apply_with_ip(const struct identity *id)
 {
         char mtu[16], a4[32], a6[64];
         char *cmds[][12] = {
-                { "ip", "link", "set", "dev", "rh0", "address", (char *)id->mac, NULL },
-                { "ip", "link", "set", "dev", "rh0", "mtu", mtu, NULL },
-                { "ip", "link", "set", "dev", "rh0", "up", NULL },
-                { "ip", "addr", "flush", "dev", "rh0", "scope", "global", NULL },
-                { "ip", "addr", "add", a4, "dev", "rh0", NULL },
-                { "ip", "-6", "addr", "add", a6, "dev", "rh0", "nodad", NULL },
-                { "ip", "route", "replace", "default", "via", (char *)id->gw, "dev", "rh0", NULL },
-                { "ip", "route", "replace", "10.99.0.0/16", "via", (char *)id->gw, "dev", "rh0", "metric",
-                  "50", NULL },
-                { "ip", "neigh", "flush", "dev", "rh0", NULL },
+                {"ip", "link", "set", "dev", "rh0", "address", (char *)id->mac, NULL},
+                {"ip", "link", "set", "dev", "rh0", "mtu", mtu, NULL},
+                {"ip", "link", "set", "dev", "rh0", "up", NULL},
+                {"ip", "addr", "flush", "dev", "rh0", "scope", "global", NULL},
+                {"ip", "addr", "add", a4, "dev", "rh0", NULL},
+                {"ip", "-6", "addr", "add", a6, "dev", "rh0", "nodad", NULL},
+                {"ip", "route", "replace", "default", "via", (char *)id->gw, "dev", "rh0", NULL},
+                {"ip", "route", "replace", "10.99.0.0/16", "via", (char *)id->gw, "dev", "rh0", "metric",
+                 "50", NULL},
+                {"ip", "neigh", "flush", "dev", "rh0", NULL},
         };
 
         snprintf(mtu, sizeof(mtu), "%u", id->mtu);
@@ -407,7 +408,7 @@ int main(int argc, char **argv)
         /* Agent: warm-up, then timed handoffs. */
         for (unsigned i = 0; i < n + 20; i++) {
                 struct rh_request req = make_request(&ids[i & 1]);
-                struct rh_error err = { 0 };
+                struct rh_error err = {0};
                 struct rh_ack ack;
                 uint64_t t0;
 
@@ -436,7 +437,7 @@ int main(int argc, char **argv)
         /* Pages touched from the signal to the ack. */
         for (unsigned i = 0; i < n_pages; i++) {
                 struct rh_request req = make_request(&ids[i & 1]);
-                struct rh_error err = { 0 };
+                struct rh_error err = {0};
                 struct rh_ack ack;
 
                 req.seq = ++seq;
@@ -495,20 +496,26 @@ int main(int argc, char **argv)
                 }
                 p50 = (long)pct(pv, n_pages, 0.5);
                 uname(&u);
-                printf("Host: %s %s, %ld CPUs; %u handoffs per row (after warm-up); veth in a fresh netns.\n\n",
+                printf("Host: %s %s, %ld CPUs; %u handoffs per row (after warm-up); veth in a fresh "
+                       "netns.\n\n",
                        u.sysname, u.release, sysconf(_SC_NPROCESSORS_ONLN), n);
                 printf("| measure | median | p99 |\n|---|---|---|\n");
-                printf("| agent: mailbox read -> applied (t_read..t_applied) | %" PRIu64 " us | %" PRIu64 " us |\n",
+                printf("| agent: mailbox read -> applied (t_read..t_applied) | %" PRIu64 " us | %" PRIu64
+                       " us |\n",
                        ra50, ra99);
-                printf("| agent: signal seen -> ack written (t_signal..t_ack) | %" PRIu64 " us | %" PRIu64 " us |\n",
+                printf("| agent: signal seen -> ack written (t_signal..t_ack) | %" PRIu64 " us | %" PRIu64
+                       " us |\n",
                        sa50, sa99);
-                printf("| host: signal injected -> ack seen in the page | %" PRIu64 " us | %" PRIu64 " us |\n", h50,
-                       h99);
-                printf("| same change with 9 `ip` commands (fork+exec each) | %" PRIu64 " us | %" PRIu64 " us |\n",
+                printf("| host: signal injected -> ack seen in the page | %" PRIu64 " us | %" PRIu64
+                       " us |\n",
+                       h50, h99);
+                printf("| same change with 9 `ip` commands (fork+exec each) | %" PRIu64 " us | %" PRIu64
+                       " us |\n",
                        ip50, ip99);
-                printf("| ratio ip / agent (read -> applied) | %.1fx | %.1fx |\n\n", (double)ip50 / (double)ra50,
-                       (double)ip99 / (double)ra99);
-                printf("CPU time per handoff (user+system, mean over %u; much less sensitive to other load than wall time): "
+                printf("| ratio ip / agent (read -> applied) | %.1fx | %.1fx |\n\n",
+                       (double)ip50 / (double)ra50, (double)ip99 / (double)ra99);
+                printf("CPU time per handoff (user+system, mean over %u; much less sensitive to other load "
+                       "than wall time): "
                        "agent %.0f us (whole handoff: wake, read, apply, ack, re-arm), "
                        "`ip` commands %.0f us; ratio %.1fx.\n\n",
                        n, (double)agent_cpu / n, (double)ip_cpu / n,

@@ -40,8 +40,7 @@ void ack_write(struct agent *a)
 }
 
 /* Where the UDP line goes: the request's target; in V1 mode the gateway. */
-static bool udp_target(const struct agent *a, const struct rh_request *req,
-                       struct rh_ipaddr *ret_ip)
+static bool udp_target(const struct agent *a, const struct rh_request *req, struct rh_ipaddr *ret_ip)
 {
         if (!req->has_ack_udp || req->ack_port == 0)
                 return false;
@@ -58,8 +57,7 @@ static bool udp_target(const struct agent *a, const struct rh_request *req,
         return false;
 }
 
-static void first_identity(const struct agent *a, const struct rh_request *req, char mac[18],
-                           char ip[64])
+static void first_identity(const struct agent *a, const struct rh_request *req, char mac[18], char ip[64])
 {
         snprintf(mac, 18, "none");
         snprintf(ip, 64, "none");
@@ -70,7 +68,7 @@ static void first_identity(const struct agent *a, const struct rh_request *req, 
                         const struct rh_addr *ad = &req->addrs[i];
                         /* IPv4 first, as hypeman's ip= means the IPv4 address. */
                         if ((pass == 0 && ad->family == 4) || (pass == 1 && ad->family == 6)) {
-                                struct rh_ipaddr x = { .family = ad->family };
+                                struct rh_ipaddr x = {.family = ad->family};
                                 memcpy(x.addr, ad->addr, 16);
                                 rh_ip_format(&x, ip);
                                 return;
@@ -99,15 +97,15 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
 
                 /* One line: no newlines from error text. */
                 for (i = 0; a->ack.error[i] && i < sizeof(clean) - 1; i++)
-                        clean[i] = (a->ack.error[i] == '\n' || a->ack.error[i] == '\r') ? ' '
-                                                                                         : a->ack.error[i];
+                        clean[i] =
+                                (a->ack.error[i] == '\n' || a->ack.error[i] == '\r') ? ' ' : a->ack.error[i];
                 clean[i] = '\0';
                 len = snprintf(line, cap, "stage=error status=%s%s seq=%u error=%s\n",
-                               a->ack.status == RH_ACK_INVALID ? "invalid" : "failed", nonce,
-                               a->ack.seq, clean);
+                               a->ack.status == RH_ACK_INVALID ? "invalid" : "failed", nonce, a->ack.seq,
+                               clean);
         } else if (strcmp(stage, "applied") == 0)
-                len = snprintf(line, cap, "stage=applied mac=%s ip=%s%s seq=%u signal=%s\n", mac, ip,
-                               nonce, a->ack.seq, rh_signal_name(a->ack.signal));
+                len = snprintf(line, cap, "stage=applied mac=%s ip=%s%s seq=%u signal=%s\n", mac, ip, nonce,
+                               a->ack.seq, rh_signal_name(a->ack.signal));
         else
                 len = snprintf(line, cap, "stage=%s mac=%s ip=%s%s seq=%u\n", stage, mac, ip, nonce,
                                a->ack.seq);
@@ -117,14 +115,14 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
                 len = (int)cap - 1;
 
         if (target.family == 4) {
-                struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(req->ack_port) };
+                struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(req->ack_port)};
 
                 memcpy(&sin.sin_addr, target.addr, 4);
                 fd = a->udp4_fd;
                 if (sendto(fd, line, (size_t)len, 0, (struct sockaddr *)&sin, sizeof(sin)) < 0)
                         agent_log(a, "UDP ack to port %u: %s", req->ack_port, strerror(errno));
         } else {
-                struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(req->ack_port) };
+                struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(req->ack_port)};
 
                 memcpy(&sin6.sin6_addr, target.addr, 16);
                 fd = a->udp6_fd;

@@ -37,36 +37,36 @@ enum mailbox_format {
 };
 
 struct agent_options {
-        unsigned sources;               /* SRC_* enabled by --signal */
-        bool signal_forced;             /* --signal other than auto */
+        unsigned sources;   /* SRC_* enabled by --signal */
+        bool signal_forced; /* --signal other than auto */
         enum mailbox_format format;
         const char *v1_token;
-        const char *mailbox_file;       /* test hook: file-backed page */
-        const char *kmsg_path;          /* read side; default /dev/kmsg */
-        const char *vmclock_path;       /* default /dev/vmclock0 */
-        const char *vmclock_notify;     /* test hook: FIFO standing in for the device's poll() */
-        const char *run_dir;            /* default /run/rehome */
-        const char *resolv_conf;        /* default /etc/resolv.conf */
-        const char *hostname_file;      /* default /etc/hostname, "" = do not write */
-        unsigned poll_interval_ms;      /* safety-net poll; 0 disables */
-        unsigned prearm_interval_us;    /* default fast-poll interval */
-        unsigned spin_interval_us;      /* vmclock-spin sleep between checks */
-        unsigned handoffs;              /* exit after this many (0 = never); --once = 1 */
-        bool kmsg_log;                  /* write announce lines to /dev/kmsg */
-        bool mlock;                     /* mlockall */
-        bool tune_compaction;           /* write compact_unevictable_allowed=0 */
+        const char *mailbox_file;    /* test hook: file-backed page */
+        const char *kmsg_path;       /* read side; default /dev/kmsg */
+        const char *vmclock_path;    /* default /dev/vmclock0 */
+        const char *vmclock_notify;  /* test hook: FIFO standing in for the device's poll() */
+        const char *run_dir;         /* default /run/rehome */
+        const char *resolv_conf;     /* default /etc/resolv.conf */
+        const char *hostname_file;   /* default /etc/hostname, "" = do not write */
+        unsigned poll_interval_ms;   /* safety-net poll; 0 disables */
+        unsigned prearm_interval_us; /* default fast-poll interval */
+        unsigned spin_interval_us;   /* vmclock-spin sleep between checks */
+        unsigned handoffs;           /* exit after this many (0 = never); --once = 1 */
+        bool kmsg_log;               /* write announce lines to /dev/kmsg */
+        bool mlock;                  /* mlockall */
+        bool tune_compaction;        /* write compact_unevictable_allowed=0 */
         bool verbose;
 };
 
 /* What the apply step did, for the ack and for a half-way failure report. */
 struct apply_result {
-        uint32_t applied;               /* RH_APPLIED_* completed */
-        uint32_t failed_step;           /* RH_APPLIED_* bit that failed, 0 if none */
-        unsigned changes;               /* kernel objects actually changed */
-        char what[RH_ACK_ERROR_MAX];    /* failure text */
-        int ifindex[RH_MAX_IFACES];     /* resolved interfaces */
-        uint64_t t_step_ns[8];          /* CLOCK_MONOTONIC after link, addrs, routes, neigh,
-                                         * announce, hostname, dns (for -v) */
+        uint32_t applied;            /* RH_APPLIED_* completed */
+        uint32_t failed_step;        /* RH_APPLIED_* bit that failed, 0 if none */
+        unsigned changes;            /* kernel objects actually changed */
+        char what[RH_ACK_ERROR_MAX]; /* failure text */
+        int ifindex[RH_MAX_IFACES];  /* resolved interfaces */
+        uint64_t t_step_ns[8];       /* CLOCK_MONOTONIC after link, addrs, routes, neigh,
+                                      * announce, hostname, dns (for -v) */
 };
 
 struct agent {
@@ -77,11 +77,11 @@ struct agent {
         int page_fd;
         struct rh_arm arm;
         char token_hex[2 * RH_TOKEN_LEN + 1];
-        uint32_t last_seq;              /* request seq last handled (0: none) */
-        uint32_t prearm_served;         /* prearm seq already confirmed */
+        uint32_t last_seq;      /* request seq last handled (0: none) */
+        uint32_t prearm_served; /* prearm seq already confirmed */
         bool fast_poll;
         uint32_t fast_interval_us;
-        uint64_t fast_until_ns;         /* 0: until the handoff */
+        uint64_t fast_until_ns; /* 0: until the handoff */
 
         /* Signal sources. */
         int epfd, timer_fd, kmsg_fd, uevent_fd, vmclock_fd, vmclock_notify_fd;

@@ -25,8 +25,8 @@ int announce_setup(struct agent *a, struct rh_error *err)
         return 0;
 }
 
-static int send_frame(struct agent *a, int ifindex, uint16_t proto, const uint8_t dst[6],
-                      const void *frame, size_t len)
+static int send_frame(struct agent *a, int ifindex, uint16_t proto, const uint8_t dst[6], const void *frame,
+                      size_t len)
 {
         struct sockaddr_ll sll = {
                 .sll_family = AF_PACKET,
@@ -47,18 +47,18 @@ static int send_frame(struct agent *a, int ifindex, uint16_t proto, const uint8_
 
 int announce_ipv4(struct agent *a, int ifindex, const uint8_t mac[6], const uint8_t ip[4])
 {
-        static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
         uint8_t arp[28] = {
-                0x00, 0x01,     /* hardware: Ethernet */
-                0x08, 0x00,     /* protocol: IPv4 */
-                6, 4,           /* address lengths */
-                0x00, 0x01,     /* request: every Linux neighbour updates on it */
+                0x00, 0x01, /* hardware: Ethernet */
+                0x08, 0x00, /* protocol: IPv4 */
+                6,    4,    /* address lengths */
+                0x00, 0x01, /* request: every Linux neighbour updates on it */
         };
 
-        memcpy(arp + 8, mac, 6);        /* sender MAC */
-        memcpy(arp + 14, ip, 4);        /* sender IP */
-        memset(arp + 18, 0, 6);         /* target MAC: unknown */
-        memcpy(arp + 24, ip, 4);        /* target IP = sender IP: gratuitous */
+        memcpy(arp + 8, mac, 6); /* sender MAC */
+        memcpy(arp + 14, ip, 4); /* sender IP */
+        memset(arp + 18, 0, 6);  /* target MAC: unknown */
+        memcpy(arp + 24, ip, 4); /* target IP = sender IP: gratuitous */
         return send_frame(a, ifindex, ETH_P_ARP, bcast, arp, sizeof(arp));
 }
 
@@ -80,27 +80,27 @@ static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t len)
 
 int announce_ipv6(struct agent *a, int ifindex, const uint8_t mac[6], const uint8_t ip[16])
 {
-        static const uint8_t all_nodes[16] = { 0xff, 0x02, [15] = 0x01 };
-        static const uint8_t all_nodes_mac[6] = { 0x33, 0x33, 0, 0, 0, 0x01 };
-        uint8_t pkt[40 + 32] = { 0 };
+        static const uint8_t all_nodes[16] = {0xff, 0x02, [15] = 0x01};
+        static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 0x01};
+        uint8_t pkt[40 + 32] = {0};
         uint8_t *ip6 = pkt, *icmp = pkt + 40;
-        const uint16_t icmp_len = 32;   /* NA (24) + target link-layer option (8) */
+        const uint16_t icmp_len = 32; /* NA (24) + target link-layer option (8) */
         uint8_t pseudo[40];
         uint16_t sum;
 
-        ip6[0] = 0x60;                  /* version 6 */
+        ip6[0] = 0x60; /* version 6 */
         ip6[4] = (uint8_t)(icmp_len >> 8);
         ip6[5] = (uint8_t)icmp_len;
-        ip6[6] = 58;                    /* next header: ICMPv6 */
-        ip6[7] = 255;                   /* hop limit: neighbour discovery requires 255 */
+        ip6[6] = 58;  /* next header: ICMPv6 */
+        ip6[7] = 255; /* hop limit: neighbour discovery requires 255 */
         memcpy(ip6 + 8, ip, 16);
         memcpy(ip6 + 24, all_nodes, 16);
 
-        icmp[0] = 136;                  /* neighbour advertisement */
-        icmp[4] = 0x20;                 /* override; not solicited, not a router */
-        memcpy(icmp + 8, ip, 16);       /* target address */
-        icmp[24] = 2;                   /* option: target link-layer address */
-        icmp[25] = 1;                   /* length in units of 8 bytes */
+        icmp[0] = 136;            /* neighbour advertisement */
+        icmp[4] = 0x20;           /* override; not solicited, not a router */
+        memcpy(icmp + 8, ip, 16); /* target address */
+        icmp[24] = 2;             /* option: target link-layer address */
+        icmp[25] = 1;             /* length in units of 8 bytes */
         memcpy(icmp + 26, mac, 6);
 
         memcpy(pseudo, ip, 16);

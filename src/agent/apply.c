@@ -32,11 +32,11 @@ static const struct {
         uint32_t bit;
         const char *name;
 } steps[] = {
-        { RH_APPLIED_MAC, "mac" },         { RH_APPLIED_MTU, "mtu" },
-        { RH_APPLIED_LINK_UP, "link-up" }, { RH_APPLIED_ADDRS, "addresses" },
-        { RH_APPLIED_ROUTES, "routes" },   { RH_APPLIED_NEIGH, "neighbours" },
-        { RH_APPLIED_ANNOUNCE, "announce" }, { RH_APPLIED_HOSTNAME, "hostname" },
-        { RH_APPLIED_DNS, "dns" },
+        {RH_APPLIED_MAC, "mac"},           {RH_APPLIED_MTU, "mtu"},
+        {RH_APPLIED_LINK_UP, "link-up"},   {RH_APPLIED_ADDRS, "addresses"},
+        {RH_APPLIED_ROUTES, "routes"},     {RH_APPLIED_NEIGH, "neighbours"},
+        {RH_APPLIED_ANNOUNCE, "announce"}, {RH_APPLIED_HOSTNAME, "hostname"},
+        {RH_APPLIED_DNS, "dns"},
 };
 
 static int kernel_family(uint8_t family)
@@ -119,8 +119,8 @@ int apply_validate(struct agent *a, const struct rh_request *req, struct rh_erro
                         return rh_error_set(err, r, "interface %u (%s): no such interface", i, what);
                 for (unsigned j = 0; j < i; j++)
                         if (a->result.ifindex[j] == a->result.ifindex[i])
-                                return rh_error_set(err, -EINVAL,
-                                                    "interfaces %u and %u are the same link", j, i);
+                                return rh_error_set(err, -EINVAL, "interfaces %u and %u are the same link", j,
+                                                    i);
         }
         /* An IPv4 gateway must sit on a subnet the request gives its link,
          * or the kernel refuses the route after the addresses changed. */
@@ -142,8 +142,8 @@ int apply_validate(struct agent *a, const struct rh_request *req, struct rh_erro
                         char gw[INET6_ADDRSTRLEN];
                         inet_ntop(AF_INET, rt->gateway, gw, sizeof(gw));
                         return rh_error_set(err, -EINVAL,
-                                            "route %u: gateway %s is on none of interface %u's subnets",
-                                            i, gw, rt->iface);
+                                            "route %u: gateway %s is on none of interface %u's subnets", i,
+                                            gw, rt->iface);
                 }
         }
         return 0;
@@ -151,8 +151,8 @@ int apply_validate(struct agent *a, const struct rh_request *req, struct rh_erro
 
 /* ------------------------------------------------------------------ */
 
-static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex,
-                      struct apply_result *res, struct rh_error *err)
+static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, struct apply_result *res,
+                      struct rh_error *err)
 {
         const struct rh_nl_link *l = find_link(a, n_links, ifindex);
         bool mac_change, mtu_change, up_change;
@@ -166,17 +166,18 @@ static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex,
 
         /* One message for all three: every round trip counts after a resume. */
         if (mac_change || mtu_change || up_change) {
-                res->failed_step = mac_change ? RH_APPLIED_MAC : mtu_change ? RH_APPLIED_MTU
-                                                                             : RH_APPLIED_LINK_UP;
-                r = rh_nl_link_set(&a->nl, ifindex, mac_change ? ifc->mac : NULL,
-                                   mtu_change ? ifc->mtu : 0, up_change ? 1 : -1, err);
+                res->failed_step = mac_change   ? RH_APPLIED_MAC
+                                   : mtu_change ? RH_APPLIED_MTU
+                                                : RH_APPLIED_LINK_UP;
+                r = rh_nl_link_set(&a->nl, ifindex, mac_change ? ifc->mac : NULL, mtu_change ? ifc->mtu : 0,
+                                   up_change ? 1 : -1, err);
                 if (r == -EBUSY && mac_change && (l->flags & IFF_UP)) {
                         /* Drivers without IFF_LIVE_ADDR_CHANGE want the link
                          * down for a new MAC: down, change, up. */
                         r = rh_nl_link_set_up(&a->nl, ifindex, false, err);
                         if (r >= 0)
-                                r = rh_nl_link_set(&a->nl, ifindex, ifc->mac, mtu_change ? ifc->mtu : 0,
-                                                   1, err);
+                                r = rh_nl_link_set(&a->nl, ifindex, ifc->mac, mtu_change ? ifc->mtu : 0, 1,
+                                                   err);
                 }
                 if (r < 0)
                         return r;
@@ -255,8 +256,7 @@ static bool route_same_key(const struct rh_route *rt, const struct rh_nl_route *
         if (rt->family == 6 && metric == 0)
                 metric = 1024;
         return kernel_family(rt->family) == have->family && rt->dst_prefix == have->dst_len &&
-               memcmp(rt->dst, have->dst, rh_nl_addr_len(have->family)) == 0 &&
-               metric == have->metric;
+               memcmp(rt->dst, have->dst, rh_nl_addr_len(have->family)) == 0 && metric == have->metric;
 }
 
 static bool route_identical(const struct rh_route *rt, const struct rh_nl_route *have)
@@ -330,8 +330,7 @@ static int apply_routes(struct agent *a, const struct rh_request *req, unsigned 
 
 /* ------------------------------------------------------------------ */
 
-static int apply_hostname(struct agent *a, const char *name, struct apply_result *res,
-                          struct rh_error *err)
+static int apply_hostname(struct agent *a, const char *name, struct apply_result *res, struct rh_error *err)
 {
         struct utsname u;
         size_t len = strlen(name);
@@ -448,8 +447,8 @@ static int apply_announce(struct agent *a, const struct rh_request *req, struct 
 /* The steps @req asks for. */
 static uint32_t requested_steps(const struct rh_request *req)
 {
-        uint32_t m = RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP | RH_APPLIED_ADDRS |
-                     RH_APPLIED_ROUTES;
+        uint32_t m =
+                RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP | RH_APPLIED_ADDRS | RH_APPLIED_ROUTES;
 
         if (req->flags & RH_REQ_FLUSH_NEIGH)
                 m |= RH_APPLIED_NEIGH;
@@ -462,8 +461,7 @@ static uint32_t requested_steps(const struct rh_request *req)
         return m;
 }
 
-static void describe_failure(const struct rh_request *req, struct apply_result *res,
-                             const struct rh_error *e)
+static void describe_failure(const struct rh_request *req, struct apply_result *res, const struct rh_error *e)
 {
         uint32_t pending = requested_steps(req) & ~res->applied & ~res->failed_step;
         size_t len = 0, cap = sizeof(res->what);
@@ -493,7 +491,7 @@ static void describe_failure(const struct rh_request *req, struct apply_result *
 
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res)
 {
-        struct rh_error e = { 0 };
+        struct rh_error e = {0};
         int r = 0;
 
         res->applied = 0;

@@ -29,7 +29,7 @@
 #define GRND_INSECURE 0x0004
 #endif
 
-#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_PRESENT  (1ull << 63)
 #define PAGEMAP_PFN_MASK ((1ull << 55) - 1)
 
 /*
@@ -48,7 +48,7 @@ static void fill_token(uint8_t token[RH_TOKEN_LEN])
                 return;
         /* Last resort: time, pid and the page address through CRC32C. */
         for (unsigned i = 0; i < RH_TOKEN_LEN; i += 4) {
-                uint64_t seed[3] = { now_ns(), realtime_ns(), ((uint64_t)getpid() << 32) | i };
+                uint64_t seed[3] = {now_ns(), realtime_ns(), ((uint64_t)getpid() << 32) | i};
                 uint32_t c = rh_crc32c(i, seed, sizeof(seed));
                 memcpy(token + i, &c, 4);
         }
@@ -81,8 +81,8 @@ static int page_gpa(const void *addr, uint64_t *ret_gpa)
 
 static uint32_t agent_caps(const struct agent *a)
 {
-        uint32_t caps = RH_CAP_IPV6 | RH_CAP_ROUTES | RH_CAP_DNS | RH_CAP_HOSTNAME |
-                        RH_CAP_ANNOUNCE | RH_CAP_UDP_ACK | RH_CAP_PREARM;
+        uint32_t caps = RH_CAP_IPV6 | RH_CAP_ROUTES | RH_CAP_DNS | RH_CAP_HOSTNAME | RH_CAP_ANNOUNCE |
+                        RH_CAP_UDP_ACK | RH_CAP_PREARM;
 
         if (a->opt.sources & SRC_VMCLOCK)
                 caps |= RH_CAP_SIGNAL_VMCLOCK;
@@ -106,16 +106,16 @@ int arm_setup(struct agent *a, struct rh_error *err)
 
                 a->page_fd = open(a->opt.mailbox_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
                 if (a->page_fd < 0)
-                        return rh_error_set(err, -errno, "mailbox file %s: %s",
-                                            a->opt.mailbox_file, strerror(errno));
+                        return rh_error_set(err, -errno, "mailbox file %s: %s", a->opt.mailbox_file,
+                                            strerror(errno));
                 if (fstat(a->page_fd, &st) < 0)
-                        return rh_error_set(err, -errno, "mailbox file %s: %s",
-                                            a->opt.mailbox_file, strerror(errno));
+                        return rh_error_set(err, -errno, "mailbox file %s: %s", a->opt.mailbox_file,
+                                            strerror(errno));
                 if (st.st_size < (off_t)RH_MAILBOX_SIZE && ftruncate(a->page_fd, RH_MAILBOX_SIZE) < 0)
-                        return rh_error_set(err, -errno, "mailbox file %s: resize: %s",
-                                            a->opt.mailbox_file, strerror(errno));
-                p = mmap(NULL, RH_MAILBOX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                         a->page_fd, 0);
+                        return rh_error_set(err, -errno, "mailbox file %s: resize: %s", a->opt.mailbox_file,
+                                            strerror(errno));
+                p = mmap(NULL, RH_MAILBOX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, a->page_fd,
+                         0);
         } else {
                 p = mmap(NULL, RH_MAILBOX_SIZE, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -145,8 +145,8 @@ int arm_setup(struct agent *a, struct rh_error *err)
                 snprintf(a->token_hex + 2 * i, 3, "%02x", a->arm.token[i]);
         a->arm.abi_major = RH_MAILBOX_ABI_MAJOR;
         a->arm.abi_minor = RH_MAILBOX_ABI_MINOR;
-        a->arm.agent_version = (REHOME_VERSION_MAJOR << 16) | (REHOME_VERSION_MINOR << 8) |
-                               REHOME_VERSION_PATCH;
+        a->arm.agent_version =
+                (REHOME_VERSION_MAJOR << 16) | (REHOME_VERSION_MINOR << 8) | REHOME_VERSION_PATCH;
         return 0;
 }
 
@@ -184,8 +184,10 @@ int arm_write(struct agent *a, struct rh_error *err)
          * host must learn the new address. */
         r = page_gpa(a->page, &gpa);
         if (r < 0)
-                agent_log(a, "cannot read the mailbox gpa from /proc/self/pagemap (%s): "
-                          "publishing gpa=0, the host must scan", strerror(-r));
+                agent_log(a,
+                          "cannot read the mailbox gpa from /proc/self/pagemap (%s): "
+                          "publishing gpa=0, the host must scan",
+                          strerror(-r));
         a->arm.gpa = gpa;
         a->arm.caps = agent_caps(a);
 

@@ -35,8 +35,8 @@ static void agent_init(struct agent *a)
         a->nl.fd = a->packet_fd = a->udp4_fd = a->udp6_fd = -EBADF;
 }
 
-static __attribute__((format(printf, 3, 0))) void write_line(int fd, const char *prefix,
-                                                             const char *fmt, va_list ap)
+static __attribute__((format(printf, 3, 0))) void write_line(int fd, const char *prefix, const char *fmt,
+                                                             va_list ap)
 {
         char buf[768];
         size_t len = 0;
@@ -153,13 +153,13 @@ static int parse_signal(const char *s, struct agent_options *o)
                 const char *name;
                 unsigned sources;
         } modes[] = {
-                { "auto", SRC_VMCLOCK | SRC_UEVENT | SRC_KMSG | SRC_POLL },
-                { "vmclock", SRC_VMCLOCK },
-                { "vmclock-spin", SRC_VMCLOCK_SPIN },
-                { "vmgenid", SRC_UEVENT | SRC_KMSG },
-                { "vmgenid-uevent", SRC_UEVENT },
-                { "vmgenid-kmsg", SRC_KMSG },
-                { "poll", SRC_POLL },
+                {"auto", SRC_VMCLOCK | SRC_UEVENT | SRC_KMSG | SRC_POLL},
+                {"vmclock", SRC_VMCLOCK},
+                {"vmclock-spin", SRC_VMCLOCK_SPIN},
+                {"vmgenid", SRC_UEVENT | SRC_KMSG},
+                {"vmgenid-uevent", SRC_UEVENT},
+                {"vmgenid-kmsg", SRC_KMSG},
+                {"poll", SRC_POLL},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(modes); i++)
@@ -174,31 +174,46 @@ static int parse_signal(const char *s, struct agent_options *o)
 static int parse_options(int argc, char **argv, struct agent_options *o)
 {
         enum {
-                OPT_SIGNAL = 0x100, OPT_POLL, OPT_PREARM, OPT_SPIN, OPT_FORMAT, OPT_TOKEN,
-                OPT_RUNDIR, OPT_RESOLV, OPT_HOSTFILE, OPT_ONCE, OPT_HANDOFFS, OPT_NOMLOCK,
-                OPT_NOKMSGLOG, OPT_VERSION, OPT_MAILBOX, OPT_KMSG, OPT_VMCLOCK, OPT_VMNOTIFY,
+                OPT_SIGNAL = 0x100,
+                OPT_POLL,
+                OPT_PREARM,
+                OPT_SPIN,
+                OPT_FORMAT,
+                OPT_TOKEN,
+                OPT_RUNDIR,
+                OPT_RESOLV,
+                OPT_HOSTFILE,
+                OPT_ONCE,
+                OPT_HANDOFFS,
+                OPT_NOMLOCK,
+                OPT_NOKMSGLOG,
+                OPT_VERSION,
+                OPT_MAILBOX,
+                OPT_KMSG,
+                OPT_VMCLOCK,
+                OPT_VMNOTIFY,
         };
         static const struct option options[] = {
-                { "signal", required_argument, NULL, OPT_SIGNAL },
-                { "poll-interval-ms", required_argument, NULL, OPT_POLL },
-                { "prearm-interval-us", required_argument, NULL, OPT_PREARM },
-                { "spin-interval-us", required_argument, NULL, OPT_SPIN },
-                { "mailbox-format", required_argument, NULL, OPT_FORMAT },
-                { "token", required_argument, NULL, OPT_TOKEN },
-                { "run-dir", required_argument, NULL, OPT_RUNDIR },
-                { "resolv-conf", required_argument, NULL, OPT_RESOLV },
-                { "hostname-file", required_argument, NULL, OPT_HOSTFILE },
-                { "once", no_argument, NULL, OPT_ONCE },
-                { "handoffs", required_argument, NULL, OPT_HANDOFFS },
-                { "no-mlock", no_argument, NULL, OPT_NOMLOCK },
-                { "no-kmsg-log", no_argument, NULL, OPT_NOKMSGLOG },
-                { "mailbox-file", required_argument, NULL, OPT_MAILBOX },
-                { "kmsg", required_argument, NULL, OPT_KMSG },
-                { "vmclock", required_argument, NULL, OPT_VMCLOCK },
-                { "vmclock-notify", required_argument, NULL, OPT_VMNOTIFY },
-                { "verbose", no_argument, NULL, 'v' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, OPT_VERSION },
+                {"signal", required_argument, NULL, OPT_SIGNAL},
+                {"poll-interval-ms", required_argument, NULL, OPT_POLL},
+                {"prearm-interval-us", required_argument, NULL, OPT_PREARM},
+                {"spin-interval-us", required_argument, NULL, OPT_SPIN},
+                {"mailbox-format", required_argument, NULL, OPT_FORMAT},
+                {"token", required_argument, NULL, OPT_TOKEN},
+                {"run-dir", required_argument, NULL, OPT_RUNDIR},
+                {"resolv-conf", required_argument, NULL, OPT_RESOLV},
+                {"hostname-file", required_argument, NULL, OPT_HOSTFILE},
+                {"once", no_argument, NULL, OPT_ONCE},
+                {"handoffs", required_argument, NULL, OPT_HANDOFFS},
+                {"no-mlock", no_argument, NULL, OPT_NOMLOCK},
+                {"no-kmsg-log", no_argument, NULL, OPT_NOKMSGLOG},
+                {"mailbox-file", required_argument, NULL, OPT_MAILBOX},
+                {"kmsg", required_argument, NULL, OPT_KMSG},
+                {"vmclock", required_argument, NULL, OPT_VMCLOCK},
+                {"vmclock-notify", required_argument, NULL, OPT_VMNOTIFY},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, OPT_VERSION},
                 {},
         };
         int c;
@@ -336,17 +351,17 @@ static void finish(struct agent *a, const struct rh_request *req, const char *ud
         a->last_seq = a->ack.seq;
         if (a->ack.error[0])
                 snprintf(extra, sizeof(extra), " error=\"%s\"", a->ack.error);
-        agent_announce(a, "rehome-agent: applied seq=%u status=%s signal=%s applied=0x%x "
-                       "read_us=%" PRIu64 " apply_us=%" PRIu64 "%s",
-                       a->ack.seq, rh_ack_status_name(a->ack.status), rh_signal_name(a->ack.signal),
-                       a->ack.applied,
-                       a->ack.t_read_ns > a->ack.t_signal_ns ? (a->ack.t_read_ns - a->ack.t_signal_ns) / 1000 : 0,
-                       a->ack.t_applied_ns > a->ack.t_read_ns ? (a->ack.t_applied_ns - a->ack.t_read_ns) / 1000 : 0,
-                       extra);
+        agent_announce(
+                a,
+                "rehome-agent: applied seq=%u status=%s signal=%s applied=0x%x "
+                "read_us=%" PRIu64 " apply_us=%" PRIu64 "%s",
+                a->ack.seq, rh_ack_status_name(a->ack.status), rh_signal_name(a->ack.signal), a->ack.applied,
+                a->ack.t_read_ns > a->ack.t_signal_ns ? (a->ack.t_read_ns - a->ack.t_signal_ns) / 1000 : 0,
+                a->ack.t_applied_ns > a->ack.t_read_ns ? (a->ack.t_applied_ns - a->ack.t_read_ns) / 1000 : 0,
+                extra);
 }
 
-static void reject(struct agent *a, const struct rh_request *req, uint32_t status, int code,
-                   const char *msg)
+static void reject(struct agent *a, const struct rh_request *req, uint32_t status, int code, const char *msg)
 {
         a->ack.status = status;
         a->ack.error_code = code < 0 ? -code : code;
@@ -390,7 +405,7 @@ static int read_request(struct agent *a, uint32_t *ret_seq, uint64_t *ret_nonce,
                 if (r == -EBADMSG && *ret_header_ok)
                         return r;
                 {
-                        struct timespec ts = { .tv_nsec = 200000 };
+                        struct timespec ts = {.tv_nsec = 200000};
                         nanosleep(&ts, NULL);
                 }
         }
@@ -400,7 +415,7 @@ static int read_request(struct agent *a, uint32_t *ret_seq, uint64_t *ret_nonce,
 /* Returns true if a request (valid or not) was answered. */
 static bool handoff(struct agent *a, int signal, uint64_t t_signal)
 {
-        struct rh_error e = { 0 };
+        struct rh_error e = {0};
         uint32_t seq = 0;
         uint64_t nonce = 0;
         bool header_ok = false;
@@ -422,7 +437,8 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
 
                 if (!header_ok) {
                         uint32_t raw;
-                        memcpy(&raw, a->page + (a->opt.format == FORMAT_V1 ? RH_V1_OFF_SEQ : RH_OFF_REQUEST), 4);
+                        memcpy(&raw, a->page + (a->opt.format == FORMAT_V1 ? RH_V1_OFF_SEQ : RH_OFF_REQUEST),
+                               4);
                         seq = le32toh(raw);
                         if (a->opt.format == FORMAT_NATIVE)
                                 memcpy(&nonce, a->page + RH_OFF_REQUEST + 8, 8);
@@ -466,7 +482,8 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         finish(a, &a->req, "applied");
         if (a->opt.verbose) {
                 const uint64_t *t = a->result.t_step_ns;
-                agent_log(a, "seq %u: %u kernel objects changed; us: validate %" PRIu64 " link %" PRIu64
+                agent_log(a,
+                          "seq %u: %u kernel objects changed; us: validate %" PRIu64 " link %" PRIu64
                           " addrs %" PRIu64 " routes %" PRIu64 " neigh %" PRIu64 " announce %" PRIu64,
                           seq, a->result.changes, (t_validated - a->ack.t_read_ns) / 1000,
                           (t[0] - t_validated) / 1000, (t[1] - t[0]) / 1000, (t[2] - t[1]) / 1000,
@@ -478,7 +495,7 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
 int main(int argc, char **argv)
 {
         struct agent *a = &agent;
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         unsigned done = 0;
         int r;
 

@@ -38,8 +38,8 @@
 #include "cleanup.h"
 #include "io.h"
 
-#define KMSG_NEEDLE "crng reseeded due to virtual machine fork"
-#define UEVENT_KEY "NEW_VMGENID=1"
+#define KMSG_NEEDLE          "crng reseeded due to virtual machine fork"
+#define UEVENT_KEY           "NEW_VMGENID=1"
 #define SLOW_TICK_MS_NO_POLL 1000u
 
 enum {
@@ -68,7 +68,7 @@ static uint32_t request_seq(const struct agent *a)
 
 static int set_timer(struct agent *a, uint64_t interval_us)
 {
-        struct itimerspec its = { 0 };
+        struct itimerspec its = {0};
 
         its.it_interval.tv_sec = (time_t)(interval_us / 1000000u);
         its.it_interval.tv_nsec = (long)(interval_us % 1000000u) * 1000;
@@ -80,8 +80,7 @@ static int set_timer(struct agent *a, uint64_t interval_us)
 
 static uint64_t slow_interval_us(const struct agent *a)
 {
-        return (uint64_t)(a->opt.poll_interval_ms ? a->opt.poll_interval_ms : SLOW_TICK_MS_NO_POLL) *
-               1000u;
+        return (uint64_t)(a->opt.poll_interval_ms ? a->opt.poll_interval_ms : SLOW_TICK_MS_NO_POLL) * 1000u;
 }
 
 /* Open a test-hook path: a FIFO is opened read-write so that epoll never
@@ -107,7 +106,7 @@ static int open_source(const char *path, bool *ret_is_chardev)
 
 static int watch(struct agent *a, int fd, uint32_t tag)
 {
-        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = tag };
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = tag};
 
         if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
                 return -errno;
@@ -151,11 +150,10 @@ static int vmclock_setup(struct agent *a, bool spin, struct rh_error *err)
         if (r < 0)
                 return rh_error_set(err, r, "vmclock %s: read: %s", path, strerror(-r));
         if (le32toh(clk.magic) != RH_VMCLOCK_MAGIC)
-                return rh_error_set(err, -EINVAL, "vmclock %s: bad magic 0x%08x", path,
-                                    le32toh(clk.magic));
+                return rh_error_set(err, -EINVAL, "vmclock %s: bad magic 0x%08x", path, le32toh(clk.magic));
         if (le16toh(clk.version) != RH_VMCLOCK_VERSION || le32toh(clk.size) < sizeof(clk))
-                return rh_error_set(err, -EPROTONOSUPPORT, "vmclock %s: version %u size %u unsupported",
-                                    path, le16toh(clk.version), le32toh(clk.size));
+                return rh_error_set(err, -EPROTONOSUPPORT, "vmclock %s: version %u size %u unsupported", path,
+                                    le16toh(clk.version), le32toh(clk.size));
         flags = le64toh(clk.flags);
         a->vmclock_has_generation = flags & RH_VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT;
         a->vmclock_notifies = flags & RH_VMCLOCK_FLAG_NOTIFICATION_PRESENT;
@@ -181,8 +179,8 @@ static int vmclock_setup(struct agent *a, bool spin, struct rh_error *err)
                 r = watch(a, a->vmclock_notify_fd, TAG_VMCLOCK_NOTIFY);
         } else {
                 if (!a->vmclock_notifies)
-                        return rh_error_set(err, -EOPNOTSUPP,
-                                            "vmclock %s: device sends no notifications", path);
+                        return rh_error_set(err, -EOPNOTSUPP, "vmclock %s: device sends no notifications",
+                                            path);
                 r = watch(a, a->vmclock_fd, TAG_VMCLOCK);
         }
         if (r < 0)
@@ -216,8 +214,7 @@ static int kmsg_setup(struct agent *a, struct rh_error *err)
 
         a->kmsg_fd = open_source(a->opt.kmsg_path, &chardev);
         if (a->kmsg_fd < 0)
-                return rh_error_set(err, a->kmsg_fd, "kmsg %s: %s", a->opt.kmsg_path,
-                                    strerror(-a->kmsg_fd));
+                return rh_error_set(err, a->kmsg_fd, "kmsg %s: %s", a->opt.kmsg_path, strerror(-a->kmsg_fd));
         /* Only lines printed from now on: the template's boot log may hold an
          * old "reseeded" line. */
         if (chardev && lseek(a->kmsg_fd, 0, SEEK_END) < 0)
@@ -277,11 +274,10 @@ static bool kmsg_fired(struct agent *a)
 
 static int uevent_setup(struct agent *a, struct rh_error *err)
 {
-        struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = 1 };
+        struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = 1};
         int one = 1, r;
 
-        a->uevent_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                              NETLINK_KOBJECT_UEVENT);
+        a->uevent_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
         if (a->uevent_fd < 0)
                 return rh_error_set(err, -errno, "uevent socket: %s", strerror(errno));
         if (bind(a->uevent_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
@@ -304,12 +300,15 @@ static bool uevent_fired(struct agent *a)
                         struct cmsghdr align;
                         char buf[CMSG_SPACE(sizeof(struct ucred))];
                 } control;
-                struct iovec iov = { a->io_buf, sizeof(a->io_buf) - 1 };
+                struct iovec iov = {a->io_buf, sizeof(a->io_buf) - 1};
                 struct sockaddr_nl from;
                 struct msghdr mh = {
-                        .msg_name = &from, .msg_namelen = sizeof(from),
-                        .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = &control, .msg_controllen = sizeof(control),
+                        .msg_name = &from,
+                        .msg_namelen = sizeof(from),
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control),
                 };
                 struct ucred *cred = NULL;
                 ssize_t n = recvmsg(a->uevent_fd, &mh, 0);
@@ -396,7 +395,7 @@ int wait_setup(struct agent *a, struct rh_error *err)
 {
         unsigned src = a->opt.sources;
         bool forced = a->opt.signal_forced;
-        struct rh_error e = { 0 };
+        struct rh_error e = {0};
         int r;
 
         a->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -496,9 +495,8 @@ int wait_for_handoff(struct agent *a, uint64_t *ret_t_signal_ns, struct rh_error
                         }
                         }
                         /* An event source beats the timer when both fired. */
-                        if (s != RH_SIGNAL_NONE &&
-                            (signal == RH_SIGNAL_NONE || signal == RH_SIGNAL_POLL ||
-                             signal == RH_SIGNAL_PREARM_POLL))
+                        if (s != RH_SIGNAL_NONE && (signal == RH_SIGNAL_NONE || signal == RH_SIGNAL_POLL ||
+                                                    signal == RH_SIGNAL_PREARM_POLL))
                                 signal = s;
                 }
                 if (spin) {
@@ -518,8 +516,7 @@ int wait_for_handoff(struct agent *a, uint64_t *ret_t_signal_ns, struct rh_error
                         }
                 }
                 now = now_ns();
-                if (signal == RH_SIGNAL_NONE || signal == RH_SIGNAL_POLL ||
-                    signal == RH_SIGNAL_PREARM_POLL)
+                if (signal == RH_SIGNAL_NONE || signal == RH_SIGNAL_POLL || signal == RH_SIGNAL_PREARM_POLL)
                         check_prearm(a, now);
                 if (signal == RH_SIGNAL_NONE)
                         continue;

@@ -119,11 +119,10 @@ static const char *extack_msg(const struct nlmsghdr *n)
  * NLMSG_DONE for a dump). @what names the operation for error messages.
  * Messages with another sequence number or port id are stale and skipped.
  */
-static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_error *err,
-                       const char *what)
+static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_error *err, const char *what)
 {
         struct nlmsghdr *req = (struct nlmsghdr *)nl->send_buf;
-        struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+        struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
         uint32_t seq = req->nlmsg_seq;
         bool dump = (req->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
         int cb_error = 0;
@@ -132,18 +131,19 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
         if (nl->fd < 0)
                 return rh_error_set(err, -EBADF, "%s: netlink socket not open", what);
         do
-                n = sendto(nl->fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel,
-                           sizeof(kernel));
+                n = sendto(nl->fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return rh_error_set(err, -errno, "%s: netlink send: %s", what, strerror(errno));
 
         for (;;) {
                 struct sockaddr_nl from;
-                struct iovec iov = { nl->recv_buf, sizeof(nl->recv_buf) };
+                struct iovec iov = {nl->recv_buf, sizeof(nl->recv_buf)};
                 struct msghdr mh = {
-                        .msg_name = &from, .msg_namelen = sizeof(from),
-                        .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_name = &from,
+                        .msg_namelen = sizeof(from),
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
                 };
                 size_t len;
 
@@ -151,8 +151,7 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return rh_error_set(err, -errno, "%s: netlink receive: %s", what,
-                                            strerror(errno));
+                        return rh_error_set(err, -errno, "%s: netlink receive: %s", what, strerror(errno));
                 }
                 if (mh.msg_flags & MSG_TRUNC)
                         return rh_error_set(err, -EMSGSIZE, "%s: netlink reply truncated", what);
@@ -168,16 +167,14 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
                                 const char *ext;
 
                                 if (m->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
-                                        return rh_error_set(err, -EBADMSG,
-                                                            "%s: short netlink error", what);
+                                        return rh_error_set(err, -EBADMSG, "%s: short netlink error", what);
                                 if (e->error == 0)
                                         return cb_error; /* the ack */
                                 ext = extack_msg(m);
                                 if (ext)
                                         return rh_error_set(err, e->error, "%s: %s (%s)", what,
                                                             strerror(-e->error), ext);
-                                return rh_error_set(err, e->error, "%s: %s", what,
-                                                    strerror(-e->error));
+                                return rh_error_set(err, e->error, "%s: %s", what, strerror(-e->error));
                         }
                         if (m->nlmsg_type == NLMSG_DONE) {
                                 int r = 0;
@@ -205,7 +202,7 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
 
 int rh_nl_open(struct rh_nl *nl, struct rh_error *err)
 {
-        struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+        struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
         socklen_t salen = sizeof(sa);
         int one = 1;
 
@@ -294,7 +291,7 @@ static int link_cb(const struct nlmsghdr *m, void *userdata)
 int rh_nl_link_list(struct rh_nl *nl, struct rh_nl_link *links, size_t cap, size_t *ret_n,
                     struct rh_error *err)
 {
-        struct link_dump d = { links, cap, 0 };
+        struct link_dump d = {links, cap, 0};
         struct nlmsghdr *n = msg_start(nl, RTM_GETLINK, NLM_F_DUMP);
         struct ifinfomsg *ifi = msg_put_header(n, sizeof(*ifi));
         int r;
@@ -307,11 +304,10 @@ int rh_nl_link_list(struct rh_nl *nl, struct rh_nl_link *links, size_t cap, size
         return 0;
 }
 
-int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link,
-                   struct rh_error *err)
+int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link, struct rh_error *err)
 {
         struct rh_nl_link l;
-        struct link_dump d = { &l, 1, 0 };
+        struct link_dump d = {&l, 1, 0};
         struct nlmsghdr *n = msg_start(nl, RTM_GETLINK, NLM_F_ACK);
         struct ifinfomsg *ifi = msg_put_header(n, sizeof(*ifi));
         char what[48];
@@ -329,9 +325,8 @@ int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link,
         return 0;
 }
 
-static int link_change(struct rh_nl *nl, int ifindex, unsigned change, unsigned flags,
-                       uint16_t attr, const void *data, size_t len, struct rh_error *err,
-                       const char *what)
+static int link_change(struct rh_nl *nl, int ifindex, unsigned change, unsigned flags, uint16_t attr,
+                       const void *data, size_t len, struct rh_error *err, const char *what)
 {
         struct nlmsghdr *n = msg_start(nl, RTM_NEWLINK, NLM_F_ACK);
         struct ifinfomsg *ifi = msg_put_header(n, sizeof(*ifi));
@@ -355,9 +350,8 @@ int rh_nl_link_set(struct rh_nl *nl, int ifindex, const uint8_t *mac, uint32_t m
 
         len = snprintf(what, sizeof(what), "set link %d", ifindex);
         if (mac)
-                len += snprintf(what + len, sizeof(what) - (size_t)len,
-                                " MAC %02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
-                                mac[3], mac[4], mac[5]);
+                len += snprintf(what + len, sizeof(what) - (size_t)len, " MAC %02x:%02x:%02x:%02x:%02x:%02x",
+                                mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
         if (mtu)
                 len += snprintf(what + len, sizeof(what) - (size_t)len, " MTU %u", mtu);
         if (up >= 0)
@@ -379,8 +373,8 @@ int rh_nl_link_set_mac(struct rh_nl *nl, int ifindex, const uint8_t mac[6], stru
 {
         char what[64];
 
-        snprintf(what, sizeof(what), "set MAC %02x:%02x:%02x:%02x:%02x:%02x on link %d", mac[0],
-                 mac[1], mac[2], mac[3], mac[4], mac[5], ifindex);
+        snprintf(what, sizeof(what), "set MAC %02x:%02x:%02x:%02x:%02x:%02x on link %d", mac[0], mac[1],
+                 mac[2], mac[3], mac[4], mac[5], ifindex);
         return link_change(nl, ifindex, 0, 0, IFLA_ADDRESS, mac, 6, err, what);
 }
 
@@ -462,10 +456,10 @@ static int addr_cb(const struct nlmsghdr *m, void *userdata)
         return 0;
 }
 
-int rh_nl_addr_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_addr *addrs,
-                    size_t cap, size_t *ret_n, struct rh_error *err)
+int rh_nl_addr_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_addr *addrs, size_t cap,
+                    size_t *ret_n, struct rh_error *err)
 {
-        struct addr_dump d = { addrs, cap, 0, ifindex, family };
+        struct addr_dump d = {addrs, cap, 0, ifindex, family};
         struct nlmsghdr *n = msg_start(nl, RTM_GETADDR, NLM_F_DUMP);
         struct ifaddrmsg *ifa = msg_put_header(n, sizeof(*ifa));
         int r;
@@ -487,8 +481,8 @@ static void format_addr(int family, const uint8_t *addr, unsigned prefix, char *
         snprintf(buf, len, "%s/%u", ip, prefix);
 }
 
-static int addr_request(struct rh_nl *nl, uint16_t type, uint16_t flags,
-                        const struct rh_nl_addr *a, struct rh_error *err, const char *verb)
+static int addr_request(struct rh_nl *nl, uint16_t type, uint16_t flags, const struct rh_nl_addr *a,
+                        struct rh_error *err, const char *verb)
 {
         size_t alen = rh_nl_addr_len(a->family);
         struct nlmsghdr *n;
@@ -549,13 +543,12 @@ static int route_cb(const struct nlmsghdr *m, void *userdata)
         struct route_dump *d = userdata;
         const struct rtmsg *rtm = NLMSG_DATA(m);
         int len = (int)m->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*rtm));
-        struct rh_nl_route r = { 0 };
+        struct rh_nl_route r = {0};
         size_t alen;
 
         if (m->nlmsg_type != RTM_NEWROUTE || len < 0)
                 return 0;
-        if (rtm->rtm_type != RTN_UNICAST ||
-            (d->family != AF_UNSPEC && rtm->rtm_family != d->family))
+        if (rtm->rtm_type != RTN_UNICAST || (d->family != AF_UNSPEC && rtm->rtm_family != d->family))
                 return 0;
         alen = rh_nl_addr_len(rtm->rtm_family);
         if (alen == 0)
@@ -602,10 +595,10 @@ static int route_cb(const struct nlmsghdr *m, void *userdata)
         return 0;
 }
 
-int rh_nl_route_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_route *routes,
-                     size_t cap, size_t *ret_n, struct rh_error *err)
+int rh_nl_route_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_route *routes, size_t cap,
+                     size_t *ret_n, struct rh_error *err)
 {
-        struct route_dump d = { routes, cap, 0, ifindex, family };
+        struct route_dump d = {routes, cap, 0, ifindex, family};
         struct nlmsghdr *n = msg_start(nl, RTM_GETROUTE, NLM_F_DUMP);
         struct rtmsg *rtm = msg_put_header(n, sizeof(*rtm));
         int r;
@@ -618,8 +611,8 @@ int rh_nl_route_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_rou
         return 0;
 }
 
-static int route_request(struct rh_nl *nl, uint16_t type, uint16_t flags,
-                         const struct rh_nl_route *route, struct rh_error *err, const char *verb)
+static int route_request(struct rh_nl *nl, uint16_t type, uint16_t flags, const struct rh_nl_route *route,
+                         struct rh_error *err, const char *verb)
 {
         size_t alen = rh_nl_addr_len(route->family);
         struct nlmsghdr *n;
@@ -658,15 +651,14 @@ static int route_request(struct rh_nl *nl, uint16_t type, uint16_t flags,
         /* IPv6 routes always carry a metric; 0 means the kernel default 1024.
          * Send what was asked so replace and delete find the same route. */
         if (route->metric || route->family == AF_INET6)
-                attr_put_u32(n, RTA_PRIORITY, route->metric ? route->metric
-                                                            : (route->family == AF_INET6 ? 1024 : 0));
+                attr_put_u32(n, RTA_PRIORITY,
+                             route->metric ? route->metric : (route->family == AF_INET6 ? 1024 : 0));
         return nl_transact(nl, NULL, NULL, err, what);
 }
 
 int rh_nl_route_replace(struct rh_nl *nl, const struct rh_nl_route *route, struct rh_error *err)
 {
-        return route_request(nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, route, err,
-                             "replace");
+        return route_request(nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, route, err, "replace");
 }
 
 int rh_nl_route_del(struct rh_nl *nl, const struct rh_nl_route *route, struct rh_error *err)
@@ -688,7 +680,7 @@ struct neigh_dump {
         struct neigh_entry entries[NEIGH_BATCH];
         size_t n;
         int ifindex, family;
-        bool more;      /* batch full: dump again after deleting */
+        bool more; /* batch full: dump again after deleting */
 };
 
 static int neigh_cb(const struct nlmsghdr *m, void *userdata)
@@ -700,8 +692,7 @@ static int neigh_cb(const struct nlmsghdr *m, void *userdata)
 
         if (m->nlmsg_type != RTM_NEWNEIGH || len < 0)
                 return 0;
-        if (ndm->ndm_ifindex != d->ifindex ||
-            (d->family != AF_UNSPEC && ndm->ndm_family != d->family))
+        if (ndm->ndm_ifindex != d->ifindex || (d->family != AF_UNSPEC && ndm->ndm_family != d->family))
                 return 0;
         if (ndm->ndm_state & (NUD_PERMANENT | NUD_NOARP))
                 return 0;
@@ -722,8 +713,7 @@ static int neigh_cb(const struct nlmsghdr *m, void *userdata)
         return 0;
 }
 
-int rh_nl_neigh_flush(struct rh_nl *nl, int ifindex, int family, unsigned *ret_flushed,
-                      struct rh_error *err)
+int rh_nl_neigh_flush(struct rh_nl *nl, int ifindex, int family, unsigned *ret_flushed, struct rh_error *err)
 {
         struct neigh_dump d;
         unsigned flushed = 0;

@@ -28,9 +28,9 @@
 #define RH_NL_RECV_BUF 32768
 
 struct rh_nl {
-        int fd;                         /* -EBADF when closed */
-        uint32_t seq;                   /* last sequence number used */
-        uint32_t portid;                /* our netlink port id (from getsockname) */
+        int fd;          /* -EBADF when closed */
+        uint32_t seq;    /* last sequence number used */
+        uint32_t portid; /* our netlink port id (from getsockname) */
         uint8_t send_buf[RH_NL_SEND_BUF] __attribute__((aligned(8)));
         uint8_t recv_buf[RH_NL_RECV_BUF] __attribute__((aligned(8)));
 };
@@ -39,30 +39,30 @@ struct rh_nl_link {
         int ifindex;
         char name[16];
         uint8_t mac[6];
-        uint8_t mac_len;                /* 6 for Ethernet, 0 if none */
+        uint8_t mac_len; /* 6 for Ethernet, 0 if none */
         uint32_t mtu;
-        uint32_t flags;                 /* IFF_* */
+        uint32_t flags; /* IFF_* */
 };
 
 struct rh_nl_addr {
         int ifindex;
-        uint8_t family;                 /* AF_INET or AF_INET6 */
+        uint8_t family; /* AF_INET or AF_INET6 */
         uint8_t prefix;
-        uint8_t scope;                  /* RT_SCOPE_* (dumps only) */
-        uint32_t flags;                 /* IFA_F_* (dumps only) */
+        uint8_t scope;  /* RT_SCOPE_* (dumps only) */
+        uint32_t flags; /* IFA_F_* (dumps only) */
         uint8_t addr[16];
 };
 
 struct rh_nl_route {
-        int ifindex;                    /* RTA_OIF, 0 if none */
+        int ifindex; /* RTA_OIF, 0 if none */
         uint8_t family;
         uint8_t dst_len;
-        uint8_t protocol;               /* RTPROT_*; RTPROT_STATIC when adding */
-        uint8_t scope;                  /* dumps only; computed when adding */
-        uint8_t type;                   /* RTN_*; RTN_UNICAST when adding */
-        uint32_t table;                 /* RT_TABLE_MAIN when 0 on add */
+        uint8_t protocol; /* RTPROT_*; RTPROT_STATIC when adding */
+        uint8_t scope;    /* dumps only; computed when adding */
+        uint8_t type;     /* RTN_*; RTN_UNICAST when adding */
+        uint32_t table;   /* RT_TABLE_MAIN when 0 on add */
         bool has_gateway;
-        uint32_t metric;                /* RTA_PRIORITY */
+        uint32_t metric; /* RTA_PRIORITY */
         uint8_t dst[16];
         uint8_t gateway[16];
 };
@@ -85,8 +85,7 @@ int rh_nl_link_list(struct rh_nl *nl, struct rh_nl_link *links, size_t cap, size
                     struct rh_error *err);
 
 /* rh_nl_link_get - one link by index. Returns 0, -ENODEV, or -errno. */
-int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link,
-                   struct rh_error *err);
+int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link, struct rh_error *err);
 
 /*
  * rh_nl_link_set - change several link properties in one RTM_NEWLINK:
@@ -110,8 +109,8 @@ int rh_nl_link_set_up(struct rh_nl *nl, int ifindex, bool up, struct rh_error *e
  * rh_nl_addr_list - dump addresses of @family (AF_UNSPEC: both) on @ifindex
  * (0: every link) into @addrs. Returns 0, -ENOBUFS, or -errno.
  */
-int rh_nl_addr_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_addr *addrs,
-                    size_t cap, size_t *ret_n, struct rh_error *err);
+int rh_nl_addr_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_addr *addrs, size_t cap,
+                    size_t *ret_n, struct rh_error *err);
 
 /*
  * rh_nl_addr_add - add or replace (NLM_F_CREATE|NLM_F_REPLACE) an address.
@@ -129,8 +128,8 @@ int rh_nl_addr_del(struct rh_nl *nl, const struct rh_nl_addr *addr, struct rh_er
  * (AF_UNSPEC: both) whose output interface is @ifindex (0: any) into @routes.
  * Returns 0, -ENOBUFS, or -errno.
  */
-int rh_nl_route_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_route *routes,
-                     size_t cap, size_t *ret_n, struct rh_error *err);
+int rh_nl_route_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_route *routes, size_t cap,
+                     size_t *ret_n, struct rh_error *err);
 
 /*
  * rh_nl_route_replace - add or replace (NLM_F_CREATE|NLM_F_REPLACE) a route
@@ -149,8 +148,7 @@ int rh_nl_route_del(struct rh_nl *nl, const struct rh_nl_route *route, struct rh
  * *ret_flushed (may be NULL) counts the entries removed. Entries that vanish
  * on their own meanwhile are not an error. Returns 0 or -errno.
  */
-int rh_nl_neigh_flush(struct rh_nl *nl, int ifindex, int family, unsigned *ret_flushed,
-                      struct rh_error *err);
+int rh_nl_neigh_flush(struct rh_nl *nl, int ifindex, int family, unsigned *ret_flushed, struct rh_error *err);
 
 /* Length in bytes of an address of @family (4, 16; 0 if unknown). */
 static inline size_t rh_nl_addr_len(int family)

@@ -25,10 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RH_VMCLOCK_MAGIC 0x4b4c4356u /* "VCLK" little-endian */
-#define RH_VMCLOCK_VERSION 1u
+#define RH_VMCLOCK_MAGIC                       0x4b4c4356u /* "VCLK" little-endian */
+#define RH_VMCLOCK_VERSION                     1u
 #define RH_VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT (1ull << 8)
-#define RH_VMCLOCK_FLAG_NOTIFICATION_PRESENT (1ull << 9)
+#define RH_VMCLOCK_FLAG_NOTIFICATION_PRESENT   (1ull << 9)
 
 struct rh_vmclock_abi {
         uint32_t magic;                 /* 0x00 */

@@ -42,9 +42,9 @@
 #include "rehome/mailbox.h"
 #include "vmclock-abi.h"
 
-#define PEER_IF "rh0p"
-#define AGENT_IF "rh0"
-#define UDP_PORT 5555
+#define PEER_IF      "rh0p"
+#define AGENT_IF     "rh0"
+#define UDP_PORT     5555
 #define TEMPLATE_MAC "02:00:00:00:00:01"
 
 static const char *agent_bin;
@@ -135,16 +135,16 @@ static void skip(const char *why)
         exit(77);
 }
 
-#define CHECK(cond, ...)                                                                           \
-        do {                                                                                       \
-                if (cond)                                                                          \
-                        fprintf(stderr, "ok   %s\n", #cond);                                       \
-                else {                                                                             \
-                        fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
-                        fprintf(stderr, __VA_ARGS__);                                              \
-                        fputc('\n', stderr);                                                       \
-                        failures++;                                                                \
-                }                                                                                  \
+#define CHECK(cond, ...)                                                                                     \
+        do {                                                                                                 \
+                if (cond)                                                                                    \
+                        fprintf(stderr, "ok   %s\n", #cond);                                                 \
+                else {                                                                                       \
+                        fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                      \
+                        fprintf(stderr, __VA_ARGS__);                                                        \
+                        fputc('\n', stderr);                                                                 \
+                        failures++;                                                                          \
+                }                                                                                            \
         } while (0)
 
 static void enter_ns(int fd)
@@ -192,13 +192,15 @@ static void setup_network(void)
         if (run("ip netns add %s", ns_b) != 0)
                 die("ip netns add %s", ns_b);
         if (run("ip -n %s link add " AGENT_IF " address " TEMPLATE_MAC " type veth peer name " PEER_IF
-                " netns %s", ns_a, ns_b) != 0)
+                " netns %s",
+                ns_a, ns_b) != 0)
                 die("veth");
         /* The template's network: what every clone wakes up with. */
         if (run("ip -n %s link set lo up && ip -n %s link set " AGENT_IF " up && "
                 "ip -n %s addr add 10.77.0.2/24 dev " AGENT_IF " && "
                 "ip -n %s route add default via 10.77.0.1 && "
-                "ip -n %s route add 10.66.0.0/16 via 10.77.0.1", ns_a, ns_a, ns_a, ns_a, ns_a) != 0)
+                "ip -n %s route add 10.66.0.0/16 via 10.77.0.1",
+                ns_a, ns_a, ns_a, ns_a, ns_a) != 0)
                 die("template network");
         /* The host side: the old and the new subnets. */
         if (run("ip -n %s link set lo up && ip -n %s link set " PEER_IF " up && "
@@ -219,8 +221,8 @@ static void setup_network(void)
         /* Host-side listeners live in namespace B. */
         enter_ns(ns_b_fd);
         {
-                struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(UDP_PORT) };
-                struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL) };
+                struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(UDP_PORT)};
+                struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
 
                 udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 if (udp_fd < 0 || bind(udp_fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
@@ -330,8 +332,8 @@ struct identity {
         const char *mac, *ip4, *ip6, *gw4, *dns;
         unsigned prefix4, mtu;
         const char *hostname;
-        const char *ifname;             /* NULL: match by the template MAC */
-        bool bad_v6_route;              /* a route the kernel refuses (half-way failure) */
+        const char *ifname; /* NULL: match by the template MAC */
+        bool bad_v6_route;  /* a route the kernel refuses (half-way failure) */
 };
 
 static struct rh_request make_request(const struct identity *id)
@@ -355,26 +357,26 @@ static struct rh_request make_request(const struct identity *id)
         req.ifaces[0].mtu = id->mtu;
 
         rh_ip_parse(id->ip4, &ip, &prefix);
-        req.addrs[req.n_addrs] = (struct rh_addr){ .iface = 0, .family = 4, .prefix = (uint8_t)id->prefix4 };
+        req.addrs[req.n_addrs] = (struct rh_addr){.iface = 0, .family = 4, .prefix = (uint8_t)id->prefix4};
         memcpy(req.addrs[req.n_addrs++].addr, ip.addr, 16);
         if (id->ip6) {
                 rh_ip_parse(id->ip6, &ip, &prefix);
-                req.addrs[req.n_addrs] = (struct rh_addr){ .iface = 0, .family = 6, .prefix = 64 };
+                req.addrs[req.n_addrs] = (struct rh_addr){.iface = 0, .family = 6, .prefix = 64};
                 memcpy(req.addrs[req.n_addrs++].addr, ip.addr, 16);
         }
         rh_ip_parse(id->gw4, &ip, &prefix);
-        req.routes[req.n_routes] = (struct rh_route){ .iface = 0, .family = 4, .has_gateway = true };
+        req.routes[req.n_routes] = (struct rh_route){.iface = 0, .family = 4, .has_gateway = true};
         memcpy(req.routes[req.n_routes++].gateway, ip.addr, 16);
         req.routes[req.n_routes] = (struct rh_route){
-                .iface = 0, .family = 4, .dst_prefix = 16, .has_gateway = true, .metric = 50 };
+                .iface = 0, .family = 4, .dst_prefix = 16, .has_gateway = true, .metric = 50};
         rh_ip_parse("10.99.0.0", &ip, &prefix);
         memcpy(req.routes[req.n_routes].dst, ip.addr, 16);
         rh_ip_parse(id->gw4, &ip, &prefix);
         memcpy(req.routes[req.n_routes++].gateway, ip.addr, 16);
         if (id->bad_v6_route) {
                 /* The gateway is on no link: the kernel refuses the route. */
-                req.routes[req.n_routes] = (struct rh_route){
-                        .iface = 0, .family = 6, .dst_prefix = 48, .has_gateway = true };
+                req.routes[req.n_routes] =
+                        (struct rh_route){.iface = 0, .family = 6, .dst_prefix = 48, .has_gateway = true};
                 rh_ip_parse("fd77:1::", &ip, &prefix);
                 memcpy(req.routes[req.n_routes].dst, ip.addr, 16);
                 rh_ip_parse("fd99::1", &ip, &prefix);
@@ -396,7 +398,7 @@ static struct rh_request make_request(const struct identity *id)
 
 static uint64_t post_request(struct rh_request *req)
 {
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         uint64_t nonce = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ mono_ms();
 
         req->seq = next_seq++;
@@ -455,7 +457,7 @@ static void signal_uevent(void)
         static const char msg[] = "change@/devices/platform/QEMUVGID:00\0ACTION=change\0"
                                   "DEVPATH=/devices/platform/QEMUVGID:00\0SUBSYSTEM=platform\0"
                                   "NEW_VMGENID=1\0SEQNUM=4242";
-        struct sockaddr_nl dst = { .nl_family = AF_NETLINK, .nl_groups = 1 };
+        struct sockaddr_nl dst = {.nl_family = AF_NETLINK, .nl_groups = 1};
         int fd;
 
         enter_ns(ns_a_fd);
@@ -470,7 +472,7 @@ static void signal_uevent(void)
 
 static void create_vmclock(const char *path, const char *notify)
 {
-        struct rh_vmclock_abi clk = { 0 };
+        struct rh_vmclock_abi clk = {0};
         static uint8_t zero[4096];
 
         vmclock_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -557,12 +559,11 @@ static void check_announcements(const char *mac_s, const char *ip4, const char *
                         continue;
                 }
                 if (n >= 42 && f[12] == 0x08 && f[13] == 0x06 && memcmp(f + 6, mac, 6) == 0 &&
-                    memcmp(f + 22, mac, 6) == 0 && memcmp(f + 28, v4, 4) == 0 &&
-                    memcmp(f + 38, v4, 4) == 0)
+                    memcmp(f + 22, mac, 6) == 0 && memcmp(f + 28, v4, 4) == 0 && memcmp(f + 38, v4, 4) == 0)
                         garp = true;
                 if (ip6 && n >= 14 + 40 + 24 && f[12] == 0x86 && f[13] == 0xdd && f[14 + 6] == 58 &&
-                    f[14 + 40] == 136 && memcmp(f + 14 + 40 + 8, v6, 16) == 0 &&
-                    (f[14 + 40 + 4] & 0x20) && f[14 + 7] == 255)
+                    f[14 + 40] == 136 && memcmp(f + 14 + 40 + 8, v6, 16) == 0 && (f[14 + 40 + 4] & 0x20) &&
+                    f[14 + 7] == 255)
                         na = true;
         }
         CHECK(garp, "no gratuitous ARP for %s from %s on the peer", ip4, mac_s);
@@ -599,9 +600,9 @@ struct kstate {
         char mac[32];
         int mtu;
         bool up;
-        char addrs[8][64];      /* "10.88.0.5/24", global scope only */
+        char addrs[8][64]; /* "10.88.0.5/24", global scope only */
         int n_addrs;
-        char routes[16][128];   /* "default via 10.88.0.1 metric 0" */
+        char routes[16][128]; /* "default via 10.88.0.1 metric 0" */
         int n_routes;
 };
 
@@ -615,13 +616,13 @@ static void read_kstate(struct kstate *k)
         e = json_array_get(links, 0);
         snprintf(k->mac, sizeof(k->mac), "%s", json_string_value(json_object_get(e, "address")) ?: "");
         k->mtu = (int)json_integer_value(json_object_get(e, "mtu"));
-        json_array_foreach(json_object_get(e, "flags"), i, flag)
-                if (strcmp(json_string_value(flag) ?: "", "UP") == 0)
-                        k->up = true;
+        json_array_foreach(json_object_get(e, "flags"), i,
+                           flag) if (strcmp(json_string_value(flag) ?: "", "UP") == 0) k->up = true;
         json_decref(links);
 
         addrs = ip_json("addr show dev " AGENT_IF);
-        json_array_foreach(json_object_get(json_array_get(addrs, 0), "addr_info"), i, e) {
+        json_array_foreach(json_object_get(json_array_get(addrs, 0), "addr_info"), i, e)
+        {
                 if (strcmp(json_string_value(json_object_get(e, "scope")) ?: "", "global") != 0)
                         continue;
                 if (k->n_addrs < 8)
@@ -635,7 +636,8 @@ static void read_kstate(struct kstate *k)
         r6 = ip_json("-6 route show table main");
         json_array_extend(routes, r6);
         json_decref(r6);
-        json_array_foreach(routes, i, e) {
+        json_array_foreach(routes, i, e)
+        {
                 const char *proto = json_string_value(json_object_get(e, "protocol"));
                 const char *gw = json_string_value(json_object_get(e, "gateway"));
 
@@ -678,8 +680,8 @@ static void dump_kstate(const struct kstate *k)
 
 static bool kstate_equal(const struct kstate *x, const struct kstate *y)
 {
-        if (strcmp(x->mac, y->mac) || x->mtu != y->mtu || x->up != y->up ||
-            x->n_addrs != y->n_addrs || x->n_routes != y->n_routes)
+        if (strcmp(x->mac, y->mac) || x->mtu != y->mtu || x->up != y->up || x->n_addrs != y->n_addrs ||
+            x->n_routes != y->n_routes)
                 return false;
         for (int i = 0; i < x->n_addrs; i++)
                 if (strcmp(x->addrs[i], y->addrs[i]))
@@ -779,8 +781,8 @@ static void check_armed_line(const char *line, uint32_t generation)
         char tail[8] = "";
         struct rh_arm arm;
         char hex[40];
-        int n = sscanf(line, "rehome-agent: armed gpa=0x%llx token=%63s abi=%u.%u%7s", &gpa, token,
-                       &major, &minor, tail);
+        int n = sscanf(line, "rehome-agent: armed gpa=0x%llx token=%63s abi=%u.%u%7s", &gpa, token, &major,
+                       &minor, tail);
 
         CHECK(n == 4, "armed line '%s' does not parse (%d fields)", line, n);
         CHECK(strlen(token) == 32, "token '%s' is not 32 hex", token);
@@ -791,12 +793,10 @@ static void check_armed_line(const char *line, uint32_t generation)
         CHECK(strcmp(hex, token) == 0, "page token %s, line token %s", hex, token);
         CHECK(arm.gpa == gpa, "page gpa 0x%" PRIx64 ", line 0x%llx", arm.gpa, gpa);
         CHECK(gpa != 0 && gpa % 4096 == 0, "gpa 0x%llx", gpa);
-        CHECK(arm.arm_generation == generation, "arm generation %u, want %u", arm.arm_generation,
-              generation);
-        CHECK((arm.caps & (RH_CAP_SIGNAL_VMCLOCK | RH_CAP_SIGNAL_VMGENID_KMSG |
-                           RH_CAP_SIGNAL_VMGENID_UEVENT | RH_CAP_SIGNAL_POLL)) ==
-                      (RH_CAP_SIGNAL_VMCLOCK | RH_CAP_SIGNAL_VMGENID_KMSG |
-                       RH_CAP_SIGNAL_VMGENID_UEVENT | RH_CAP_SIGNAL_POLL),
+        CHECK(arm.arm_generation == generation, "arm generation %u, want %u", arm.arm_generation, generation);
+        CHECK((arm.caps & (RH_CAP_SIGNAL_VMCLOCK | RH_CAP_SIGNAL_VMGENID_KMSG | RH_CAP_SIGNAL_VMGENID_UEVENT |
+                           RH_CAP_SIGNAL_POLL)) == (RH_CAP_SIGNAL_VMCLOCK | RH_CAP_SIGNAL_VMGENID_KMSG |
+                                                    RH_CAP_SIGNAL_VMGENID_UEVENT | RH_CAP_SIGNAL_POLL),
               "caps 0x%x", arm.caps);
 }
 
@@ -804,18 +804,36 @@ static void check_armed_line(const char *line, uint32_t generation)
 /* Scenarios                                                           */
 
 static const struct identity clone1 = {
-        .mac = "02:aa:00:00:00:05", .ip4 = "10.88.0.5", .prefix4 = 24, .ip6 = "fd88::5",
-        .gw4 = "10.88.0.1", .mtu = 1400, .dns = "10.88.0.53", .hostname = "clone-1",
+        .mac = "02:aa:00:00:00:05",
+        .ip4 = "10.88.0.5",
+        .prefix4 = 24,
+        .ip6 = "fd88::5",
+        .gw4 = "10.88.0.1",
+        .mtu = 1400,
+        .dns = "10.88.0.53",
+        .hostname = "clone-1",
 };
 static const struct identity clone2 = {
-        .mac = "02:aa:00:00:00:06", .ip4 = "10.88.0.6", .prefix4 = 24, .gw4 = "10.88.0.1",
-        .mtu = 1450, .hostname = "clone-2", .ifname = AGENT_IF,
+        .mac = "02:aa:00:00:00:06",
+        .ip4 = "10.88.0.6",
+        .prefix4 = 24,
+        .gw4 = "10.88.0.1",
+        .mtu = 1450,
+        .hostname = "clone-2",
+        .ifname = AGENT_IF,
 };
 
 /* clone1 again on a link that no longer has the template's MAC: by name. */
 static const struct identity clone1_by_name = {
-        .mac = "02:aa:00:00:00:05", .ip4 = "10.88.0.5", .prefix4 = 24, .ip6 = "fd88::5",
-        .gw4 = "10.88.0.1", .mtu = 1400, .dns = "10.88.0.53", .hostname = "clone-1", .ifname = AGENT_IF,
+        .mac = "02:aa:00:00:00:05",
+        .ip4 = "10.88.0.5",
+        .prefix4 = 24,
+        .ip6 = "fd88::5",
+        .gw4 = "10.88.0.1",
+        .mtu = 1400,
+        .dns = "10.88.0.53",
+        .hostname = "clone-1",
+        .ifname = AGENT_IF,
 };
 
 static void handoff_ok(const char *what, const struct identity *id, void (*inject)(void),
@@ -839,8 +857,8 @@ static void handoff_ok(const char *what, const struct identity *id, void (*injec
         check_identity(id, nonce, &ack, announce);
 }
 
-static void handoff_invalid(const char *what, struct rh_request *req, void (*corrupt)(void),
-                            bool expect_udp, const char *want_error)
+static void handoff_invalid(const char *what, struct rh_request *req, void (*corrupt)(void), bool expect_udp,
+                            const char *want_error)
 {
         struct kstate before, after;
         struct rh_ack ack;
@@ -889,7 +907,8 @@ static void corrupt_prefix(void)
         memset(h, 0, 4); /* unpublish while editing */
         memcpy(&len, h + 0x10, 4);
         while (off + 4 <= len) {
-                uint16_t type = (uint16_t)(p[off] | p[off + 1] << 8), vlen = (uint16_t)(p[off + 2] | p[off + 3] << 8);
+                uint16_t type = (uint16_t)(p[off] | p[off + 1] << 8),
+                         vlen = (uint16_t)(p[off + 2] | p[off + 3] << 8);
                 if (type == RH_TLV_ADDR) {
                         p[off + 4 + 2] = 40;
                         break;
@@ -910,8 +929,9 @@ static void scenario_main(void)
 {
         char mailbox[256], kmsg[256], vmclock[256], notify[256], run_file[256];
         const char *line;
-        char *extra[] = { "--kmsg", kmsg, "--vmclock", vmclock, "--vmclock-notify", notify,
-                          "--poll-interval-ms", "200", NULL };
+        char *extra[] = {
+                "--kmsg", kmsg, "--vmclock", vmclock, "--vmclock-notify", notify, "--poll-interval-ms",
+                "200",    NULL};
         struct rh_ack ack;
 
         snprintf(mailbox, sizeof(mailbox), "%s/mailbox", dir);
@@ -997,7 +1017,8 @@ static void scenario_main(void)
                         fprintf(stderr, "  ack error: %s\n", a2.error);
                         CHECK(a2.status == RH_ACK_FAILED, "status %s", rh_ack_status_name(a2.status));
                         CHECK((a2.applied & (RH_APPLIED_MAC | RH_APPLIED_ADDRS)) ==
-                                      (RH_APPLIED_MAC | RH_APPLIED_ADDRS) && !(a2.applied & RH_APPLIED_ROUTES),
+                                              (RH_APPLIED_MAC | RH_APPLIED_ADDRS) &&
+                                      !(a2.applied & RH_APPLIED_ROUTES),
                               "applied 0x%x", a2.applied);
                         CHECK(strstr(a2.error, "routes failed") &&
                                       strstr(a2.error, "applied: mac,mtu,link-up,addresses"),
@@ -1026,9 +1047,11 @@ static void scenario_main(void)
                 memcpy(&active, pc + 8, 4);
                 CHECK(got == seq && active == 1, "prearm confirm seq %u active %u", got, active);
                 snprintf(out_path, sizeof(out_path), "%s/agent.out", dir);
-                CHECK(strstr(slurp(out_path) ?: "", "rehome-agent: prearmed seq=7 interval_us=2000\n") != NULL,
+                CHECK(strstr(slurp(out_path) ?: "", "rehome-agent: prearmed seq=7 interval_us=2000\n") !=
+                              NULL,
                       "no prearmed line");
-                handoff_ok("handoff: prearmed fast poll", &clone1_by_name, NULL, RH_SIGNAL_PREARM_POLL, false);
+                handoff_ok("handoff: prearmed fast poll", &clone1_by_name, NULL, RH_SIGNAL_PREARM_POLL,
+                           false);
                 wait_armed(9);
                 memcpy(&active, pc + 8, 4);
                 CHECK(active == 0, "still fast polling after the handoff");
@@ -1074,8 +1097,8 @@ static void scenario_main(void)
 static void scenario_spin(void)
 {
         char mailbox[256], vmclock[256];
-        char *extra[] = { "--signal", "vmclock-spin", "--vmclock", vmclock, "--spin-interval-us", "100",
-                          "--once", NULL };
+        char *extra[] = {"--signal",           "vmclock-spin", "--vmclock", vmclock,
+                         "--spin-interval-us", "100",          "--once",    NULL};
 
         snprintf(mailbox, sizeof(mailbox), "%s/mailbox-spin", dir);
         snprintf(vmclock, sizeof(vmclock), "%s/vmclock-spin", dir);
@@ -1104,11 +1127,11 @@ static void scenario_spin(void)
 static void scenario_v1(void)
 {
         char mailbox[256], kmsg[256], line[1024];
-        char *extra[] = { "--mailbox-format", "v1", "--token", "tok-4242", "--signal", "vmgenid-kmsg",
-                          "--kmsg", kmsg, NULL };
+        char *extra[] = {"--mailbox-format", "v1",     "--token", "tok-4242", "--signal",
+                         "vmgenid-kmsg",     "--kmsg", kmsg,      NULL};
         struct identity id = clone1;
         struct rh_request req;
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         struct kstate k;
         const char *armed;
         uint64_t deadline;

@@ -26,7 +26,7 @@ static struct rh_nl nl;
 
 static int setup(void **state)
 {
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
 
         (void)state;
         return rh_nl_open(&nl, &err) == 0 ? 0 : -1;
@@ -44,7 +44,7 @@ static int teardown(void **state)
 static void test_link_list_has_lo(void **state)
 {
         struct rh_nl_link links[64];
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         size_t n = 0;
         bool found = false;
 
@@ -65,7 +65,7 @@ static void test_link_list_has_lo(void **state)
 static void test_link_list_capacity(void **state)
 {
         struct rh_nl_link links[1];
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         size_t n = 77;
 
         (void)state;
@@ -80,7 +80,7 @@ static void test_link_list_capacity(void **state)
 static void test_link_get(void **state)
 {
         struct rh_nl_link l;
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         int lo = (int)if_nametoindex("lo");
 
         (void)state;
@@ -94,10 +94,10 @@ static void test_link_get(void **state)
 static void test_addr_list_lo(void **state)
 {
         struct rh_nl_addr addrs[32];
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         size_t n = 0;
         bool found = false;
-        uint8_t loopback[4] = { 127, 0, 0, 1 };
+        uint8_t loopback[4] = {127, 0, 0, 1};
 
         (void)state;
         assert_int_equal(rh_nl_addr_list(&nl, (int)if_nametoindex("lo"), AF_INET, addrs, 32, &n, &err), 0);
@@ -112,7 +112,7 @@ static void test_addr_list_lo(void **state)
 static void test_route_list_filters(void **state)
 {
         struct rh_nl_route routes[128];
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
         size_t n = 0;
 
         (void)state;
@@ -125,9 +125,9 @@ static void test_route_list_filters(void **state)
 
 static void test_bad_arguments_fail_before_the_kernel(void **state)
 {
-        struct rh_error err = { 0 };
-        struct rh_nl_addr a = { .ifindex = 1, .family = AF_INET, .prefix = 33 };
-        struct rh_nl_route r = { .ifindex = 1, .family = 99 };
+        struct rh_error err = {0};
+        struct rh_nl_addr a = {.ifindex = 1, .family = AF_INET, .prefix = 33};
+        struct rh_nl_route r = {.ifindex = 1, .family = 99};
 
         (void)state;
         inet_pton(AF_INET, "192.0.2.1", a.addr);
@@ -139,8 +139,8 @@ static void test_bad_arguments_fail_before_the_kernel(void **state)
 
 static void test_kernel_error_names_the_operation(void **state)
 {
-        struct rh_error err = { 0 };
-        struct rh_nl_addr a = { .ifindex = 0x7ffffff0, .family = AF_INET, .prefix = 24 };
+        struct rh_error err = {0};
+        struct rh_nl_addr a = {.ifindex = 0x7ffffff0, .family = AF_INET, .prefix = 24};
         int r;
 
         (void)state;
@@ -155,9 +155,9 @@ static void test_kernel_error_names_the_operation(void **state)
 
 static void test_closed_socket(void **state)
 {
-        struct rh_nl closed = { .fd = -EBADF };
+        struct rh_nl closed = {.fd = -EBADF};
         struct rh_nl_link l;
-        struct rh_error err = { 0 };
+        struct rh_error err = {0};
 
         (void)state;
         assert_int_equal(rh_nl_link_get(&closed, 1, &l, &err), -EBADF);
