@@ -66,10 +66,12 @@ static const char *const row_names[][2] = {
         { "spawn_ms", "spawn" },
         { "incoming_ms", "incoming" },
         { "patch_ms", "patch" },
+        { "ready_to_resume_ms", "ready to resume (spawn..patch)" },
         { "pages_referenced", "pages referenced after resume" },
         { "pages_written", "pages written (Anonymous)" },
         { "pages_rss", "pages mapped (Rss, overstated)" },
         { "disk_read_kib", "disk read in handoff (KiB)" },
+        { "major_faults", "major faults in handoff (QEMU)" },
         { "prefetch_ms", "prefetch before resume (ms)" },
         { "prefetch_kib", "prefetched (KiB)" },
         { "process_private_kib", "QEMU private memory (KiB)" },
@@ -171,10 +173,11 @@ static void print_doc(json_t *doc, const char *plot)
                         printf("FAILED: %s\n", json_string_value(json_object_get(g, "error")));
                         continue;
                 }
-                printf("template %s (agent %s), %" JSON_INTEGER_FORMAT " forks, %" JSON_INTEGER_FORMAT
+                printf("template %s (agent %s, %s), %" JSON_INTEGER_FORMAT " forks, %" JSON_INTEGER_FORMAT
                        " acked; first fork apart, stats over the rest; ",
                        json_string_value(json_object_get(g, "template")),
                        json_string_value(json_object_get(g, "agent_args")),
+                       json_is_true(json_object_get(g, "prearmed")) ? "prearmed" : "not prearmed",
                        json_integer_value(json_object_get(g, "forks")),
                        json_integer_value(json_object_get(g, "acked")));
                 print_signals(g);

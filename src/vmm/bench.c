@@ -168,6 +168,23 @@ int bench_read_bytes(pid_t pid, uint64_t *ret)
         return -ENODATA;
 }
 
+/* majflt of /proc/@pid/stat: faults that waited for I/O, all threads. */
+static int read_majflt(pid_t pid, uint64_t *ret)
+{
+        char path[64];
+        _cleanup_free_ char *text = NULL;
+        unsigned long long v;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        if (read_file_alloc(path, 4096, &text, NULL) < 0)
+                return -ENOENT;
+        char *p = strrchr(text, ')');
+        /* after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt */
+        if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %llu", &v) != 1)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
 long bench_present_pages(pid_t pid, const char *ram_path, uint8_t *bitmap, uint64_t file_pages)
 {
         struct bench_mapping m = { 0 };
@@ -258,6 +275,7 @@ struct slot {
         bool have_pages, have_io;
         struct bench_smaps sm;
         uint64_t rb_before, rb_after;
+        uint64_t majflt_before, majflt_after;
         double prefetch_ms;
         uint64_t prefetch_bytes;
         int prefetch_rc;
@@ -317,7 +335,8 @@ static int hook_before_cont(void *ctx, const struct vmm_clone *c)
                 if (k < 0)
                         return (int)k;
         }
-        s->have_io = bench_read_bytes(c->pid, &s->rb_before) == 0;
+        s->have_io = bench_read_bytes(c->pid, &s->rb_before) == 0 &&
+                     read_majflt(c->pid, &s->majflt_before) == 0;
         /* Last, right before cont: everything after this is the handoff's. */
         return bench_clear_refs(c->pid);
 }
@@ -330,7 +349,8 @@ static void hook_after_ack(void *ctx, const struct vmm_clone *c)
                 return;
         s->have_pages = bench_smaps_ram(c->pid, h->ram_path, &s->sm) == 0;
         if (s->have_io)
-                s->have_io = bench_read_bytes(c->pid, &s->rb_after) == 0;
+                s->have_io = bench_read_bytes(c->pid, &s->rb_after) == 0 &&
+                             read_majflt(c->pid, &s->majflt_after) == 0;
 }
 
 /* ---- samples and statistics ------------------------------------------------- */
@@ -362,10 +382,12 @@ TF(apply, x->res.t.have_guest && x->res.t.resume_applied >= 0 ? x->res.t.resume_
 TF(spawn, x->res.t.spawn)
 TF(incoming, x->res.t.incoming)
 TF(patch, x->res.t.patch)
+TF(ready, x->res.t.spawn + x->res.t.incoming + x->res.t.patch)
 TF(pages_referenced, x->s.have_pages ? (double)x->s.sm.referenced_kb / 4 : NAN)
 TF(pages_written, x->s.have_pages ? (double)x->s.sm.anonymous_kb / 4 : NAN)
 TF(pages_rss, x->s.have_pages ? (double)x->s.sm.rss_kb / 4 : NAN)
 TF(disk_read_kib, x->s.have_io ? (double)(x->s.rb_after - x->s.rb_before) / 1024 : NAN)
+TF(majflt, x->s.have_io ? (double)(x->s.majflt_after - x->s.majflt_before) : NAN)
 TF(prefetch_ms, x->s.prefetch_ms)
 TF(prefetch_kib, (double)x->s.prefetch_bytes / 1024)
 TF(private_kib, x->private_kb > 0 ? (double)x->private_kb : NAN)
@@ -379,12 +401,14 @@ static const struct field stage_fields[] = {
         { "spawn_ms", get_spawn },
         { "incoming_ms", get_incoming },
         { "patch_ms", get_patch },
+        { "ready_to_resume_ms", get_ready },
         { "pages_referenced", get_pages_referenced },
         { "pages_written", get_pages_written },
         { "pages_rss", get_pages_rss },
 };
 static const struct field cold_fields[] = {
         { "disk_read_kib", get_disk_read_kib },
+        { "major_faults", get_majflt },
         { "prefetch_ms", get_prefetch_ms },
         { "prefetch_kib", get_prefetch_kib },
 };
@@ -517,7 +541,13 @@ static int ensure_template(const struct vmm_bench_opts *o, const struct vmm_net 
         char name[VMM_NAME_MAX], args[64] = "", want[96] = "", ip[64], gw[64];
         struct vmm_template t;
 
-        snprintf(name, sizeof(name), "bench-%s", mode);
+        /*
+         * A prearmed agent answers the first fast tick (signal prearm-poll)
+         * whatever --signal says, so only auto (the product default) is
+         * prearmed; the forced modes wait for their own source.
+         */
+        bool prearm = strcmp(mode, "auto") == 0;
+        snprintf(name, sizeof(name), "bench-%s%s", mode, prearm ? "" : "-noprearm");
         if (strcmp(mode, "auto") != 0)
                 snprintf(args, sizeof(args), "--signal,%s", mode);
         if (args[0])
@@ -542,12 +572,12 @@ static int ensure_template(const struct vmm_bench_opts *o, const struct vmm_net 
                 rh_ip_format(&a, ip);
                 snprintf(ip + strlen(ip), sizeof(ip) - strlen(ip), "/%u", p);
         }
-        say(o, "creating template %s (%s, agent %s): a guest boot under this accelerator", name,
-            o->ram_dir, args[0] ? args : "default signals");
+        say(o, "creating template %s (%s, agent %s, %s): a guest boot under this accelerator", name,
+            o->ram_dir, args[0] ? args : "default signals", prearm ? "prearmed" : "not prearmed");
         struct vmm_template_opts to = {
                 .state_dir = o->state_dir, .name = name, .image_dir = o->image_dir, .ram_dir = o->ram_dir,
                 .mem_size = o->mem_size, .ip = ip, .gateway = gw, .accel = "auto",
-                .boot_timeout_ms = 300000, .prearm = true, .progress = o->progress,
+                .boot_timeout_ms = 300000, .prearm = prearm, .progress = o->progress,
                 .agent_args = args[0] ? args : NULL,
         };
         *ret_reused = false;
@@ -717,6 +747,7 @@ static json_t *section_modes(const struct vmm_bench_opts *o, const struct vmm_ne
                 json_object_set_new(g, "mode", json_string(mode));
                 json_object_set_new(g, "template", json_string(t.name));
                 json_object_set_new(g, "template_reused", json_boolean(reused));
+                json_object_set_new(g, "prearmed", json_boolean(strcmp(mode, "auto") == 0));
                 json_object_set_new(g, "agent_args", json_string(strstr(t.append, "rehome.agent=")
                                                                           ? strstr(t.append, "rehome.agent=") + 13
                                                                           : "(default)"));
@@ -849,11 +880,28 @@ static int copy_to(const char *from, const char *to, struct rh_error *err)
         out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (out < 0)
                 return rh_error_set(err, -errno, "%s: %s", to, strerror(errno));
-        for (off_t done = 0; done < st.st_size;) {
-                ssize_t k = copy_file_range(in, &done, out, NULL, (size_t)(st.st_size - done), 0);
-                if (k <= 0)
-                        return rh_error_set(err, k < 0 ? -errno : -EIO, "copy %s -> %s", from, to);
+        /* tmpfs -> disk: copy_file_range refuses across file systems (EXDEV). Keep holes. */
+        static _Thread_local char buf[1 << 20];
+        for (off_t pos = 0; pos < st.st_size;) {
+                off_t data = lseek(in, pos, SEEK_DATA);
+                if (data < 0)
+                        break;
+                off_t hole = lseek(in, data, SEEK_HOLE);
+                if (hole < 0)
+                        hole = st.st_size;
+                for (off_t o = data; o < hole;) {
+                        size_t k = (size_t)(hole - o) < sizeof(buf) ? (size_t)(hole - o) : sizeof(buf);
+                        int r = pread_full(in, buf, k, o);
+                        if (r == 0)
+                                r = pwrite_full(out, buf, k, o);
+                        if (r < 0)
+                                return rh_error_set(err, r, "copy %s -> %s: %s", from, to, strerror(-r));
+                        o += (off_t)k;
+                }
+                pos = hole;
         }
+        if (ftruncate(out, st.st_size) < 0)
+                return rh_error_set(err, -errno, "%s: %s", to, strerror(errno));
         if (fsync(out) < 0)
                 return rh_error_set(err, -errno, "fsync %s: %s", to, strerror(errno));
         return 0;
@@ -1012,8 +1060,14 @@ static void targets(json_t *doc)
         if (warm) {
                 double w = stat_of(json_object_get(warm, "warm"), "fork_total_ms", "p50");
                 double c = stat_of(json_object_get(warm, "cold"), "fork_total_ms", "p50");
-                snprintf(note, sizeof(note), "fork total p50: warm %.1f ms, cold %.1f ms", w, c);
-                target(ts, "warm pool fork-to-ready / cold spawn", "<= 0.33", w / c, "x", w / c <= 1.0 / 3, note);
+                snprintf(note, sizeof(note), "fork total (to the applied ack) p50: warm %.1f ms, cold %.1f ms", w, c);
+                target(ts, "warm pool fork-to-ready / cold spawn (fork total)", "<= 0.33", w / c, "x", w / c <= 1.0 / 3,
+                       note);
+                w = stat_of(json_object_get(warm, "warm"), "ready_to_resume_ms", "p50");
+                c = stat_of(json_object_get(warm, "cold"), "ready_to_resume_ms", "p50");
+                snprintf(note, sizeof(note), "spawn+incoming+patch p50: warm %.1f ms, cold %.1f ms", w, c);
+                target(ts, "warm pool ready-to-resume / cold spawn (host side)", "<= 0.33", w / c, "x",
+                       w / c <= 1.0 / 3, note);
         }
         const char *ap = json_string_value(json_object_get(json_object_get(doc, "apply"), "output"));
         double ar = parse_after(ap, "| ratio ip / agent (read -> applied) | ");
