@@ -54,7 +54,11 @@ int cmd_clone(int argc, char **argv)
                                 continue;
                         bool alive = vmm_clone_alive(&c);
                         const char *state = alive ? c.status : "dead";
-                        rh_mac_format(c.mac, mac);
+                        static const uint8_t zero[6];
+                        if (memcmp(c.mac, zero, 6) == 0)
+                                snprintf(mac, sizeof(mac), "-");
+                        else
+                                rh_mac_format(c.mac, mac);
                         if (cli.json)
                                 json_array_append_new(arr,
                                                       json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}",

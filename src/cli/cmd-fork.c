@@ -34,6 +34,8 @@ static void help(void)
                "  --bridge BR       attach clones to your bridge BR in this namespace\n"
                "                    (default: the namespace and bridge of 'rehome net up')\n"
                "  --warm            pre-spawn the QEMUs (-incoming defer) before the timed forks\n"
+               "  --no-pool         do not take warm clones ('rehome template warm'); by default\n"
+               "                    a fork takes one when there is one\n"
                "  --no-resume       patch but never resume (the ack times out; for testing)\n"
                "  -h, --help\n\n"
                "Stages (milliseconds): spawn (tap + QEMU start + QMP), incoming (device state),\n"
@@ -49,7 +51,19 @@ static void help(void)
 
 int cmd_fork(int argc, char **argv)
 {
-        enum { O_IP = 0x300, O_MAC, O_GW, O_COUNT, O_KEEP, O_TIMEOUT, O_BRIDGE, O_IFACE, O_WARM, O_NORES };
+        enum {
+                O_IP = 0x300,
+                O_MAC,
+                O_GW,
+                O_COUNT,
+                O_KEEP,
+                O_TIMEOUT,
+                O_BRIDGE,
+                O_IFACE,
+                O_WARM,
+                O_NORES,
+                O_NOPOOL
+        };
         static const struct option options[] = {
                 {"ip", required_argument, NULL, O_IP},
                 {"mac", required_argument, NULL, O_MAC},
@@ -61,6 +75,7 @@ int cmd_fork(int argc, char **argv)
                 {"iface", required_argument, NULL, O_IFACE},
                 {"warm", no_argument, NULL, O_WARM},
                 {"no-resume", no_argument, NULL, O_NORES},
+                {"no-pool", no_argument, NULL, O_NOPOOL},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -119,6 +134,9 @@ int cmd_fork(int argc, char **argv)
                         break;
                 case O_WARM:
                         warm = true;
+                        break;
+                case O_NOPOOL:
+                        o.no_pool = true;
                         break;
                 case O_NORES:
                         o.no_cont = true;

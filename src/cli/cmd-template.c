@@ -6,6 +6,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +25,16 @@ static void help(void)
                "       rehome template list\n"
                "       rehome template show NAME\n"
                "       rehome template rm NAME\n"
+               "       rehome template warm NAME [--count N]\n"
                "       rehome template record-ws NAME [--runs N]  (record-ws --help)\n\n"
                "create boots the guest image (Debian kernel, busybox, rehome-agent), waits for\n"
                "the agent's 'armed' line, prearms it (clones wake in fast-poll mode) and\n"
                "snapshots it: RAM file on tmpfs, device state and meta.json in\n"
                "STATE_DIR/templates/NAME. The accelerator is KVM only where a probe boot works,\n"
-               "otherwise TCG with -cpu max; create says which.\n\n"
+               "otherwise TCG with -cpu max; create says which.\n"
+               "warm pre-spawns N clone processes of NAME (QEMU paused in -incoming defer, tap\n"
+               "on the bridge): the next forks of NAME take them and skip QEMU start-up.\n"
+               "rm also removes the template's warm clones.\n\n"
                "Options of create:\n"
                "  --image DIR         guest image (image.json, vmlinuz, initrd.img);\n"
                "                      default $REHOME_IMAGE or %s\n"
@@ -207,6 +212,88 @@ static int do_create(int argc, char **argv)
         return EXIT_OK;
 }
 
+struct warm_job {
+        const struct vmm_template *t;
+        struct vmm_clone c;
+        struct rh_error err;
+        int rc;
+};
+
+static void *warm_one(void *arg)
+{
+        struct warm_job *j = arg;
+        j->rc = vmm_pool_spawn(cli.state_dir, j->t, &j->c, &j->err);
+        if (j->rc == 0)
+                qemu_release(j->c.pid); /* it waits for a fork, beyond this process */
+        return NULL;
+}
+
+/* rehome template warm NAME [--count N]: fill the warm pool. */
+static int do_warm(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"count", required_argument, NULL, 'c'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        unsigned long count = 1;
+        struct rh_error err = {0};
+        struct vmm_template t;
+        int c, rc = EXIT_OK;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                switch (c) {
+                case 'c': {
+                        char *end;
+                        count = strtoul(optarg, &end, 10);
+                        if (*end || count < 1 || count > 64)
+                                return cli_usage_error("template", "bad --count '%s' (1..64)", optarg);
+                        break;
+                }
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                default:
+                        return cli_usage_error("template", "unknown option or missing value: '%s'",
+                                               argv[optind - 1]);
+                }
+        }
+        if (optind + 1 != argc)
+                return cli_usage_error("template", "warm takes exactly one NAME");
+        if (vmm_template_load(cli.state_dir, argv[optind], &t, &err) < 0)
+                return cli_fail("template warm: %s", err.msg);
+        qemu_install_signal_cleanup();
+        struct warm_job *jobs = calloc(count, sizeof(*jobs));
+        pthread_t *th = calloc(count, sizeof(*th));
+        if (!jobs || !th)
+                return cli_fail("template warm: out of memory");
+        for (unsigned long i = 0; i < count; i++) {
+                jobs[i].t = &t;
+                pthread_create(&th[i], NULL, warm_one, &jobs[i]);
+        }
+        json_t *arr = json_array();
+        for (unsigned long i = 0; i < count; i++) {
+                pthread_join(th[i], NULL);
+                if (jobs[i].rc < 0) {
+                        rc = cli_fail("template warm %s: %s", t.name, jobs[i].err.msg);
+                        continue;
+                }
+                json_array_append_new(arr, json_string(jobs[i].c.id));
+                if (!cli.json)
+                        printf("warm clone %s of %s: QEMU pid %d paused in -incoming defer, tap %s\n",
+                               jobs[i].c.id, t.name, (int)jobs[i].c.pid, jobs[i].c.tap);
+        }
+        if (cli.json) {
+                json_dumpf(arr, stdout, JSON_INDENT(2));
+                putchar('\n');
+        }
+        json_decref(arr);
+        free(jobs);
+        free(th);
+        return rc;
+}
+
 int cmd_template(int argc, char **argv)
 {
         struct rh_error err = {0};
@@ -218,11 +305,13 @@ int cmd_template(int argc, char **argv)
                         help();
                         return EXIT_OK;
                 }
-                return cli_usage_error("template", "missing subcommand (create, list, show, rm)");
+                return cli_usage_error("template", "missing subcommand (create, list, show, rm, warm)");
         }
         sub = argv[1];
         if (strcmp(sub, "create") == 0)
                 return do_create(argc - 1, argv + 1);
+        if (strcmp(sub, "warm") == 0)
+                return do_warm(argc - 1, argv + 1);
         if (strcmp(sub, "record-ws") == 0)
                 return cmd_template_record_ws(argc - 1, argv + 1);
         for (int i = 2; i < argc; i++)
@@ -290,5 +379,5 @@ int cmd_template(int argc, char **argv)
                         print_template(&t);
                 return EXIT_OK;
         }
-        return cli_usage_error("template", "unknown subcommand '%s' (create, list, show, rm)", sub);
+        return cli_usage_error("template", "unknown subcommand '%s' (create, list, show, rm, warm, record-ws)", sub);
 }

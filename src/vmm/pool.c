@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cleanup.h"
 #include "io.h"
@@ -77,6 +78,45 @@ int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct v
 fail:
         vmm_clone_destroy(state_dir, &c, NULL);
         return rh_error_prefix(err, r, "warm clone");
+}
+
+int vmm_pool_claim(const char *state_dir, const char *name, char ret_id[32])
+{
+        char **ids = NULL;
+        int r = -ENOENT;
+
+        if (vmm_clone_list(state_dir, &ids, NULL) < 0)
+                return -ENOENT;
+        for (size_t i = 0; ids[i] && r < 0; i++) {
+                struct vmm_clone c;
+                char claim[PATH_MAX + 16];
+                if (vmm_clone_load(state_dir, ids[i], &c, NULL) < 0 || strcmp(c.status, "warm") != 0 ||
+                    strcmp(c.template_name, name) != 0 || !vmm_clone_alive(&c))
+                        continue;
+                /* mkdir is atomic: of concurrent forks (threads or processes), one wins. */
+                snprintf(claim, sizeof(claim), "%s/claimed", c.dir);
+                if (mkdir(claim, 0755) == 0) {
+                        snprintf(ret_id, 32, "%s", c.id);
+                        r = 0;
+                }
+        }
+        vmm_strv_free(ids);
+        return r;
+}
+
+void vmm_pool_drain(const char *state_dir, const char *name)
+{
+        char **ids = NULL;
+
+        if (vmm_clone_list(state_dir, &ids, NULL) < 0)
+                return;
+        for (size_t i = 0; ids[i]; i++) {
+                struct vmm_clone c;
+                if (vmm_clone_load(state_dir, ids[i], &c, NULL) == 0 && strcmp(c.status, "warm") == 0 &&
+                    strcmp(c.template_name, name) == 0)
+                        vmm_clone_destroy(state_dir, &c, NULL);
+        }
+        vmm_strv_free(ids);
 }
 
 struct job {
@@ -175,6 +215,11 @@ int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *bas
                 }
                 for (unsigned i = 0; i < count; i++)
                         jobs[i].opts.warm_id = jobs[i].warm_id;
+        } else if (!base->no_pool) {
+                /* Warm clones left by `rehome template warm`: take what there is. */
+                for (unsigned i = 0; i < count; i++)
+                        if (vmm_pool_claim(base->state_dir, t->name, jobs[i].warm_id) == 0)
+                                jobs[i].opts.warm_id = jobs[i].warm_id;
         }
         for (unsigned i = 0; i < count; i++)
                 pthread_create(&th[i], NULL, run_job, &jobs[i]);

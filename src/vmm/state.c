@@ -321,6 +321,8 @@ int vmm_template_remove(const char *state_dir, const char *name, struct rh_error
         snprintf(dir, sizeof(dir), "%s/templates/%s", state_dir, name);
         if (access(dir, F_OK) < 0)
                 return rh_error_set(err, -ENOENT, "no template '%s'", name);
+        /* Warm clones of it would load a state that no longer exists. */
+        vmm_pool_drain(state_dir, name);
         /* Remove the RAM file even if the metadata is damaged: read it loosely. */
         if (vmm_template_load(state_dir, name, &t, NULL) == 0)
                 unlink(t.ram_path);

@@ -217,6 +217,7 @@ struct vmm_fork_opts {
         const char *iface;   /* guest interface to rehome (default eth0) */
         bool no_cont;        /* --no-resume: patch but never resume (the ack must time out) */
         const char *warm_id; /* take this pre-spawned clone (pool.c) instead of spawning */
+        bool no_pool;        /* vmm_fork_batch: do not take warm clones from the pool */
         /*
          * Benchmark hooks (NULL = none), called on the forking thread:
          * before_cont after the patch, right before `cont` (a negative return
@@ -274,6 +275,13 @@ int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *bas
 /* Pool: pre-spawn one paused clone process of @t (QMP up, -incoming defer). */
 int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct vmm_clone *ret,
                    struct rh_error *err);
+/*
+ * Claim a live warm clone of template @name for one fork (atomically: a
+ * claimed/ directory in its record). Returns 0 with its id, -ENOENT if none.
+ */
+int vmm_pool_claim(const char *state_dir, const char *name, char ret_id[32]);
+/* Remove every warm clone of template @name (its template is going away). */
+void vmm_pool_drain(const char *state_dir, const char *name);
 
 /* Allocate a fresh clone id and directory (clones/cN). */
 int vmm_clone_alloc(const char *state_dir, struct vmm_clone *c, struct rh_error *err);
