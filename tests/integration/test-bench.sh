@@ -1,0 +1,41 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Smoke test of `rehome bench` under real QEMU: one signal mode (poll), 3
+# forks after the first, the stage table section only. Checks that every
+# column is produced for every fork (timings, guest stages, page counts),
+# that the accelerator is named, that the exact-count forks ran, and that
+# the CDF plot file was written. Never asserts on times.
+#
+# Usage: test-bench.sh REHOME IMAGE_DIR. Exit 77 (skip) without root, QEMU,
+# the guest image or gnuplot.
+. "$(dirname "$0")/test-fork-lib.sh"
+fork_setup bench "$@"
+command -v gnuplot >/dev/null || skip "no gnuplot (apt-get install gnuplot-nox)"
+
+out="$SD/bench.json"
+rh --json bench --quick --modes poll --forks 3 --sections modes --image "$IMAGE" \
+        --ram-dir "$RAMDIR" --plot "$SD/cdf.png" > "$out" 2> "$SD/bench.err"
+rc=$?
+[ $rc = 0 ] && ok "bench exited 0" || { tail -20 "$SD/bench.err"; fail "bench exited $rc"; }
+
+grep -q '"accel": "\(tcg\|kvm\)"' "$out" && ok "accelerator named: $(grep -o '"accel": "[a-z]*"' "$out" | head -1)" ||
+        fail "no accelerator in the JSON"
+# 4 timed forks (first + 3) and 3 exact-count forks: 7 samples, every column a number in
+# each, and once more in the first fork reported apart ("first"): 8.
+for col in fork_total_ms resume_signal_ms mailbox_ack_ms reconfigure_ms apply_after_mailbox_ms spawn_ms \
+        incoming_ms patch_ms pages_referenced pages_written pages_rss; do
+        n=$(grep -c "\"$col\": -\{0,1\}[0-9]" "$out")
+        [ "$n" = 8 ] && ok "$col: a number in all 7 samples and the first-fork row" || fail "$col: a number $n times, want 8"
+done
+n=$(grep -c '"status": "applied"' "$out")
+[ "$n" = 7 ] && ok "7 forks acked applied" || fail "$n of 7 forks acked applied"
+grep -q '"exact_pages"' "$out" && ok "exact page-count group present" || fail "no exact_pages group"
+grep -q '"skipped": "this QEMU (7.2) has no vmclock\|"signals"' "$out" && ok "signal sources reported" ||
+        fail "no signal sources reported"
+[ -s "$SD/cdf.png" ] && head -c 8 "$SD/cdf.png" | grep -q 'PNG\|<svg\|<?xml' && ok "plot written: $SD/cdf.png" ||
+        fail "no plot at $SD/cdf.png"
+
+rh clone rm --all >/dev/null 2>&1
+check_nothing_left
+finish
