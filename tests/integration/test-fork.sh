@@ -4,7 +4,8 @@
 # End to end under real QEMU: boot a template, fork 4 clones concurrently,
 # and check that each answers ARP (with its new MAC) and ICMP at its new
 # address, that nothing answers at the template's address, that the identities
-# are distinct, that the template RAM file is byte-identical after all forks
+# are distinct, that warm (pre-spawned) clone processes are taken by the next
+# forks, that the template RAM file is byte-identical after all forks
 # (copy-on-write held), that an address held by a live clone is refused before
 # anything is spawned, and that removing clones leaves no QEMU or tap.
 #
@@ -45,8 +46,18 @@ after=$(our_pids | wc -l)
         fail "in-use address: exit $rc, '$err'"
 [ "$before" = "$after" ] && ok "nothing spawned for the refused fork" || fail "QEMU count went $before -> $after"
 
+# Warm pool: pre-spawned clone processes are taken by the next forks.
+rh template warm tpl --count 2 >/dev/null || fail "template warm failed"
+warm=$(rh clone list | awk '$7 == "warm" { print $5 }' | sort | tr '\n' ' ')
+[ "$(echo $warm | wc -w)" = 2 ] && ok "2 warm clones waiting: pids $warm" || fail "warm clones: '$warm'"
+rh fork tpl --ip 10.88.0.20/24 --count 2 >/dev/null 2>&1 || fail "fork from the warm pool failed"
+took=$(rh clone list | awk '$3 ~ /^10\.88\.0\.2[01]\// { print $5 }' | sort | tr '\n' ' ')
+[ "$took" = "$warm" ] && ok "the forks took the warm processes ($took)" || fail "forks ran in '$took', warm were '$warm'"
+[ "$(arp_mac 10.88.0.20)" = "52:54:0a:58:00:14" ] && ok "warm-pool clone answers ARP as itself" ||
+        fail "warm-pool clone 10.88.0.20 does not answer as 52:54:0a:58:00:14"
+
 sum_after=$(sha256sum "$ram" | cut -d' ' -f1)
-[ "$sum_before" = "$sum_after" ] && ok "template RAM byte-identical after 4 forks ($sum_after)" ||
+[ "$sum_before" = "$sum_after" ] && ok "template RAM byte-identical after all 6 forks ($sum_after)" ||
         fail "template RAM changed: $sum_before -> $sum_after"
 
 rh clone rm --all 2>/dev/null
