@@ -8,7 +8,7 @@
  *    fork's nonce:
  *        stage=mailbox mac=<mac> ip=<ip> nonce=<16 hex> seq=<n>
  *        stage=applied mac=<mac> ip=<ip> nonce=<16 hex> seq=<n> signal=<name>
- *        stage=error status=invalid|failed nonce=<16 hex> seq=<n> error=<text to end of line>
+ *        stage=error status=invalid|failed nonce=<16 hex> seq=<n> error="<text, \" and \\ escaped>"
  *    In V1 mode (hypeman's own mailbox) there is no nonce and the target is
  *    the request's gateway at ack_port.
  */
@@ -31,6 +31,26 @@ int ack_setup(struct agent *a, struct rh_error *err)
         /* IPv6 may be disabled in the guest: then only IPv4 acks. */
         a->udp6_fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         return 0;
+}
+
+void ack_quote(const char *text, char *out, size_t cap)
+{
+        size_t o = 0;
+
+        /* "..." with \ before " and \; control characters become spaces:
+         * one line, parsed by rh_ack_line_parse. */
+        if (cap < 3)
+                return;
+        out[o++] = '"';
+        for (size_t i = 0; text[i] && o + 3 < cap; i++) {
+                char c = text[i];
+
+                if (c == '"' || c == '\\')
+                        out[o++] = '\\';
+                out[o++] = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+        }
+        out[o++] = '"';
+        out[o] = '\0';
 }
 
 void ack_write(struct agent *a)
@@ -92,17 +112,12 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
                 snprintf(nonce, sizeof(nonce), " nonce=%016" PRIx64, a->ack.nonce);
         first_identity(a, req, mac, ip);
         if (strcmp(stage, "error") == 0) {
-                char clean[RH_ACK_ERROR_MAX];
-                size_t i;
+                char quoted[2 * RH_ACK_ERROR_MAX + 3];
 
-                /* One line: no newlines from error text. */
-                for (i = 0; a->ack.error[i] && i < sizeof(clean) - 1; i++)
-                        clean[i] =
-                                (a->ack.error[i] == '\n' || a->ack.error[i] == '\r') ? ' ' : a->ack.error[i];
-                clean[i] = '\0';
+                ack_quote(a->ack.error, quoted, sizeof(quoted));
                 len = snprintf(line, cap, "stage=error status=%s%s seq=%u error=%s\n",
                                a->ack.status == RH_ACK_INVALID ? "invalid" : "failed", nonce, a->ack.seq,
-                               clean);
+                               quoted);
         } else if (strcmp(stage, "applied") == 0)
                 len = snprintf(line, cap, "stage=applied mac=%s ip=%s%s seq=%u signal=%s\n", mac, ip, nonce,
                                a->ack.seq, rh_signal_name(a->ack.signal));

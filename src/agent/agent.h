@@ -141,5 +141,7 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
 /* Find the ack target in a payload that failed to decode (bounds-checked). */
 bool ack_find_udp_target(const uint8_t *page, struct rh_request *ret_req);
 void ack_write(struct agent *a);
+/* Quote @text for a key="value" pair (rh_ack_line_parse syntax) into @out. */
+void ack_quote(const char *text, char *out, size_t cap);
 
 #endif

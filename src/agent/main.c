@@ -344,13 +344,15 @@ static __attribute__((noinline)) void prefault_stack(void)
 
 static void finish(struct agent *a, const struct rh_request *req, const char *udp_stage)
 {
-        char extra[RH_ACK_ERROR_MAX + 32] = "";
+        char extra[2 * RH_ACK_ERROR_MAX + 16] = "";
 
         ack_write(a);
         ack_send_udp(a, req, udp_stage);
         a->last_seq = a->ack.seq;
-        if (a->ack.error[0])
-                snprintf(extra, sizeof(extra), " error=\"%s\"", a->ack.error);
+        if (a->ack.error[0]) {
+                memcpy(extra, " error=", 7);
+                ack_quote(a->ack.error, extra + 7, sizeof(extra) - 7);
+        }
         agent_announce(
                 a,
                 "rehome-agent: applied seq=%u status=%s signal=%s applied=0x%x "

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "rehome/mailbox.h"
+#include "rehome/request.h"
 #include "vmclock-abi.h"
 
 #define PEER_IF      "rh0p"
@@ -755,6 +756,18 @@ static void check_identity(const struct identity *id, uint64_t nonce, const stru
         CHECK(udp_expect(want, line, sizeof(line), 3000), "no UDP '%s'", want);
         snprintf(want, sizeof(want), "stage=applied mac=%s ip=%s nonce=%016" PRIx64, id->mac, id->ip4, nonce);
         CHECK(udp_expect(want, line, sizeof(line), 3000), "no UDP '%s'", want);
+        {
+                struct rh_ack_line parsed;
+                struct rh_error perr = {0};
+
+                CHECK(rh_ack_line_parse(line, strlen(line), &parsed, &perr) == 0, "%s", perr.msg);
+                CHECK(strcmp(parsed.stage, "applied") == 0 && strcmp(parsed.mac, id->mac) == 0 &&
+                              strcmp(parsed.ip, id->ip4) == 0 && parsed.has_nonce && parsed.nonce == nonce &&
+                              parsed.has_seq && parsed.seq == ack->seq &&
+                              strcmp(parsed.signal, rh_signal_name(ack->signal)) == 0,
+                      "parsed: stage %s mac %s ip %s signal %s", parsed.stage, parsed.mac, parsed.ip,
+                      parsed.signal);
+        }
         if (expect_announce)
                 check_announcements(id->mac, id->ip4, id->ip6);
         if (id->hostname) {
@@ -892,6 +905,18 @@ static void handoff_invalid(const char *what, struct rh_request *req, void (*cor
                 snprintf(want, sizeof(want), "stage=error status=invalid nonce=%016" PRIx64, nonce);
                 CHECK(udp_expect(want, line, sizeof(line), 3000), "no UDP '%s'", want);
                 CHECK(strstr(line, want_error) != NULL, "UDP error line '%s'", line);
+                {
+                        /* The host's parser must read it: stage, nonce, seq, the whole error. */
+                        struct rh_ack_line parsed;
+                        struct rh_error perr = {0};
+
+                        CHECK(rh_ack_line_parse(line, strlen(line), &parsed, &perr) == 0, "%s", perr.msg);
+                        CHECK(strcmp(parsed.stage, "error") == 0 && parsed.has_nonce &&
+                                      parsed.nonce == nonce && parsed.has_seq && parsed.seq == req->seq &&
+                                      strcmp(parsed.error, ack.error) == 0,
+                              "parsed: stage %s nonce %016" PRIx64 " seq %u error '%s'", parsed.stage,
+                              parsed.nonce, parsed.seq, parsed.error);
+                }
         }
 }
 
