@@ -345,6 +345,8 @@ static int write_plot(json_t *doc, const char *state_dir, char *plot, size_t plo
                                                 v[b - 1] = t;
                                         }
                                 fprintf(d, "# %s %s\n", panels[pi].field, json_string_value(json_object_get(g, "label")));
+                                if (k2 > 0)
+                                        fprintf(d, "%.3f 0\n", v[0]);
                                 for (size_t a = 0; a < k2; a++)
                                         fprintf(d, "%.3f %.4f\n", v[a], (double)(a + 1) / (double)k2);
                                 if (k2 == 0)
