@@ -567,6 +567,11 @@ int cmd_bench(int argc, char **argv)
                 plot[0] = '\0';
         }
         json_object_set_new(doc, "plot", plot[0] ? json_string(plot) : json_null());
+        /* Every run leaves its full document behind, whatever was printed. */
+        char saved[PATH_MAX + 32];
+        snprintf(saved, sizeof(saved), "%s/bench-last.json", cli.state_dir);
+        if (json_dump_file(doc, saved, JSON_INDENT(2)) == 0)
+                fprintf(stderr, "bench: every sample in %s\n", saved);
         int failures = count_failures(doc);
         if (cli.json) {
                 json_dumpf(doc, stdout, JSON_INDENT(2));
