@@ -6,7 +6,8 @@
  * tmpfs that this test patches with rh_mailbox_write_request. Each signal kind
  * is injected the way the kernel would deliver it (kmsg line into a FIFO,
  * vmclock page bump + notification, NEW_VMGENID=1 uevent, prearm fast poll,
- * the safety-net poll, vmclock-spin), and the result is checked from the
+ * the safety-net poll, vmclock-spin, and two lines written into the real
+ * /dev/kmsg), and the result is checked from the
  * kernel with `ip -j` (not with the agent's own netlink code), from the wire
  * on the peer (gratuitous ARP, unsolicited NA, UDP ack with the nonce) and
  * from the ack record in the page.
@@ -1149,6 +1150,56 @@ static void scenario_spin(void)
         munmap(page, RH_MAILBOX_SIZE);
 }
 
+/* The real /dev/kmsg (a character device: one record per read, SEEK_END):
+ * a line logged before the agent started must not fire, a new one must. */
+static void scenario_dev_kmsg(void)
+{
+        char mailbox[256], line[160];
+        char *extra[] = {"--signal", "vmgenid-kmsg", "--once", NULL};
+        struct identity id = clone2;
+        struct rh_request req;
+        struct rh_ack ack;
+        int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+        uint64_t nonce;
+
+        fprintf(stderr, "--- /dev/kmsg (character device)\n");
+        if (kmsg < 0) {
+                fprintf(stderr, "  /dev/kmsg not writable (%s): part skipped\n", strerror(errno));
+                return;
+        }
+        snprintf(mailbox, sizeof(mailbox), "%s/mailbox-kmsg", dir);
+        page = map_mailbox(mailbox);
+        next_seq = 1;
+        /* With the newline: the kernel keeps a record without one open (for
+         * continuation) and readers do not see it until the next record. */
+        snprintf(line, sizeof(line),
+                 "<6>rehome test-agent %d: crng reseeded due to virtual machine fork (old)\n", getpid());
+        if (write(kmsg, line, strlen(line)) < 0)
+                die("/dev/kmsg: %s", strerror(errno));
+        id.hostname = NULL;
+        req = make_request(&id);
+        start_agent(mailbox, extra);
+        wait_armed(1);
+        /* A request is waiting, but only a new kmsg line may wake the agent for it. */
+        nonce = post_request(&req);
+        usleep(300000);
+        CHECK(rh_mailbox_read_ack(page, &ack, NULL) == -ENODATA, "an old kmsg line fired the agent");
+        snprintf(line, sizeof(line), "<6>rehome test-agent %d: crng reseeded due to virtual machine fork\n",
+                 getpid());
+        if (write(kmsg, line, strlen(line)) < 0)
+                die("/dev/kmsg: %s", strerror(errno));
+        close(kmsg);
+        if (!wait_ack(req.seq, &ack))
+                CHECK(false, "no ack after a new /dev/kmsg line");
+        else {
+                CHECK(ack.signal == RH_SIGNAL_VMGENID_KMSG && ack.status == RH_ACK_APPLIED &&
+                              ack.nonce == nonce,
+                      "signal %s status %s", rh_signal_name(ack.signal), rh_ack_status_name(ack.status));
+        }
+        stop_agent();
+        munmap(page, RH_MAILBOX_SIZE);
+}
+
 static void scenario_v1(void)
 {
         char mailbox[256], kmsg[256], line[1024];
@@ -1227,6 +1278,7 @@ int main(int argc, char **argv)
         setup_network();
         scenario_main();
         scenario_spin();
+        scenario_dev_kmsg();
         scenario_v1();
 
         if (failures) {
