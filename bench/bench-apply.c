@@ -44,7 +44,11 @@
 
 extern char **environ;
 
+#define IDLE_SECONDS 5
+
 static char ns_a[64], ns_b[64], dir[128];
+static unsigned long idle_wakeups;
+static uint64_t idle_cpu_us;
 static pid_t agent_pid = -1;
 static uint8_t *page;
 static int kmsg_fd = -1;
@@ -298,6 +302,24 @@ static long referenced_kb(bool show)
         return total;
 }
 
+/* Voluntary context switches of the agent so far: its wake-ups. */
+static unsigned long agent_wakeups(void)
+{
+        char path[64], line[256];
+        unsigned long v = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", agent_pid);
+        f = fopen(path, "re");
+        if (!f)
+                die("%s: %s", path, strerror(errno));
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "voluntary_ctxt_switches: %lu", &v) == 1)
+                        break;
+        fclose(f);
+        return v;
+}
+
 /* utime + stime of the agent so far, in microseconds (clock-tick resolution). */
 static uint64_t agent_cpu_us(void)
 {
@@ -404,6 +426,19 @@ int main(int argc, char **argv)
 
         setup(argv[1], agent, sizeof(agent));
         start_agent(agent);
+
+        /* Idle: what a waiting agent costs (default timer, no prearm). */
+        {
+                unsigned long w0;
+                uint64_t c0;
+
+                usleep(200000);
+                w0 = agent_wakeups();
+                c0 = agent_cpu_us();
+                sleep(IDLE_SECONDS);
+                idle_wakeups = agent_wakeups() - w0;
+                idle_cpu_us = agent_cpu_us() - c0;
+        }
 
         /* Agent: warm-up, then timed handoffs. */
         for (unsigned i = 0; i < n + 20; i++) {
@@ -520,6 +555,10 @@ int main(int argc, char **argv)
                        "`ip` commands %.0f us; ratio %.1fx.\n\n",
                        n, (double)agent_cpu / n, (double)ip_cpu / n,
                        agent_cpu ? (double)ip_cpu / (double)agent_cpu : 0.0);
+                printf("Idle agent (%s, default intervals) over %d s: %lu wake-ups (%.1f/s), %" PRIu64
+                       " us CPU (clock-tick resolution: 0 means under one tick).\n\n",
+                       "--signal vmgenid-kmsg", IDLE_SECONDS, idle_wakeups,
+                       (double)idle_wakeups / IDLE_SECONDS, idle_cpu_us);
                 printf("Agent pages referenced from signal to ack+re-arm (clear_refs + smaps Referenced, "
                        "%u samples): median %ld, min %ld, max %ld (%ld KiB median).\n",
                        n_pages, p50, pmin, pmax, p50 * 4);
