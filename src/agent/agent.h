@@ -9,6 +9,7 @@
  *   apply.c     request -> kernel: links, addresses, routes, neighbours, DNS, host name
  *   announce.c  gratuitous ARP / unsolicited neighbour advertisement (packet socket)
  *   ack.c       ack record in the page and the UDP line
+ *   parse.c     parsers of untrusted bytes (kmsg lines, uevents, ACK_UDP TLV)
  *   main.c      options, set-up, the handoff sequence
  */
 #ifndef REHOME_AGENT_H
@@ -69,6 +70,18 @@ struct apply_result {
                                       * announce, hostname, dns (for -v) */
 };
 
+/* parse.c: no I/O, no agent state. */
+struct kmsg_scan {
+        char line[512];
+        size_t len;
+};
+/* Feed kmsg bytes (any chunking); true if a completed line held the vmgenid text. */
+bool kmsg_scan_feed(struct kmsg_scan *scan, const char *data, size_t len);
+/* True if the uevent @msg (NUL-separated, @len bytes) carries NEW_VMGENID=1. */
+bool uevent_has_vmgenid(const char *msg, size_t len);
+/* Find the ack target in a payload that failed to decode (bounds-checked). */
+bool ack_find_udp_target(const uint8_t *page, struct rh_request *ret_req);
+
 struct agent {
         struct agent_options opt;
 
@@ -101,6 +114,7 @@ struct agent {
         struct rh_nl_link links[64];
         struct rh_nl_addr addrs[64];
         struct rh_nl_route routes[64];
+        struct kmsg_scan kmsg_scan;
         char io_buf[8192];
         char line[1024];
 };
@@ -138,8 +152,6 @@ int announce_ipv6(struct agent *a, int ifindex, const uint8_t mac[6], const uint
 int ack_setup(struct agent *a, struct rh_error *err);
 /* Send the UDP line (stage=mailbox|applied|error) if the request has a target. */
 void ack_send_udp(struct agent *a, const struct rh_request *req, const char *stage);
-/* Find the ack target in a payload that failed to decode (bounds-checked). */
-bool ack_find_udp_target(const uint8_t *page, struct rh_request *ret_req);
 void ack_write(struct agent *a);
 /* Quote @text for a key="value" pair (rh_ack_line_parse syntax) into @out. */
 void ack_quote(const char *text, char *out, size_t cap);

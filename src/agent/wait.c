@@ -226,22 +226,14 @@ static int kmsg_setup(struct agent *a, struct rh_error *err)
         return 0;
 }
 
-/* Drain the kmsg source; true if the vmgenid line was among what arrived.
- * /dev/kmsg returns one record per read; a FIFO may return any chunk, so
- * lines are reassembled (a line longer than the buffer is cut, harmlessly). */
+/* Drain the kmsg source; true if the vmgenid line was among what arrived. */
 static bool kmsg_fired(struct agent *a)
 {
-        static char carry[256];
-        static size_t carry_len;
         bool fired = false;
 
         for (;;) {
-                char *buf = a->io_buf, *line, *nl;
-                size_t len;
-                ssize_t n;
+                ssize_t n = read(a->kmsg_fd, a->io_buf, sizeof(a->io_buf));
 
-                memcpy(buf, carry, carry_len);
-                n = read(a->kmsg_fd, buf + carry_len, sizeof(a->io_buf) - carry_len - 1);
                 if (n < 0) {
                         if (errno == EINTR || errno == EPIPE) /* EPIPE: records overwritten */
                                 continue;
@@ -249,25 +241,8 @@ static bool kmsg_fired(struct agent *a)
                 }
                 if (n == 0)
                         break;
-                len = carry_len + (size_t)n;
-                buf[len] = '\0';
-                carry_len = 0;
-                line = buf;
-                while ((nl = memchr(line, '\n', len - (size_t)(line - buf)))) {
-                        *nl = '\0';
-                        if (strstr(line, KMSG_NEEDLE))
-                                fired = true;
-                        line = nl + 1;
-                }
-                if (line < buf + len) {
-                        size_t rest = len - (size_t)(line - buf);
-                        if (strstr(line, KMSG_NEEDLE))
-                                fired = true;
-                        if (rest < sizeof(carry)) {
-                                memcpy(carry, line, rest);
-                                carry_len = rest;
-                        }
-                }
+                if (kmsg_scan_feed(&a->kmsg_scan, a->io_buf, (size_t)n))
+                        fired = true;
         }
         return fired;
 }
@@ -325,15 +300,8 @@ static bool uevent_fired(struct agent *a)
                 /* Only the kernel or root may announce a fork. */
                 if (!cred || cred->uid != 0)
                         continue;
-                a->io_buf[n] = '\0';
-                for (size_t off = 0; off < (size_t)n;) {
-                        const char *s = a->io_buf + off;
-                        size_t l = strlen(s);
-
-                        if (strcmp(s, UEVENT_KEY) == 0)
-                                fired = true;
-                        off += l + 1;
-                }
+                if (!(mh.msg_flags & MSG_TRUNC) && uevent_has_vmgenid(a->io_buf, (size_t)n))
+                        fired = true;
         }
         return fired;
 }
