@@ -373,8 +373,9 @@ static int write_plot(json_t *doc, const char *state_dir, char *plot, size_t plo
                         fprintf(s, "set xlabel '%s'\nplot ", panels[pi].title);
                         for (size_t gi = 0; gi < ng; gi++) {
                                 const char *label = json_string_value(json_object_get(json_array_get(groups, gi), "label"));
-                                fprintf(s, "%s'%s' index %zu using 1:2 with steps lw 2 title '%s'", gi ? ", " : "", dat,
-                                        pi * ng + gi, label);
+                                /* gnuplot cycles 8 colours: dash the lines after those. */
+                                fprintf(s, "%s'%s' index %zu using 1:2 with steps lw 2 lc %zu dt %d title '%s'",
+                                        gi ? ", " : "", dat, pi * ng + gi, gi % 8 + 1, gi < 8 ? 1 : 2, label);
                         }
                         fprintf(s, "\n");
                 }
