@@ -151,6 +151,29 @@ int apply_validate(struct agent *a, const struct rh_request *req, struct rh_erro
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * The kernel applies the attributes of one RTM_NEWLINK in turn and keeps the
+ * ones done before a failure: ask it what holds now, so the ack says exactly
+ * which of MAC, MTU and link-up are in effect and which one failed.
+ */
+static void link_report_partial(struct agent *a, const struct rh_iface *ifc, int ifindex,
+                                struct apply_result *res)
+{
+        struct rh_error ignore = {0};
+        struct rh_nl_link now;
+        bool mac_ok, mtu_ok, up_ok;
+
+        if (rh_nl_link_get(&a->nl, ifindex, &now, &ignore) < 0)
+                return; /* keep the first-step guess */
+        mac_ok = !ifc->has_mac || (now.mac_len == 6 && memcmp(now.mac, ifc->mac, 6) == 0);
+        mtu_ok = !ifc->mtu || now.mtu == ifc->mtu;
+        up_ok = now.flags & IFF_UP;
+        res->applied &= ~(uint32_t)(RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP);
+        res->applied |= (mac_ok ? RH_APPLIED_MAC : 0) | (mtu_ok ? RH_APPLIED_MTU : 0) |
+                        (up_ok ? RH_APPLIED_LINK_UP : 0);
+        res->failed_step = !mac_ok ? RH_APPLIED_MAC : !mtu_ok ? RH_APPLIED_MTU : RH_APPLIED_LINK_UP;
+}
+
 static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, struct apply_result *res,
                       struct rh_error *err)
 {
@@ -175,12 +198,20 @@ static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, 
                         /* Drivers without IFF_LIVE_ADDR_CHANGE want the link
                          * down for a new MAC: down, change, up. */
                         r = rh_nl_link_set_up(&a->nl, ifindex, false, err);
-                        if (r >= 0)
+                        if (r >= 0) {
                                 r = rh_nl_link_set(&a->nl, ifindex, ifc->mac, mtu_change ? ifc->mtu : 0, 1,
                                                    err);
+                                if (r < 0) {
+                                        /* Roll back: do not leave the old identity down. */
+                                        struct rh_error ignore = {0};
+                                        (void)rh_nl_link_set_up(&a->nl, ifindex, true, &ignore);
+                                }
+                        }
                 }
-                if (r < 0)
+                if (r < 0) {
+                        link_report_partial(a, ifc, ifindex, res);
                         return r;
+                }
                 res->changes += (unsigned)mac_change + (unsigned)mtu_change + (unsigned)up_change;
         }
         res->applied |= RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP;
