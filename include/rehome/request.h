@@ -53,6 +53,13 @@ char *rh_request_to_json(const struct rh_request *req, int indent);
 /* rh_ack_to_json - an ack record as a JSON object string (malloc'd; NULL on ENOMEM). */
 char *rh_ack_to_json(const struct rh_ack *ack, int indent);
 
+/*
+ * rh_hostport_parse - "HOST:PORT", "[V6]:PORT", or "gateway:PORT" (then
+ * ret_ip->family is 0: the gateway of the default route, hypeman V1 style).
+ * Returns 0 or -EINVAL (port 0 or > 65535, bad address, missing port).
+ */
+int rh_hostport_parse(const char *s, struct rh_ipaddr *ret_ip, uint16_t *ret_port);
+
 /* The fields of one UDP ack line. Unknown keys are ignored. */
 struct rh_ack_line {
         char stage[16];         /* "mailbox", "applied", "error" */

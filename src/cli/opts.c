@@ -312,21 +312,11 @@ int request_opt(struct request_opts *o, int c, const char *arg, const char *verb
                         return cli_usage_error(verb, "--hostname: longer than %d characters", RH_HOSTNAME_MAX);
                 memcpy(req->hostname, arg, strlen(arg) + 1);
                 break;
-        case OPT_ACK: {
-                /* Reuse the JSON parser's HOST:PORT rules through a tiny document. */
-                char doc[160];
-                struct rh_request tmp;
-                struct rh_error err = {};
-                if (strlen(arg) > 100)
-                        return cli_usage_error(verb, "--ack: too long");
-                snprintf(doc, sizeof(doc), "{\"interfaces\":[{\"name\":\"x\"}],\"ack\":\"%s\"}", arg);
-                if (strchr(arg, '"') || strchr(arg, '\\') || rh_request_from_json(doc, strlen(doc), &tmp, &err) < 0)
+        case OPT_ACK:
+                if (rh_hostport_parse(arg, &req->ack_addr, &req->ack_port) < 0)
                         return cli_usage_error(verb, "--ack: expected HOST:PORT, [V6]:PORT or gateway:PORT, got '%s'", arg);
                 req->has_ack_udp = true;
-                req->ack_addr = tmp.ack_addr;
-                req->ack_port = tmp.ack_port;
                 break;
-        }
         case OPT_NO_ANNOUNCE:
                 req->flags &= ~(uint32_t)RH_REQ_ANNOUNCE;
                 break;

@@ -194,9 +194,9 @@ static int parse_route(json_t *o, struct rh_route *rt, const char *what, struct 
         return 0;
 }
 
-/* Parse "HOST:PORT" or "[V6]:PORT". */
-static int parse_hostport(const char *s, struct rh_ipaddr *ip, uint16_t *port)
+int rh_hostport_parse(const char *s, struct rh_ipaddr *ret_ip, uint16_t *ret_port)
 {
+        struct rh_ipaddr parsed = {};
         char host[64];
         const char *colon;
         size_t n;
@@ -204,8 +204,7 @@ static int parse_hostport(const char *s, struct rh_ipaddr *ip, uint16_t *port)
         long p;
 
         if (strncmp(s, "gateway:", 8) == 0) {
-                /* hypeman V1 semantics: ack to the default route's gateway. */
-                memset(ip, 0, sizeof(*ip));
+                /* hypeman V1 semantics: ack to the default route's gateway (family 0). */
                 colon = s + 7;
                 goto port;
         }
@@ -228,14 +227,15 @@ static int parse_hostport(const char *s, struct rh_ipaddr *ip, uint16_t *port)
                 memcpy(host, s, n);
         }
         host[n] = '\0';
-        if (rh_ip_parse(host, ip, NULL) < 0)
+        if (rh_ip_parse(host, &parsed, NULL) < 0)
                 return -EINVAL;
 port:
         errno = 0;
         p = strtol(colon + 1, &end, 10);
         if (errno || *end || colon[1] == '\0' || p < 1 || p > 65535)
                 return -EINVAL;
-        *port = (uint16_t)p;
+        *ret_ip = parsed;
+        *ret_port = (uint16_t)p;
         return 0;
 }
 
@@ -351,7 +351,7 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
         if (r < 0)
                 return r;
         if (s) {
-                if (parse_hostport(s, &req.ack_addr, &req.ack_port) < 0)
+                if (rh_hostport_parse(s, &req.ack_addr, &req.ack_port) < 0)
                         return rh_error_set(err, EINVAL, "ack: expected HOST:PORT or gateway:PORT, got \"%s\"", s);
                 req.has_ack_udp = true;
         }
