@@ -178,6 +178,12 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
         }
         if (rc < 0 && err)
                 json_object_set_new(o, "error", json_string(err->msg));
+        if (r->acked) {
+                json_object_set_new(o, "ack_channel",
+                                    json_string(r->ack_channel ? r->ack_channel : "mailbox"));
+                json_object_set_new(t, "udp_ack_seen",
+                                    r->udp_ack_seen >= 0 ? json_real(r->udp_ack_seen) : json_null());
+        }
         if (r->seen[0])
                 json_object_set_new(o, "seen", json_string(r->seen));
         return o;

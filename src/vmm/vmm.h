@@ -244,7 +244,9 @@ struct vmm_fork_result {
         struct rh_ack ack;
         bool acked;
         struct vmm_fork_timing t;
-        char seen[256]; /* what was observed before a timeout */
+        char seen[256];          /* what was observed before a timeout */
+        const char *ack_channel; /* "mailbox" or "udp": which showed the final ack first */
+        double udp_ack_seen;     /* cont returned -> UDP ack line arrived (ms), -1 if none */
 };
 
 struct vmm_ops {

@@ -22,6 +22,9 @@ sum_before=$(sha256sum "$ram" | cut -d' ' -f1)
 out=$(rh --json fork tpl --ip 10.88.0.10/24 --count 4 --timeout 60s)
 rc=$?
 [ $rc = 0 ] && ok "4 concurrent forks acked" || { echo "$out"; fail "fork --count 4 exited $rc"; }
+# Second ack channel: the agent's UDP line to the socket rehome bound on the gateway.
+n_udp=$(echo "$out" | grep -c '"udp_ack_seen": [0-9]')
+[ "$n_udp" -ge 1 ] && ok "UDP ack line received for $n_udp of 4 forks" || fail "no UDP ack line for any fork"
 
 for i in 0 1 2 3; do
         ip=10.88.0.$((10 + i))
