@@ -57,6 +57,7 @@ struct agent_options {
         bool mlock;                  /* mlockall */
         bool tune_compaction;        /* write compact_unevictable_allowed=0 */
         bool verbose;
+        bool apply_shell;            /* --apply shell: `ip` via sh -c (benchmark comparison) */
 };
 
 /* What the apply step did, for the ack and for a half-way failure report. */
@@ -142,6 +143,8 @@ void wait_handoff_done(struct agent *a);
 int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err);
 /* Apply; on failure result.applied/failed_step/what say how far it got. */
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res);
+/* apply-shell.c: the same through `ip` commands in /bin/sh -c (--apply shell). */
+int apply_request_shell(struct agent *a, const struct rh_request *req, struct apply_result *res);
 
 /* announce.c */
 int announce_setup(struct agent *a, struct rh_error *err);

@@ -107,6 +107,8 @@ static void help(void)
                "  --handoffs N           exit after N handoffs\n"
                "  --no-mlock             do not mlockall (the mailbox page stays mlocked)\n"
                "  --no-kmsg-log          do not copy announcements into /dev/kmsg\n"
+               "  --apply netlink|shell  how to apply (default netlink); shell runs `ip` commands\n"
+               "                         through /bin/sh -c, for benchmark comparisons only\n"
                "  -v, --verbose          more diagnostics on stderr\n"
                "  -h, --help             this help\n"
                "  --version              print the version\n\n"
@@ -192,6 +194,7 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 OPT_KMSG,
                 OPT_VMCLOCK,
                 OPT_VMNOTIFY,
+                OPT_APPLY,
         };
         static const struct option options[] = {
                 {"signal", required_argument, NULL, OPT_SIGNAL},
@@ -211,6 +214,7 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 {"kmsg", required_argument, NULL, OPT_KMSG},
                 {"vmclock", required_argument, NULL, OPT_VMCLOCK},
                 {"vmclock-notify", required_argument, NULL, OPT_VMNOTIFY},
+                {"apply", required_argument, NULL, OPT_APPLY},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, OPT_VERSION},
@@ -298,6 +302,14 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                         break;
                 case OPT_VMNOTIFY:
                         o->vmclock_notify = optarg;
+                        break;
+                case OPT_APPLY:
+                        if (strcmp(optarg, "netlink") == 0)
+                                o->apply_shell = false;
+                        else if (strcmp(optarg, "shell") == 0)
+                                o->apply_shell = true;
+                        else
+                                return usage_error("--apply: '%s' is not netlink or shell", optarg);
                         break;
                 case 'v':
                         o->verbose = true;
@@ -473,7 +485,8 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         if (a->req.flags & RH_REQ_ACK_EARLY)
                 ack_send_udp(a, &a->req, "mailbox");
 
-        r = apply_request(a, &a->req, &a->result);
+        r = a->opt.apply_shell ? apply_request_shell(a, &a->req, &a->result)
+                               : apply_request(a, &a->req, &a->result);
         a->ack.t_applied_ns = now_ns();
         a->ack.applied = a->result.applied;
         if (r < 0) {
