@@ -56,7 +56,7 @@ check-fuzz: deps
 	tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 demo: build guest
-	$(BUILD)/rehome demo
+	$(BUILD)/src/cli/rehome demo
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)
