@@ -42,7 +42,9 @@ static void help(void)
                "  --quick             fewer forks (5 per mode), scale 1,4, short drivers (< 5 min)\n"
                "  --forks N           forks per mode after the first (default 20)\n"
                "  --modes LIST        signal modes, comma-separated (default auto,vmgenid-kmsg,poll;\n"
-               "                      vmclock, vmclock-spin are reported as skipped without a device)\n"
+               "                      vmclock, vmclock-spin are reported as skipped without a device;\n"
+               "                      shell = auto with the agent applying by `ip` commands via sh -c\n"
+               "                      (agent --apply shell: needs an image built with this agent))\n"
                "  --sections LIST     modes,warm,locate,apply,scale,cold (default all)\n"
                "  --scale LIST        concurrent clone counts (default 1,4,16,32)\n"
                "  --mem SIZE          guest RAM of the bench templates (default 256M)\n"
@@ -454,7 +456,7 @@ int cmd_bench(int argc, char **argv)
                 }
                 case O_MODES: {
                         static const char *const known[] = { "auto", "vmgenid-kmsg", "vmgenid", "poll", "vmclock",
-                                                             "vmclock-spin", "vmgenid-uevent" };
+                                                             "vmclock-spin", "vmgenid-uevent", "shell" };
                         const char *list[8];
                         r = parse_list(optarg, list, ELEMENTSOF(list), modes_store, sizeof(modes_store));
                         if (r <= 0)
@@ -465,7 +467,7 @@ int cmd_bench(int argc, char **argv)
                                         ok |= strcmp(list[i], known[k]) == 0;
                                 if (!ok)
                                         return cli_usage_error("bench", "unknown signal mode '%s' (auto, vmgenid-kmsg, "
-                                                               "vmgenid, vmgenid-uevent, poll, vmclock, vmclock-spin)", list[i]);
+                                                               "vmgenid, vmgenid-uevent, poll, vmclock, vmclock-spin, shell)", list[i]);
                                 o.modes[i] = list[i];
                         }
                         o.modes[r] = NULL;
