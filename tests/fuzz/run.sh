@@ -19,7 +19,7 @@ case $seconds in
 ''|*[!0-9]*) echo "$0: SECONDS must be a positive integer, not '$seconds'" >&2; exit 2 ;;
 esac
 srcdir=$(cd "$(dirname "$0")" && pwd)
-targets="request-decode mailbox-read v1-decode layout"
+targets="request-decode mailbox-read v1-decode layout agent-parse"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rehome-fuzz.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
