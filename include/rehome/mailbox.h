@@ -37,6 +37,9 @@
 
 #ifdef __cplusplus
 extern "C" {
+#define RH_STATIC_ASSERT static_assert
+#else
+#define RH_STATIC_ASSERT _Static_assert
 #endif
 
 #define RH_MAILBOX_SIZE 4096u
@@ -192,19 +195,19 @@ struct rh_wire_page {
         uint8_t payload[RH_PAYLOAD_MAX];
 };
 
-_Static_assert(sizeof(struct rh_wire_arm) == 64, "arm header size");
-_Static_assert(sizeof(struct rh_wire_prearm) == 64, "prearm size");
-_Static_assert(sizeof(struct rh_wire_prearm_confirm) == 64, "prearm confirm size");
-_Static_assert(sizeof(struct rh_wire_ack) == 576, "ack size");
-_Static_assert(sizeof(struct rh_wire_request) == 32, "request header size");
-_Static_assert(sizeof(struct rh_wire_page) == RH_MAILBOX_SIZE, "page size");
-_Static_assert(__builtin_offsetof(struct rh_wire_page, prearm) == RH_OFF_PREARM, "prearm off");
-_Static_assert(__builtin_offsetof(struct rh_wire_page, prearm_confirm) == RH_OFF_PREARM_CONFIRM, "confirm off");
-_Static_assert(__builtin_offsetof(struct rh_wire_page, ack) == RH_OFF_ACK, "ack off");
-_Static_assert(__builtin_offsetof(struct rh_wire_page, request) == RH_OFF_REQUEST, "request off");
-_Static_assert(__builtin_offsetof(struct rh_wire_page, payload) == RH_OFF_PAYLOAD, "payload off");
-_Static_assert(__builtin_offsetof(struct rh_wire_ack, error) == 0x60, "ack error off");
-_Static_assert(__builtin_offsetof(struct rh_wire_arm, crc32c) == 0x3c, "arm crc off");
+RH_STATIC_ASSERT(sizeof(struct rh_wire_arm) == 64, "arm header size");
+RH_STATIC_ASSERT(sizeof(struct rh_wire_prearm) == 64, "prearm size");
+RH_STATIC_ASSERT(sizeof(struct rh_wire_prearm_confirm) == 64, "prearm confirm size");
+RH_STATIC_ASSERT(sizeof(struct rh_wire_ack) == 576, "ack size");
+RH_STATIC_ASSERT(sizeof(struct rh_wire_request) == 32, "request header size");
+RH_STATIC_ASSERT(sizeof(struct rh_wire_page) == RH_MAILBOX_SIZE, "page size");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_page, prearm) == RH_OFF_PREARM, "prearm off");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_page, prearm_confirm) == RH_OFF_PREARM_CONFIRM, "confirm off");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_page, ack) == RH_OFF_ACK, "ack off");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_page, request) == RH_OFF_REQUEST, "request off");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_page, payload) == RH_OFF_PAYLOAD, "payload off");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_ack, error) == 0x60, "ack error off");
+RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_arm, crc32c) == 0x3c, "arm crc off");
 
 /*
  * Payload: a sequence of TLV records. Each record is

@@ -196,6 +196,35 @@ static void test_ack_line(void **state)
         assert_string_equal(err.msg, "ack line of 1500 bytes exceeds 1400");
 }
 
+static void test_hostport(void **state)
+{
+        struct rh_ipaddr ip = { .family = 9 };
+        uint16_t port = 1;
+
+        assert_int_equal(rh_hostport_parse("10.0.0.1:5555", &ip, &port), 0);
+        assert_int_equal(ip.family, 4);
+        assert_int_equal(ip.addr[3], 1);
+        assert_int_equal(port, 5555);
+        assert_int_equal(rh_hostport_parse("[fd00::1]:80", &ip, &port), 0);
+        assert_int_equal(ip.family, 6);
+        assert_int_equal(port, 80);
+        assert_int_equal(rh_hostport_parse("gateway:7", &ip, &port), 0);
+        assert_int_equal(ip.family, 0);
+        assert_int_equal(port, 7);
+        ip.family = 4;
+        port = 9;
+        assert_int_equal(rh_hostport_parse("10.0.0.1", &ip, &port), -EINVAL);
+        assert_int_equal(rh_hostport_parse("10.0.0.1:0", &ip, &port), -EINVAL);
+        assert_int_equal(rh_hostport_parse("10.0.0.1:65536", &ip, &port), -EINVAL);
+        assert_int_equal(rh_hostport_parse("10.0.0.1:", &ip, &port), -EINVAL);
+        assert_int_equal(rh_hostport_parse("[fd00::1:80", &ip, &port), -EINVAL);
+        assert_int_equal(rh_hostport_parse("host:80", &ip, &port), -EINVAL);
+        assert_int_equal(rh_hostport_parse("gateway:x", &ip, &port), -EINVAL);
+        /* Outputs untouched on failure. */
+        assert_int_equal(ip.family, 4);
+        assert_int_equal(port, 9);
+}
+
 static void test_ack_json(void **state)
 {
         struct rh_ack ack = {
@@ -218,7 +247,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_full_request), cmocka_unit_test(test_gateway_ack),
                 cmocka_unit_test(test_bad_requests), cmocka_unit_test(test_ack_line),
-                cmocka_unit_test(test_ack_json),
+                cmocka_unit_test(test_ack_json), cmocka_unit_test(test_hostport),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
