@@ -383,6 +383,9 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         }
         (void)last_r;
         uint64_t t_ack_seen = now_ns();
+        /* Before waiting for the UDP line: the hook counts what happened up to the ack. */
+        if (o->after_ack)
+                o->after_ack(o->hook_ctx, c);
         /* The agent writes the record, then sends the line: give the line a
          * short while to arrive, to report both channels (not in `total`). */
         for (uint64_t until = t_ack_seen + 250000000ull; udp_fd >= 0 && !t_udp_seen && now_ns() < until;) {
@@ -397,8 +400,6 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         res->ack_channel = t_udp_seen && t_udp_seen < t_ack_seen ? "udp" : "mailbox";
         if (t_udp_seen && t_udp_seen < t_ack_seen)
                 t_ack_seen = t_udp_seen; /* the first channel to show the final ack */
-        if (o->after_ack)
-                o->after_ack(o->hook_ctx, c);
         res->ack = ack;
         res->acked = true;
         res->t.host_ack_seen = ms(t_ack_seen - t_cont);
