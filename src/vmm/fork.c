@@ -183,13 +183,17 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
 
         memset(res, 0, sizeof(*res));
         t_start = now_ns();
-        r = vmm_net_load(o->state_dir, &net, err);
-        if (r < 0)
-                return r;
+        if (o->net)
+                net = *o->net;
+        else {
+                r = vmm_net_load(o->state_dir, &net, err);
+                if (r < 0)
+                        return r;
+        }
 
         /* Identity first: refuse before anything is spawned. */
         rh_ip_format(&o->ip, addr);
-        {
+        if (!o->no_handoff) {
                 char owner[64];
                 if (vmm_ip_in_use(o->state_dir, addr, owner, sizeof(owner)) < 0)
                         return rh_error_set(
@@ -218,6 +222,12 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                 memcpy(c->mac, o->mac, 6);
         else
                 vmm_mac_for_ip(&o->ip, c->mac);
+        if (o->no_handoff) {
+                /* Resumed unchanged: the template's identity, in its own namespace. */
+                snprintf(c->ip, sizeof(c->ip), "%s", t->ip);
+                snprintf(c->gateway, sizeof(c->gateway), "%s", t->gateway);
+                memcpy(c->mac, t->mac, 6);
+        }
         if (!c->vmgenid[0])
                 vmm_guid_new(c->vmgenid);
         snprintf(log, sizeof(log), "%s/qemu.log", c->dir);
@@ -276,9 +286,11 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         }
         res->t.incoming = ms(now_ns() - t0);
 
-        /* patch */
+        /* patch (none with no_handoff: the clone resumes as the template) */
         t0 = now_ns();
         uint64_t gpa = t->mailbox_gpa;
+        if (o->no_handoff)
+                goto patched;
         r = rh_layout_parse(t->layout, &layout, err);
         if (r < 0)
                 goto fail;
@@ -306,6 +318,7 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                 rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64, gpa);
                 goto fail;
         }
+patched:
         res->t.patch = ms(now_ns() - t0);
 
         if (o->before_cont) {
@@ -327,6 +340,12 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
         res->t.cont = ms(t_cont - t0);
         snprintf(c->status, sizeof(c->status), o->no_cont ? "paused" : "resumed");
         vmm_clone_save(c, NULL);
+        if (o->no_handoff) {
+                /* Nothing to wait for. The QEMU stays tracked (killed on a signal): the caller destroys it. */
+                res->t.total = ms(t_cont - t_start);
+                qmp_free(qmp);
+                return 0;
+        }
 
         /* ack */
         uint64_t deadline = t_cont + (uint64_t)o->timeout_ms * 1000000ull;

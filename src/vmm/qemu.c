@@ -58,9 +58,19 @@ void qemu_kill_all(void)
                         kill(children[i], SIGKILL);
 }
 
+static void (*volatile signal_extra)(void);
+
+void qemu_set_signal_extra(void (*fn)(void))
+{
+        signal_extra = fn;
+}
+
 static void on_signal(int sig)
 {
+        void (*extra)(void) = signal_extra;
         qemu_kill_all();
+        if (extra)
+                extra();
         _exit(128 + sig);
 }
 

@@ -159,6 +159,8 @@ void qemu_release(pid_t pid);
 void qemu_kill_all(void);
 /* Install SIGINT/SIGTERM/SIGHUP handlers that kill our QEMUs and exit 130. */
 void qemu_install_signal_cleanup(void);
+/* One more async-signal-safe cleanup those handlers run after killing the QEMUs (NULL = none). */
+void qemu_set_signal_extra(void (*fn)(void));
 /* Non-blocking: true if the child @pid exited (reaped). */
 bool qemu_exited(pid_t pid, int *ret_status);
 /* Last non-empty line of the QEMU log at @path (for error messages). */
@@ -228,6 +230,16 @@ struct vmm_fork_opts {
         int (*before_cont)(void *ctx, const struct vmm_clone *c);
         void (*after_ack)(void *ctx, const struct vmm_clone *c);
         void *hook_ctx;
+        /*
+         * Benchmark comparison (rehome bench, nat): @net (NULL = the state
+         * directory's net.json) is the network the clone's tap and QEMU go
+         * in; @no_handoff resumes the clone unchanged: no address check, no
+         * mailbox patch, no ack wait (the clone keeps the template's IP and
+         * MAC; opts->ip is ignored). The fork returns 0 right after `cont`,
+         * with acked false.
+         */
+        const struct vmm_net *net;
+        bool no_handoff;
 };
 
 /* Per-fork stage timings, milliseconds. Guest stages anchored as documented in fork.c. */
