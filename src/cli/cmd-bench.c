@@ -35,7 +35,10 @@ static void help(void)
                "pool vs cold spawn, locate+patch at 256 MiB vs 16 GiB vs a full scan\n"
                "(bench-locate), agent apply vs ip(8) (bench-apply), 1/4/16/32 concurrent\n"
                "forks, and a cold template on disk with no prefetch, a 64 MiB window, or the\n"
-               "recorded working set. Templates bench-MODE are created once and reused.\n"
+               "recorded working set; per-clone NAT (Firecracker's network-for-clones: the\n"
+               "template's IP/MAC in a namespace per clone, nft DNAT/SNAT) vs rehome, cont ->\n"
+               "first echo reply at the unique address, and the NAT host set-up.\n"
+               "Templates bench-MODE are created once and reused.\n"
                "Use a private --state-dir: bench creates its own network (namespace\n"
                "rhbench, 10.78.0.1/24) there when it has none.\n\n"
                "Options:\n"
@@ -45,7 +48,7 @@ static void help(void)
                "                      vmclock, vmclock-spin are reported as skipped without a device;\n"
                "                      shell = auto with the agent applying by `ip` commands via sh -c\n"
                "                      (agent --apply shell: needs an image built with this agent))\n"
-               "  --sections LIST     modes,warm,locate,apply,scale,cold (default all)\n"
+               "  --sections LIST     modes,warm,locate,apply,scale,cold,nat (default all)\n"
                "  --scale LIST        concurrent clone counts (default 1,4,16,32)\n"
                "  --mem SIZE          guest RAM of the bench templates (default 256M)\n"
                "  --image DIR         guest image (default $REHOME_IMAGE or the build's)\n"
@@ -244,6 +247,54 @@ static void print_doc(json_t *doc, const char *plot)
                         }
                 }
         }
+        json_t *nat = json_object_get(doc, "nat");
+        if (nat) {
+                printf("\n== per-clone NAT (Firecracker's network-for-clones) vs rehome, alternating ==\n");
+                if (json_object_get(nat, "error"))
+                        printf("FAILED: %s\n", json_string_value(json_object_get(nat, "error")));
+                else {
+                        json_t *sc = json_object_get(nat, "setup_commands");
+                        printf("NAT: the clone resumed unchanged (template IP/MAC) in its own namespace; host set-up per\n"
+                               "clone: %" JSON_INTEGER_FORMAT " processes (ip/nft), %" JSON_INTEGER_FORMAT
+                               " ip lines, %" JSON_INTEGER_FORMAT " nft rules; teardown %" JSON_INTEGER_FORMAT
+                               " (ip netns del).\nreachable = `cont` returned -> first ICMP echo reply at the unique "
+                               "address from the bench namespace (echo every %" JSON_INTEGER_FORMAT " us)\n",
+                               json_integer_value(json_object_get(sc, "processes")),
+                               json_integer_value(json_object_get(sc, "ip_lines")),
+                               json_integer_value(json_object_get(sc, "nft_rules")),
+                               json_integer_value(json_object_get(sc, "teardown_processes")),
+                               json_integer_value(json_object_get(nat, "probe_interval_us")));
+                        static const char *const rows[][2] = {
+                                { "reachable_ms", "cont -> reachable" }, { "setup_ms", "host set-up (ns+veth+nft)" },
+                                { "teardown_ms", "host teardown" }, { "reconfigure_ms", "resume -> applied ack" },
+                                { "spawn_ms", "spawn" }, { "incoming_ms", "incoming" }, { "patch_ms", "patch" },
+                        };
+                        for (int k = 0; k < 2; k++) {
+                                g = json_object_get(nat, k ? "rehome" : "nat");
+                                json_t *st = json_object_get(g, "stats");
+                                printf("%s: %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " reachable\n",
+                                       json_string_value(json_object_get(g, "label")),
+                                       json_integer_value(json_object_get(g, "ok")),
+                                       json_integer_value(json_object_get(g, "forks")));
+                                printf("  %-32s %9s %9s %9s %9s %5s\n", "", "avg", "p50", "p99", "max", "n");
+                                for (size_t r = 0; r < ELEMENTSOF(rows); r++) {
+                                        json_t *x = json_object_get(st, rows[r][0]);
+                                        if (!json_is_object(x))
+                                                continue;
+                                        printf("  %-32s", rows[r][1]);
+                                        print_val(num(x, "avg"));
+                                        print_val(num(x, "p50"));
+                                        print_val(num(x, "p99"));
+                                        print_val(num(x, "max"));
+                                        printf(" %5.0f\n", num(x, "n"));
+                                }
+                        }
+                        printf("ratio NAT / rehome, cont -> reachable: p50 %.2fx, p99 %.2fx; with NAT's host set-up "
+                               "added: p50 %.2fx, p99 %.2fx\n",
+                               num(nat, "ratio_reachable_p50"), num(nat, "ratio_reachable_p99"),
+                               num(nat, "ratio_setup_plus_reachable_p50"), num(nat, "ratio_setup_plus_reachable_p99"));
+                }
+        }
         printf("\n== targets (issue 5) ==\n");
         json_array_foreach(json_object_get(doc, "targets"), i, g) {
                 json_t *met = json_object_get(g, "met");
@@ -279,6 +330,12 @@ static int count_failures(json_t *doc)
                 }
         json_t *cold = json_object_get(doc, "cold");
         n += cold && json_object_get(cold, "error") != NULL;
+        json_t *nat = json_object_get(doc, "nat");
+        n += nat && json_object_get(nat, "error") != NULL;
+        for (int k = 0; nat && k < 2; k++) {
+                g = json_object_get(nat, k ? "rehome" : "nat");
+                n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "ok"));
+        }
         json_array_foreach(json_object_get(cold, "variants"), i, g)
                 n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "acked"));
         return n;
@@ -474,7 +531,8 @@ int cmd_bench(int argc, char **argv)
                         break;
                 }
                 case O_SECTIONS: {
-                        static const char *const names[] = { "modes", "warm", "locate", "apply", "scale", "cold" };
+                        static const char *const names[] = { "modes", "warm", "locate", "apply", "scale", "cold",
+                                                             "nat" };
                         const char *list[8];
                         r = parse_list(optarg, list, ELEMENTSOF(list), sections_store, sizeof(sections_store));
                         if (r <= 0)
@@ -486,7 +544,7 @@ int cmd_bench(int argc, char **argv)
                                         ;
                                 if (k == ELEMENTSOF(names))
                                         return cli_usage_error("bench", "unknown section '%s' (modes, warm, locate, "
-                                                               "apply, scale, cold)", list[i]);
+                                                               "apply, scale, cold, nat)", list[i]);
                                 o.sections |= 1u << k;
                         }
                         break;
@@ -533,6 +591,7 @@ int cmd_bench(int argc, char **argv)
         }
         o.warm_forks = o.quick ? 5 : 20;
         o.cold_forks = o.quick ? 3 : 10;
+        o.nat_forks = o.quick ? 3 : 10;
         /* The drivers next to this binary in a build tree: <build>/src/cli/rehome -> <build>/bench/. */
         {
                 char exe[PATH_MAX];

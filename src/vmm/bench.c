@@ -16,6 +16,10 @@
  *           the page cache before every fork; prefetch nothing, a 64 MiB
  *           window around the mailbox, or the recorded working set
  *           (workingset.c), against the same template on tmpfs
+ *   nat     per-clone NAT (Firecracker's network-for-clones: the template's
+ *           IP/MAC in a namespace per clone, nft DNAT/SNAT to a unique
+ *           address) vs rehome, alternating: host set-up and cont ->
+ *           first echo reply at the unique address (bench-nat.c)
  *
  * Everything goes into one JSON document (every sample, per-group stats and
  * the targets of issue 5); the CLI prints the tables and the plot from it.
@@ -1173,6 +1177,18 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
                 json_object_set_new(doc, "scale", section_scale(o, &net, h, &auto_t));
         if (o->sections & BENCH_COLD)
                 json_object_set_new(doc, "cold", section_cold(o, &net, h, &auto_t));
+        if (o->sections & BENCH_NAT) {
+                /* --sections nat alone: the auto template, without the mode forks. */
+                struct rh_error e = { 0 };
+                bool reused;
+                if (!have_auto && ensure_template(o, &net, "auto", &auto_t, &reused, &e) == 0) {
+                        have_auto = true;
+                        json_object_set_new(doc, "accel", json_string(auto_t.accel));
+                        json_object_set_new(doc, "cpu", json_string(auto_t.cpu));
+                }
+                json_object_set_new(doc, "nat", have_auto ? bench_section_nat(o, &net, &auto_t)
+                                                          : json_pack("{s:s}", "error", e.msg));
+        }
 
         json_object_set_new(doc, "seconds", json_real((double)(now_ns() - t0) / 1e9));
         json_object_set_new(json_object_get(doc, "host"), "loadavg_end", loadavg());

@@ -95,7 +95,8 @@ enum {
         BENCH_APPLY = 1 << 3,
         BENCH_SCALE = 1 << 4,
         BENCH_COLD = 1 << 5,
-        BENCH_ALL = 0x3f,
+        BENCH_NAT = 1 << 6,
+        BENCH_ALL = 0x7f,
 };
 
 struct vmm_bench_opts {
@@ -109,12 +110,21 @@ struct vmm_bench_opts {
         unsigned forks;         /* per mode, after the first */
         unsigned warm_forks;
         unsigned cold_forks;    /* per prefetch variant */
+        unsigned nat_forks;     /* per-clone NAT forks (each alternating with a rehome fork) */
         unsigned scale[8];      /* concurrent counts, 0-terminated */
         uint64_t mem_size;
         unsigned sections;      /* BENCH_* */
         bool quick;
         bool progress;
 };
+
+/*
+ * Per-clone NAT (Firecracker's network-for-clones) vs rehome, alternating
+ * forks of @t (bench-nat.c): host set-up and cont -> first echo reply at the
+ * clone's unique address, from the bench namespace. New reference.
+ */
+struct json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *net,
+                                 const struct vmm_template *t);
 
 /* Run the benchmark; *ret_doc is one JSON document with every sample. */
 int vmm_bench_run(const struct vmm_bench_opts *o, struct json_t **ret_doc, struct rh_error *err);
