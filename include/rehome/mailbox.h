@@ -22,8 +22,8 @@
  *         | request payload (3296 B)    |  TLV records, see RH_TLV_*
  *   0x1000+-----------------------------+
  *
- * Ordering (both writers): fill everything, compute the CRC, and write the
- * 32-bit sequence field LAST. Readers read the sequence, then the body, check
+ * Ordering (both writers): store 0 in the 32-bit sequence field first, then
+ * fill everything and compute the CRC, and write the new sequence LAST. Readers read the sequence, then the body, check
  * the CRC, and re-read the sequence; a mismatch means a torn read: retry.
  */
 #ifndef REHOME_MAILBOX_H
@@ -381,7 +381,7 @@ bool rh_mailbox_matches(const uint8_t *page, size_t len, const uint8_t token[RH_
 /*
  * rh_mailbox_write_request - host side: encode @req (with @req->seq and
  * @req->nonce; seq must be nonzero) into @page in the documented order:
- * payload, header fields, CRC, then seq. Returns as rh_request_encode, and
+ * seq 0, payload, header fields, CRC, then the new seq. Returns as rh_request_encode, and
  * -EINVAL for seq == 0.
  */
 int rh_mailbox_write_request(uint8_t *page, const struct rh_request *req, struct rh_error *err);
@@ -399,7 +399,7 @@ int rh_mailbox_read_request(const uint8_t *page, struct rh_request *ret_req,
 
 /*
  * rh_mailbox_write_ack - agent side: write @ack into the ack record of
- * @page with CRC, seq last.
+ * @page: seq 0 first, then the body with its CRC, the new seq last.
  */
 void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack);
 

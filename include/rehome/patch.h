@@ -134,9 +134,9 @@ int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t
  * page and verifying its arm header, @token (NULL: any) and recorded gpa.
  * @req->seq 0 means "one more than the seq now in the page" (0 skipped on
  * wrap). The request is built with rh_mailbox_write_request on a local copy
- * of the page, then written in two writes: the header body and payload
- * [0x304, 0x320 + payload_len) first, the 4-byte seq at 0x300 last, so a
- * guest that runs meanwhile never sees a new seq with an old body.
+ * of the page, then written in three writes: seq 0 at 0x300, the header
+ * body and payload [0x304, 0x320 + payload_len), the new seq at 0x300 last,
+ * so a guest that runs meanwhile never pairs a seq with another body.
  * @ret_seq:  optional; the seq written
  * Returns 0, or
  *   -EINVAL  @gpa not 4 KiB aligned; invalid request (rh_mailbox_write_request)

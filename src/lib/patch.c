@@ -258,12 +258,21 @@ int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token
         if (len > RH_PAYLOAD_MAX) /* our own encoder wrote it; cannot happen */
                 return rh_error_set(err, EMSGSIZE, "mailbox at gpa 0x%" PRIx64 ": payload length %u", gpa,
                                     len);
-        /* Body first: header fields after seq, and the payload. */
+        /*
+         * Three writes, the mailbox's publication order (docs/MAILBOX.md): seq 0
+         * first, so a guest that happens to run meanwhile can never pair the old
+         * seq with the new body; then the body (header fields after seq, and the
+         * payload); the new seq last. For a paused clone the first write is only
+         * 4 bytes more.
+         */
+        static const uint8_t zero_seq[4];
+        r = rh_target_write(target, gpa + RH_OFF_REQUEST, zero_seq, sizeof(zero_seq), err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64 " (clear seq)", gpa);
         r = rh_target_write(target, gpa + RH_OFF_REQUEST + 4, page + RH_OFF_REQUEST + 4,
                             RH_OFF_PAYLOAD - RH_OFF_REQUEST - 4 + len, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64, gpa);
-        /* Then the publication point. */
         r = rh_target_write(target, gpa + RH_OFF_REQUEST, page + RH_OFF_REQUEST, 4, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64 " (seq)", gpa);
