@@ -266,8 +266,8 @@ static void print_doc(json_t *doc, const char *plot)
                                json_integer_value(json_object_get(nat, "probe_interval_us")));
                         static const char *const rows[][2] = {
                                 { "reachable_ms", "cont -> reachable" }, { "setup_ms", "host set-up (ns+veth+nft)" },
-                                { "teardown_ms", "host teardown" }, { "reconfigure_ms", "resume -> applied ack" },
-                                { "spawn_ms", "spawn" }, { "incoming_ms", "incoming" }, { "patch_ms", "patch" },
+                                { "teardown_ms", "host teardown" }, { "resume_applied_ms", "resume -> applied ack" },
+                                { "clone_spawn_ms", "spawn" }, { "clone_incoming_ms", "incoming" }, { "clone_patch_ms", "patch" },
                         };
                         for (int k = 0; k < 2; k++) {
                                 g = json_object_get(nat, k ? "rehome" : "nat");

@@ -404,8 +404,8 @@ static json_t *num_or_null(double v)
 /* ---- the section ---------------------------------------------------------------------- */
 
 enum { F_SETUP, F_REACH, F_TEARDOWN, F_SPAWN, F_INCOMING, F_PATCH, F_RECONF, F_N };
-static const char *const field_names[F_N] = { "setup_ms", "reachable_ms", "teardown_ms", "spawn_ms",
-                                              "incoming_ms", "patch_ms", "reconfigure_ms" };
+static const char *const field_names[F_N] = { "setup_ms", "reachable_ms", "teardown_ms", "clone_spawn_ms",
+                                              "clone_incoming_ms", "clone_patch_ms", "resume_applied_ms" };
 
 static void progress(const struct vmm_bench_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(const struct vmm_bench_opts *o, const char *fmt, ...)
