@@ -289,6 +289,15 @@ static void print_doc(json_t *doc, const char *plot)
                                         printf(" %5.0f\n", num(x, "n"));
                                 }
                         }
+                        printf("ARP from the gateway side: NAT clones answer for %s as the template (%s) %" JSON_INTEGER_FORMAT
+                               "/%" JSON_INTEGER_FORMAT ", rehome clones for their new IP with their own MAC %"
+                               JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "\n",
+                               json_string_value(json_object_get(nat, "template_ip")) ?: "-",
+                               json_string_value(json_object_get(nat, "template_mac")) ?: "-",
+                               json_integer_value(json_object_get(json_object_get(nat, "nat"), "identity_ok")),
+                               json_integer_value(json_object_get(json_object_get(nat, "nat"), "forks")),
+                               json_integer_value(json_object_get(json_object_get(nat, "rehome"), "identity_ok")),
+                               json_integer_value(json_object_get(json_object_get(nat, "rehome"), "forks")));
                         printf("ratio NAT / rehome, cont -> reachable: p50 %.2fx, p99 %.2fx; with NAT's host set-up "
                                "added: p50 %.2fx, p99 %.2fx\n",
                                num(nat, "ratio_reachable_p50"), num(nat, "ratio_reachable_p99"),
@@ -335,6 +344,7 @@ static int count_failures(json_t *doc)
         for (int k = 0; nat && k < 2; k++) {
                 g = json_object_get(nat, k ? "rehome" : "nat");
                 n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "ok"));
+                n += json_integer_value(json_object_get(g, "ok")) != json_integer_value(json_object_get(g, "identity_ok"));
         }
         json_array_foreach(json_object_get(cold, "variants"), i, g)
                 n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "acked"));

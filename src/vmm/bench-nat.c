@@ -449,7 +449,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
 
         double (*v[2])[F_N] = { calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])) };
         json_t *samples[2] = { json_array(), json_array() };
-        unsigned ok[2] = { 0, 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
+        unsigned ok[2] = { 0, 0 }, ident[2] = { 0, 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
         struct vmm_fork_opts base;
         memset(&base, 0, sizeof(base));
         base.state_dir = o->state_dir;
@@ -467,7 +467,8 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         struct vmm_fork_opts fo = base;
                         struct vmm_fork_result res;
                         struct nat_clone nc = { 0 };
-                        char target[64];
+                        char target[64], seen[18] = "";
+                        uint8_t seen_mac[6];
                         int r = 0;
                         fo.hook_ctx = &p;
                         for (int f = 0; f < F_N; f++)
@@ -500,6 +501,17 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                 v[kind][i][F_PATCH] = kind ? res.t.patch : NAN;
                                 if (kind && res.t.have_guest && res.t.resume_applied >= 0)
                                         v[kind][i][F_RECONF] = res.t.resume_applied;
+                                /* Which identity answers, by ARP from its gateway side (not timed). */
+                                if (r == 0) {
+                                        char tip[64];
+                                        snprintf(tip, sizeof(tip), "%s", kind ? res.clone.ip : t->ip);
+                                        *strchrnul(tip, '/') = '\0';
+                                        if (vmm_probe_arp(kind ? net : &nc.net, tip, seen_mac, 3) == 0) {
+                                                rh_mac_format(seen_mac, seen);
+                                                bool want = memcmp(seen_mac, kind ? res.clone.mac : t->mac, 6) == 0;
+                                                ident[kind] += want;
+                                        }
+                                }
                                 if (res.clone.id[0]) {
                                         if (kind == 0)
                                                 res.clone.tap[0] = '\0'; /* goes with the namespace */
@@ -519,6 +531,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         for (int f = 0; f < F_N; f++)
                                 json_object_set_new(x, field_names[f], num_or_null(v[kind][i][f]));
                         json_object_set_new(x, "probes_sent", json_integer(p.sent));
+                        json_object_set_new(x, "arp_mac", seen[0] ? json_string(seen) : json_null());
                         json_array_append_new(samples[kind], x);
                         if (o->progress)
                                 fprintf(stderr, "\rbench:   %u/%u %s: reachable %.1f ms   ", i + 1, n,
@@ -546,6 +559,8 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                                                  : "per-clone NAT (template IP/MAC in its own netns)"));
                 json_object_set_new(g, "forks", json_integer(n));
                 json_object_set_new(g, "ok", json_integer(ok[kind]));
+                /* NAT: the template's MAC answers for the template IP; rehome: the clone's own. */
+                json_object_set_new(g, "identity_ok", json_integer(ident[kind]));
                 json_object_set_new(g, "stats", st);
                 json_object_set_new(g, "samples", samples[kind]);
                 json_object_set_new(s, kind ? "rehome" : "nat", g);
@@ -554,6 +569,11 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         json_object_set_new(s, "template", json_string(t->name));
         json_object_set_new(s, "probe_interval_us", json_integer(NAT_PROBE_US));
         json_object_set_new(s, "gateway_mac", json_string(NAT_GW_MAC));
+        {
+                char tmac[18];
+                json_object_set_new(s, "template_ip", json_string(t->ip));
+                json_object_set_new(s, "template_mac", json_string(rh_mac_format(t->mac, tmac)));
+        }
         json_object_set_new(s, "setup_commands",
                             json_pack("{s:i, s:i, s:i, s:i}", "processes", (int)processes, "ip_lines", (int)ip_lines,
                                       "nft_rules", (int)nft_rules, "teardown_processes", 1));

@@ -47,6 +47,9 @@ n=$(grep -c '"reachable_ms": [0-9]' "$out")
 [ "$n" = 6 ] && ok "reachable_ms a number in all 6 nat-section samples" || fail "reachable_ms a number $n times, want 6"
 n=$(grep -c '"setup_ms": [0-9]' "$out")
 [ "$n" = 3 ] && ok "NAT host set-up timed for 3 clones" || fail "setup_ms a number $n times, want 3"
+n=$(grep -c '"identity_ok": 3' "$out")
+[ "$n" = 2 ] && ok "ARP: NAT clones answer as the template, rehome clones with their own MAC (3 + 3)" ||
+        fail "identity_ok 3 in $n of the 2 nat-section groups"
 grep -q '"nft_rules": 2' "$out" && ok "NAT set-up: 2 nft rules per clone" || fail "nft rule count missing"
 left=$(ls /run/netns 2>/dev/null | grep '^rhnat-' | tr '\n' ' ')
 [ -z "$left" ] && ok "no per-clone NAT namespace left" || fail "NAT namespaces left: $left"
