@@ -289,6 +289,12 @@ static void print_doc(json_t *doc, const char *plot)
                                         printf(" %5.0f\n", num(x, "n"));
                                 }
                         }
+                        printf("NAT host set-up by command:\n");
+                        json_array_foreach(json_object_get(nat, "setup_steps"), i, g) {
+                                json_t *x = json_object_get(g, "stats");
+                                printf("  %-48s p50 %7.1f  p99 %7.1f ms\n", json_string_value(json_object_get(g, "command")),
+                                       num(x, "p50"), num(x, "p99"));
+                        }
                         printf("ARP from the gateway side: NAT clones answer for %s as the template (%s) %" JSON_INTEGER_FORMAT
                                "/%" JSON_INTEGER_FORMAT ", rehome clones for their new IP with their own MAC %"
                                JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "\n",

@@ -83,6 +83,7 @@ struct nat_clone {
         char uniq[20];            /* 10.79.0.<i> */
         struct vmm_net net;       /* the clone namespace, bridge rhbr0 */
         unsigned processes;       /* ip / nft runs for set-up */
+        double step_ms[8];        /* each of them */
         unsigned ip_lines, nft_rules;
         double setup_ms, teardown_ms;
 };
@@ -110,7 +111,10 @@ static unsigned count_lines(const char *s)
 static int run_step(const struct vmm_net *net, char *const argv[], struct nat_clone *nc, struct rh_error *err)
 {
         char out[1024] = "";
+        uint64_t t0 = now_ns();
         int r = vmm_net_run(net, argv, out, sizeof(out));
+        if (nc->processes < ELEMENTSOF(nc->step_ms))
+                nc->step_ms[nc->processes] = (double)(now_ns() - t0) / 1e6;
         nc->processes++;
         if (r != 0) {
                 out[strcspn(out, "\n")] = '\0';
@@ -449,6 +453,10 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
 
         double (*v[2])[F_N] = { calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])) };
         json_t *samples[2] = { json_array(), json_array() };
+        static double step[5][NAT_MAX];
+        for (int k = 0; k < 5; k++)
+                for (unsigned i = 0; i < n; i++)
+                        step[k][i] = NAN;
         unsigned ok[2] = { 0, 0 }, ident[2] = { 0, 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
         struct vmm_fork_opts base;
         memset(&base, 0, sizeof(base));
@@ -531,6 +539,14 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         for (int f = 0; f < F_N; f++)
                                 json_object_set_new(x, field_names[f], num_or_null(v[kind][i][f]));
                         json_object_set_new(x, "probes_sent", json_integer(p.sent));
+                        if (kind == 0) {
+                                json_t *steps = json_array();
+                                for (unsigned k = 0; k < nc.processes && k < ELEMENTSOF(step); k++) {
+                                        json_array_append_new(steps, json_real(nc.step_ms[k]));
+                                        step[k][i] = nc.step_ms[k];
+                                }
+                                json_object_set_new(x, "setup_steps_ms", steps);
+                        }
                         json_object_set_new(x, "arp_mac", seen[0] ? json_string(seen) : json_null());
                         json_array_append_new(samples[kind], x);
                         if (o->progress)
@@ -565,6 +581,18 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                 json_object_set_new(g, "samples", samples[kind]);
                 json_object_set_new(s, kind ? "rehome" : "nat", g);
                 free(v[kind]);
+        }
+        {
+                /* Where the set-up time goes, one row per process in the order run. */
+                static const char *const names[5] = { "ip netns add", "ip -n BENCH -batch (veth, addr, route)",
+                                                      "ip -n NS -batch (bridge, gateway, veth, neigh)",
+                                                      "ip netns exec NS sysctl ip_forward=1",
+                                                      "ip netns exec NS nft -f (DNAT + SNAT)" };
+                json_t *arr = json_array();
+                for (int k = 0; k < 5; k++)
+                        json_array_append_new(arr, json_pack("{s:s, s:o}", "command", names[k], "stats",
+                                                             stats_of(step[k], n)));
+                json_object_set_new(s, "setup_steps", arr);
         }
         json_object_set_new(s, "template", json_string(t->name));
         json_object_set_new(s, "probe_interval_us", json_integer(NAT_PROBE_US));
