@@ -39,8 +39,11 @@ guest: build
 
 # Every test: unit, integration (root, netns, QEMU), sanitizers, bounded fuzzing.
 check: build guest
-	meson test -C $(BUILD) --print-errorlogs --num-processes 2
-	$(MAKE) check-asan check-fuzz
+	@rc=0; \
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2 || rc=1; \
+	$(MAKE) check-asan check-fuzz || rc=1; \
+	tests/summary.sh $(BUILD)/meson-logs/testlog.json $(BUILD_SAN)/meson-logs/testlog.json || rc=1; \
+	exit $$rc
 
 check-unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
