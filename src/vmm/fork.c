@@ -242,25 +242,16 @@ static int qemu_fork(const struct vmm_template *t, const struct vmm_fork_opts *o
                 if (r < 0)
                         goto fail;
                 tap_made = true;
-                struct qemu_spec spec = {
-                        .accel = t->accel,
-                        .cpu = t->cpu,
-                        .machine = t->machine,
-                        .mem_size = t->mem_size,
-                        .kernel = t->kernel,
-                        .initrd = t->initrd,
-                        .append = t->append,
-                        .ram_path = t->ram_path,
-                        .share = false,
-                        .vmgenid = c->vmgenid,
-                        .tap = c->tap,
-                        .mac = t->nic_mac,
-                        .netns = net.netns,
-                        .qmp_path = c->qmp_path,
-                        .console_path = c->console_path,
-                        .log_path = log,
-                        .incoming = true,
-                };
+                struct qemu_spec spec;
+
+                qemu_spec_from_template(&spec, t);
+                spec.vmgenid = c->vmgenid;
+                spec.tap = c->tap;
+                spec.netns = net.netns;
+                spec.qmp_path = c->qmp_path;
+                spec.console_path = c->console_path;
+                spec.log_path = log;
+                spec.incoming = true;
                 r = qemu_spawn(&spec, &c->pid, err);
                 if (r < 0)
                         goto fail;

@@ -214,6 +214,21 @@ static void arg(struct argv_buf *a, const char *fmt, ...)
         a->used += (size_t)n + 1;
 }
 
+void qemu_spec_from_template(struct qemu_spec *spec, const struct vmm_template *t)
+{
+        *spec = (struct qemu_spec){
+                .accel = t->accel,
+                .cpu = t->cpu,
+                .machine = t->machine,
+                .mem_size = t->mem_size,
+                .kernel = t->kernel,
+                .initrd = t->initrd,
+                .append = t->append,
+                .ram_path = t->ram_path,
+                .mac = t->nic_mac,
+        };
+}
+
 int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
 {
         struct argv_buf *a = NULL;

@@ -386,25 +386,15 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         unlink(t.ram_path);
         unlink(t.state_path);
 
-        struct qemu_spec spec = {
-                .accel = t.accel,
-                .cpu = t.cpu,
-                .machine = t.machine,
-                .mem_size = t.mem_size,
-                .kernel = t.kernel,
-                .initrd = t.initrd,
-                .append = t.append,
-                .ram_path = t.ram_path,
-                .share = true,
-                .vmgenid = NULL,
-                .tap = tap,
-                .mac = t.nic_mac,
-                .netns = net.netns,
-                .qmp_path = qmp_path,
-                .console_path = console,
-                .log_path = log,
-                .incoming = false,
-        };
+        struct qemu_spec spec;
+
+        qemu_spec_from_template(&spec, &t);
+        spec.share = true;
+        spec.tap = tap;
+        spec.netns = net.netns;
+        spec.qmp_path = qmp_path;
+        spec.console_path = console;
+        spec.log_path = log;
         t0 = now_ns();
         r = qemu_spawn(&spec, &pid, err);
         if (r < 0)
@@ -585,25 +575,17 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         snprintf(log, sizeof(log), "%s/qemu.log", t->dir);
         snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t->dir);
         vmm_guid_new(guid);
-        struct qemu_spec spec = {
-                .accel = t->accel,
-                .cpu = t->cpu,
-                .machine = t->machine,
-                .mem_size = t->mem_size,
-                .kernel = t->kernel,
-                .initrd = t->initrd,
-                .append = t->append,
-                .ram_path = t->ram_path,
-                .share = true,
-                .vmgenid = guid,
-                .tap = tap,
-                .mac = t->nic_mac,
-                .netns = net->netns,
-                .qmp_path = qmp_path,
-                .console_path = console,
-                .log_path = log,
-                .incoming = true,
-        };
+        struct qemu_spec spec;
+
+        qemu_spec_from_template(&spec, t);
+        spec.share = true;
+        spec.vmgenid = guid;
+        spec.tap = tap;
+        spec.netns = net->netns;
+        spec.qmp_path = qmp_path;
+        spec.console_path = console;
+        spec.log_path = log;
+        spec.incoming = true;
         r = qemu_spawn(&spec, &xpid, err);
         if (r < 0)
                 goto out;

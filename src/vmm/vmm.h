@@ -149,6 +149,9 @@ struct qemu_spec {
         bool incoming; /* -incoming defer -S */
 };
 
+/* Fill @spec with what @t fixes (accelerator, CPU, machine, memory, kernel, initrd,
+ * command line, RAM file, NIC MAC); every other field zero: share off, no tap, ... */
+void qemu_spec_from_template(struct qemu_spec *spec, const struct vmm_template *t);
 /* Spawn QEMU (a child of this process, own session, stdin /dev/null, stdout/stderr to log). */
 int qemu_spawn(const struct qemu_spec *spec, pid_t *ret_pid, struct rh_error *err);
 /* SIGKILL @pid and reap it (or wait for it to vanish if not our child). */
