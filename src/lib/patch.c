@@ -268,7 +268,7 @@ int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token
         static const uint8_t zero_seq[4];
         r = rh_target_write(target, gpa + RH_OFF_REQUEST, zero_seq, sizeof(zero_seq), err);
         if (r < 0)
-                return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64 " (clear seq)", gpa);
+                return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64, gpa);
         r = rh_target_write(target, gpa + RH_OFF_REQUEST + 4, page + RH_OFF_REQUEST + 4,
                             RH_OFF_PAYLOAD - RH_OFF_REQUEST - 4 + len, err);
         if (r < 0)
