@@ -411,19 +411,6 @@ enum { F_SETUP, F_REACH, F_TEARDOWN, F_SPAWN, F_INCOMING, F_PATCH, F_RECONF, F_N
 static const char *const field_names[F_N] = { "setup_ms", "reachable_ms", "teardown_ms", "clone_spawn_ms",
                                               "clone_incoming_ms", "clone_patch_ms", "resume_applied_ms" };
 
-static void progress(const struct vmm_bench_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void progress(const struct vmm_bench_opts *o, const char *fmt, ...)
-{
-        va_list ap;
-        if (!o->progress)
-                return;
-        fprintf(stderr, "bench: ");
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
-
 json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *net, const struct vmm_template *t)
 {
         unsigned n = o->nat_forks ? o->nat_forks : 1;
@@ -468,7 +455,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                 base.has_gateway = true;
         base.before_cont = probe_before_cont;
 
-        progress(o, "nat: %u per-clone NAT forks alternating with %u rehome forks (template %s)", n, n, t->name);
+        bench_say(o, "nat: %u per-clone NAT forks alternating with %u rehome forks (template %s)", n, n, t->name);
         for (unsigned i = 0; i < n; i++)
                 for (int kind = 0; kind < 2; kind++) { /* 0 = NAT, 1 = rehome */
                         struct probe p = { .fd = fd };
@@ -533,7 +520,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         if (r == 0)
                                 ok[kind]++;
                         else
-                                progress(o, "  %s fork %u failed: %s", kind ? "rehome" : "nat", i + 1, err.msg);
+                                bench_say(o, "  %s fork %u failed: %s", kind ? "rehome" : "nat", i + 1, err.msg);
                         json_t *x = json_pack("{s:s, s:i, s:s}", "address", target, "rc", r, "error",
                                               r ? err.msg : "");
                         for (int f = 0; f < F_N; f++)

@@ -511,8 +511,7 @@ static double stat_of(json_t *group, const char *field, const char *which)
 
 /* ---- set-up ------------------------------------------------------------------ */
 
-static void say(const struct vmm_bench_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const struct vmm_bench_opts *o, const char *fmt, ...)
+void bench_say(const struct vmm_bench_opts *o, const char *fmt, ...)
 {
         va_list ap;
         if (!o->progress)
@@ -580,7 +579,7 @@ static int ensure_template(const struct vmm_bench_opts *o, const struct vmm_net 
                 rh_ip_format(&a, ip);
                 snprintf(ip + strlen(ip), sizeof(ip) - strlen(ip), "/%u", p);
         }
-        say(o, "creating template %s (%s, agent %s, %s): a guest boot under this accelerator", name,
+        bench_say(o, "creating template %s (%s, agent %s, %s): a guest boot under this accelerator", name,
             o->ram_dir, args[0] ? args : "default signals", prearm ? "prearmed" : "not prearmed");
         struct vmm_template_opts to = {
                 .state_dir = o->state_dir, .name = name, .image_dir = o->image_dir, .ram_dir = o->ram_dir,
@@ -625,7 +624,7 @@ static void fork_one(const struct vmm_bench_opts *o, const struct vmm_template *
         if (x->res.clone.id[0] && x->res.clone.pid > 0)
                 vmm_clone_destroy(o->state_dir, &x->res.clone, NULL);
         if (x->rc < 0)
-                say(o, "  fork failed: %s", x->err.msg);
+                bench_say(o, "  fork failed: %s", x->err.msg);
 }
 
 /* Run argv, capture stdout (stderr passes through). */
@@ -724,7 +723,7 @@ static json_t *section_modes(const struct vmm_bench_opts *o, const struct vmm_ne
                 }
                 int r = ensure_template(o, net, mode, &t, &reused, &err);
                 if (r < 0) {
-                        say(o, "mode %s: template: %s", mode, err.msg);
+                        bench_say(o, "mode %s: template: %s", mode, err.msg);
                         json_array_append_new(arr, json_pack("{s:s, s:s}", "mode", mode, "error", err.msg));
                         continue;
                 }
@@ -732,7 +731,7 @@ static json_t *section_modes(const struct vmm_bench_opts *o, const struct vmm_ne
                 struct sample *xs = calloc(n, sizeof(*xs));
                 struct vmm_fork_opts fo;
                 base_fork_opts(o, &t, net, h, &fo);
-                say(o, "mode %s: %u forks of template %s (%s)", mode, n, t.name, reused ? "reused" : "new");
+                bench_say(o, "mode %s: %u forks of template %s (%s)", mode, n, t.name, reused ? "reused" : "new");
                 for (unsigned i = 0; i < n; i++) {
                         fork_one(o, &t, &fo, h, false, &xs[i]);
                         if (o->progress)
@@ -779,7 +778,7 @@ static json_t *section_warm(const struct vmm_bench_opts *o, const struct vmm_net
         struct sample *cold = calloc(n, sizeof(*cold)), *warm = calloc(n, sizeof(*warm));
         struct vmm_fork_opts fo;
         base_fork_opts(o, t, net, h, &fo);
-        say(o, "warm pool vs cold spawn: %u forks each, alternating (template %s)", n, t->name);
+        bench_say(o, "warm pool vs cold spawn: %u forks each, alternating (template %s)", n, t->name);
         for (unsigned i = 0; i < n; i++) {
                 fork_one(o, t, &fo, h, false, &cold[i]);
                 fork_one(o, t, &fo, h, true, &warm[i]);
@@ -805,7 +804,7 @@ static json_t *section_tool(const struct vmm_bench_opts *o, const char *tool, ch
         for (size_t i = 0; args[i] && k < ELEMENTSOF(argv) - 1; i++)
                 argv[k++] = args[i];
         argv[k] = NULL;
-        say(o, "running %s", path);
+        bench_say(o, "running %s", path);
         uint64_t t0 = now_ns();
         int r = run_capture(argv, &out);
         json_t *cmd = json_array();
@@ -832,7 +831,7 @@ static json_t *section_scale(const struct vmm_bench_opts *o, const struct vmm_ne
                 fo.timeout_ms = 300000;
                 hooks_reset(h);
                 h->ram_path = t->ram_path;
-                say(o, "scale: %u clones at once", n);
+                bench_say(o, "scale: %u clones at once", n);
                 uint64_t t0 = now_ns();
                 vmm_fork_batch(t, &fo, n, false, res, rcs, errs, &err);
                 double wall = (double)(now_ns() - t0) / 1e6;
@@ -870,7 +869,7 @@ static json_t *section_scale(const struct vmm_bench_opts *o, const struct vmm_ne
                 json_object_set_new(g, "identity_ok", json_integer(ident));
                 json_object_set_new(g, "all_ok", json_boolean(ok == n && ident == n));
                 json_array_append_new(arr, g);
-                say(o, "scale %u: %u acked, %u identities confirmed by ARP, %.0f ms wall", n, ok, ident, wall);
+                bench_say(o, "scale %u: %u acked, %u identities confirmed by ARP, %.0f ms wall", n, ok, ident, wall);
                 free(xs);
                 free(res);
                 free(rcs);
@@ -931,7 +930,7 @@ static json_t *section_cold(const struct vmm_bench_opts *o, const struct vmm_net
 
         base_fork_opts(o, t, net, h, &fo);
         /* 1. Record the working set on the (tmpfs) template. */
-        say(o, "cold: recording the working set of %s (3 handoffs)", t->name);
+        bench_say(o, "cold: recording the working set of %s (3 handoffs)", t->name);
         struct vmm_fork_opts ro = fo;
         ro.before_cont = NULL, ro.after_ack = NULL, ro.hook_ctx = NULL;
         r = vmm_ws_record(t, &ro, 3, &rec_pages, &rec_ref, &err);
@@ -993,13 +992,13 @@ static json_t *section_cold(const struct vmm_bench_opts *o, const struct vmm_net
         long resident[4] = { 0 };
         for (int v = 0; v < 4; v++)
                 xs[v] = calloc(n, sizeof(struct sample));
-        say(o, "cold: %u forks per variant, alternating; RAM file %s evicted before each", n, disk.ram_path);
+        bench_say(o, "cold: %u forks per variant, alternating; RAM file %s evicted before each", n, disk.ram_path);
         for (unsigned i = 0; i < n; i++)
                 for (int v = 0; v < 4; v++) {
                         if (v > 0) {
                                 long res = 0;
                                 if (vmm_ws_evict(disk.ram_path, &res, &err) < 0)
-                                        say(o, "  evict: %s", err.msg);
+                                        bench_say(o, "  evict: %s", err.msg);
                                 resident[v] += res;
                         }
                         h->prefetch = v == 2 ? PF_WINDOW : v == 3 ? PF_WS : PF_NONE;
@@ -1130,7 +1129,7 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
         pthread_mutex_init(&h->lock, NULL);
         r = vmm_net_load(o->state_dir, &net, NULL);
         if (r < 0) {
-                say(o, "setting up the clone network (namespace rhbench, bridge %s, gateway 10.78.0.1/24)",
+                bench_say(o, "setting up the clone network (namespace rhbench, bridge %s, gateway 10.78.0.1/24)",
                     VMM_DEFAULT_BRIDGE);
                 r = vmm_net_up(o->state_dir, NULL, "10.78.0.1/24", "rhbench", &net, err);
                 if (r < 0) {

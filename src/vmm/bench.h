@@ -123,6 +123,9 @@ struct vmm_bench_opts {
  * forks of @t (bench-nat.c): host set-up and cont -> first echo reply at the
  * clone's unique address, from the bench namespace. New reference.
  */
+/* A progress line "bench: ..." on stderr when o->progress. */
+void bench_say(const struct vmm_bench_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 struct json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *net,
                                  const struct vmm_template *t);
 
