@@ -46,38 +46,30 @@ static int udp_open(const char *spec, struct rh_error *err)
 {
         struct sockaddr_storage ss = {};
         struct rh_ipaddr ip = { .family = 4 };
-        const char *port_s = spec, *colon = strrchr(spec, ':');
-        char host[64];
         socklen_t sl;
-        uint64_t port;
+        uint16_t port;
+        uint64_t v;
         int fd;
 
-        if (colon) {
-                size_t n = (size_t)(colon - spec);
-                if (spec[0] == '[' && n >= 2 && spec[n - 1] == ']') {
-                        spec++;
-                        n -= 2;
-                }
-                if (n >= sizeof(host))
-                        return rh_error_set(err, EINVAL, "--udp: address too long");
-                memcpy(host, spec, n);
-                host[n] = '\0';
-                if (rh_ip_parse(host, &ip, NULL) < 0)
-                        return rh_error_set(err, EINVAL, "--udp: bad address '%s'", host);
-                port_s = colon + 1;
+        if (strchr(spec, ':')) {
+                /* ADDR:PORT or [V6]:PORT; "gateway:" means nothing on the host side. */
+                if (rh_hostport_parse(spec, &ip, &port) < 0 || ip.family == 0)
+                        return rh_error_set(err, EINVAL, "--udp: expected [ADDR:]PORT, got '%s'", spec);
+        } else {
+                if (parse_u64(spec, &v) < 0 || v == 0 || v > 65535)
+                        return rh_error_set(err, EINVAL, "--udp: bad port '%s'", spec);
+                port = (uint16_t)v;
         }
-        if (parse_u64(port_s, &port) < 0 || port == 0 || port > 65535)
-                return rh_error_set(err, EINVAL, "--udp: bad port '%s'", port_s);
         if (ip.family == 6) {
                 struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
                 s6->sin6_family = AF_INET6;
-                s6->sin6_port = htons((uint16_t)port);
+                s6->sin6_port = htons(port);
                 memcpy(&s6->sin6_addr, ip.addr, 16);
                 sl = sizeof(*s6);
         } else {
                 struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
                 s4->sin_family = AF_INET;
-                s4->sin_port = htons((uint16_t)port);
+                s4->sin_port = htons(port);
                 memcpy(&s4->sin_addr, ip.addr, 4);
                 sl = sizeof(*s4);
         }
