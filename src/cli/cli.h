@@ -29,6 +29,15 @@ int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 /* Print "rehome: <msg>" to stderr; returns EXIT_FAIL. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * After a fork or template creation: if a signal interrupted it, print one
+ * line ("rehome: VERB: interrupted by SIGINT: WHAT") and return 128 +
+ * signal; else return -1.
+ */
+int cli_interrupted(const char *verb, const char *what);
+/* Reconcile the state directory (vmm_reconcile) and say on stderr what it ended; never fails the verb. */
+void cli_reconcile(void);
+
 /* Verb entry points: argc/argv start at the verb name (argv[0] == verb). */
 int cmd_locate(int argc, char **argv);
 int cmd_patch(int argc, char **argv);

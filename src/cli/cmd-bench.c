@@ -634,7 +634,7 @@ int cmd_bench(int argc, char **argv)
         o.agent_path = agent;
         if (vmm_mkdir_p(cli.state_dir, 0755) < 0)
                 return cli_fail("bench: state directory %s: %s", cli.state_dir, strerror(errno));
-        qemu_install_signal_cleanup();
+        vmm_signals_install();
 
         r = vmm_bench_run(&o, &doc, &err);
         if (r < 0)
@@ -728,7 +728,7 @@ int cmd_template_record_ws(int argc, char **argv)
         }
         if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
                 fo.has_gateway = true;
-        qemu_install_signal_cleanup();
+        vmm_signals_install();
         r = vmm_ws_record(&t, &fo, (unsigned)runs, &pages, &referenced, &err);
         if (r < 0)
                 return cli_fail("template record-ws %s: %s", t.name, err.msg);

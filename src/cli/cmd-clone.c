@@ -20,7 +20,9 @@ static void help(void)
                "list shows every clone with its template, identity, QEMU pid, tap and state\n"
                "('running', 'dead' when its QEMU is gone, 'warm' for a pre-spawned one).\n"
                "rm kills the clone's QEMU, deletes its tap and its record; --all removes every\n"
-               "clone (dead ones included).\n"
+               "clone (dead ones included) except those a live rehome is still forking.\n"
+               "Both first reconcile the state directory: a QEMU carrying its marker that no\n"
+               "live record owns is ended, and records of forks whose rehome died are removed.\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n");
 }
 
@@ -40,6 +42,7 @@ int cmd_clone(int argc, char **argv)
         if (strcmp(argv[1], "list") == 0) {
                 if (argc != 2)
                         return cli_usage_error("clone", "list takes no arguments");
+                cli_reconcile();
                 r = vmm_clone_list(cli.state_dir, &ids, &err);
                 if (r < 0)
                         return cli_fail("clone list: %s", err.msg);
@@ -83,6 +86,7 @@ int cmd_clone(int argc, char **argv)
                 int rc = EXIT_OK;
                 if (argc < 3)
                         return cli_usage_error("clone", "rm needs clone ids or --all");
+                cli_reconcile();
                 if (all) {
                         r = vmm_clone_list(cli.state_dir, &ids, &err);
                         if (r < 0)
@@ -96,9 +100,11 @@ int cmd_clone(int argc, char **argv)
                                 rc = cli_fail("clone rm: %s", e.msg);
                                 continue;
                         }
-                        if (c.pid == 0 && c.owner > 0 && vmm_clone_alive(&c) && !all) {
-                                rc = cli_fail("clone rm %s: still being set up by rehome pid %d", c.id,
-                                              (int)c.owner);
+                        if (vmm_clone_in_flight(&c)) {
+                                /* Its fork owns it: removing the record would orphan the QEMU it is starting. */
+                                rc = cli_fail("clone rm %s: still being set up by rehome pid %d (it removes it "
+                                              "itself if it fails; retry when it is done)",
+                                              c.id, (int)c.owner);
                                 continue;
                         }
                         vmm_clone_destroy(cli.state_dir, &c, NULL);
@@ -106,6 +112,8 @@ int cmd_clone(int argc, char **argv)
                                 fprintf(stderr, "removed clone %s\n", list[i]);
                 }
                 vmm_strv_free(ids);
+                /* A QEMU of this state directory whose record was just removed (or never had one) ends too. */
+                cli_reconcile();
                 return rc;
         }
         return cli_usage_error("clone", "unknown subcommand '%s' (list, rm)", argv[1]);

@@ -111,7 +111,8 @@ int cmd_demo(int argc, char **argv)
                 return cli_usage_error("demo", "no arguments expected");
         if (geteuid() != 0)
                 return cli_fail("demo: needs root (network namespace, taps, /proc/<pid>/mem)");
-        qemu_install_signal_cleanup();
+        vmm_signals_install();
+        cli_reconcile();
 
         if (vmm_net_load(cli.state_dir, &net, NULL) < 0) {
                 say("setting up the clone network (namespace %s, bridge %s, gateway %s)", VMM_DEFAULT_NETNS,
@@ -143,11 +144,13 @@ int cmd_demo(int argc, char **argv)
                 char gw[64];
                 snprintf(gw, sizeof(gw), "%s", net.gateway[0] ? net.gateway : VMM_DEFAULT_GATEWAY);
                 *strchrnul(gw, '/') = '\0';
+                char ram_dir[PATH_MAX];
+                vmm_default_ram_dir(cli.state_dir, ram_dir, sizeof(ram_dir));
                 struct vmm_template_opts o = {
                         .state_dir = cli.state_dir,
                         .name = DEMO_TEMPLATE,
                         .image_dir = image,
-                        .ram_dir = VMM_DEFAULT_RAM_DIR,
+                        .ram_dir = ram_dir,
                         .mem_size = 256ull << 20,
                         .ip = VMM_DEFAULT_TEMPLATE_IP,
                         .gateway = gw,
@@ -156,7 +159,7 @@ int cmd_demo(int argc, char **argv)
                         .prearm = true,
                         .progress = isatty(STDERR_FILENO) || cli.verbose,
                 };
-                r = qemu_template_create(&o, &t, &err);
+                r = vmm_qemu_ops.template_create(&o, &t, &err);
                 if (r < 0)
                         return cli_fail("demo: template: %s", err.msg);
         }
@@ -174,6 +177,9 @@ int cmd_demo(int argc, char **argv)
                 return cli_fail("demo: out of memory");
         say("forking %lu clones concurrently from %s", count, DEMO_FIRST_IP);
         r = vmm_fork_batch(&t, &fo, (unsigned)count, false, res, rcs, errs, &err);
+        int irc = cli_interrupted("demo", "the unfinished clones were removed");
+        if (irc >= 0)
+                return irc;
         if (r == -EADDRINUSE && !res[0].clone.id[0])
                 return cli_fail("demo: %s", err.msg);
 

@@ -29,10 +29,12 @@ static void help(void)
                "  --ip A.B.C.D/P    address of the (first) clone\n"
                "  --mac MAC         MAC of the (first) clone (default 52:54:<the IPv4 address>)\n"
                "  --gateway A.B.C.D default route (default: the template's gateway)\n"
-               "  --count N         fork N clones concurrently: consecutive addresses and MACs\n"
+               "  --count N         fork N clones concurrently: consecutive addresses (inside\n"
+               "                    the subnet) and MACs (carry across every byte)\n"
                "  --iface NAME      the guest interface to rehome (default eth0)\n"
                "  --keep            keep a clone whose handoff failed (default: remove it)\n"
-               "  --timeout DUR     wait this long for each ack after resume (default 30s)\n"
+               "  --timeout DUR     bound of every wait of a fork: QEMU's monitor, the incoming\n"
+               "                    migration, and the ack after resume (default 30s)\n"
                "  --bridge BR       attach clones to your bridge BR in this namespace\n"
                "                    (default: the namespace and bridge of 'rehome net up')\n"
                "  --warm            pre-spawn the QEMUs (-incoming defer) before the timed forks\n"
@@ -48,7 +50,10 @@ static void help(void)
                "Under TCG every figure is inflated compared with KVM.\n\n"
                "Exit status: 0 every clone acked 'applied'; 1 failure (the agent's error text\n"
                "is printed; a rejected clone keeps the template identity and is removed unless\n"
-               "--keep); 2 usage; 3 no ack within --timeout (what was seen is printed).\n");
+               "--keep); 2 usage; 3 no ack within --timeout (what was seen is printed);\n"
+               "130/143 interrupted by SIGINT/SIGTERM (what the unfinished forks made is removed,\n"
+               "clones that already acked are kept). Text the guest wrote (the agent's error)\n"
+               "is printed with control characters escaped as \\xHH.\n");
 }
 
 int cmd_fork(int argc, char **argv)
@@ -175,7 +180,8 @@ int cmd_fork(int argc, char **argv)
                         return cli_fail("fork: %s", err.msg);
         }
 
-        qemu_install_signal_cleanup();
+        vmm_signals_install();
+        cli_reconcile();
         struct vmm_fork_result *res = calloc(count, sizeof(*res));
         int *rcs = calloc(count, sizeof(int));
         struct rh_error *errs = calloc(count, sizeof(*errs));
@@ -196,6 +202,19 @@ int cmd_fork(int argc, char **argv)
                 return cli_fail("fork: %s", err.msg);
         }
 
+        unsigned kept = 0;
+        for (unsigned long i = 0; i < count; i++)
+                kept += rcs[i] == 0;
+        char what[128];
+        snprintf(what, sizeof(what), "every QEMU, tap and record of the unfinished forks removed; %u acked clone%s kept",
+                 kept, kept == 1 ? "" : "s");
+        int irc = cli_interrupted("fork", what);
+        if (irc >= 0) {
+                free(res);
+                free(rcs);
+                free(errs);
+                return irc;
+        }
         int rc = EXIT_OK;
         for (unsigned long i = 0; i < count; i++) {
                 if (rcs[i] == -ETIMEDOUT)

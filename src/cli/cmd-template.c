@@ -42,7 +42,8 @@ static void help(void)
                "  --ip A.B.C.D/P      the template's address (default %s)\n"
                "  --gateway A.B.C.D   default route (default: the clone network's gateway)\n"
                "  --accel auto|kvm|tcg   (default auto)\n"
-               "  --ram-dir DIR       where the RAM file lives (default %s, tmpfs)\n"
+               "  --ram-dir DIR       where the RAM file lives (default %s/<tag>, tmpfs: a\n"
+               "                      directory of this state directory's own)\n"
                "  --from-clone ID     fork-of-fork: snapshot a running clone instead of booting\n"
                "  --no-prearm         do not put the agent in fast-poll mode before the snapshot\n"
                "  --boot-timeout DUR  how long to wait for the agent (default 180s)\n"
@@ -116,7 +117,7 @@ static int do_create(int argc, char **argv)
         struct vmm_template_opts o = {
                 .state_dir = cli.state_dir,
                 .image_dir = vmm_default_image_dir(),
-                .ram_dir = VMM_DEFAULT_RAM_DIR,
+                .ram_dir = NULL, /* the state directory's own (vmm_default_ram_dir) */
                 .mem_size = 256ull << 20,
                 .ip = VMM_DEFAULT_TEMPLATE_IP,
                 .accel = "auto",
@@ -198,8 +199,16 @@ static int do_create(int argc, char **argv)
                 }
         }
         o.gateway = gw[0] ? gw : NULL;
-        qemu_install_signal_cleanup();
-        r = qemu_template_create(&o, &t, &err);
+        char ram_dir[PATH_MAX];
+        if (!o.ram_dir) {
+                vmm_default_ram_dir(cli.state_dir, ram_dir, sizeof(ram_dir));
+                o.ram_dir = ram_dir;
+        }
+        vmm_signals_install();
+        r = vmm_qemu_ops.template_create(&o, &t, &err);
+        int irc = cli_interrupted("template create", "its QEMU, tap, RAM file and directory were removed");
+        if (irc >= 0)
+                return irc;
         if (r < 0)
                 return cli_fail("template create %s: %s", o.name, err.msg);
         if (cli.json) {
@@ -263,18 +272,23 @@ static int do_warm(int argc, char **argv)
                 return cli_usage_error("template", "warm takes exactly one NAME");
         if (vmm_template_load(cli.state_dir, argv[optind], &t, &err) < 0)
                 return cli_fail("template warm: %s", err.msg);
-        qemu_install_signal_cleanup();
+        vmm_signals_install();
         struct warm_job *jobs = calloc(count, sizeof(*jobs));
         pthread_t *th = calloc(count, sizeof(*th));
         if (!jobs || !th)
                 return cli_fail("template warm: out of memory");
         for (unsigned long i = 0; i < count; i++) {
                 jobs[i].t = &t;
-                pthread_create(&th[i], NULL, warm_one, &jobs[i]);
+                int e = pthread_create(&th[i], NULL, warm_one, &jobs[i]);
+                if (e != 0) {
+                        jobs[i].rc = rh_error_set(&jobs[i].err, -e, "cannot start a thread: %s", strerror(e));
+                        th[i] = 0;
+                }
         }
         json_t *arr = json_array();
         for (unsigned long i = 0; i < count; i++) {
-                pthread_join(th[i], NULL);
+                if (th[i])
+                        pthread_join(th[i], NULL);
                 if (jobs[i].rc < 0) {
                         rc = cli_fail("template warm %s: %s", t.name, jobs[i].err.msg);
                         continue;

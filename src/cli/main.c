@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "src/vmm/vmm.h"
 #include "rehome-version.h"
 
 struct cli_globals cli = {
@@ -61,6 +62,34 @@ int cli_fail(const char *fmt, ...)
         va_end(ap);
         fputc('\n', stderr);
         return EXIT_FAIL;
+}
+
+int cli_interrupted(const char *verb, const char *what)
+{
+        int sig = vmm_interrupted();
+
+        if (!sig)
+                return -1;
+        fprintf(stderr, "rehome: %s: interrupted by SIG%s: %s\n", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
+                what);
+        return 128 + sig;
+}
+
+void cli_reconcile(void)
+{
+        struct vmm_reconcile_stats s;
+        struct rh_error err = {0};
+
+        if (vmm_reconcile(cli.state_dir, &s, &err) < 0) {
+                fprintf(stderr, "rehome: reconcile %s: %s\n", cli.state_dir, err.msg);
+                return;
+        }
+        if (s.killed || s.records_removed || s.templates_removed)
+                fprintf(stderr,
+                        "rehome: %s: ended %u VMM%s no live record owned; removed %u unfinished clone "
+                        "record%s and %u unfinished template%s\n",
+                        cli.state_dir, s.killed, s.killed == 1 ? "" : "s", s.records_removed,
+                        s.records_removed == 1 ? "" : "s", s.templates_removed, s.templates_removed == 1 ? "" : "s");
 }
 
 static void help(void)

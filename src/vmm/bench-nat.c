@@ -4,7 +4,7 @@
  * network-for-clones) side by side with rehome, alternating forks of one
  * template.
  *
- * A NAT clone is resumed unchanged (vmm_fork_opts.no_handoff: no mailbox
+ * A NAT clone is resumed unchanged (bench_fork_measured without handoff: no mailbox
  * request, it keeps the template's IP and MAC) inside its own network
  * namespace rhnat-<pid>-<i>, set up per clone with ip + nft:
  *
@@ -453,7 +453,6 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         base.ip.addr[3] = 10;
         if (t->gateway[0] && rh_ip_parse(t->gateway, &base.gateway, NULL) == 0)
                 base.has_gateway = true;
-        base.before_cont = probe_before_cont;
 
         bench_say(o, "nat: %u per-clone NAT forks alternating with %u rehome forks (template %s)", n, n, t->name);
         for (unsigned i = 0; i < n; i++)
@@ -465,7 +464,6 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         char target[64], seen[18] = "";
                         uint8_t seen_mac[6];
                         int r = 0;
-                        fo.hook_ctx = &p;
                         for (int f = 0; f < F_N; f++)
                                 v[kind][i][f] = NAN;
                         err.msg[0] = '\0';
@@ -473,7 +471,6 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                 r = nat_setup(net, t, dir, i + 1, &nc, &err);
                                 if (r == 0) {
                                         fo.net = &nc.net;
-                                        fo.no_handoff = true;
                                         snprintf(target, sizeof(target), "%s", nc.uniq);
                                         v[0][i][F_SETUP] = nc.setup_ms;
                                         processes = nc.processes, ip_lines = nc.ip_lines, nft_rules = nc.nft_rules;
@@ -483,7 +480,8 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         }
                         if (r == 0) {
                                 inet_pton(AF_INET, target, &p.dst);
-                                r = vmm_qemu_ops.fork(t, &fo, &res, &err);
+                                r = bench_fork_measured(t, &fo, kind == 1, probe_before_cont, NULL, &p, &res,
+                                                        &err);
                                 double reach = probe_join(&p, r < 0);
                                 if (r == 0 && isnan(reach))
                                         r = rh_error_set(&err, -EHOSTUNREACH,

@@ -43,232 +43,12 @@
 
 #include "bench.h"
 #include "cleanup.h"
+#include "clone.h"
 #include "io.h"
 #include "rehome/layout.h"
 #include "vmm.h"
 
 #define PAGE 4096ull
-
-/* ---- /proc measurements ----------------------------------------------------- */
-
-static bool is_ram_line(const char *line, const char *ram_path, unsigned long long *start,
-                        unsigned long long *end, unsigned long long *off)
-{
-        char perms[8], path[PATH_MAX + 32];
-        int n = sscanf(line, "%llx-%llx %7s %llx %*s %*s %4127[^\n]", start, end, perms, off, path);
-        if (n != 5)
-                return false;
-        char *p = path;
-        while (*p == ' ')
-                p++;
-        size_t len = strlen(ram_path);
-        return strncmp(p, ram_path, len) == 0 && (p[len] == '\0' || strcmp(p + len, " (deleted)") == 0);
-}
-
-int bench_ram_mapping(pid_t pid, const char *ram_path, struct bench_mapping *ret)
-{
-        char path[64], line[PATH_MAX + 256];
-        _cleanup_fclose_ FILE *f = NULL;
-
-        snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f)) {
-                unsigned long long s, e, o;
-                if (is_ram_line(line, ram_path, &s, &e, &o)) {
-                        /* The largest mapping of the file is guest RAM. */
-                        if (e - s > ret->end - ret->start || !ret->end) {
-                                ret->start = s;
-                                ret->end = e;
-                                ret->file_offset = o;
-                        }
-                }
-        }
-        return ret->end ? 0 : -ENOENT;
-}
-
-int bench_smaps_ram(pid_t pid, const char *ram_path, struct bench_smaps *ret)
-{
-        char path[64], line[PATH_MAX + 256];
-        _cleanup_fclose_ FILE *f = NULL;
-        struct bench_smaps s = { 0 };
-        bool in = false, found = false;
-
-        snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f)) {
-                unsigned long long a, b, o;
-                long v;
-                if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') &&
-                    sscanf(line, "%llx-%llx", &a, &b) == 2) {
-                        in = is_ram_line(line, ram_path, &a, &b, &o);
-                        found |= in;
-                        continue;
-                }
-                if (!in)
-                        continue;
-                if (sscanf(line, "Rss: %ld kB", &v) == 1)
-                        s.rss_kb += v;
-                else if (sscanf(line, "Referenced: %ld kB", &v) == 1)
-                        s.referenced_kb += v;
-                else if (sscanf(line, "Anonymous: %ld kB", &v) == 1)
-                        s.anonymous_kb += v;
-                else if (sscanf(line, "Private_Dirty: %ld kB", &v) == 1)
-                        s.private_dirty_kb += v;
-        }
-        if (!found)
-                return -ENOENT;
-        *ret = s;
-        return 0;
-}
-
-static int rollup_private_kb(pid_t pid, long *ret)
-{
-        char path[64], line[256];
-        _cleanup_fclose_ FILE *f = NULL;
-        long sum = 0, v;
-
-        snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "Private_Dirty: %ld kB", &v) == 1 || sscanf(line, "Private_Clean: %ld kB", &v) == 1)
-                        sum += v;
-        *ret = sum;
-        return 0;
-}
-
-int bench_clear_refs(pid_t pid)
-{
-        char path[64];
-        _cleanup_close_ int fd = -EBADF;
-
-        snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)pid);
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        return write_full(fd, "1", 1);
-}
-
-int bench_read_bytes(pid_t pid, uint64_t *ret)
-{
-        char path[64], line[128];
-        _cleanup_fclose_ FILE *f = NULL;
-        unsigned long long v;
-
-        snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "read_bytes: %llu", &v) == 1) {
-                        *ret = v;
-                        return 0;
-                }
-        return -ENODATA;
-}
-
-/* majflt of /proc/@pid/stat: faults that waited for I/O, all threads. */
-static int read_majflt(pid_t pid, uint64_t *ret)
-{
-        char path[64];
-        _cleanup_free_ char *text = NULL;
-        unsigned long long v;
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        if (read_file_alloc(path, 4096, &text, NULL) < 0)
-                return -ENOENT;
-        char *p = strrchr(text, ')');
-        /* after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt */
-        if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %llu", &v) != 1)
-                return -EBADMSG;
-        *ret = v;
-        return 0;
-}
-
-long bench_present_pages(pid_t pid, const char *ram_path, uint8_t *bitmap, uint64_t file_pages)
-{
-        struct bench_mapping m = { 0 };
-        char path[64];
-        _cleanup_close_ int fd = -EBADF;
-        uint64_t buf[512];
-        long n = 0;
-        int r;
-
-        r = bench_ram_mapping(pid, ram_path, &m);
-        if (r < 0)
-                return r;
-        snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        uint64_t first = m.start / PAGE, count = (m.end - m.start) / PAGE;
-        for (uint64_t i = 0; i < count;) {
-                uint64_t k = count - i < 512 ? count - i : 512;
-                r = pread_full(fd, buf, k * 8, (off_t)((first + i) * 8));
-                if (r < 0)
-                        return r;
-                for (uint64_t j = 0; j < k; j++) {
-                        uint64_t page = m.file_offset / PAGE + i + j;
-                        if ((buf[j] >> 63) & 1) {
-                                n++;
-                                if (page < file_pages)
-                                        bitmap[page] = 1;
-                        }
-                }
-                i += k;
-        }
-        return n;
-}
-
-/*
- * Map every page of the clone's RAM that the template file holds (data
- * extents only: reading a tmpfs hole through a private mapping would
- * allocate it) by reading it through /proc/<pid>/mem. After this, a page the
- * guest touches raises no fault and no fault-around, so clear_refs +
- * Referenced counts exactly the pages touched. Returns bytes read.
- */
-static long long prefault_ram(pid_t pid, const char *ram_path)
-{
-        struct bench_mapping m = { 0 };
-        char path[64];
-        static _Thread_local char buf[1 << 20];
-        _cleanup_close_ int mem = -EBADF, file = -EBADF;
-        long long total = 0;
-        int r;
-
-        r = bench_ram_mapping(pid, ram_path, &m);
-        if (r < 0)
-                return r;
-        snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-        mem = open(path, O_RDONLY | O_CLOEXEC);
-        file = open(ram_path, O_RDONLY | O_CLOEXEC);
-        if (mem < 0 || file < 0)
-                return -errno;
-        uint64_t lo = m.file_offset, hi = m.file_offset + (m.end - m.start);
-        off_t pos = (off_t)lo;
-        while ((uint64_t)pos < hi) {
-                off_t data = lseek(file, pos, SEEK_DATA);
-                if (data < 0 || (uint64_t)data >= hi)
-                        break;
-                off_t hole = lseek(file, data, SEEK_HOLE);
-                if (hole < 0 || (uint64_t)hole > hi)
-                        hole = (off_t)hi;
-                for (off_t o = data; o < hole;) {
-                        size_t k = (size_t)(hole - o) < sizeof(buf) ? (size_t)(hole - o) : sizeof(buf);
-                        ssize_t got = pread(mem, buf, k, (off_t)(m.start + ((uint64_t)o - lo)));
-                        if (got <= 0)
-                                return got < 0 ? -errno : -EIO;
-                        total += got;
-                        o += got;
-                }
-                pos = hole;
-        }
-        return total;
-}
 
 /* ---- fork hooks ------------------------------------------------------------- */
 
@@ -335,12 +115,12 @@ static int hook_before_cont(void *ctx, const struct vmm_clone *c)
                 s->prefetch_ms = (double)(now_ns() - t0) / 1e6;
         }
         if (h->prefault) {
-                long long k = prefault_ram(c->pid, h->ram_path);
+                long long k = proc_prefault_ram(c->pid, h->ram_path);
                 if (k < 0)
                         return (int)k;
         }
         s->have_io = bench_read_bytes(c->pid, &s->rb_before) == 0 &&
-                     read_majflt(c->pid, &s->majflt_before) == 0;
+                     proc_majflt(c->pid, &s->majflt_before) == 0;
         /* Last, right before cont: everything after this is the handoff's. */
         return bench_clear_refs(c->pid);
 }
@@ -354,7 +134,48 @@ static void hook_after_ack(void *ctx, const struct vmm_clone *c)
         s->have_pages = bench_smaps_ram(c->pid, h->ram_path, &s->sm) == 0;
         if (s->have_io)
                 s->have_io = bench_read_bytes(c->pid, &s->rb_after) == 0 &&
-                             read_majflt(c->pid, &s->majflt_after) == 0;
+                             proc_majflt(c->pid, &s->majflt_after) == 0;
+}
+
+int bench_fork_measured(const struct vmm_template *t, const struct vmm_fork_opts *o, bool handoff,
+                        int (*before_resume)(void *ctx, const struct vmm_clone *c),
+                        void (*after_ack)(void *ctx, const struct vmm_clone *c), void *ctx,
+                        struct vmm_fork_result *res, struct rh_error *err)
+{
+        struct clone c;
+        int r;
+
+        r = clone_prepare(&c, t, o, res, err);
+        if (r < 0) {
+                clone_free(&c);
+                return rh_error_prefix(err, r, "fork %s", t->name);
+        }
+        if (!handoff) {
+                /* Resumed unchanged: the record shows the template's identity. */
+                snprintf(c.rec.ip, sizeof(c.rec.ip), "%s", t->ip);
+                snprintf(c.rec.gateway, sizeof(c.rec.gateway), "%s", t->gateway);
+                memcpy(c.rec.mac, t->mac, 6);
+        }
+        r = clone_spawn(&c, err);
+        if (r == 0)
+                r = clone_load_state(&c, err);
+        if (r == 0 && handoff)
+                r = clone_handoff(&c, err);
+        if (r == 0 && before_resume) {
+                r = before_resume(ctx, &c.rec);
+                if (r < 0)
+                        rh_error_set(err, r, "before resume: %s", strerror(-r));
+        }
+        if (r == 0)
+                r = clone_resume(&c, err);
+        if (r == 0 && handoff) {
+                r = clone_wait_ack(&c, err);
+                if (r == 0 && after_ack)
+                        after_ack(ctx, &c.rec);
+        }
+        if (r == 0 && !handoff)
+                res->t.total = (double)(c.t_cont - c.t_start) / 1e6;
+        return clone_finish(&c, r, err);
 }
 
 /* ---- samples and statistics ------------------------------------------------- */
@@ -602,9 +423,8 @@ static void base_fork_opts(const struct vmm_bench_opts *o, const struct vmm_temp
         fo->ip.addr[3] = 10;
         if (t->gateway[0] && rh_ip_parse(t->gateway, &fo->gateway, NULL) == 0)
                 fo->has_gateway = true;
-        fo->before_cont = hook_before_cont;
-        fo->after_ack = hook_after_ack;
-        fo->hook_ctx = h;
+        fo->no_prefetch = true; /* the cold section prefetches itself, and times it */
+        (void)h;
 }
 
 /* One fork, measured; the clone is removed afterwards. */
@@ -614,10 +434,18 @@ static void fork_one(const struct vmm_bench_opts *o, const struct vmm_template *
         memset(x, 0, sizeof(*x));
         hooks_reset(h);
         h->ram_path = t->ram_path;
-        if (warm)
-                x->rc = vmm_fork_batch(t, fo, 1, true, &x->res, &x->rc, &x->err, &x->err);
-        else
-                x->rc = vmm_qemu_ops.fork(t, fo, &x->res, &x->err);
+        struct vmm_fork_opts wo = *fo;
+        struct vmm_clone warm_clone;
+        x->rc = 0;
+        if (warm) {
+                /* Pre-spawned (not timed), then the timed fork takes it. */
+                x->rc = vmm_pool_spawn(o->state_dir, t, &warm_clone, &x->err);
+                if (x->rc == 0)
+                        wo.warm_id = warm_clone.id;
+        }
+        if (x->rc == 0)
+                x->rc = bench_fork_measured(t, &wo, true, hook_before_cont, hook_after_ack, h, &x->res,
+                                            &x->err);
         struct slot *s = x->res.clone.id[0] ? slot_for(h, x->res.clone.id, false) : NULL;
         if (s)
                 x->s = *s;
@@ -845,7 +673,7 @@ static json_t *section_scale(const struct vmm_bench_opts *o, const struct vmm_ne
                                 xs[i].s = *s;
                         if (rcs[i] == 0 && res[i].clone.pid > 0) {
                                 ok++;
-                                rollup_private_kb(res[i].clone.pid, &xs[i].private_kb);
+                                proc_rollup_private_kb(res[i].clone.pid, &xs[i].private_kb);
                         }
                 }
                 /* Every identity, from the gateway side: the ARP reply names the clone's MAC. */
@@ -931,9 +759,7 @@ static json_t *section_cold(const struct vmm_bench_opts *o, const struct vmm_net
         base_fork_opts(o, t, net, h, &fo);
         /* 1. Record the working set on the (tmpfs) template. */
         bench_say(o, "cold: recording the working set of %s (3 handoffs)", t->name);
-        struct vmm_fork_opts ro = fo;
-        ro.before_cont = NULL, ro.after_ack = NULL, ro.hook_ctx = NULL;
-        r = vmm_ws_record(t, &ro, 3, &rec_pages, &rec_ref, &err);
+        r = vmm_ws_record(t, &fo, 3, &rec_pages, &rec_ref, &err);
         if (r < 0) {
                 json_object_set_new(s, "error", json_string(err.msg));
                 return s;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `rehome bench` (bench.c) and the template working set (workingset.c):
+ * `rehome bench` (bench.c), its /proc measurements (proc.c) and the template
+ * working set (workingset.c):
  * what a handoff costs in time, guest pages touched and disk bytes, measured
  * on real clones of this machine's QEMU.
  *
@@ -49,6 +50,26 @@ int bench_read_bytes(pid_t pid, uint64_t *ret);
  * @bitmap holds @file_pages bytes. Returns the number of present pages.
  */
 long bench_present_pages(pid_t pid, const char *ram_path, uint8_t *bitmap, uint64_t file_pages);
+/* Private memory of @pid (smaps_rollup Private_Clean + Private_Dirty), kB. */
+int proc_rollup_private_kb(pid_t pid, long *ret);
+/* Major faults of @pid (/proc/@pid/stat field 12). */
+int proc_majflt(pid_t pid, uint64_t *ret);
+/* Map every page of @pid's RAM mapping (one read each through /proc/@pid/mem); kB mapped or -errno. */
+long long proc_prefault_ram(pid_t pid, const char *ram_path);
+
+/*
+ * bench_fork_measured - one fork through the clone stages (clone.h), with
+ * the benchmark's measurements between them: @before_resume after the
+ * handoff, right before the vCPUs run (a negative return fails the fork);
+ * @after_ack right after the host saw the final ack. With !@handoff the
+ * clone is resumed unchanged (no patch, no ack wait: it keeps the
+ * template's identity; for the NAT comparison). The clone is kept running
+ * on success (res->clone; the caller destroys it). Returns as clone_run.
+ */
+int bench_fork_measured(const struct vmm_template *t, const struct vmm_fork_opts *o, bool handoff,
+                        int (*before_resume)(void *ctx, const struct vmm_clone *c),
+                        void (*after_ack)(void *ctx, const struct vmm_clone *c), void *ctx,
+                        struct vmm_fork_result *res, struct rh_error *err);
 
 /* ---- working set (workingset.c) ------------------------------------------ */
 

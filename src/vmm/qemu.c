@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 
 #include "cleanup.h"
 #include "io.h"
+#include "qmp.h"
 #include "vmm.h"
 
 #define MAX_CHILDREN 256
@@ -58,64 +60,6 @@ void qemu_kill_all(void)
                         kill(children[i], SIGKILL);
 }
 
-static void (*volatile signal_extra)(void);
-
-void qemu_set_signal_extra(void (*fn)(void))
-{
-        signal_extra = fn;
-}
-
-static void on_signal(int sig)
-{
-        void (*extra)(void) = signal_extra;
-        qemu_kill_all();
-        if (extra)
-                extra();
-        _exit(128 + sig);
-}
-
-void qemu_install_signal_cleanup(void)
-{
-        struct sigaction sa = {.sa_handler = on_signal};
-
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        /* A QMP peer that died must give EPIPE, not kill us. */
-        signal(SIGPIPE, SIG_IGN);
-}
-
-unsigned long long proc_starttime(pid_t pid)
-{
-        char path[64], buf[1024];
-        _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return 0;
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return 0;
-        buf[n] = '\0';
-        char *p = strrchr(buf, ')');
-        if (!p || !p[1] || !p[2])
-                return 0;
-        /* After ") ": field 3 (state) ... field 22 (starttime). A zombie or
-         * dead process holds no tap and no memory: it counts as gone. */
-        p += 2;
-        if (p[0] == 'Z' || p[0] == 'X' || p[0] == 'x')
-                return 0;
-        for (int field = 3; field < 22 && p; field++) {
-                p = strchr(p, ' ');
-                if (p)
-                        p++;
-        }
-        return p ? strtoull(p, NULL, 10) : 0;
-}
-
 bool qemu_exited(pid_t pid, int *ret_status)
 {
         int status;
@@ -127,8 +71,11 @@ bool qemu_exited(pid_t pid, int *ret_status)
                         *ret_status = status;
                 return true;
         }
-        if (r < 0 && errno == ECHILD)
-                return kill(pid, 0) < 0 && errno == ESRCH;
+        if (r < 0 && errno == ECHILD) {
+                if (ret_status)
+                        *ret_status = -1;
+                return proc_starttime(pid) == 0;
+        }
         return false;
 }
 
@@ -193,6 +140,7 @@ struct argv_buf {
         size_t n;
         char store[8192];
         size_t used;
+        bool overflow; /* an argument did not fit: the command line must not be used */
 };
 
 static void arg(struct argv_buf *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -202,13 +150,17 @@ static void arg(struct argv_buf *a, const char *fmt, ...)
         char *dst = a->store + a->used;
         int n;
 
-        if (a->n + 1 >= ELEMENTSOF(a->v))
+        if (a->overflow || a->n + 1 >= ELEMENTSOF(a->v)) {
+                a->overflow = true;
                 return;
+        }
         va_start(ap, fmt);
         n = vsnprintf(dst, sizeof(a->store) - a->used, fmt, ap);
         va_end(ap);
-        if (n < 0 || (size_t)n >= sizeof(a->store) - a->used)
+        if (n < 0 || (size_t)n >= sizeof(a->store) - a->used) {
+                a->overflow = true;
                 return;
+        }
         a->v[a->n++] = dst;
         a->v[a->n] = NULL;
         a->used += (size_t)n + 1;
@@ -247,7 +199,7 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
 
         arg(a, "%s", qemu);
         arg(a, "-name");
-        arg(a, "rehome,debug-threads=on");
+        arg(a, "guest=%s,debug-threads=on", s->marker ? s->marker : "rehome");
         arg(a, "-machine");
         arg(a, "%s,memory-backend=ram0", s->machine);
         arg(a, "-accel");
@@ -288,6 +240,10 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
                 arg(a, "-S");
         }
 
+        if (a->overflow) {
+                free(a);
+                return rh_error_set(err, -E2BIG, "QEMU command line too long (kernel command line, paths)");
+        }
         if (s->netns && *s->netns) {
                 char path[PATH_MAX];
                 snprintf(path, sizeof(path), "/run/netns/%s", s->netns);
@@ -497,4 +453,124 @@ int qemu_detect_accel(const char *state_dir, const char *kernel, const char *ini
         }
         (void)err;
         return 0;
+}
+
+int qemu_migrate_caps(struct qmp *qmp, bool ignore_shared, struct rh_error *err)
+{
+        json_t *args =
+                json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "x-ignore-shared",
+                          "state", ignore_shared, "capability", "events", "state", 1);
+        return qmp_execute(qmp, "migrate-set-capabilities", args, 5000, NULL, err);
+}
+
+/* ---- migration ---------------------------------------------------------- */
+
+/*
+ * Wait for the MIGRATION event that ends a migration: "completed" is
+ * success; "failed" or "cancelled" fail at once (a missing or truncated
+ * state file makes `cat` end early: QEMU reports failed, and waiting for
+ * "completed" would only run into the timeout).
+ */
+static int wait_migration(struct qmp *qmp, const char *what, int timeout_ms, struct rh_error *err)
+{
+        uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+        for (;;) {
+                json_t *data = NULL;
+                int64_t left = (int64_t)(deadline - now_ns()) / 1000000;
+                int r = qmp_wait_event(qmp, "MIGRATION", NULL, left > 0 ? (int)left : 1, &data, err);
+                if (r == -ETIMEDOUT)
+                        return rh_error_set(err, r, "%s did not complete within %d ms", what, timeout_ms);
+                if (r < 0)
+                        return r;
+                const char *st = json_string_value(json_object_get(data, "status"));
+                char status[32];
+                snprintf(status, sizeof(status), "%s", st ? st : "?");
+                json_decref(data);
+                if (strcmp(status, "completed") == 0)
+                        return 0;
+                if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0)
+                        return rh_error_set(err, -EIO, "%s %s", what, status);
+        }
+}
+
+static bool safe_path(const char *p)
+{
+        /* The path goes through /bin/sh -c (exec: migration): be strict. */
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("/._-+", *p)))
+                        return false;
+        return true;
+}
+
+int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms, struct rh_error *err)
+{
+        char uri[PATH_MAX + 32];
+        int r;
+
+        if (!safe_path(path))
+                return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
+        r = qmp_execute(qmp, "stop", NULL, 5000, NULL, err);
+        if (r < 0)
+                return r;
+        r = qemu_migrate_caps(qmp, ignore_shared, err);
+        if (r < 0)
+                return r;
+        snprintf(uri, sizeof(uri), "exec:cat > %s", path);
+        r = qmp_execute(qmp, "migrate", json_pack("{s:s}", "uri", uri), 5000, NULL, err);
+        if (r < 0)
+                return r;
+        return wait_migration(qmp, "snapshot", timeout_ms, err);
+}
+
+int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms, struct rh_error *err)
+{
+        char uri[PATH_MAX + 32];
+        int r;
+
+        if (!safe_path(path))
+                return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
+        r = qemu_migrate_caps(qmp, ignore_shared, err);
+        if (r < 0)
+                return r;
+        snprintf(uri, sizeof(uri), "exec:cat %s", path);
+        r = qmp_execute(qmp, "migrate-incoming", json_pack("{s:s}", "uri", uri), 5000, NULL, err);
+        if (r < 0)
+                return r;
+        return wait_migration(qmp, "incoming migration", timeout_ms, err);
+}
+
+/* ---- how a QEMU ended ------------------------------------------------------ */
+
+void qemu_describe_exit(int status, const char *ram_path, const char *log_path, char *buf, size_t len)
+{
+        char tail[200];
+
+        qemu_log_tail(log_path, tail, sizeof(tail));
+        if (status >= 0 && WIFSIGNALED(status)) {
+                int sig = WTERMSIG(status);
+                if (sig == SIGBUS && ram_path) {
+                        /* A fault on the RAM file that tmpfs could not back with a page. */
+                        char dir[PATH_MAX];
+                        struct statvfs vfs;
+                        snprintf(dir, sizeof(dir), "%s", ram_path);
+                        char *slash = strrchr(dir, '/');
+                        if (slash && slash != dir)
+                                *slash = '\0';
+                        if (statvfs(dir, &vfs) == 0)
+                                snprintf(buf, len, "killed by SIGBUS: RAM file system full? (%s: %llu MiB free)",
+                                         dir, (unsigned long long)vfs.f_bavail * vfs.f_frsize >> 20);
+                        else
+                                snprintf(buf, len, "killed by SIGBUS: RAM file system full? (%s)", dir);
+                        return;
+                }
+                snprintf(buf, len, "killed by SIG%s%s%s", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
+                         tail[0] ? ": " : "", tail);
+                return;
+        }
+        if (status >= 0 && WIFEXITED(status))
+                snprintf(buf, len, "exit status %d%s%s", WEXITSTATUS(status), tail[0] ? ": " : "", tail);
+        else
+                snprintf(buf, len, "exited%s%s", tail[0] ? ": " : "", tail);
 }

@@ -93,7 +93,7 @@ void vmm_guid_new(char buf[40])
                  b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-static bool valid_name(const char *s)
+bool vmm_name_valid(const char *s)
 {
         size_t n = strlen(s);
         if (n == 0 || n >= VMM_NAME_MAX || s[0] == '.' || s[0] == '-')
@@ -194,7 +194,7 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
         json_error_t jerr;
         int r;
 
-        if (!valid_name(name))
+        if (!vmm_name_valid(name))
                 return rh_error_set(err, -EINVAL, "bad template name '%s' (letters, digits, - _ .)", name);
         snprintf(t.dir, sizeof(t.dir), "%s/templates/%s", state_dir, name);
         snprintf(path, sizeof(path), "%s/meta.json", t.dir);
@@ -311,29 +311,6 @@ int vmm_template_list(const char *state_dir, char ***ret_names, struct rh_error 
         return list_dir(dir, ret_names, err);
 }
 
-int vmm_template_remove(const char *state_dir, const char *name, struct rh_error *err)
-{
-        char dir[PATH_MAX], ram[PATH_MAX];
-        struct vmm_template t;
-
-        if (!valid_name(name))
-                return rh_error_set(err, -EINVAL, "bad template name '%s'", name);
-        snprintf(dir, sizeof(dir), "%s/templates/%s", state_dir, name);
-        if (access(dir, F_OK) < 0)
-                return rh_error_set(err, -ENOENT, "no template '%s'", name);
-        /* Warm clones of it would load a state that no longer exists. */
-        vmm_pool_drain(state_dir, name);
-        /* Remove the RAM file even if the metadata is damaged: read it loosely. */
-        if (vmm_template_load(state_dir, name, &t, NULL) == 0)
-                unlink(t.ram_path);
-        else {
-                snprintf(ram, sizeof(ram), "%s/%s.ram", VMM_DEFAULT_RAM_DIR, name);
-                unlink(ram);
-        }
-        vmm_rm_rf(dir);
-        return 0;
-}
-
 /* ---- clones ---- */
 
 int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err)
@@ -361,7 +338,7 @@ int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
         _cleanup_json_ json_t *j = NULL;
         int r;
 
-        if (!valid_name(id))
+        if (!vmm_name_valid(id))
                 return rh_error_set(err, -EINVAL, "bad clone id '%s'", id);
         snprintf(c.dir, sizeof(c.dir), "%s/clones/%s", state_dir, id);
         snprintf(path, sizeof(path), "%s/meta.json", c.dir);
@@ -442,20 +419,21 @@ int vmm_clone_alloc(const char *state_dir, struct vmm_clone *c, struct rh_error 
         return rh_error_set(err, -ENOSPC, "no free clone id in %s", base);
 }
 
-int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_error *err)
+int vmm_clone_remove_record(const struct vmm_clone *c)
 {
-        struct vmm_net net;
+        if (!c->dir[0])
+                return 0;
+        return vmm_rm_rf(c->dir) < 0 ? -errno : 0;
+}
 
-        if (c->pid > 0 && vmm_clone_alive(c))
-                qemu_kill(c->pid);
-        else if (c->pid > 0)
-                qemu_release(c->pid);
-        if (c->tap[0] && vmm_net_load(state_dir, &net, NULL) == 0)
-                vmm_tap_delete(&net, c->tap);
-        if (c->dir[0])
-                vmm_rm_rf(c->dir);
-        (void)err;
-        return 0;
+bool vmm_clone_in_flight(const struct vmm_clone *c)
+{
+        static const char *const final[] = {"running", "warm", "failed", "no-ack", "invalid", "applied", "broken"};
+
+        for (size_t i = 0; i < ELEMENTSOF(final); i++)
+                if (strcmp(c->status, final[i]) == 0)
+                        return false;
+        return c->owner > 0 && c->owner_starttime && proc_starttime(c->owner) == c->owner_starttime;
 }
 
 static bool same_addr(const char *a, const char *b)
@@ -467,8 +445,10 @@ static bool same_addr(const char *a, const char *b)
         return x.family == y.family && memcmp(x.addr, y.addr, x.family == 4 ? 4 : 16) == 0;
 }
 
-int vmm_ip_in_use(const char *state_dir, const char *ip, char *ret_owner, size_t owner_len)
+int vmm_identity_in_use(const char *state_dir, const char *ip, const uint8_t *mac, char *ret_owner,
+                        size_t owner_len)
 {
+        static const uint8_t zero[6];
         char **ids = NULL;
         int r = 0;
 
@@ -476,9 +456,11 @@ int vmm_ip_in_use(const char *state_dir, const char *ip, char *ret_owner, size_t
                 return 0;
         for (size_t i = 0; ids[i]; i++) {
                 struct vmm_clone c;
-                if (vmm_clone_load(state_dir, ids[i], &c, NULL) < 0 || !c.ip[0])
+                if (vmm_clone_load(state_dir, ids[i], &c, NULL) < 0 || strcmp(c.status, "warm") == 0)
                         continue;
-                if (same_addr(c.ip, ip) && vmm_clone_alive(&c)) {
+                bool ip_match = c.ip[0] && same_addr(c.ip, ip);
+                bool mac_match = mac && memcmp(c.mac, zero, 6) != 0 && memcmp(c.mac, mac, 6) == 0;
+                if ((ip_match || mac_match) && (vmm_clone_alive(&c) || vmm_clone_in_flight(&c))) {
                         snprintf(ret_owner, owner_len, "clone %s", c.id);
                         r = -EADDRINUSE;
                         break;
@@ -486,4 +468,43 @@ int vmm_ip_in_use(const char *state_dir, const char *ip, char *ret_owner, size_t
         }
         vmm_strv_free(ids);
         return r;
+}
+
+/* ---- template creation records ---- */
+
+int vmm_template_files_save(const char *dir, const char *ram_path, const char *tap, bool creating,
+                            struct rh_error *err)
+{
+        char path[PATH_MAX + 16];
+        _cleanup_json_ json_t *j = NULL;
+        pid_t self = getpid();
+
+        j = json_pack("{s:s, s:s, s:i, s:I}", "ram", ram_path, "tap", tap, "creator", creating ? (int)self : 0,
+                      "creator_starttime", creating ? (json_int_t)proc_starttime(self) : (json_int_t)0);
+        if (!j)
+                return rh_error_set(err, -ENOMEM, "cannot encode %s/files.json", dir);
+        snprintf(path, sizeof(path), "%s/files.json", dir);
+        return write_json_atomic(j, path, err);
+}
+
+int vmm_template_files_load(const char *dir, char *ret_ram, size_t ram_len, char *ret_tap, size_t tap_len,
+                            bool *ret_creating)
+{
+        char path[PATH_MAX + 16];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_json_ json_t *j = NULL;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/files.json", dir);
+        r = read_file_alloc(path, 1 << 16, &text, NULL);
+        if (r < 0)
+                return r;
+        j = json_loads(text, 0, NULL);
+        if (!json_is_object(j) || get_str(j, "ram", ret_ram, ram_len, true) < 0 ||
+            get_str(j, "tap", ret_tap, tap_len, true) < 0)
+                return -EINVAL;
+        pid_t pid = (pid_t)json_integer_value(json_object_get(j, "creator"));
+        unsigned long long st = (unsigned long long)json_integer_value(json_object_get(j, "creator_starttime"));
+        *ret_creating = pid > 0 && st && proc_starttime(pid) == st;
+        return 0;
 }

@@ -46,61 +46,6 @@ void vmm_layout_spec(const char *machine, uint64_t mem_size, char *buf, size_t l
                  mem_size >> 20);
 }
 
-int qemu_migrate_caps(struct qmp *qmp, bool ignore_shared, struct rh_error *err)
-{
-        json_t *args =
-                json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability", "x-ignore-shared",
-                          "state", ignore_shared, "capability", "events", "state", 1);
-        return qmp_execute(qmp, "migrate-set-capabilities", args, 5000, NULL, err);
-}
-
-static bool safe_path(const char *p)
-{
-        /* The path goes through /bin/sh -c (exec: migration): be strict. */
-        for (; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      strchr("/._-+", *p)))
-                        return false;
-        return true;
-}
-
-int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms, struct rh_error *err)
-{
-        char uri[PATH_MAX + 32];
-        int r;
-
-        if (!safe_path(path))
-                return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
-        r = qmp_execute(qmp, "stop", NULL, 5000, NULL, err);
-        if (r < 0)
-                return r;
-        r = qemu_migrate_caps(qmp, ignore_shared, err);
-        if (r < 0)
-                return r;
-        snprintf(uri, sizeof(uri), "exec:cat > %s", path);
-        r = qmp_execute(qmp, "migrate", json_pack("{s:s}", "uri", uri), 5000, NULL, err);
-        if (r < 0)
-                return r;
-        return qmp_wait_event(qmp, "MIGRATION", "completed", timeout_ms, NULL, err);
-}
-
-int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms, struct rh_error *err)
-{
-        char uri[PATH_MAX + 32];
-        int r;
-
-        if (!safe_path(path))
-                return rh_error_set(err, -EINVAL, "state path %s has characters the shell would eat", path);
-        r = qemu_migrate_caps(qmp, ignore_shared, err);
-        if (r < 0)
-                return r;
-        snprintf(uri, sizeof(uri), "exec:cat %s", path);
-        r = qmp_execute(qmp, "migrate-incoming", json_pack("{s:s}", "uri", uri), 5000, NULL, err);
-        if (r < 0)
-                return r;
-        return qmp_wait_event(qmp, "MIGRATION", "completed", timeout_ms, NULL, err);
-}
-
 static double ms_since(uint64_t t0)
 {
         return (double)(now_ns() - t0) / 1e6;
@@ -289,7 +234,78 @@ static int copy_file(const char *from, const char *to, struct rh_error *err)
 }
 
 static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t, struct vmm_net *net,
-                               struct rh_error *err);
+                               const char *tap, struct rh_error *err);
+
+/*
+ * Claim the template name for this process, atomically: mkdir of its
+ * directory (under the state lock, after reconciling, so a dead creator's
+ * leftovers are gone), files.json naming this process and the RAM file and
+ * tap it will make, and the RAM file created O_EXCL. An existing or
+ * in-progress template of that name is refused and nothing of it touched.
+ */
+static int claim(const struct vmm_template_opts *o, struct vmm_template *t, const char *tap, struct rh_error *err)
+{
+        char ram[PATH_MAX], other_tap[32];
+        bool creating = false;
+        int lock, fd, r;
+
+        r = vmm_reconcile(o->state_dir, NULL, err);
+        if (r < 0)
+                return r;
+        lock = vmm_state_lock(o->state_dir, err);
+        if (lock < 0)
+                return lock;
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s/templates", o->state_dir);
+        if (vmm_mkdir_p(parent, 0755) < 0 || mkdir(t->dir, 0755) < 0) {
+                r = -errno;
+                if (r == -EEXIST &&
+                    vmm_template_files_load(t->dir, ram, sizeof(ram), other_tap, sizeof(other_tap), &creating) == 0 &&
+                    creating)
+                        r = rh_error_set(err, -EBUSY, "template %s is being created by another rehome", o->name);
+                else if (r == -EEXIST)
+                        r = rh_error_set(err, -EEXIST, "template %s exists (rehome template rm %s first)",
+                                         o->name, o->name);
+                else
+                        r = rh_error_set(err, r, "%s: %s", t->dir, strerror(-r));
+                vmm_state_unlock(lock);
+                return r;
+        }
+        r = vmm_template_files_save(t->dir, t->ram_path, tap, true, err);
+        if (r == 0) {
+                fd = open(t->ram_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        r = rh_error_set(err, -errno,
+                                         "RAM file %s: %s (left by another template creation? remove it if "
+                                         "nothing uses it)",
+                                         t->ram_path, strerror(errno));
+                else
+                        close(fd);
+        }
+        if (r < 0) {
+                /* The RAM file is not ours (O_EXCL failed) or was never made: only the directory goes. */
+                vmm_rm_rf(t->dir);
+                t->ram_path[0] = '\0';
+        }
+        vmm_state_unlock(lock);
+        return r;
+}
+
+/* A template QEMU that failed: name how it ended (exit status, signal, a full RAM tmpfs). */
+static void explain_exit(pid_t pid, const char *ram_path, const char *log, int r, struct rh_error *err)
+{
+        int status = -1;
+        char why[256];
+
+        for (int i = 0; i < 100 && !qemu_exited(pid, &status); i++) {
+                struct timespec ts = {0, 2000000};
+                nanosleep(&ts, NULL);
+        }
+        if (status == -1 && proc_starttime(pid) != 0)
+                return;
+        qemu_describe_exit(status, ram_path, log, why, sizeof(why));
+        rh_error_prefix(err, r, "QEMU %s", why);
+}
 
 int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template *ret, struct rh_error *err)
 {
@@ -305,13 +321,6 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
 
         snprintf(t.name, sizeof(t.name), "%s", o->name);
         snprintf(t.dir, sizeof(t.dir), "%s/templates/%s", o->state_dir, o->name);
-        {
-                char meta[PATH_MAX + 16];
-                snprintf(meta, sizeof(meta), "%s/meta.json", t.dir);
-                if (access(meta, F_OK) == 0)
-                        return rh_error_set(err, -EEXIST, "template %s exists (rehome template rm %s first)",
-                                            o->name, o->name);
-        }
         r = vmm_net_load(o->state_dir, &net, NULL);
         if (r < 0) {
                 progress(o, "no clone network yet: setting up the default (rehome net up)");
@@ -319,13 +328,17 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                 if (r < 0)
                         return r;
         }
-        if (vmm_mkdir_p(t.dir, 0755) < 0)
-                return rh_error_set(err, -errno, "%s: %s", t.dir, strerror(errno));
-        if (vmm_mkdir_p(o->ram_dir, 0700) < 0) {
-                r = rh_error_set(err, -errno, "RAM directory %s: %s", o->ram_dir, strerror(errno));
-                goto fail;
+        if (vmm_mkdir_p(o->ram_dir, 0700) < 0)
+                return rh_error_set(err, -errno, "RAM directory %s: %s", o->ram_dir, strerror(errno));
+        {
+                char tag[9];
+                vmm_state_tag(o->state_dir, tag);
+                snprintf(t.ram_path, sizeof(t.ram_path), "%s/%s-%s.ram", o->ram_dir, o->name, tag);
         }
-        snprintf(t.ram_path, sizeof(t.ram_path), "%s/%s.ram", o->ram_dir, o->name);
+        tap_name_for(o->from_clone ? "rhx" : "rht", t.name, tap);
+        r = claim(o, &t, tap, err);
+        if (r < 0)
+                return r;
         snprintf(t.state_path, sizeof(t.state_path), "%s/state", t.dir);
         snprintf(t.machine, sizeof(t.machine), "q35");
         t.mem_size = o->mem_size;
@@ -333,7 +346,9 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         t.created_unix = (uint64_t)time(NULL);
 
         if (o->from_clone) {
-                r = template_from_clone(o, &t, &net, err);
+                r = template_from_clone(o, &t, &net, tap, err);
+                if (r == 0)
+                        r = vmm_template_files_save(t.dir, t.ram_path, tap, false, err);
                 if (r < 0)
                         goto fail;
                 *ret = t;
@@ -376,20 +391,19 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                  t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name,
                  o->agent_args && *o->agent_args ? " rehome.agent=" : "", o->agent_args ? o->agent_args : "");
 
-        tap_name_for("rht", t.name, tap);
         r = vmm_tap_create(&net, tap, err);
         if (r < 0)
                 goto fail;
         snprintf(console, sizeof(console), "%s/console.log", t.dir);
         snprintf(log, sizeof(log), "%s/qemu.log", t.dir);
         snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t.dir);
-        unlink(t.ram_path);
-        unlink(t.state_path);
-
         struct qemu_spec spec;
+        char marker[96];
 
+        vmm_marker(o->state_dir, "template", t.name, marker, sizeof(marker));
         qemu_spec_from_template(&spec, &t);
         spec.share = true;
+        spec.marker = marker;
         spec.tap = tap;
         spec.netns = net.netns;
         spec.qmp_path = qmp_path;
@@ -400,13 +414,10 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         if (r < 0)
                 goto fail_tap;
         r = qmp_connect_child(qmp_path, pid, 30000, &qmp, err);
-        if (r < 0) {
-                char tail[256];
-                qemu_log_tail(log, tail, sizeof(tail));
-                if (tail[0])
-                        rh_error_prefix(err, r, "QEMU: %s", tail);
+        if (r == 0)
+                r = vmm_fault_point("template:boot", err);
+        if (r < 0)
                 goto fail_qemu;
-        }
         progress(o, "booting %s (%s, -cpu %s, %" PRIu64 " MiB); waiting for the agent to arm",
                  t.kernel_release, t.accel, t.cpu, t.mem_size >> 20);
         r = console_wait_line(console, &off, "rehome-agent: armed", pid, o->boot_timeout_ms, line,
@@ -435,6 +446,9 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                 progress(o, "agent prearmed (fast poll until the handoff)");
         }
 
+        r = vmm_fault_point("template:snapshot", err);
+        if (r < 0)
+                goto fail_qemu;
         t0 = now_ns();
         r = qemu_snapshot(qmp, t.state_path, true, 60000, err);
         if (r < 0) {
@@ -448,6 +462,8 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         unlink(qmp_path);
 
         r = vmm_template_save(&t, err);
+        if (r == 0)
+                r = vmm_template_files_save(t.dir, t.ram_path, tap, false, err);
         if (r < 0)
                 goto fail;
         progress(o, "snapshot in %.1f ms: RAM %s, state %s", t.snapshot_ms, t.ram_path, t.state_path);
@@ -455,22 +471,23 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         return 0;
 
 fail_qemu:
+        explain_exit(pid, t.ram_path, log, r, err);
         qemu_kill(pid);
 fail_tap:
         vmm_tap_delete(&net, tap);
 fail:
+        /* Only what this process made: the directory it claimed and the RAM file it created. */
         unlink(t.ram_path);
-        if (!getenv("REHOME_KEEP_FULL"))
-                vmm_rm_rf(t.dir);
+        vmm_rm_rf(t.dir);
         return r;
 }
 
 static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t, struct vmm_net *net,
-                               struct rh_error *err)
+                               const char *tap, struct rh_error *err)
 {
         struct vmm_clone c;
         struct vmm_template parent;
-        char full[PATH_MAX + 16], tap[16], console[PATH_MAX + 16], log[PATH_MAX + 16],
+        char full[PATH_MAX + 16], console[PATH_MAX + 16], log[PATH_MAX + 16],
                 qmp_path[PATH_MAX + 16], guid[40];
         _cleanup_qmp_ struct qmp *cq = NULL;
         _cleanup_qmp_ struct qmp *xq = NULL;
@@ -567,7 +584,6 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         r = copy_file(parent.ram_path, t->ram_path, err);
         if (r < 0)
                 return r;
-        tap_name_for("rhx", t->name, tap);
         r = vmm_tap_create(net, tap, err);
         if (r < 0)
                 return r;
@@ -577,8 +593,11 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         vmm_guid_new(guid);
         struct qemu_spec spec;
 
+        char marker[96];
+        vmm_marker(o->state_dir, "template", t->name, marker, sizeof(marker));
         qemu_spec_from_template(&spec, t);
         spec.share = true;
+        spec.marker = marker;
         spec.vmgenid = guid;
         spec.tap = tap;
         spec.netns = net->netns;
@@ -611,5 +630,74 @@ out:
         if (!getenv("REHOME_KEEP_FULL"))
                 unlink(full);
         unlink(qmp_path);
+        return r;
+}
+
+/* Forks of @name under way right now (live owners, records not final): the first one's id, or "". */
+static unsigned forks_in_flight(const char *state_dir, const char *name, char ret_first[32])
+{
+        char **ids = NULL;
+        unsigned n = 0;
+
+        ret_first[0] = '\0';
+        if (vmm_clone_list(state_dir, &ids, NULL) < 0)
+                return 0;
+        for (size_t i = 0; ids[i]; i++) {
+                struct vmm_clone c;
+                if (vmm_clone_load(state_dir, ids[i], &c, NULL) == 0 && strcmp(c.template_name, name) == 0 &&
+                    vmm_clone_in_flight(&c)) {
+                        if (!n++)
+                                snprintf(ret_first, 32, "%s", c.id);
+                }
+        }
+        vmm_strv_free(ids);
+        return n;
+}
+
+int vmm_template_remove(const char *state_dir, const char *name, struct rh_error *err)
+{
+        char dir[PATH_MAX], ram[PATH_MAX] = "", tap[32], first[32];
+        struct vmm_template t;
+        bool creating = false;
+        unsigned n;
+        int lock, r;
+
+        if (!vmm_name_valid(name))
+                return rh_error_set(err, -EINVAL, "bad template name '%s'", name);
+        r = vmm_reconcile(state_dir, NULL, err);
+        if (r < 0)
+                return r;
+        lock = vmm_state_lock(state_dir, err);
+        if (lock < 0)
+                return lock;
+        snprintf(dir, sizeof(dir), "%s/templates/%s", state_dir, name);
+        if (access(dir, F_OK) < 0) {
+                r = rh_error_set(err, -ENOENT, "no template '%s'", name);
+                goto out;
+        }
+        bool have_files = vmm_template_files_load(dir, ram, sizeof(ram), tap, sizeof(tap), &creating) == 0;
+        if (have_files && creating) {
+                r = rh_error_set(err, -EBUSY, "template %s is being created by another rehome", name);
+                goto out;
+        }
+        /* A fork holds the lock from its check of the template to its record: none can start now. */
+        n = forks_in_flight(state_dir, name, first);
+        if (n) {
+                r = rh_error_set(err, -EBUSY, "%u fork%s of template %s under way (clone %s): retry when done", n,
+                                 n == 1 ? "" : "s", name, first);
+                goto out;
+        }
+        /* Warm clones of it would load a state that no longer exists. */
+        vmm_pool_drain(state_dir, name);
+        /* The RAM file this state directory made: from meta.json, or from files.json
+         * when meta.json is damaged; never a guessed path another state dir may use. */
+        if (vmm_template_load(state_dir, name, &t, NULL) == 0)
+                unlink(t.ram_path);
+        else if (have_files && ram[0])
+                unlink(ram);
+        vmm_rm_rf(dir);
+        r = 0;
+out:
+        vmm_state_unlock(lock);
         return r;
 }

@@ -11,7 +11,8 @@
  *   templates/NAME/state         mailbox gpa and token, identity; device state
  *   clones/ID/meta.json          a live clone: pid (+ start time), tap, identity
  *   clones/ID/{qmp.sock,console.log,qemu.log}
- * Template RAM lives on tmpfs (default /dev/shm/rehome/NAME.ram).
+ * Template RAM lives on tmpfs, in a directory of the state directory's own
+ * (default /dev/shm/rehome/<tag>/NAME-<tag>.ram; vmm_default_ram_dir).
  */
 #ifndef REHOME_VMM_H
 #define REHOME_VMM_H
@@ -114,6 +115,8 @@ struct vmm_clone {
         char status[16]; /* "running", "failed" */
 };
 
+/* A template or clone name: 1..47 of [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool vmm_name_valid(const char *s);
 int vmm_template_load(const char *state_dir, const char *name, struct vmm_template *ret,
                       struct rh_error *err);
 int vmm_template_save(const struct vmm_template *t, struct rh_error *err);
@@ -126,10 +129,84 @@ int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err);
 int vmm_clone_list(const char *state_dir, char ***ret_ids, struct rh_error *err);
 /* True if the clone's QEMU is alive (same pid and start time). */
 bool vmm_clone_alive(const struct vmm_clone *c);
-/* Kill the clone's QEMU, delete its tap and its directory. */
+/*
+ * templates/NAME/files.json: the RAM file and tap a template creation made
+ * (written before either exists, kept for `template rm` even when meta.json
+ * is damaged) and, while @creating, the creating process (pid + start time).
+ * _load: -ENOENT if absent, -EINVAL if damaged; *ret_creating true while
+ * that creator is alive.
+ */
+int vmm_template_files_save(const char *dir, const char *ram_path, const char *tap, bool creating,
+                            struct rh_error *err);
+int vmm_template_files_load(const char *dir, char *ret_ram, size_t ram_len, char *ret_tap, size_t tap_len,
+                            bool *ret_creating);
+/* Remove the clone's record (its directory). Records only: see vmm_clone_destroy. */
+int vmm_clone_remove_record(const struct vmm_clone *c);
+/* True while the clone's fork is under way (record not final) by a live rehome process. */
+bool vmm_clone_in_flight(const struct vmm_clone *c);
+/*
+ * -EADDRINUSE if a live or in-flight clone holds @ip's address (any prefix)
+ * or, with @mac, that MAC; the owner's id goes to @ret_owner. Call under
+ * the state lock so that the check and the record that reserves are atomic.
+ */
+int vmm_identity_in_use(const char *state_dir, const char *ip, const uint8_t *mac, char *ret_owner,
+                        size_t owner_len);
+
+/* ---- lifecycle across processes (lock.c, reconcile.c, clone.c) ---------- */
+
+/*
+ * vmm_state_lock - take the state directory's lock (flock on STATE/lock),
+ * waiting up to 10 s. Held only for short record changes, never across a
+ * boot or a wait. Returns the lock fd (release with vmm_state_unlock), or
+ * -errno (-ETIMEDOUT: held by another rehome for 10 s).
+ */
+int vmm_state_lock(const char *state_dir, struct rh_error *err);
+void vmm_state_unlock(int fd);
+/*
+ * The marker every VMM this state directory starts carries on its command
+ * line (QEMU -name guest=MARKER): "rehome:<8 hex of the state dir's real
+ * path>:clone:ID" or "...:template:NAME". @kind "clone" or "template".
+ */
+void vmm_marker(const char *state_dir, const char *kind, const char *id, char *buf, size_t len);
+/* The 8-hex-digit tag of a state directory (from its real path). */
+void vmm_state_tag(const char *state_dir, char ret_tag[9]);
+/* Default RAM directory of a state directory: VMM_DEFAULT_RAM_DIR/<tag>. */
+void vmm_default_ram_dir(const char *state_dir, char *buf, size_t len);
+
+struct vmm_reconcile_stats {
+        unsigned killed;          /* VMMs with our marker whose record was dead or missing */
+        unsigned records_removed; /* records of forks whose rehome died before they finished */
+        unsigned templates_removed; /* template creations whose rehome died */
+};
+/*
+ * vmm_reconcile - bring the state directory back in line with what runs:
+ * every process carrying this state directory's marker that no live record
+ * or live rehome owns is killed; clone records of forks (and template
+ * directories of creations) whose rehome process died are removed with their
+ * taps and RAM files. Run (under the lock) by every verb that changes state.
+ */
+int vmm_reconcile(const char *state_dir, struct vmm_reconcile_stats *ret, struct rh_error *err);
+
+/* Kill the clone's VMM (if it is the recorded, live one), delete its tap and its record. */
 int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_error *err);
-/* -EADDRINUSE if a live clone (or the template set @tmpl_ip) holds @ip's address. */
-int vmm_ip_in_use(const char *state_dir, const char *ip, char *ret_owner, size_t owner_len);
+
+/*
+ * Signals. vmm_signals_install blocks SIGINT/SIGTERM/SIGHUP in every thread
+ * (call before creating any) and starts a thread that, on the first one,
+ * kills every VMM this process spawned and has not released, so every
+ * stage under way fails and rolls back what it made; vmm_interrupted()
+ * then returns the signal (0 before). The verb prints one line and exits
+ * 128 + signal. A second signal, or 20 s without exit, ends the process.
+ */
+void vmm_signals_install(void);
+int vmm_interrupted(void);
+/*
+ * Fault injection for the lifecycle tests: when $REHOME_FAULT_POINT names
+ * @point ("fork:spawn", "template:boot", ...), say so on stderr
+ * ("rehome: fault point fork:spawn reached") and wait there until a signal
+ * interrupts the process (at most 120 s). Returns -EINTR then, else 0.
+ */
+int vmm_fault_point(const char *point, struct rh_error *err);
 
 void vmm_strv_free(char **v);
 
@@ -146,7 +223,8 @@ struct qemu_spec {
         const uint8_t *mac;
         const char *netns; /* run in this named network namespace, NULL = ours */
         const char *qmp_path, *console_path, *log_path;
-        bool incoming; /* -incoming defer -S */
+        bool incoming;      /* -incoming defer -S */
+        const char *marker; /* -name guest=MARKER (vmm_marker); NULL = "rehome" */
 };
 
 /* Fill @spec with what @t fixes (accelerator, CPU, machine, memory, kernel, initrd,
@@ -160,14 +238,19 @@ void qemu_kill(pid_t pid);
 void qemu_release(pid_t pid);
 /* Kill every QEMU this process spawned and did not release (signal-safe). */
 void qemu_kill_all(void);
-/* Install SIGINT/SIGTERM/SIGHUP handlers that kill our QEMUs and exit 130. */
-void qemu_install_signal_cleanup(void);
-/* One more async-signal-safe cleanup those handlers run after killing the QEMUs (NULL = none). */
+/* One more cleanup the signal thread runs after killing the QEMUs (NULL = none). */
 void qemu_set_signal_extra(void (*fn)(void));
-/* Non-blocking: true if the child @pid exited (reaped). */
+/* Non-blocking: true if the child @pid exited (reaped; *ret_status = wait status, -1 if not ours). */
 bool qemu_exited(pid_t pid, int *ret_status);
+/*
+ * Why QEMU @pid ended, for a message: "exit status 1: <last log line>",
+ * "killed by SIGKILL", and for SIGBUS "killed by SIGBUS: RAM file system
+ * full? (/dev/shm: 3 MiB free)". @status from qemu_exited (-1: unknown).
+ */
+void qemu_describe_exit(int status, const char *ram_path, const char *log_path, char *buf, size_t len);
 /* Last non-empty line of the QEMU log at @path (for error messages). */
 void qemu_log_tail(const char *path, char *buf, size_t len);
+/* /proc/<pid>/stat field 22 (proc.c); 0 if the process is gone or a zombie. */
 unsigned long long proc_starttime(pid_t pid);
 
 /* Find the qemu-system-x86_64 binary; -ENOENT with the fix in @err. */
@@ -218,31 +301,15 @@ struct vmm_fork_opts {
         uint8_t mac[6];
         bool has_mac;
         bool keep; /* keep the clone even if the handoff fails */
+        /* Bound of every wait of the fork (QMP, incoming migration, ack after resume). */
         int timeout_ms;
         const char *iface;   /* guest interface to rehome (default eth0) */
         bool no_cont;        /* --no-resume: patch but never resume (the ack must time out) */
         const char *warm_id; /* take this pre-spawned clone (pool.c) instead of spawning */
         bool no_pool;        /* vmm_fork_batch: do not take warm clones from the pool */
-        /*
-         * Benchmark hooks (NULL = none), called on the forking thread:
-         * before_cont after the patch, right before `cont` (a negative return
-         * fails the fork with that code); after_ack right after the host saw
-         * the final ack, before anything else. A batch shares @hook_ctx
-         * between its threads: tell clones apart by c->id / c->pid.
-         */
-        int (*before_cont)(void *ctx, const struct vmm_clone *c);
-        void (*after_ack)(void *ctx, const struct vmm_clone *c);
-        void *hook_ctx;
-        /*
-         * Benchmark comparison (rehome bench, nat): @net (NULL = the state
-         * directory's net.json) is the network the clone's tap and QEMU go
-         * in; @no_handoff resumes the clone unchanged: no address check, no
-         * mailbox patch, no ack wait (the clone keeps the template's IP and
-         * MAC; opts->ip is ignored). The fork returns 0 right after `cont`,
-         * with acked false.
-         */
+        bool no_prefetch;    /* do not read the template's recorded working set before resume */
+        /* The network the clone's tap and VMM go in (NULL = the state directory's net.json). */
         const struct vmm_net *net;
-        bool no_handoff;
 };
 
 /* Per-fork stage timings, milliseconds. Guest stages anchored as documented in fork.c. */
@@ -262,16 +329,27 @@ struct vmm_fork_result {
         char seen[256];          /* what was observed before a timeout */
         const char *ack_channel; /* "mailbox" or "udp": which showed the final ack first */
         double udp_ack_seen;     /* cont returned -> UDP ack line arrived (ms), -1 if none */
+        uint64_t prefetched_bytes; /* the template's working set read before resume */
 };
 
+struct clone;
+/*
+ * The VMM-specific half of a clone's stages (clone.h). Each returns 0 or
+ * -errno with @err filled. spawn starts the VMM paused with its monitor
+ * answering and records its pid and start time in c->rec as soon as the
+ * process exists; load_state loads the template's device state within
+ * @timeout_ms; open_target opens the paused clone's guest memory for
+ * writing; resume runs its vCPUs; kill ends the process (never fails).
+ */
 struct vmm_ops {
         const char *name;
         int (*template_create)(const struct vmm_template_opts *opts, struct vmm_template *ret,
                                struct rh_error *err);
-        /* Returns 0, -ETIMEDOUT (no ack), -EBADE (agent rejected/failed), or -errno. */
-        int (*fork)(const struct vmm_template *t, const struct vmm_fork_opts *opts,
-                    struct vmm_fork_result *ret, struct rh_error *err);
-        int (*clone_destroy)(const char *state_dir, struct vmm_clone *c, struct rh_error *err);
+        int (*spawn)(struct clone *c, struct rh_error *err);
+        int (*load_state)(struct clone *c, int timeout_ms, struct rh_error *err);
+        int (*open_target)(struct clone *c, struct rh_error *err);
+        int (*resume)(struct clone *c, struct rh_error *err);
+        void (*kill)(pid_t pid);
 };
 
 extern const struct vmm_ops vmm_qemu_ops;
@@ -288,6 +366,15 @@ int qemu_template_create(const struct vmm_template_opts *opts, struct vmm_templa
  */
 int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *base, unsigned count, bool warm,
                    struct vmm_fork_result *res, int *rcs, struct rh_error *errs, struct rh_error *err);
+
+/*
+ * The @n-th address after @base inside @base/@prefix (carry across every
+ * byte): -ERANGE if it leaves the subnet or is its IPv4 broadcast address.
+ */
+int vmm_ip_nth(const struct rh_ipaddr *base, uint8_t prefix, unsigned n, struct rh_ipaddr *ret,
+               struct rh_error *err);
+/* @base + @n with the carry across bytes 5..1; -ERANGE if it would change byte 0. */
+int vmm_mac_nth(const uint8_t base[6], unsigned n, uint8_t ret[6], struct rh_error *err);
 
 /* Pool: pre-spawn one paused clone process of @t (QMP up, -incoming defer). */
 int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct vmm_clone *ret,

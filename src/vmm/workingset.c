@@ -278,14 +278,12 @@ int vmm_ws_record(const struct vmm_template *t, const struct vmm_fork_opts *opts
         for (unsigned i = 0; i < runs; i++) {
                 struct vmm_fork_opts o = *opts;
                 struct vmm_fork_result res;
-                o.before_cont = record_before;
-                o.after_ack = record_after;
-                o.hook_ctx = &rc;
                 o.keep = false;
+                o.no_prefetch = true; /* record what the handoff itself touches */
                 rc.rc = 0;
                 memset(before, 0, rc.pages);
                 memset(after, 0, rc.pages);
-                r = vmm_qemu_ops.fork(t, &o, &res, err);
+                r = bench_fork_measured(t, &o, true, record_before, record_after, &rc, &res, err);
                 if (r < 0)
                         return rh_error_prefix(err, r, "record run %u", i + 1);
                 if (res.clone.pid > 0)

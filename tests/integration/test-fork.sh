@@ -45,7 +45,7 @@ before=$(our_pids | wc -l)
 err=$(rh fork tpl --ip 10.88.0.11/24 2>&1)
 rc=$?
 after=$(our_pids | wc -l)
-[ $rc = 1 ] && echo "$err" | grep -q "already used by live clone" && ok "in-use address refused: $err" ||
+[ $rc = 1 ] && echo "$err" | grep -q "already used by clone c" && ok "in-use address refused: $err" ||
         fail "in-use address: exit $rc, '$err'"
 [ "$before" = "$after" ] && ok "nothing spawned for the refused fork" || fail "QEMU count went $before -> $after"
 

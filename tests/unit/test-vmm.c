@@ -351,14 +351,88 @@ static void test_clone_ids_and_addresses(void **state)
         snprintf(a.ip, sizeof(a.ip), "10.77.0.10/24");
         assert_int_equal(vmm_clone_save(&a, &err), 0);
         assert_true(vmm_clone_alive(&a));
-        assert_int_equal(vmm_ip_in_use(state_dir, "10.77.0.10", owner, sizeof(owner)), -EADDRINUSE);
+        assert_true(vmm_clone_in_flight(&a));
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.77.0.10", NULL, owner, sizeof(owner)), -EADDRINUSE);
         assert_string_equal(owner, "clone c1");
-        assert_int_equal(vmm_ip_in_use(state_dir, "10.77.0.11", owner, sizeof(owner)), 0);
-        /* Its owner gone (another start time) and no QEMU: the address is free. */
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.77.0.11", NULL, owner, sizeof(owner)), 0);
+        /* The MAC alone is enough to collide. */
+        static const uint8_t mac[6] = {0x52, 0x54, 0x0a, 0x4d, 0x00, 0x0a}, other[6] = {0x52, 0x54, 0, 0, 0, 1};
+        memcpy(a.mac, mac, 6);
+        assert_int_equal(vmm_clone_save(&a, &err), 0);
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.77.0.99", mac, owner, sizeof(owner)), -EADDRINUSE);
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.77.0.99", other, owner, sizeof(owner)), 0);
+        /* A final record is not in flight; its owner gone (another start time) and no QEMU: free. */
+        snprintf(a.status, sizeof(a.status), "running");
+        assert_int_equal(vmm_clone_save(&a, &err), 0);
+        assert_false(vmm_clone_in_flight(&a));
         a.owner_starttime = 1;
+        snprintf(a.status, sizeof(a.status), "starting");
         assert_int_equal(vmm_clone_save(&a, &err), 0);
         assert_false(vmm_clone_alive(&a));
-        assert_int_equal(vmm_ip_in_use(state_dir, "10.77.0.10", owner, sizeof(owner)), 0);
+        assert_false(vmm_clone_in_flight(&a));
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.77.0.10", mac, owner, sizeof(owner)), 0);
+}
+
+static void test_count_arithmetic(void **state)
+{
+        struct rh_ipaddr base, ip;
+        struct rh_error err = {0};
+        uint8_t prefix, mac[6];
+        char s[48];
+        (void)state;
+
+        assert_int_equal(rh_ip_parse("10.77.0.250/24", &base, &prefix), 0);
+        assert_int_equal(vmm_ip_nth(&base, prefix, 4, &ip, &err), 0);
+        rh_ip_format(&ip, s);
+        assert_string_equal(s, "10.77.0.254");
+        /* .255 is the broadcast address, .256 another subnet. */
+        assert_int_equal(vmm_ip_nth(&base, prefix, 5, &ip, &err), -ERANGE);
+        assert_non_null(strstr(err.msg, "broadcast"));
+        assert_int_equal(vmm_ip_nth(&base, prefix, 6, &ip, &err), -ERANGE);
+        assert_non_null(strstr(err.msg, "leaves the subnet"));
+        /* A /16 carries into the third byte and stays inside. */
+        assert_int_equal(rh_ip_parse("10.77.0.250/16", &base, &prefix), 0);
+        assert_int_equal(vmm_ip_nth(&base, prefix, 10, &ip, &err), 0);
+        rh_ip_format(&ip, s);
+        assert_string_equal(s, "10.77.1.4");
+
+        static const uint8_t m0[6] = {0x52, 0x54, 0x00, 0x00, 0xff, 0xff};
+        assert_int_equal(vmm_mac_nth(m0, 1, mac, &err), 0);
+        rh_mac_format(mac, s);
+        assert_string_equal(s, "52:54:00:01:00:00");
+        static const uint8_t m1[6] = {0x52, 0xff, 0xff, 0xff, 0xff, 0xff};
+        assert_int_equal(vmm_mac_nth(m1, 0, mac, &err), 0);
+        assert_int_equal(vmm_mac_nth(m1, 1, mac, &err), -ERANGE);
+        assert_non_null(strstr(err.msg, "overflows"));
+}
+
+static void test_lock_and_marker(void **state)
+{
+        struct rh_error err = {0};
+        char a[96], b[96], tag[9];
+        (void)state;
+
+        int fd = vmm_state_lock(state_dir, &err);
+        assert_true(fd >= 0);
+        vmm_state_unlock(fd);
+        fd = vmm_state_lock(state_dir, &err);
+        assert_true(fd >= 0);
+        vmm_state_unlock(fd);
+
+        vmm_state_tag(state_dir, tag);
+        assert_int_equal(strlen(tag), 8);
+        vmm_marker(state_dir, "clone", "c3", a, sizeof(a));
+        snprintf(b, sizeof(b), "rehome:%s:clone:c3", tag);
+        assert_string_equal(a, b);
+        /* Another state directory, another tag. */
+        char other[128], tag2[9];
+        snprintf(other, sizeof(other), "%s/sub", state_dir);
+        assert_int_equal(vmm_mkdir_p(other, 0755), 0);
+        vmm_state_tag(other, tag2);
+        assert_string_not_equal(tag, tag2);
+        vmm_default_ram_dir(state_dir, a, sizeof(a));
+        snprintf(b, sizeof(b), "%s/%s", VMM_DEFAULT_RAM_DIR, tag);
+        assert_string_equal(a, b);
 }
 
 static void test_console_line(void **state)
@@ -397,6 +471,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_template_damaged, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_clone_ids_and_addresses, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_console_line, setup_dir, teardown_dir),
+                cmocka_unit_test(test_count_arithmetic),
+                cmocka_unit_test_setup_teardown(test_lock_and_marker, setup_dir, teardown_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A clone's lifecycle: the VMM-neutral half of every stage (clone.h). The
+ * record is the clone's single source of truth across processes: written
+ * under the state lock before anything exists (owner = this process),
+ * updated with the VMM's pid and start time the moment it exists, and final
+ * ("running", "failed", "no-ack", ...) only in clone_finish.
+ *
+ * Guest-side stage timings. The agent stamps its CLOCK_MONOTONIC at signal,
+ * read, applied and ack. The guest clock and the host clock are not
+ * comparable, and under a restored snapshot the guest's clock at resume is
+ * whatever the snapshot held, so the stamps are only used relative to each
+ * other and anchored at the ack: the host takes H = (host time it first saw
+ * the final ack) - (host time `cont` returned). The guest's ack was written
+ * at most one poll interval before the host saw it, so the guest's resume
+ * instant is taken as t_ack - H, and
+ *     resume->signal  = H - (t_ack - t_signal)
+ *     resume->read    = H - (t_ack - t_read)
+ *     resume->applied = H - (t_ack - t_applied)
+ *     resume->ack     = H
+ * Error: + (poll interval, 250 us) + (QMP cont round trip) on every stage.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cleanup.h"
+#include "clone.h"
+#include "io.h"
+#include "qmp.h"
+
+static double ms(uint64_t ns)
+{
+        return (double)ns / 1e6;
+}
+
+static int stage_begin(struct clone *c, const char *stage, struct rh_error *err)
+{
+        char point[48];
+        int r;
+
+        snprintf(point, sizeof(point), "fork:%s", stage);
+        for (char *p = point; *p; p++)
+                if (*p == ' ')
+                        *p = '-';
+        r = vmm_fault_point(point, err);
+        c->t_stage = now_ns();
+        if (r < 0)
+                return r;
+        if (vmm_interrupted())
+                return rh_error_set(err, -EINTR, "%s: interrupted", stage);
+        return 0;
+}
+
+/*
+ * The host end of the UDP ack channel: a socket bound to the gateway address
+ * on the clone bridge (inside the clone namespace: setns() moves only this
+ * thread, and the socket keeps the namespace it was made in). Returns the fd
+ * (non-blocking) and the port, or -errno; the fork then relies on the mailbox
+ * record alone.
+ */
+static int udp_ack_socket(const struct vmm_net *net, struct rh_ipaddr *ret_gw, uint16_t *ret_port)
+{
+        char gw[64], path[PATH_MAX];
+        _cleanup_close_ int nsfd = -EBADF, selffd = -EBADF;
+        int fd = -EBADF, r;
+        struct sockaddr_in sin = {.sin_family = AF_INET};
+        socklen_t len = sizeof(sin);
+
+        if (!net->gateway[0])
+                return -ENOENT;
+        snprintf(gw, sizeof(gw), "%s", net->gateway);
+        *strchrnul(gw, '/') = '\0';
+        if (rh_ip_parse(gw, ret_gw, NULL) < 0 || ret_gw->family != 4)
+                return -EINVAL;
+        memcpy(&sin.sin_addr, ret_gw->addr, 4);
+        if (net->netns[0]) {
+                snprintf(path, sizeof(path), "/run/netns/%s", net->netns);
+                nsfd = open(path, O_RDONLY | O_CLOEXEC);
+                selffd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+                if (nsfd < 0 || selffd < 0 || setns(nsfd, CLONE_NEWNET) < 0)
+                        return -errno;
+        }
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        r = fd < 0 ? -errno : 0;
+        if (r == 0 && (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+                       getsockname(fd, (struct sockaddr *)&sin, &len) < 0))
+                r = -errno;
+        if (selffd >= 0 && setns(selffd, CLONE_NEWNET) < 0)
+                abort(); /* this thread would go on in the wrong namespace */
+        if (r < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        *ret_port = ntohs(sin.sin_port);
+        return fd;
+}
+
+static void build_request(struct clone *c)
+{
+        const struct vmm_fork_opts *o = c->o;
+        struct rh_request *req = &c->req;
+
+        memset(req, 0, sizeof(*req));
+        req->seq = 0; /* one more than the page's */
+        if (getrandom(&req->nonce, sizeof(req->nonce), 0) != sizeof(req->nonce) || req->nonce == 0)
+                req->nonce = now_ns() | 1;
+        req->flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS;
+        req->n_ifaces = 1;
+        req->ifaces[0].match = RH_MATCH_NAME;
+        snprintf(req->ifaces[0].name, sizeof(req->ifaces[0].name), "%s", o->iface ? o->iface : "eth0");
+        req->ifaces[0].has_mac = true;
+        memcpy(req->ifaces[0].mac, c->rec.mac, 6);
+        req->n_addrs = 1;
+        req->addrs[0].iface = 0;
+        req->addrs[0].family = o->ip.family;
+        req->addrs[0].prefix = o->prefix;
+        memcpy(req->addrs[0].addr, o->ip.addr, 16);
+        if (o->has_gateway) {
+                req->n_routes = 1;
+                req->routes[0].iface = 0;
+                req->routes[0].family = o->gateway.family;
+                req->routes[0].dst_prefix = 0;
+                req->routes[0].has_gateway = true;
+                memcpy(req->routes[0].gateway, o->gateway.addr, 16);
+        }
+        snprintf(req->hostname, sizeof(req->hostname), "%s-%s", c->t->name, c->rec.id);
+        for (char *p = req->hostname; *p; p++)
+                if (*p == '_' || *p == '.')
+                        *p = '-';
+}
+
+/* The template's device state must be a non-empty regular file before a VMM starts. */
+static int check_state_file(const struct vmm_template *t, struct rh_error *err)
+{
+        struct stat st;
+
+        if (stat(t->state_path, &st) < 0)
+                return rh_error_set(err, -errno, "template %s: device state %s: %s (rehome template rm %s && "
+                                    "rehome template create %s)", t->name, t->state_path, strerror(errno),
+                                    t->name, t->name);
+        if (!S_ISREG(st.st_mode) || st.st_size == 0)
+                return rh_error_set(err, -EINVAL, "template %s: device state %s is %s (rehome template rm %s "
+                                    "&& rehome template create %s)", t->name, t->state_path,
+                                    S_ISREG(st.st_mode) ? "empty" : "not a regular file", t->name, t->name);
+        return 0;
+}
+
+/* Under the state lock: the template still exists, the identity is free, the record reserves it. */
+static int reserve(struct clone *c, struct rh_error *err)
+{
+        const struct vmm_fork_opts *o = c->o;
+        char meta[PATH_MAX + 16], addr[48], owner[64];
+        int r;
+
+        snprintf(meta, sizeof(meta), "%s/meta.json", c->t->dir);
+        if (access(meta, F_OK) < 0)
+                return rh_error_set(err, -ENOENT, "template %s was removed", c->t->name);
+        rh_ip_format(&o->ip, addr);
+        if (o->has_mac)
+                memcpy(c->rec.mac, o->mac, 6);
+        else
+                vmm_mac_for_ip(&o->ip, c->rec.mac);
+        if (vmm_identity_in_use(o->state_dir, addr, c->rec.mac, owner, sizeof(owner)) < 0)
+                return rh_error_set(err, -EADDRINUSE,
+                                    "%s or its MAC is already used by %s (rehome clone rm it, or pick another "
+                                    "--ip/--mac)",
+                                    addr, owner);
+        if (o->warm_id) {
+                /* A pre-spawned QEMU from the pool: its id, tap, guid and pid are set. */
+                uint8_t mac[6];
+                memcpy(mac, c->rec.mac, 6);
+                r = vmm_clone_load(o->state_dir, o->warm_id, &c->rec, err);
+                if (r < 0)
+                        return r;
+                if (!vmm_clone_alive(&c->rec) || c->rec.pid <= 0)
+                        return rh_error_set(err, -ESRCH, "warm clone %s is not running", c->rec.id);
+                memcpy(c->rec.mac, mac, 6);
+                c->from_pool = c->tap_made = true;
+                c->rec.owner = getpid();
+                c->rec.owner_starttime = proc_starttime(c->rec.owner);
+        } else {
+                uint8_t mac[6];
+                memcpy(mac, c->rec.mac, 6);
+                r = vmm_clone_alloc(o->state_dir, &c->rec, err);
+                if (r < 0)
+                        return r;
+                memcpy(c->rec.mac, mac, 6);
+        }
+        snprintf(c->rec.template_name, sizeof(c->rec.template_name), "%s", c->t->name);
+        snprintf(c->rec.ip, sizeof(c->rec.ip), "%s/%u", addr, o->prefix);
+        if (o->has_gateway)
+                rh_ip_format(&o->gateway, c->rec.gateway);
+        if (!c->rec.vmgenid[0])
+                vmm_guid_new(c->rec.vmgenid);
+        snprintf(c->rec.status, sizeof(c->rec.status), "starting");
+        snprintf(c->log_path, sizeof(c->log_path), "%s/qemu.log", c->rec.dir);
+        r = vmm_clone_save(&c->rec, err);
+        if (r < 0)
+                vmm_clone_remove_record(&c->rec);
+        return r;
+}
+
+int clone_prepare(struct clone *c, const struct vmm_template *t, const struct vmm_fork_opts *o,
+                  struct vmm_fork_result *res, struct rh_error *err)
+{
+        int lock, r;
+
+        memset(c, 0, sizeof(*c));
+        memset(res, 0, sizeof(*res));
+        c->t = t;
+        c->o = o;
+        c->ops = &vmm_qemu_ops;
+        c->res = res;
+        c->udp_fd = -EBADF;
+        c->t_start = now_ns();
+        r = stage_begin(c, "prepare", err);
+        if (r < 0)
+                return r;
+        if (o->net)
+                c->net = *o->net;
+        else if ((r = vmm_net_load(o->state_dir, &c->net, err)) < 0)
+                return r;
+        r = check_state_file(t, err);
+        if (r < 0)
+                return r;
+        lock = vmm_state_lock(o->state_dir, err);
+        if (lock < 0)
+                return lock;
+        r = reserve(c, err);
+        vmm_state_unlock(lock);
+        return r;
+}
+
+int clone_spawn(struct clone *c, struct rh_error *err)
+{
+        int r = stage_begin(c, "spawn", err);
+
+        if (r < 0)
+                return r;
+        if (c->from_pool)
+                r = qmp_connect_child(c->rec.qmp_path, c->rec.pid, c->o->timeout_ms, &c->qmp, err);
+        else
+                r = c->ops->spawn(c, err);
+        /* A signal that came while the process was being created must still end it. */
+        if (r == 0 && vmm_interrupted())
+                r = rh_error_set(err, -EINTR, "spawn: interrupted");
+        c->res->t.spawn = ms(now_ns() - c->t_stage);
+        if (r < 0)
+                return r;
+        snprintf(c->rec.status, sizeof(c->rec.status), "paused");
+        return vmm_clone_save(&c->rec, err);
+}
+
+int clone_load_state(struct clone *c, struct rh_error *err)
+{
+        int r = stage_begin(c, "load-state", err);
+
+        if (r == 0)
+                r = c->ops->load_state(c, c->o->timeout_ms, err);
+        c->res->t.incoming = ms(now_ns() - c->t_stage);
+        return r;
+}
+
+int clone_handoff(struct clone *c, struct rh_error *err)
+{
+        const struct vmm_template *t = c->t;
+        struct rh_ipaddr gw;
+        uint16_t port = 0;
+        int r = stage_begin(c, "handoff", err);
+
+        if (r < 0)
+                return r;
+        r = c->ops->open_target(c, err);
+        if (r < 0)
+                return r;
+        build_request(c);
+        c->udp_fd = udp_ack_socket(&c->net, &gw, &port);
+        if (c->udp_fd >= 0) {
+                c->req.has_ack_udp = true;
+                c->req.ack_addr = gw;
+                c->req.ack_port = port;
+        }
+        /* One read (verifies magic, token and recorded gpa) and the three writes. */
+        r = rh_mailbox_patch(c->target, t->mailbox_gpa, t->token, &c->req, &c->seq, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64, t->mailbox_gpa);
+        c->req.seq = c->seq;
+        c->res->t.patch = ms(now_ns() - c->t_stage);
+        return 0;
+}
+
+/* The working set `template record-ws` stored: read it into the page cache first. */
+static void prefetch(struct clone *c)
+{
+        char path[PATH_MAX + 16];
+        _cleanup_free_ uint64_t *offsets = NULL;
+        size_t n = 0;
+
+        snprintf(path, sizeof(path), "%s/%s", c->t->dir, VMM_WS_FILE);
+        if (c->o->no_prefetch || access(path, R_OK) < 0)
+                return;
+        if (vmm_ws_load(path, c->t->mem_size, &offsets, &n, NULL) < 0)
+                return; /* an optimisation only: a damaged file costs nothing but speed */
+        uint64_t bytes = 0;
+        if (vmm_ws_prefetch(c->t->ram_path, offsets, n, &bytes, NULL) == 0)
+                c->res->prefetched_bytes = bytes;
+}
+
+int clone_resume(struct clone *c, struct rh_error *err)
+{
+        int r = stage_begin(c, "resume", err);
+
+        if (r < 0)
+                return r;
+        prefetch(c);
+        c->t_stage = now_ns();
+        if (!c->o->no_cont) {
+                r = c->ops->resume(c, err);
+                if (r < 0)
+                        return r;
+        }
+        c->t_cont = now_ns();
+        c->res->t.cont = ms(c->t_cont - c->t_stage);
+        snprintf(c->rec.status, sizeof(c->rec.status), c->o->no_cont ? "paused" : "resumed");
+        vmm_clone_save(&c->rec, NULL);
+        return 0;
+}
+
+/* rh_ack_wait's check: the clone's VMM must still be running. */
+static int vmm_alive(void *ctx, struct rh_error *err)
+{
+        struct clone *c = ctx;
+        int status;
+        char why[256];
+
+        if (vmm_interrupted())
+                return rh_error_set(err, -EINTR, "interrupted");
+        if (!qemu_exited(c->rec.pid, &status))
+                return 0;
+        qemu_describe_exit(status, c->t->ram_path, c->log_path, why, sizeof(why));
+        c->rec.pid = 0;
+        return rh_error_set(err, -ECHILD, "QEMU died after resume: %s", why);
+}
+
+static void guest_timings(struct clone *c)
+{
+        const struct rh_ack *ack = &c->wait.ack;
+        struct vmm_fork_timing *t = &c->res->t;
+        double h = t->host_ack_seen;
+
+        if (!c->wait.have_record)
+                return;
+        if (ack->t_ack_ns >= ack->t_applied_ns && ack->t_applied_ns >= ack->t_read_ns &&
+            ack->t_read_ns >= ack->t_signal_ns && ack->t_signal_ns > 0) {
+                t->resume_signal = h - ms(ack->t_ack_ns - ack->t_signal_ns);
+                t->resume_read = h - ms(ack->t_ack_ns - ack->t_read_ns);
+                t->resume_applied = h - ms(ack->t_ack_ns - ack->t_applied_ns);
+                t->resume_ack = h;
+                t->have_guest = true;
+        } else if (ack->t_ack_ns >= ack->t_read_ns && ack->t_read_ns > 0) {
+                /* Rejected requests carry no applied stamp. */
+                t->resume_signal = ack->t_signal_ns && ack->t_ack_ns >= ack->t_signal_ns
+                                           ? h - ms(ack->t_ack_ns - ack->t_signal_ns)
+                                           : -1;
+                t->resume_read = h - ms(ack->t_ack_ns - ack->t_read_ns);
+                t->resume_applied = -1;
+                t->resume_ack = h;
+                t->have_guest = true;
+        }
+}
+
+int clone_wait_ack(struct clone *c, struct rh_error *err)
+{
+        struct rh_ack_wait_opts w = {
+                .target = c->target,
+                .gpa = c->t->mailbox_gpa,
+                .udp_fd = c->udp_fd,
+                .nonce = c->req.nonce,
+                .seq = c->seq,
+                .timeout_ms = c->o->timeout_ms,
+                .check = vmm_alive,
+                .ctx = c,
+        };
+        struct vmm_fork_result *res = c->res;
+        char text[4 * RH_ACK_ERROR_MAX + 1];
+        int r;
+
+        r = stage_begin(c, "wait", err);
+        if (r < 0)
+                return r;
+        r = rh_ack_wait(&w, &c->wait, err);
+        if (r == -ETIMEDOUT) {
+                char tail[160], safe[4 * sizeof(tail) + 1];
+                qemu_log_tail(c->rec.console_path, tail, sizeof(tail));
+                rh_text_escape(tail, sizeof(tail), safe, sizeof(safe));
+                snprintf(res->seen, sizeof(res->seen), "%s", rh_ack_wait_seen(&c->wait));
+                return rh_error_set(err, -ETIMEDOUT, "no ack within %d ms of %s: %s (last console line: '%s')",
+                                    c->o->timeout_ms,
+                                    c->o->no_cont ? "the patch (never resumed: --no-resume)" : "resume",
+                                    res->seen, safe);
+        }
+        if (r < 0)
+                return r;
+        res->acked = true;
+        res->ack_channel = c->wait.channel == RH_ACK_CHANNEL_UDP ? "udp" : "mailbox";
+        res->udp_ack_seen = c->wait.t_line_ns ? ms(c->wait.t_line_ns - c->t_cont) : -1;
+        res->t.host_ack_seen = ms(c->wait.t_final_ns - c->t_cont);
+        res->t.total = ms(c->wait.t_final_ns - c->t_start);
+        if (c->wait.have_record)
+                res->ack = c->wait.ack;
+        guest_timings(c);
+        if (c->wait.applied)
+                return 0;
+        /* Guest-written text: escaped, so it cannot forge lines or drive the terminal. */
+        const char *why = c->wait.have_record ? c->wait.ack.error : c->wait.line.error;
+        rh_text_escape(why, RH_ACK_ERROR_MAX, text, sizeof(text));
+        uint32_t status = c->wait.have_record ? c->wait.ack.status : RH_ACK_FAILED;
+        snprintf(c->rec.status, sizeof(c->rec.status), "%s", rh_ack_status_name(status));
+        return rh_error_set(err, -EBADE, "the agent %s the request: %s%s",
+                            status == RH_ACK_INVALID ? "rejected" : "failed to apply",
+                            text[0] ? text : rh_ack_status_name(status),
+                            status == RH_ACK_INVALID ? " (the clone kept the template identity)" : "");
+}
+
+void clone_free(struct clone *c)
+{
+        c->qmp = qmp_free(c->qmp);
+        c->target = rh_target_free(c->target);
+        c->layout = rh_layout_free(c->layout);
+        if (c->udp_fd >= 0)
+                close(c->udp_fd);
+        c->udp_fd = -EBADF;
+}
+
+/* A QEMU that exited before or during a stage: name the cause in the error. */
+static void explain_exit(struct clone *c, int r, struct rh_error *err)
+{
+        int status = -1;
+        char why[256];
+
+        if (c->rec.pid <= 0)
+                return;
+        /* QEMU exits right after a failed incoming migration: give it a moment. */
+        for (int i = 0; i < 100 && !qemu_exited(c->rec.pid, &status); i++) {
+                struct timespec ts = {0, 2000000};
+                nanosleep(&ts, NULL);
+        }
+        if (status == -1 && proc_starttime(c->rec.pid) != 0)
+                return; /* still running */
+        qemu_describe_exit(status, c->t->ram_path, c->log_path, why, sizeof(why));
+        rh_error_prefix(err, r, "QEMU %s", why);
+        c->rec.pid = 0;
+}
+
+int clone_finish(struct clone *c, int r, struct rh_error *err)
+{
+        bool keep = r == 0 || (c->o->keep && r != -EINTR && c->rec.pid > 0 && vmm_clone_alive(&c->rec));
+
+        clone_free(c);
+        if (r < 0 && r != -EBADE && r != -ETIMEDOUT && r != -EINTR)
+                explain_exit(c, r, err);
+        if (r == 0)
+                snprintf(c->rec.status, sizeof(c->rec.status), "running");
+        else if (r == -ETIMEDOUT)
+                snprintf(c->rec.status, sizeof(c->rec.status), "no-ack");
+        else if (r != -EBADE)
+                snprintf(c->rec.status, sizeof(c->rec.status), "failed");
+        if (keep && c->rec.pid > 0) {
+                c->rec.owner = 0;
+                c->rec.owner_starttime = 0;
+                int s = vmm_clone_save(&c->rec, r == 0 ? err : NULL);
+                if (s < 0 && r == 0) {
+                        r = s;
+                        keep = false;
+                } else
+                        qemu_release(c->rec.pid); /* it outlives us now */
+        } else
+                keep = false;
+        if (!keep && c->rec.dir[0]) {
+                if (!c->tap_made)
+                        c->rec.tap[0] = '\0';
+                vmm_clone_destroy(c->o->state_dir, &c->rec, NULL);
+        }
+        c->res->clone = c->rec;
+        if (r < 0)
+                return rh_error_prefix(err, r, "fork %s", c->rec.id[0] ? c->rec.id : c->t->name);
+        return 0;
+}
+
+int clone_run(const struct vmm_template *t, const struct vmm_fork_opts *o, struct vmm_fork_result *res,
+              struct rh_error *err)
+{
+        struct clone c;
+        int r;
+
+        r = clone_prepare(&c, t, o, res, err);
+        if (r < 0) {
+                clone_free(&c);
+                return rh_error_prefix(err, r, "fork %s", t->name);
+        }
+        r = clone_spawn(&c, err);
+        if (r == 0)
+                r = clone_load_state(&c, err);
+        if (r == 0)
+                r = clone_handoff(&c, err);
+        if (r == 0)
+                r = clone_resume(&c, err);
+        if (r == 0)
+                r = clone_wait_ack(&c, err);
+        return clone_finish(&c, r, err);
+}
+
+int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_error *err)
+{
+        struct vmm_net net;
+
+        if (c->pid > 0 && c->starttime && proc_starttime(c->pid) == c->starttime)
+                qemu_kill(c->pid);
+        else if (c->pid > 0)
+                qemu_release(c->pid);
+        if (c->tap[0] && vmm_net_load(state_dir, &net, NULL) == 0)
+                vmm_tap_delete(&net, c->tap);
+        (void)err;
+        return vmm_clone_remove_record(c);
+}
