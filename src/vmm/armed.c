@@ -41,8 +41,8 @@ static int parse_gpa(const char *v, size_t len, uint64_t *ret_gpa, struct rh_err
                 gpa = gpa << 4 | (uint64_t)d; /* 16 digits at most: cannot overflow */
         }
         if (gpa >> VMM_ARMED_GPA_BITS)
-                return rh_error_set(err, -EBADMSG, "armed line: gpa 0x%llx beyond %d bits", (unsigned long long)gpa,
-                                    VMM_ARMED_GPA_BITS);
+                return rh_error_set(err, -EBADMSG, "armed line: gpa 0x%llx beyond %d bits",
+                                    (unsigned long long)gpa, VMM_ARMED_GPA_BITS);
         if (gpa % PAGE)
                 return rh_error_set(err, -EBADMSG, "armed line: gpa 0x%llx not page aligned",
                                     (unsigned long long)gpa);
@@ -55,8 +55,8 @@ static int parse_token(const char *v, size_t len, uint8_t ret_token[RH_TOKEN_LEN
         uint8_t token[RH_TOKEN_LEN];
 
         if (len != 2 * RH_TOKEN_LEN)
-                return rh_error_set(err, -EBADMSG, "armed line: token has %zu characters, not %u hex digits", len,
-                                    2 * RH_TOKEN_LEN);
+                return rh_error_set(err, -EBADMSG, "armed line: token has %zu characters, not %u hex digits",
+                                    len, 2 * RH_TOKEN_LEN);
         for (size_t i = 0; i < RH_TOKEN_LEN; i++) {
                 int hi = hexval(v[2 * i]), lo = hexval(v[2 * i + 1]);
                 if (hi < 0 || lo < 0)
@@ -101,7 +101,8 @@ int vmm_armed_parse(const char *line, uint64_t *ret_gpa, uint8_t ret_token[RH_TO
                 return rh_error_set(err, -EBADMSG, "armed line: longer than %d bytes", VMM_ARMED_LINE_MAX);
         for (size_t i = 0; i < len; i++)
                 if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e)
-                        return rh_error_set(err, -EBADMSG, "armed line: byte 0x%02x at offset %zu is not printable",
+                        return rh_error_set(err, -EBADMSG,
+                                            "armed line: byte 0x%02x at offset %zu is not printable",
                                             (unsigned char)line[i], i);
         if (len < prefix_len || memcmp(line, VMM_ARMED_PREFIX, prefix_len) != 0)
                 return rh_error_set(err, -EBADMSG, "armed line: does not start with '%s'", VMM_ARMED_PREFIX);
@@ -111,7 +112,8 @@ int vmm_armed_parse(const char *line, uint64_t *ret_gpa, uint8_t ret_token[RH_TO
                 size_t field_len;
 
                 if (*p != ' ')
-                        return rh_error_set(err, -EBADMSG, "armed line: no space before the field at offset %zu",
+                        return rh_error_set(err, -EBADMSG,
+                                            "armed line: no space before the field at offset %zu",
                                             (size_t)(p - line));
                 field = p + 1;
                 next = memchr(field, ' ', (size_t)(end - field));
@@ -147,9 +149,10 @@ int vmm_armed_parse(const char *line, uint64_t *ret_gpa, uint8_t ret_token[RH_TO
                         if (abi)
                                 return rh_error_set(err, -EBADMSG, "armed line: abi given twice");
                         if (value_len == 0 || value_len > VMM_ARMED_ABI_MAX || value_len >= abi_len)
-                                return rh_error_set(err, -EBADMSG, "armed line: abi has %zu characters, not 1..%zu",
-                                                    value_len,
-                                                    abi_len - 1 < VMM_ARMED_ABI_MAX ? abi_len - 1 : VMM_ARMED_ABI_MAX);
+                                return rh_error_set(
+                                        err, -EBADMSG, "armed line: abi has %zu characters, not 1..%zu",
+                                        value_len,
+                                        abi_len - 1 < VMM_ARMED_ABI_MAX ? abi_len - 1 : VMM_ARMED_ABI_MAX);
                         abi = value;
                         abi_n = value_len;
                 }

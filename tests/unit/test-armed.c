@@ -20,7 +20,7 @@
 #define TOKEN_HEX "00112233445566778899aabbccddeeff"
 
 static const uint8_t token_bytes[RH_TOKEN_LEN] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
-                                                   0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+                                                  0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
 
 /* Out-parameters prefilled with a canary, so "untouched" can be checked. */
 struct out {
@@ -58,8 +58,8 @@ static void test_agent_lines(void **state)
 
         (void)state;
         out_init(&o);
-        assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX " abi=1.0", &o.gpa,
-                                         o.token, o.abi, sizeof(o.abi), &err),
+        assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX " abi=1.0",
+                                         &o.gpa, o.token, o.abi, sizeof(o.abi), &err),
                          0);
         assert_int_equal(o.gpa, 0x9dee000);
         assert_memory_equal(o.token, token_bytes, RH_TOKEN_LEN);
@@ -68,17 +68,20 @@ static void test_agent_lines(void **state)
 
         /* Upper-case hex, fields in another order, the largest gpa, a 15-character abi. */
         out_init(&o);
-        assert_int_equal(vmm_armed_parse("rehome-agent: armed abi=123456789012345 token=00112233445566778899AABBCCDDEEFF "
-                                         "gpa=0xFFFFFFFFFF000",
-                                         &o.gpa, o.token, o.abi, sizeof(o.abi), &err),
-                         0);
+        assert_int_equal(
+                vmm_armed_parse(
+                        "rehome-agent: armed abi=123456789012345 token=00112233445566778899AABBCCDDEEFF "
+                        "gpa=0xFFFFFFFFFF000",
+                        &o.gpa, o.token, o.abi, sizeof(o.abi), &err),
+                0);
         assert_int_equal(o.gpa, 0xffffffffff000ull);
         assert_memory_equal(o.token, token_bytes, RH_TOKEN_LEN);
         assert_string_equal(o.abi, "123456789012345");
 
         /* Leading zeros up to 16 digits; gpa 0 is page aligned. */
         out_init(&o);
-        assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x0000000000000000 token=" TOKEN_HEX " abi=v1",
+        assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x0000000000000000 token=" TOKEN_HEX
+                                         " abi=v1",
                                          &o.gpa, o.token, o.abi, sizeof(o.abi), &err),
                          0);
         assert_int_equal(o.gpa, 0);
@@ -86,7 +89,8 @@ static void test_agent_lines(void **state)
 
         /* A newer agent's extra field is skipped. */
         out_init(&o);
-        assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.1 caps=0x7",
+        assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX
+                                         " abi=1.1 caps=0x7",
                                          &o.gpa, o.token, o.abi, sizeof(o.abi), &err),
                          0);
         assert_int_equal(o.gpa, 0x1000);
@@ -104,8 +108,10 @@ static void test_truncated(void **state)
         expect_bad("rehome-agent: armed", "armed line: no gpa");
         expect_bad("rehome-agent: armed gpa=0x9dee000", "armed line: no token");
         expect_bad("rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX, "armed line: no abi");
-        expect_bad("rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX " abi=", "armed line: abi has 0 characters, not 1..15");
-        expect_bad("rehome-agent: armed gpa=0x9dee000 token=0011223344", "armed line: token has 10 characters, not 32 hex digits");
+        expect_bad("rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX " abi=",
+                   "armed line: abi has 0 characters, not 1..15");
+        expect_bad("rehome-agent: armed gpa=0x9dee000 token=0011223344",
+                   "armed line: token has 10 characters, not 32 hex digits");
         expect_bad("rehome-agent: armed gpa=0x token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
         expect_bad("rehome-agent: armed gpa= token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
 
@@ -139,7 +145,8 @@ static void test_oversized(void **state)
                    "armed line: abi has 16 characters, not 1..15");
 
         /* A line just at the cap parses; one byte more does not. */
-        n = snprintf(line, sizeof(line), "rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX " abi=1.0 pad=");
+        n = snprintf(line, sizeof(line),
+                     "rehome-agent: armed gpa=0x9dee000 token=" TOKEN_HEX " abi=1.0 pad=");
         memset(line + n, 'x', VMM_ARMED_LINE_MAX - (size_t)n);
         line[VMM_ARMED_LINE_MAX] = '\0';
         {
@@ -158,8 +165,9 @@ static void test_oversized(void **state)
                 struct rh_error err = {0};
                 out_init(&o);
                 out_init(&canary);
-                assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.0.0", &o.gpa,
-                                                 o.token, o.abi, 4, &err),
+                assert_int_equal(vmm_armed_parse("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX
+                                                 " abi=1.0.0",
+                                                 &o.gpa, o.token, o.abi, 4, &err),
                                  -EBADMSG);
                 assert_string_equal(err.msg, "armed line: abi has 5 characters, not 1..3");
                 assert_memory_equal(&o, &canary, sizeof(o));
@@ -169,12 +177,18 @@ static void test_oversized(void **state)
 static void test_bad_hex(void **state)
 {
         (void)state;
-        expect_bad("rehome-agent: armed gpa=9dee000 token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
-        expect_bad("rehome-agent: armed gpa=0X9dee000 token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
-        expect_bad("rehome-agent: armed gpa=0x9deg000 token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
-        expect_bad("rehome-agent: armed gpa=0x-1000 token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
-        expect_bad("rehome-agent: armed gpa=0x+1000 token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
-        expect_bad("rehome-agent: armed gpa=0x9dee000, token=" TOKEN_HEX " abi=1.0", "armed line: gpa is not 0x-hex");
+        expect_bad("rehome-agent: armed gpa=9dee000 token=" TOKEN_HEX " abi=1.0",
+                   "armed line: gpa is not 0x-hex");
+        expect_bad("rehome-agent: armed gpa=0X9dee000 token=" TOKEN_HEX " abi=1.0",
+                   "armed line: gpa is not 0x-hex");
+        expect_bad("rehome-agent: armed gpa=0x9deg000 token=" TOKEN_HEX " abi=1.0",
+                   "armed line: gpa is not 0x-hex");
+        expect_bad("rehome-agent: armed gpa=0x-1000 token=" TOKEN_HEX " abi=1.0",
+                   "armed line: gpa is not 0x-hex");
+        expect_bad("rehome-agent: armed gpa=0x+1000 token=" TOKEN_HEX " abi=1.0",
+                   "armed line: gpa is not 0x-hex");
+        expect_bad("rehome-agent: armed gpa=0x9dee000, token=" TOKEN_HEX " abi=1.0",
+                   "armed line: gpa is not 0x-hex");
         expect_bad("rehome-agent: armed gpa=0x9dee000 token=00112233445566778899aabbccddeefg abi=1.0",
                    "armed line: token is not hex");
         expect_bad("rehome-agent: armed gpa=0x9dee000 token=0x112233445566778899aabbccddeeff abi=1.0",
@@ -204,11 +218,14 @@ static void test_duplicates_and_garbage(void **state)
                    "armed line: gpa given twice");
         expect_bad("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " token=" TOKEN_HEX " abi=1.0",
                    "armed line: token given twice");
-        expect_bad("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.0 abi=1.0", "armed line: abi given twice");
+        expect_bad("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.0 abi=1.0",
+                   "armed line: abi given twice");
         expect_bad("rehome-agent: armedgpa=0x1000 token=" TOKEN_HEX " abi=1.0",
                    "armed line: no space before the field at offset 19");
-        expect_bad("rehome-agent: armed  gpa=0x1000 token=" TOKEN_HEX " abi=1.0", "armed line: empty field at offset 20");
-        expect_bad("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.0 ", "armed line: empty field at offset 78");
+        expect_bad("rehome-agent: armed  gpa=0x1000 token=" TOKEN_HEX " abi=1.0",
+                   "armed line: empty field at offset 20");
+        expect_bad("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.0 ",
+                   "armed line: empty field at offset 78");
         expect_bad("rehome-agent: armed gpa=0x1000 token=" TOKEN_HEX " abi=1.0 junk",
                    "armed line: field at offset 78 is not key=value");
         expect_bad("rehome-agent: armed gpa=0x1000 =x token=" TOKEN_HEX " abi=1.0",
@@ -242,12 +259,9 @@ static void test_control_characters(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_agent_lines),
-                cmocka_unit_test(test_truncated),
-                cmocka_unit_test(test_oversized),
-                cmocka_unit_test(test_bad_hex),
-                cmocka_unit_test(test_unaligned_and_range),
-                cmocka_unit_test(test_duplicates_and_garbage),
+                cmocka_unit_test(test_agent_lines),         cmocka_unit_test(test_truncated),
+                cmocka_unit_test(test_oversized),           cmocka_unit_test(test_bad_hex),
+                cmocka_unit_test(test_unaligned_and_range), cmocka_unit_test(test_duplicates_and_garbage),
                 cmocka_unit_test(test_control_characters),
         };
 
