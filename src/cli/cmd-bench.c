@@ -733,8 +733,16 @@ int cmd_template_record_ws(int argc, char **argv)
         if (r < 0)
                 return cli_fail("template record-ws %s: %s", t.name, err.msg);
         if (cli.json) {
-                json_t *j = json_pack("{s:s, s:s/s, s:i, s:i, s:i}", "template", t.name, "file", t.dir, VMM_WS_FILE,
-                                      "pages", (int)pages, "referenced_last_run", (int)referenced, "runs", (int)runs);
+                char file[PATH_MAX + sizeof(VMM_WS_FILE) + 1];
+
+                /* One value per key: jansson has no "s/s" (it returned NULL,
+                 * and json_dumpf(NULL) printed nothing but the newline). */
+                snprintf(file, sizeof(file), "%s/%s", t.dir, VMM_WS_FILE);
+                json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I}", "template", t.name, "file", file, "pages",
+                                      (json_int_t)pages, "referenced_last_run", (json_int_t)referenced, "runs",
+                                      (json_int_t)runs);
+                if (!j)
+                        return cli_fail("template record-ws %s: cannot build the JSON document", t.name);
                 json_dumpf(j, stdout, JSON_INDENT(2));
                 putchar('\n');
                 json_decref(j);

@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "armed.h"
 #include "cleanup.h"
 #include "io.h"
 #include "qmp.h"
@@ -103,32 +104,6 @@ static int load_image(const char *dir, struct vmm_template *t, struct rh_error *
                                     t->initrd, strerror(errno));
         snprintf(t->kernel_release, sizeof(t->kernel_release), "%s", rel ? rel : "");
         snprintf(t->agent_sha256, sizeof(t->agent_sha256), "%s", agent ? agent : "");
-        return 0;
-}
-
-/* "rehome-agent: armed gpa=0x9dee000 token=<32 hex> abi=1.0" */
-static int parse_armed(const char *line, struct vmm_template *t)
-{
-        const char *g = strstr(line, "gpa=0x"), *k = strstr(line, "token="), *a = strstr(line, "abi=");
-        char *end;
-
-        if (!g || !k)
-                return -EBADMSG;
-        unsigned long long gpa = strtoull(g + 6, &end, 16);
-        if (end == g + 6 || (gpa & 0xfff))
-                return -EBADMSG;
-        t->mailbox_gpa = gpa;
-        k += 6;
-        for (size_t i = 0; i < RH_TOKEN_LEN; i++) {
-                unsigned v;
-                if (sscanf(k + 2 * i, "%2x", &v) != 1)
-                        return -EBADMSG;
-                t->token[i] = (uint8_t)v;
-        }
-        if (a) {
-                size_t n = strcspn(a + 4, " \r\n");
-                snprintf(t->abi, sizeof(t->abi), "%.*s", (int)(n < 15 ? n : 15), a + 4);
-        }
         return 0;
 }
 
@@ -429,8 +404,9 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                 goto fail_qemu;
         }
         t.boot_ms = ms_since(t0);
-        if (parse_armed(line, &t) < 0) {
-                r = rh_error_set(err, -EBADMSG, "cannot parse the agent's armed line: '%s'", line);
+        r = vmm_armed_parse(line, &t.mailbox_gpa, t.token, t.abi, sizeof(t.abi), err);
+        if (r < 0) {
+                rh_error_prefix(err, r, "cannot parse the agent's armed line '%s'", line);
                 goto fail_qemu;
         }
         progress(o, "agent armed after %.0f ms: mailbox gpa 0x%" PRIx64 ", abi %s", t.boot_ms, t.mailbox_gpa,

@@ -5,9 +5,11 @@
 # and check that each answers ARP (with its new MAC) and ICMP at its new
 # address, that nothing answers at the template's address, that the identities
 # are distinct, that warm (pre-spawned) clone processes are taken by the next
-# forks, that the template RAM file is byte-identical after all forks
-# (copy-on-write held), that an address held by a live clone is refused before
-# anything is spawned, and that removing clones leaves no QEMU or tap.
+# forks, that `template record-ws --json` prints one document naming the
+# working-set file it wrote, that the template RAM file is byte-identical
+# after all forks (copy-on-write held), that an address held by a live clone
+# is refused before anything is spawned, and that removing clones leaves no
+# QEMU or tap.
 #
 # Usage: test-fork.sh REHOME IMAGE_DIR. Exit 77 (skip) without root, QEMU or
 # the guest image.
@@ -59,8 +61,25 @@ took=$(rh clone list | awk '$3 ~ /^10\.88\.0\.2[01]\// { print $5 }' | sort | tr
 [ "$(arp_mac 10.88.0.20)" = "52:54:0a:58:00:14" ] && ok "warm-pool clone answers ARP as itself" ||
         fail "warm-pool clone 10.88.0.20 does not answer as 52:54:0a:58:00:14"
 
+# record-ws --json: one fork (--runs 1), then exactly one JSON document
+# naming the template, the working-set file it wrote and its counts.
+rh --json template record-ws tpl --runs 1 > "$SD/record-ws.json" 2> "$SD/record-ws.err"
+rc=$?
+[ $rc = 0 ] && ok "template record-ws --json exited 0" || { cat "$SD/record-ws.err"; fail "record-ws exited $rc"; }
+python3 - "$SD/record-ws.json" "$SD" <<'PY' && ok "record-ws --json: $(tr -d '\n ' < "$SD/record-ws.json")" || fail "record-ws --json output: '$(cat "$SD/record-ws.json")'"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+assert sorted(d) == ["file", "pages", "referenced_last_run", "runs", "template"], d
+want_file = os.path.realpath(os.path.join(sys.argv[2], "templates", "tpl", "workingset"))
+assert d["template"] == "tpl" and os.path.realpath(d["file"]) == want_file, d
+assert d["runs"] == 1 and isinstance(d["pages"], int) and d["pages"] > 0, d
+assert isinstance(d["referenced_last_run"], int) and d["referenced_last_run"] > 0, d
+head = open(d["file"]).readline().split()
+assert head[:2] == ["rehome-workingset", "1"] and head[3] == "pages=%d" % d["pages"], head
+PY
+
 sum_after=$(sha256sum "$ram" | cut -d' ' -f1)
-[ "$sum_before" = "$sum_after" ] && ok "template RAM byte-identical after all 6 forks ($sum_after)" ||
+[ "$sum_before" = "$sum_after" ] && ok "template RAM byte-identical after all 7 forks ($sum_after)" ||
         fail "template RAM changed: $sum_before -> $sum_after"
 
 rh clone rm --all 2>/dev/null

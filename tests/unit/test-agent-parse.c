@@ -35,11 +35,18 @@ static void test_kmsg_any_split(void **state)
         for (size_t cut = 0; cut <= len; cut++) {
                 struct kmsg_scan scan = {0};
                 bool a = kmsg_scan_feed(&scan, kernel_line, cut);
+
+                /* The partial record is held, byte for byte, until its newline. */
+                assert_int_equal(scan.len, cut < len ? cut : 0);
+                assert_memory_equal(scan.line, kernel_line, scan.len);
                 bool b = kmsg_scan_feed(&scan, kernel_line + cut, len - cut);
 
-                /* Fires exactly once: when the newline arrives. */
-                assert_false(a && cut < len);
-                assert_true(a || b);
+                /* Fires exactly once, on the chunk that carries the newline
+                 * (the record's last byte): the first one only when it is the
+                 * whole record, else the second (never both, never neither). */
+                assert_int_equal(a, cut == len);
+                assert_int_equal(b, cut < len);
+                assert_int_equal(scan.len, 0);
         }
 }
 

@@ -2,7 +2,9 @@
 /*
  * Unit tests of the template working set (src/vmm/workingset.c): save/load
  * round trip, every way a stored file can be wrong (it is read back as
- * untrusted input), and prefetch/evict/resident on a real file.
+ * untrusted input), and prefetch/evict/resident on real files: on disk
+ * (/var/tmp) evict must empty the page cache and prefetch bring back exactly
+ * the listed pages; on tmpfs evict drops nothing (the pages are the file).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,10 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <errno.h>
 
 #include "src/vmm/bench.h"
 
@@ -34,10 +40,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-        char p[160];
         unlink(path);
-        snprintf(p, sizeof(p), "%s/ram", dir);
-        unlink(p);
         rmdir(dir);
         return 0;
 }
@@ -151,36 +154,177 @@ static void test_count_mismatch(void **state)
                      "more offsets than the header's 1");
 }
 
-static void test_prefetch_evict(void **state)
+/* ---- prefetch, evict, resident on a real file --------------------------- */
+
+#define RAM_PAGES 256
+
+/* The RAM file of the test running now, removed even when an assertion fails. */
+static char ram_dir[128], ram[160];
+
+static int remove_ram(void **state)
 {
-        char ram[160];
-        struct rh_error err;
-        uint64_t bytes = 0;
+        (void)state;
+        if (ram[0])
+                unlink(ram);
+        if (ram_dir[0])
+                rmdir(ram_dir);
+        ram[0] = ram_dir[0] = '\0';
+        return 0;
+}
+
+/* A RAM file in a fresh directory under @base: page i filled with byte i. */
+static void make_ram(const char *base)
+{
         static char page[4096];
 
-        snprintf(ram, sizeof(ram), "%s/ram", dir);
+        snprintf(ram_dir, sizeof(ram_dir), "%s/test-workingset.XXXXXX", base);
+        assert_non_null(mkdtemp(ram_dir));
+        snprintf(ram, sizeof(ram), "%s/ram", ram_dir);
         FILE *f = fopen(ram, "w");
         assert_non_null(f);
-        for (int i = 0; i < 256; i++) {
+        for (int i = 0; i < RAM_PAGES; i++) {
                 memset(page, i, sizeof(page));
                 assert_int_equal(fwrite(page, 1, sizeof(page), f), sizeof(page));
         }
-        fclose(f);
+        assert_int_equal(fclose(f), 0);
+}
 
+/* Which pages of @file are in the page cache, by mincore on a mapping of our
+ * own (independent of vmm_ws_resident, which is under test). */
+static void residency(const char *file, unsigned char vec[RAM_PAGES])
+{
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        void *m = mmap(NULL, RAM_PAGES * 4096, PROT_READ, MAP_SHARED, fd, 0);
+        assert_true(m != MAP_FAILED);
+        assert_int_equal(mincore(m, RAM_PAGES * 4096, vec), 0);
+        for (int i = 0; i < RAM_PAGES; i++)
+                vec[i] &= 1;
+        munmap(m, RAM_PAGES * 4096);
+        close(fd);
+}
+
+static long count_resident(const unsigned char vec[RAM_PAGES])
+{
+        long n = 0;
+        for (int i = 0; i < RAM_PAGES; i++)
+                n += vec[i];
+        return n;
+}
+
+/* The file still holds what was written: eviction drops cache, never data. */
+static void assert_ram_intact(const char *file)
+{
+        static char page[4096], want[4096];
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        for (int i = 0; i < RAM_PAGES; i++) {
+                memset(want, i, sizeof(want));
+                assert_int_equal(pread(fd, page, sizeof(page), (off_t)i * 4096), sizeof(page));
+                assert_memory_equal(page, want, sizeof(page));
+        }
+        close(fd);
+}
+
+/*
+ * Eviction must be observed on a disk file system: on tmpfs the page cache
+ * *is* the file, so POSIX_FADV_DONTNEED cannot drop anything (see
+ * test_evict_tmpfs). /var/tmp is on disk on usual systems, unlike /tmp,
+ * which is often tmpfs; if it is tmpfs here too, say so and skip.
+ */
+static void test_prefetch_evict_disk(void **state)
+{
+        unsigned char vec[RAM_PAGES];
+        struct rh_error err = {0};
+        struct statfs sfs;
+        uint64_t bytes = 0;
+        long resident = -1;
+
+        (void)state;
+        assert_int_equal(statfs("/var/tmp", &sfs), 0);
+        if (sfs.f_type == TMPFS_MAGIC) {
+                fprintf(stderr, "skip: /var/tmp is tmpfs here, its pages cannot be evicted\n");
+                skip();
+        }
+        make_ram("/var/tmp");
+
+        /* Just written: every page is cached (dirty). */
+        residency(ram, vec);
+        assert_int_equal(count_resident(vec), RAM_PAGES);
+        assert_int_equal(vmm_ws_resident(ram), RAM_PAGES);
+
+        /* Evict writes the dirty pages back and drops them all. */
+        assert_int_equal(vmm_ws_evict(ram, &resident, &err), 0);
+        assert_int_equal(resident, 0);
+        residency(ram, vec);
+        assert_int_equal(count_resident(vec), 0);
+        assert_int_equal(vmm_ws_resident(ram), 0);
+
+        /* Prefetch reads exactly the listed pages back in. */
         uint64_t offs[] = { 0x1000, 0x2000, 0x3000, 0x10000 };
         assert_int_equal(vmm_ws_prefetch(ram, offs, 4, &bytes, &err), 0);
         assert_int_equal(bytes, 4 * 4096);
+        residency(ram, vec);
+        for (size_t i = 0; i < 4; i++)
+                assert_int_equal(vec[offs[i] / 4096], 1);
+        assert_int_equal(count_resident(vec), 4);
+        assert_int_equal(vmm_ws_resident(ram), 4);
+
+        /* A range that runs past the end is clamped to the file. */
         assert_int_equal(vmm_ws_prefetch_range(ram, 0xff000, 0x10000, &bytes, &err), 0);
-        assert_int_equal(bytes, 4096); /* clamped at the end of the file */
-        assert_true(vmm_ws_resident(ram) > 0);
-        long resident = -1;
+        assert_int_equal(bytes, 4096);
+        residency(ram, vec);
+        assert_int_equal(vec[RAM_PAGES - 1], 1);
+        assert_int_equal(count_resident(vec), 5);
+
+        /* And evict drops them again; the data is still there. */
+        resident = -1;
         assert_int_equal(vmm_ws_evict(ram, &resident, &err), 0);
-        /* tmpfs cannot drop its pages (they are the file); disk file systems go to 0. */
-        assert_true(resident >= 0 && resident <= 256);
-        assert_int_equal(vmm_ws_prefetch("/nonexistent/ram", offs, 4, &bytes, &err), -ENOENT);
+        assert_int_equal(resident, 0);
+        residency(ram, vec);
+        assert_int_equal(count_resident(vec), 0);
+        assert_ram_intact(ram);
+}
+
+/* On tmpfs, evict succeeds and drops nothing: the pages are the file. */
+static void test_evict_tmpfs(void **state)
+{
+        unsigned char vec[RAM_PAGES];
+        struct rh_error err = {0};
+        struct statfs sfs;
+        long resident = -1;
+
+        (void)state;
+        if (statfs("/dev/shm", &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
+                fprintf(stderr, "skip: /dev/shm is not a tmpfs here\n");
+                skip();
+        }
+        make_ram("/dev/shm");
+        assert_int_equal(vmm_ws_evict(ram, &resident, &err), 0);
+        assert_int_equal(resident, RAM_PAGES);
+        residency(ram, vec);
+        assert_int_equal(count_resident(vec), RAM_PAGES);
+        assert_ram_intact(ram);
+}
+
+static void test_missing_ram(void **state)
+{
+        uint64_t offs[] = { 0x1000 };
+        struct rh_error err = {0};
+        uint64_t bytes = 77;
+        long resident = 77;
+
+        (void)state;
+        assert_int_equal(vmm_ws_prefetch("/nonexistent/ram", offs, 1, &bytes, &err), -ENOENT);
         assert_string_equal(err.msg, "/nonexistent/ram: No such file or directory");
+        assert_int_equal(vmm_ws_prefetch_range("/nonexistent/ram", 0, 4096, &bytes, &err), -ENOENT);
+        assert_string_equal(err.msg, "/nonexistent/ram: No such file or directory");
+        assert_int_equal(bytes, 77); /* untouched on failure */
         assert_int_equal(vmm_ws_evict("/nonexistent/ram", &resident, &err), -ENOENT);
-        assert_non_null(strstr(err.msg, "/nonexistent/ram"));
+        assert_string_equal(err.msg, "/nonexistent/ram: No such file or directory");
+        assert_int_equal(resident, 77);
+        assert_int_equal(vmm_ws_resident("/nonexistent/ram"), -ENOENT);
 }
 
 int main(void)
@@ -194,7 +338,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_too_many_pages, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_offsets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_count_mismatch, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_prefetch_evict, setup, teardown),
+                cmocka_unit_test_teardown(test_prefetch_evict_disk, remove_ram),
+                cmocka_unit_test_teardown(test_evict_tmpfs, remove_ram),
+                cmocka_unit_test(test_missing_ram),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
