@@ -22,9 +22,10 @@
 #include "cli.h"
 #include "io.h"
 #include "opts.h"
+#include "rehome/ack.h"
 #include "rehome/request.h"
 
-enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL };
+enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL, OPT_ACK_SEQ };
 
 static void help(void)
 {
@@ -35,9 +36,16 @@ static void help(void)
                TARGET_HELP
                "  --udp [ADDR:]PORT   also listen for the agent's UDP ack line here\n"
                "  --nonce HEX         the request's nonce (required)\n"
+               "  --seq N             and its seq (printed by 'rehome patch'): a record of our\n"
+               "                      nonce with another seq is not taken for the answer\n"
                "  --timeout MS        give up after MS milliseconds (default 10000)\n"
                "  --interval-us N     mailbox poll interval (default 1000)\n"
                "  -h, --help          this help\n\n"
+               "The rule for what is final is rehome fork's (rh_ack_wait, include/rehome/ack.h):\n"
+               "a record with status applied/invalid/failed, or a UDP line stage=applied/error,\n"
+               "for this nonce; stage=mailbox and status read are progress. On a timeout it says\n"
+               "what it saw: progress, a stale ack, an invalid (bad CRC) record, foreign lines.\n"
+               "The agent's error text is printed with control characters escaped (\\xHH).\n\n"
                "Exit codes: 0 applied, 1 rejected or failed (the agent's error is printed),\n"
                "2 usage, 3 timed out (says what was seen).\n");
 }
@@ -92,6 +100,7 @@ int cmd_wait_ack(int argc, char **argv)
                 { "nonce", required_argument, NULL, OPT_NONCE },
                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
                 { "interval-us", required_argument, NULL, OPT_INTERVAL },
+                { "seq", required_argument, NULL, OPT_ACK_SEQ },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -101,8 +110,9 @@ int cmd_wait_ack(int argc, char **argv)
         struct rh_error err = {};
         _cleanup_close_ int udp = -EBADF;
         const char *udp_spec = NULL, *channel = NULL, *seen = "nothing";
-        uint64_t nonce = 0, timeout_ms = 10000, interval_us = 1000, start, deadline, v;
-        bool has_nonce = false, done = false;
+        uint64_t nonce = 0, timeout_ms = 10000, interval_us = 1000, v;
+        uint32_t seq = 0;
+        bool has_nonce = false;
         struct rh_ack ack = {};
         struct rh_ack_line line = {};
         int c, r, rc = EXIT_TIMEOUT;
@@ -128,6 +138,11 @@ int cmd_wait_ack(int argc, char **argv)
                         if (parse_u64(optarg, &v) < 0 || v == 0 || v > 3600000)
                                 return cli_usage_error("wait-ack", "--timeout: expected 1..3600000 ms, got '%s'", optarg);
                         timeout_ms = v;
+                        continue;
+                case OPT_ACK_SEQ:
+                        if (parse_u64(optarg, &v) < 0 || v == 0 || v > UINT32_MAX)
+                                return cli_usage_error("wait-ack", "--seq: expected 1..4294967295, got '%s'", optarg);
+                        seq = (uint32_t)v;
                         continue;
                 case OPT_INTERVAL:
                         if (parse_u64(optarg, &v) < 0 || v < 10 || v > 1000000)
@@ -161,61 +176,43 @@ int cmd_wait_ack(int argc, char **argv)
                         return cli_fail("wait-ack: %s", err.msg);
         }
 
-        start = now_ns();
-        deadline = start + timeout_ms * 1000000ull;
-        while (!done && now_ns() < deadline) {
-                if (target) {
-                        r = rh_mailbox_ack_read(target, t.gpa, &ack, &err);
-                        if (r >= 0 && ack.nonce == nonce) {
-                                if (ack.status == RH_ACK_READ)
-                                        seen = "the agent read the request (ack status read) but never finished";
-                                else if (ack.status >= RH_ACK_APPLIED) {
-                                        channel = "mailbox";
-                                        done = true;
-                                        break;
-                                }
-                        } else if (r == -ESRCH || r == -EIO) {
-                                rh_target_free(target);
-                                rh_layout_free(layout);
-                                return cli_fail("wait-ack: the VMM went away: %s", err.msg);
-                        }
-                }
-                struct pollfd p = { .fd = udp, .events = POLLIN };
-                int ms = (int)((interval_us + 999) / 1000);
-                if (udp >= 0 && poll(&p, 1, ms) > 0) {
-                        char buf[1500];
-                        ssize_t n;
-                        while ((n = recv(udp, buf, sizeof(buf) - 1, 0)) > 0) {
-                                struct rh_ack_line l;
-                                buf[n] = '\0';
-                                if (rh_ack_line_parse(buf, (size_t)n, &l, NULL) < 0 || !l.has_nonce ||
-                                    l.nonce != nonce)
-                                        continue; /* foreign or stale */
-                                if (strcmp(l.stage, "mailbox") == 0) {
-                                        seen = "the agent read the request (stage=mailbox line) but never finished";
-                                        continue;
-                                }
-                                line = l;
-                                channel = "udp";
-                                done = true;
-                                break;
-                        }
-                } else if (udp < 0) {
-                        struct timespec ts = { 0, (long)interval_us * 1000 };
-                        nanosleep(&ts, NULL);
-                }
-        }
-        double waited_ms = (double)(now_ns() - start) / 1e6;
+        struct rh_ack_wait_opts w = {
+                .target = target,
+                .gpa = t.gpa,
+                .udp_fd = udp,
+                .nonce = nonce,
+                .seq = seq,
+                .timeout_ms = (int)timeout_ms,
+                .interval_us = (unsigned)interval_us,
+        };
+        struct rh_ack_wait_result res;
+        r = rh_ack_wait(&w, &res, &err);
+        double waited_ms = (double)(now_ns() - res.t_start_ns) / 1e6;
         rh_target_free(target);
         rh_layout_free(layout);
-
-        if (!done) {
-                if (cli.json)
-                        printf("{\"status\":\"timeout\",\"waited_ms\":%.3f,\"seen\":\"%s\"}\n", waited_ms, seen);
+        if (r == -ETIMEDOUT) {
+                seen = rh_ack_wait_seen(&res);
+                if (cli.json) {
+                        json_t *o = json_pack("{s:s, s:f, s:s, s:b, s:b, s:b, s:i}", "status", "timeout", "waited_ms",
+                                              waited_ms, "seen", seen, "saw_read", res.saw_read, "saw_stale",
+                                              res.saw_stale, "saw_invalid", res.saw_invalid, "foreign_lines",
+                                              (int)res.foreign_lines);
+                        json_dumpf(o, stdout, JSON_COMPACT);
+                        putchar('\n');
+                        json_decref(o);
+                }
                 fprintf(stderr, "rehome: wait-ack: no ack for nonce %016" PRIx64 " within %" PRIu64 " ms; seen: %s\n",
                         nonce, timeout_ms, seen);
                 return EXIT_TIMEOUT;
         }
+        if (r == -ESRCH || r == -EIO)
+                return cli_fail("wait-ack: the VMM went away: %s", err.msg);
+        if (r < 0)
+                return cli_fail("wait-ack: %s", err.msg);
+        channel = res.channel == RH_ACK_CHANNEL_MAILBOX ? "mailbox" : "udp";
+        ack = res.ack;
+        line = res.line;
+        char safe[4 * RH_ACK_ERROR_MAX + 1];
         if (strcmp(channel, "mailbox") == 0) {
                 rc = ack.status == RH_ACK_APPLIED ? EXIT_OK : EXIT_FAIL;
                 if (cli.json) {
@@ -225,9 +222,11 @@ int cmd_wait_ack(int argc, char **argv)
                 } else
                         printf("ack seq=%u status=%s signal=%s waited=%.3f ms (mailbox)\n", ack.seq,
                                rh_ack_status_name(ack.status), rh_signal_name(ack.signal), waited_ms);
-                if (rc != EXIT_OK)
+                if (rc != EXIT_OK) {
+                        rh_text_escape(ack.error, sizeof(ack.error), safe, sizeof(safe));
                         fprintf(stderr, "rehome: wait-ack: agent %s the request: %s\n",
-                                ack.status == RH_ACK_INVALID ? "rejected" : "failed to apply", ack.error);
+                                ack.status == RH_ACK_INVALID ? "rejected" : "failed to apply", safe);
+                }
         } else {
                 rc = strcmp(line.stage, "applied") == 0 ? EXIT_OK : EXIT_FAIL;
                 if (cli.json) {
@@ -238,9 +237,11 @@ int cmd_wait_ack(int argc, char **argv)
                         json_decref(o);
                 } else
                         printf("ack stage=%s mac=%s ip=%s waited=%.3f ms (udp)\n", line.stage, line.mac, line.ip,
-                               waited_ms);
-                if (rc != EXIT_OK)
-                        fprintf(stderr, "rehome: wait-ack: agent reported stage=%s: %s\n", line.stage, line.error);
+                               waited_ms); /* parsed fields: no blanks or quotes, bounded */
+                if (rc != EXIT_OK) {
+                        rh_text_escape(line.error, sizeof(line.error), safe, sizeof(safe));
+                        fprintf(stderr, "rehome: wait-ack: agent reported stage=%s: %s\n", line.stage, safe);
+                }
         }
         return rc;
 }

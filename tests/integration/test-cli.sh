@@ -90,7 +90,7 @@ cmp -s "$MEM" "$dir/mem.json-patched" && ok "refused patches wrote nothing" || f
 out=$("$REHOME" patch --file "$MEM" --gpa 0x3ff0000 --ip 10.0.0.9/24 --nonce 77)
 [ "$out" = "patched gpa=0x3ff0000 seq=4 nonce=0000000000000077" ] && ok "patch for wait-ack: seq 4" || fail "patch out: $out"
 expect_rc 3 "wait-ack times out" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 100
-grep -qx "rehome: wait-ack: no ack for nonce 0000000000000077 within 100 ms; seen: nothing" "$dir/err" &&
+grep -qx "rehome: wait-ack: no ack for nonce 0000000000000077 within 100 ms; seen: no ack at all: the agent never saw the resume signal or the request" "$dir/err" &&
         ok "timeout says what was seen" || fail "timeout err: $(cat "$dir/err")"
 [ ! -s "$dir/out" ] && ok "timeout prints nothing on stdout" || fail "timeout stdout: $(cat "$dir/out")"
 "$MK" ack "$MEM" 0x3ff0000 2
@@ -107,20 +107,37 @@ assert (a["seq"],a["nonce"],a["status"],a["signal"],a["error"])==(4,"00000000000
 assert (a["t_signal_ns"],a["t_read_ns"],a["t_applied_ns"],a["t_ack_ns"])==(1000,2000,3000,4000), a
 PY
 expect_rc 3 "wait-ack ignores another nonce" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 78 --timeout 100
-grep -qx "rehome: wait-ack: no ack for nonce 0000000000000078 within 100 ms; seen: nothing" "$dir/err" &&
+grep -qx "rehome: wait-ack: no ack for nonce 0000000000000078 within 100 ms; seen: only an ack for another request (other nonce or seq): the agent never read ours" "$dir/err" &&
         ok "the ack of nonce 77 is not taken for 78" || fail "other nonce err: $(cat "$dir/err")"
 [ ! -s "$dir/out" ] && ok "other nonce: nothing on stdout" || fail "other nonce stdout: $(cat "$dir/out")"
 expect_rc 3 "wait-ack --json ignores another nonce" "$REHOME" --json wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 78 --timeout 100
 python3 - "$dir/out" <<'PY' && ok "JSON timeout document" || fail "json timeout: $(cat "$dir/out")"
 import json,sys
 d=json.load(open(sys.argv[1]))
-assert d["status"]=="timeout" and d["seen"]=="nothing" and d["waited_ms"]>=100, d
+assert d["status"]=="timeout" and d["saw_stale"] and not d["saw_invalid"] and d["waited_ms"]>=100, d
+assert d["seen"].startswith("only an ack for another request"), d
 PY
+# Our nonce with another seq is not our answer either (--seq).
+expect_rc 3 "wait-ack --seq: a record of our nonce with seq 4 is not seq 5's" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --seq 5 --timeout 100
+grep -q "seen: only an ack for another request" "$dir/err" && ok "wrong seq reported as stale" || fail "wrong seq err: $(cat "$dir/err")"
+expect_rc 0 "wait-ack --seq 4 matches" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --seq 4 --timeout 2000
+# A record whose CRC fails: said so, never taken (one byte of the stamps flipped).
+cp "$MEM" "$dir/mem.good"
+printf '\377' | dd of="$MEM" bs=1 seek=$((0x3ff0000 + 0xe0)) conv=notrunc 2>/dev/null
+expect_rc 3 "wait-ack: corrupt ack record" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 100
+grep -q "seen: an invalid ack record (bad CRC" "$dir/err" && ok "invalid record reported: $(cat "$dir/err")" ||
+        fail "invalid record err: $(cat "$dir/err")"
+cp "$dir/mem.good" "$MEM"
 "$MK" ack "$MEM" 0x3ff0000 3 "interface 0: MAC is all-zero"
 expect_rc 1 "wait-ack rejected" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 2000
 grep -qx "rehome: wait-ack: agent rejected the request: interface 0: MAC is all-zero" "$dir/err" && ok "rejection text" || fail "reject err: $(cat "$dir/err")"
 grep -qx "ack seq=4 status=invalid signal=poll waited=[0-9.]* ms (mailbox)" "$dir/out" && ok "rejected ack reported" ||
         fail "reject out: $(cat "$dir/out")"
+# A hostile guest's error text: an escape sequence and a newline that would forge a line.
+"$MK" ack "$MEM" 0x3ff0000 3 "$(printf 'bad\033[2J\nrehome: fork c9: applied')"
+expect_rc 1 "wait-ack: hostile error text" "$REHOME" wait-ack --file "$MEM" --gpa 0x3ff0000 --nonce 77 --timeout 2000
+[ "$(wc -l < "$dir/err")" = 1 ] && grep -qxF 'rehome: wait-ack: agent rejected the request: bad\x1b[2J\x0arehome: fork c9: applied' "$dir/err" &&
+        ok "guest text escaped, one line: $(cat "$dir/err")" || fail "hostile text: $(od -c "$dir/err" | head -5)"
 
 # wait-ack over UDP on loopback, with a foreign line first
 port=$((20000 + RANDOM % 20000))
@@ -144,7 +161,7 @@ port=$((20000 + RANDOM % 20000))
 sender=$!
 expect_rc 3 "wait-ack over UDP: foreign ack ignored" "$REHOME" wait-ack --udp 127.0.0.1:$port --nonce 55 --timeout 1500
 wait $sender
-grep -qx "rehome: wait-ack: no ack for nonce 0000000000000055 within 1500 ms; seen: the agent read the request (stage=mailbox line) but never finished" "$dir/err" &&
+grep -qx "rehome: wait-ack: no ack for nonce 0000000000000055 within 1500 ms; seen: the agent read the request but never finished applying it" "$dir/err" &&
         ok "UDP timeout says the agent read it" || fail "udp timeout err: $(cat "$dir/err")"
 
 # patch through /proc/<pid>/mem of a process mapping the file MAP_PRIVATE:
