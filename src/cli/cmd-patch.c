@@ -4,7 +4,6 @@
  * through its memory file or its VMM's /proc/<pid>/mem. Works with any VMM
  * (see docs/INTEGRATION.md). --format v1 writes hypeman's V1 layout instead.
  */
-#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,6 +14,7 @@
 #include "cli.h"
 #include "opts.h"
 #include "rehome/request.h"
+#include "unaligned.h"
 
 enum { OPT_FORMAT = OPT_VERB_BASE, OPT_V1_TOKEN };
 
@@ -38,7 +38,7 @@ static int patch_v1(struct rh_target *target, uint64_t gpa, const char *token, s
                     struct rh_error *err)
 {
         uint8_t page[RH_MAILBOX_SIZE];
-        uint32_t seq;
+        uint32_t seq, old_seq;
         int r;
 
         r = rh_target_read(target, gpa, page, sizeof(page), err);
@@ -46,8 +46,8 @@ static int patch_v1(struct rh_target *target, uint64_t gpa, const char *token, s
                 return r;
         if (!rh_v1_matches(page, sizeof(page), token))
                 return rh_error_set(err, ENOENT, "no V1 mailbox with token '%s' at gpa 0x%" PRIx64, token, gpa);
-        memcpy(&seq, page + RH_V1_OFF_SEQ, 4);
-        seq = req->seq ? req->seq : (le32toh(seq) + 1 ? le32toh(seq) + 1 : 1);
+        old_seq = unaligned_read_le32(page + RH_V1_OFF_SEQ);
+        seq = req->seq ? req->seq : (old_seq + 1 ? old_seq + 1 : 1);
         r = rh_v1_encode(page, req, seq, err);
         if (r < 0)
                 return r;
