@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 #include "unaligned.h"
 
@@ -72,8 +73,9 @@ int cmd_inspect(int argc, char **argv)
                 {},
         };
         struct target_opts t = {};
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_error err = {}, arm_err = {}, req_err = {}, ack_err = {};
         uint8_t page[RH_MAILBOX_SIZE];
         struct rh_arm arm;
@@ -106,8 +108,6 @@ int cmd_inspect(int argc, char **argv)
                                       !t.has_gpa, &gpa, &err);
         if (r >= 0)
                 r = rh_target_read(target, gpa, page, sizeof(page), &err);
-        rh_target_free(target);
-        rh_layout_free(layout);
         if (r < 0)
                 return cli_fail("inspect: %s", err.msg);
 

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 #include "unaligned.h"
 
@@ -74,8 +75,9 @@ int cmd_patch(int argc, char **argv)
         };
         struct target_opts t = {};
         struct request_opts ro;
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_error err = {};
         struct rh_request req;
         const char *v1_token = NULL;
@@ -126,8 +128,6 @@ int cmd_patch(int argc, char **argv)
                 } else
                         r = rh_mailbox_patch(target, t.gpa, t.has_token ? t.token : NULL, &req, &seq, &err);
         }
-        rh_target_free(target);
-        rh_layout_free(layout);
         if (r < 0)
                 return cli_fail("patch mailbox at gpa 0x%" PRIx64 ": %s", t.gpa, err.msg);
 

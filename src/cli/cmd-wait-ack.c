@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "io.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 
 enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL };
@@ -96,8 +97,9 @@ int cmd_wait_ack(int argc, char **argv)
                 {},
         };
         struct target_opts t = {};
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_error err = {};
         _cleanup_close_ int udp = -EBADF;
         const char *udp_spec = NULL, *channel = NULL, *seen = "nothing";
@@ -175,8 +177,6 @@ int cmd_wait_ack(int argc, char **argv)
                                         break;
                                 }
                         } else if (r == -ESRCH || r == -EIO) {
-                                rh_target_free(target);
-                                rh_layout_free(layout);
                                 return cli_fail("wait-ack: the VMM went away: %s", err.msg);
                         }
                 }
@@ -206,8 +206,6 @@ int cmd_wait_ack(int argc, char **argv)
                 }
         }
         double waited_ms = (double)(now_ns() - start) / 1e6;
-        rh_target_free(target);
-        rh_layout_free(layout);
 
         if (!done) {
                 if (cli.json)
