@@ -113,6 +113,7 @@ struct agent {
         struct rh_ack ack;
         struct apply_result result;
         struct rh_nl_link links[64];
+        size_t n_links; /* entries of links[] filled by the last apply_validate() */
         struct rh_nl_addr addrs[64];
         struct rh_nl_route routes[64];
         struct kmsg_scan kmsg_scan;

@@ -44,21 +44,19 @@ static int kernel_family(uint8_t family)
         return family == 4 ? AF_INET : AF_INET6;
 }
 
-static const struct rh_nl_link *find_link(const struct agent *a, size_t n, int ifindex)
+static const struct rh_nl_link *find_link(const struct agent *a, int ifindex)
 {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < a->n_links; i++)
                 if (a->links[i].ifindex == ifindex)
                         return &a->links[i];
         return NULL;
 }
 
-static size_t n_links;
-
 static int resolve_iface(struct agent *a, const struct rh_iface *ifc, int *ret_ifindex)
 {
         const struct rh_nl_link *by_new_mac = NULL;
 
-        for (size_t i = 0; i < n_links; i++) {
+        for (size_t i = 0; i < a->n_links; i++) {
                 const struct rh_nl_link *l = &a->links[i];
                 bool name_ok = !(ifc->match & RH_MATCH_NAME) || strcmp(l->name, ifc->name) == 0;
 
@@ -107,7 +105,7 @@ int apply_validate(struct agent *a, const struct rh_request *req, struct rh_erro
 {
         int r;
 
-        r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &n_links, err);
+        r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, err);
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < req->n_ifaces; i++) {
@@ -177,7 +175,7 @@ static void link_report_partial(struct agent *a, const struct rh_iface *ifc, int
 static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, struct apply_result *res,
                       struct rh_error *err)
 {
-        const struct rh_nl_link *l = find_link(a, n_links, ifindex);
+        const struct rh_nl_link *l = find_link(a, ifindex);
         bool mac_change, mtu_change, up_change;
         int r;
 
@@ -452,7 +450,7 @@ static int apply_announce(struct agent *a, const struct rh_request *req, struct 
                 const struct rh_addr *ad = &req->addrs[i];
                 const struct rh_iface *ifc = &req->ifaces[ad->iface];
                 int ifindex = res->ifindex[ad->iface];
-                const struct rh_nl_link *l = find_link(a, n_links, ifindex);
+                const struct rh_nl_link *l = find_link(a, ifindex);
                 const uint8_t *mac;
                 int r;
 

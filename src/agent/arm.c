@@ -9,7 +9,6 @@
  *
  * on the console (stdout), in /dev/kmsg, and in <run-dir>/armed.
  */
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,6 +23,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include "rehome-version.h"
+#include "unaligned.h"
 
 #ifndef GRND_INSECURE
 #define GRND_INSECURE 0x0004
@@ -130,13 +130,8 @@ int arm_setup(struct agent *a, struct rh_error *err)
 
         if (a->opt.mailbox_file) {
                 /* A test page may hold an old request: never replay it. */
-                uint32_t seq;
-
-                if (a->opt.format == FORMAT_NATIVE)
-                        memcpy(&seq, a->page + RH_OFF_REQUEST, 4);
-                else
-                        memcpy(&seq, a->page + RH_V1_OFF_SEQ, 4);
-                a->last_seq = le32toh(seq);
+                a->last_seq = unaligned_read_le32(a->page +
+                                                  (a->opt.format == FORMAT_NATIVE ? RH_OFF_REQUEST : RH_V1_OFF_SEQ));
         } else
                 memset(a->page, 0, RH_MAILBOX_SIZE);
 

@@ -23,6 +23,7 @@
 #include "cleanup.h"
 #include "io.h"
 #include "rehome-version.h"
+#include "unaligned.h"
 
 /* Zero-initialised (.bss, not .data: the buffers would otherwise sit in the
  * binary); the descriptors are set to -EBADF first thing in main(). */
@@ -403,9 +404,7 @@ static int read_request(struct agent *a, uint32_t *ret_seq, uint64_t *ret_nonce,
                         *ret_nonce = 0;
                         /* V1 has no checksum; the seq is readable whenever the magic is. */
                         if (r >= 0 || r == -EBADMSG || r == -EINVAL || r == -EMSGSIZE) {
-                                uint32_t seq;
-                                memcpy(&seq, a->page + RH_V1_OFF_SEQ, 4);
-                                *ret_seq = le32toh(seq);
+                                *ret_seq = unaligned_read_le32(a->page + RH_V1_OFF_SEQ);
                                 *ret_header_ok = *ret_seq != 0;
                         }
                 } else {
@@ -450,17 +449,14 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
                 static struct rh_request target;
 
                 if (!header_ok) {
-                        uint32_t raw;
-                        memcpy(&raw, a->page + (a->opt.format == FORMAT_V1 ? RH_V1_OFF_SEQ : RH_OFF_REQUEST),
-                               4);
-                        seq = le32toh(raw);
+                        seq = unaligned_read_le32(a->page +
+                                                  (a->opt.format == FORMAT_V1 ? RH_V1_OFF_SEQ : RH_OFF_REQUEST));
                         if (a->opt.format == FORMAT_NATIVE)
-                                memcpy(&nonce, a->page + RH_OFF_REQUEST + 8, 8);
+                                nonce = unaligned_read_le64(a->page + RH_OFF_REQUEST +
+                                                            offsetof(struct rh_wire_request, nonce));
                 }
                 a->ack.seq = seq;
-                a->ack.nonce = le64toh(nonce);
-                if (header_ok)
-                        a->ack.nonce = nonce;
+                a->ack.nonce = nonce;
                 memset(&target, 0, sizeof(target));
                 if (a->opt.format == FORMAT_NATIVE && header_ok)
                         (void)ack_find_udp_target(a->page, &target);

@@ -9,10 +9,10 @@
  *  - uevents: "ACTION@DEVPATH\0KEY=VALUE\0...", looked for NEW_VMGENID=1.
  *  - the ACK_UDP record of a request payload that failed to decode.
  */
-#include <endian.h>
 #include <string.h>
 
 #include "agent.h"
+#include "unaligned.h"
 
 #define KMSG_NEEDLE "crng reseeded due to virtual machine fork"
 #define UEVENT_KEY  "NEW_VMGENID=1"
@@ -64,22 +64,20 @@ bool uevent_has_vmgenid(const char *msg, size_t len)
 bool ack_find_udp_target(const uint8_t *page, struct rh_request *ret_req)
 {
         const uint8_t *p = page + RH_OFF_PAYLOAD;
-        uint32_t len;
+        uint32_t len = unaligned_read_le32(page + RH_OFF_REQUEST + offsetof(struct rh_wire_request, payload_len));
         size_t off = 0;
 
-        memcpy(&len, page + RH_OFF_REQUEST + 0x10, 4);
-        len = le32toh(len);
         if (len > RH_PAYLOAD_MAX)
                 return false;
         while (off + 4 <= len) {
-                uint16_t type = (uint16_t)(p[off] | p[off + 1] << 8);
-                uint16_t vlen = (uint16_t)(p[off + 2] | p[off + 3] << 8);
+                uint16_t type = unaligned_read_le16(p + off);
+                uint16_t vlen = unaligned_read_le16(p + off + 2);
                 const uint8_t *v = p + off + 4;
 
                 if (off + 4 + vlen > len)
                         return false;
                 if (type == RH_TLV_ACK_UDP && vlen == 20 && (v[0] == 4 || v[0] == 6)) {
-                        uint16_t port = (uint16_t)(v[2] | v[3] << 8);
+                        uint16_t port = unaligned_read_le16(v + 2);
 
                         if (port == 0)
                                 return false;

@@ -115,11 +115,12 @@ int cmd_demo(int argc, char **argv)
         cli_reconcile();
 
         if (vmm_net_load(cli.state_dir, &net, NULL) < 0) {
-                say("setting up the clone network (namespace %s, bridge %s, gateway %s)", VMM_DEFAULT_NETNS,
-                    VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY);
+                say("setting up the clone network (bridge %s, gateway %s)", VMM_DEFAULT_BRIDGE,
+                    VMM_DEFAULT_GATEWAY);
                 r = vmm_net_up(cli.state_dir, NULL, NULL, NULL, &net, &err);
                 if (r < 0)
                         return cli_fail("demo: net up: %s", err.msg);
+                say("clone network: namespace %s", net.netns);
         }
 
         /* Clear clones an earlier demo left (they hold the demo addresses). */

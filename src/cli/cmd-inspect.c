@@ -5,7 +5,6 @@
  * agent's ack record. Each section is decoded independently so a broken one
  * is reported without hiding the others.
  */
-#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,7 +14,9 @@
 
 #include "cli.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
+#include "unaligned.h"
 
 static void help(void)
 {
@@ -26,14 +27,6 @@ static void help(void)
                TARGET_HELP
                "  -h, --help          this help\n\n"
                "Exit codes: 0 printed, 1 no mailbox or error, 2 usage.\n");
-}
-
-static uint32_t page_u32(const uint8_t *page, size_t off)
-{
-        uint32_t v;
-
-        memcpy(&v, page + off, 4);
-        return le32toh(v);
 }
 
 static const char *const cap_names[] = {
@@ -80,8 +73,9 @@ int cmd_inspect(int argc, char **argv)
                 {},
         };
         struct target_opts t = {};
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_error err = {}, arm_err = {}, req_err = {}, ack_err = {};
         uint8_t page[RH_MAILBOX_SIZE];
         struct rh_arm arm;
@@ -114,8 +108,6 @@ int cmd_inspect(int argc, char **argv)
                                       !t.has_gpa, &gpa, &err);
         if (r >= 0)
                 r = rh_target_read(target, gpa, page, sizeof(page), &err);
-        rh_target_free(target);
-        rh_layout_free(layout);
         if (r < 0)
                 return cli_fail("inspect: %s", err.msg);
 
@@ -141,12 +133,12 @@ int cmd_inspect(int argc, char **argv)
                         json_object_set_new(o, "arm", json_pack("{s:s}", "error", arm_err.msg));
                 json_object_set_new(o, "prearm",
                                     json_pack("{s:I,s:I,s:I,s:I,s:b}", "seq",
-                                              (json_int_t)page_u32(page, RH_OFF_PREARM), "interval_us",
-                                              (json_int_t)page_u32(page, RH_OFF_PREARM + 4), "confirm_seq",
-                                              (json_int_t)page_u32(page, RH_OFF_PREARM_CONFIRM),
+                                              (json_int_t)unaligned_read_le32(page + RH_OFF_PREARM), "interval_us",
+                                              (json_int_t)unaligned_read_le32(page + RH_OFF_PREARM + offsetof(struct rh_wire_prearm, interval_us)), "confirm_seq",
+                                              (json_int_t)unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM),
                                               "confirm_interval_us",
-                                              (json_int_t)page_u32(page, RH_OFF_PREARM_CONFIRM + 4), "active",
-                                              page_u32(page, RH_OFF_PREARM_CONFIRM + 8) != 0));
+                                              (json_int_t)unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM + offsetof(struct rh_wire_prearm_confirm, interval_us)), "active",
+                                              unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM + offsetof(struct rh_wire_prearm_confirm, active)) != 0));
                 if (req_r >= 0) {
                         char *s = rh_request_to_json(&req, 0);
                         json_object_set_new(o, "request", s ? json_loads(s, 0, NULL) : json_null());
@@ -177,9 +169,9 @@ int cmd_inspect(int argc, char **argv)
         } else
                 printf("arm      invalid: %s\n", arm_err.msg);
         printf("prearm   host seq %u interval %u us  agent seq %u interval %u us %s\n",
-               page_u32(page, RH_OFF_PREARM), page_u32(page, RH_OFF_PREARM + 4),
-               page_u32(page, RH_OFF_PREARM_CONFIRM), page_u32(page, RH_OFF_PREARM_CONFIRM + 4),
-               page_u32(page, RH_OFF_PREARM_CONFIRM + 8) ? "(fast poll active)" : "(idle)");
+               unaligned_read_le32(page + RH_OFF_PREARM), unaligned_read_le32(page + RH_OFF_PREARM + offsetof(struct rh_wire_prearm, interval_us)),
+               unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM), unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM + offsetof(struct rh_wire_prearm_confirm, interval_us)),
+               unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM + offsetof(struct rh_wire_prearm_confirm, active)) ? "(fast poll active)" : "(idle)");
         if (req_r >= 0) {
                 char mac[18], ip[46];
                 printf("request  seq %u  nonce %016" PRIx64 "\n", req.seq, req.nonce);

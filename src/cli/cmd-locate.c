@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 
 static void help(void)
 {
@@ -33,8 +34,9 @@ int cmd_locate(int argc, char **argv)
                 {},
         };
         struct target_opts t = {};
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_target_stats stats;
         struct rh_error err = {};
         struct rh_arm arm;
@@ -75,8 +77,6 @@ int cmd_locate(int argc, char **argv)
                 r = rh_target_read(target, gpa, page, sizeof(page), &err);
         if (r >= 0)
                 r = rh_mailbox_arm_read(page, sizeof(page), &arm, &err);
-        rh_target_free(target);
-        rh_layout_free(layout);
         if (r < 0)
                 return cli_fail("locate: %s", err.msg);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rehome net up|down: the network clones attach to. By default an isolated
- * network namespace "rehome" with bridge rhbr0 carrying the gateway address;
+ * network namespace of the state directory's own ("rehome" for
+ * /var/lib/rehome) with bridge rhbr0 carrying the gateway address;
  * --bridge uses a bridge you already have in this namespace instead.
  */
 #include <getopt.h>
@@ -16,14 +17,17 @@ static void help(void)
         printf("Usage: rehome net up [--gateway A.B.C.D/P] [--netns NAME | --bridge BR]\n"
                "       rehome net down\n"
                "       rehome net show\n\n"
-               "up creates the network namespace '%s' with bridge %s carrying the gateway\n"
-               "address (default %s); clones' taps join that bridge and the gateway side\n"
-               "(ip netns exec %s ...) can reach them. --netns names another namespace (one\n"
-               "per state directory). With --bridge BR, clones attach to\n"
-               "your bridge BR in this namespace and nothing else is created.\n"
-               "down removes the namespace (and every tap in it); it refuses while clones live.\n"
+               "up creates the state directory's network namespace with bridge %s carrying\n"
+               "the gateway address (default %s); clones' taps join that bridge and the\n"
+               "gateway side (ip netns exec NAME ...) can reach them. The namespace is '%s'\n"
+               "for %s and rh-XXXXXXXX (a hash of the directory's path) for any\n"
+               "other state directory; 'net show' names it. --netns picks another name; a\n"
+               "namespace another state directory owns is refused. With --bridge BR, clones\n"
+               "attach to your bridge BR in this namespace and nothing else is created.\n"
+               "down removes the namespace (and every tap in it), never one another state\n"
+               "directory owns; it refuses while clones live.\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n",
-               VMM_DEFAULT_NETNS, VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY, VMM_DEFAULT_NETNS);
+               VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY, VMM_DEFAULT_NETNS, VMM_DEFAULT_STATE_DIR);
 }
 
 int cmd_net(int argc, char **argv)

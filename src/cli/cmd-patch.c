@@ -4,7 +4,6 @@
  * through its memory file or its VMM's /proc/<pid>/mem. Works with any VMM
  * (see docs/INTEGRATION.md). --format v1 writes hypeman's V1 layout instead.
  */
-#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -14,7 +13,9 @@
 
 #include "cli.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
+#include "unaligned.h"
 
 enum { OPT_FORMAT = OPT_VERB_BASE, OPT_V1_TOKEN };
 
@@ -38,7 +39,7 @@ static int patch_v1(struct rh_target *target, uint64_t gpa, const char *token, s
                     struct rh_error *err)
 {
         uint8_t page[RH_MAILBOX_SIZE];
-        uint32_t seq;
+        uint32_t seq, old_seq;
         int r;
 
         r = rh_target_read(target, gpa, page, sizeof(page), err);
@@ -46,8 +47,8 @@ static int patch_v1(struct rh_target *target, uint64_t gpa, const char *token, s
                 return r;
         if (!rh_v1_matches(page, sizeof(page), token))
                 return rh_error_set(err, ENOENT, "no V1 mailbox with token '%s' at gpa 0x%" PRIx64, token, gpa);
-        memcpy(&seq, page + RH_V1_OFF_SEQ, 4);
-        seq = req->seq ? req->seq : (le32toh(seq) + 1 ? le32toh(seq) + 1 : 1);
+        old_seq = unaligned_read_le32(page + RH_V1_OFF_SEQ);
+        seq = req->seq ? req->seq : (old_seq + 1 ? old_seq + 1 : 1);
         r = rh_v1_encode(page, req, seq, err);
         if (r < 0)
                 return r;
@@ -74,8 +75,9 @@ int cmd_patch(int argc, char **argv)
         };
         struct target_opts t = {};
         struct request_opts ro;
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_error err = {};
         struct rh_request req;
         const char *v1_token = NULL;
@@ -126,8 +128,6 @@ int cmd_patch(int argc, char **argv)
                 } else
                         r = rh_mailbox_patch(target, t.gpa, t.has_token ? t.token : NULL, &req, &seq, &err);
         }
-        rh_target_free(target);
-        rh_layout_free(layout);
         if (r < 0)
                 return cli_fail("patch mailbox at gpa 0x%" PRIx64 ": %s", t.gpa, err.msg);
 

@@ -23,6 +23,7 @@
 #include "io.h"
 #include "opts.h"
 #include "rehome/ack.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 
 enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL, OPT_ACK_SEQ };
@@ -105,8 +106,9 @@ int cmd_wait_ack(int argc, char **argv)
                 {},
         };
         struct target_opts t = {};
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         struct rh_error err = {};
         _cleanup_close_ int udp = -EBADF;
         const char *udp_spec = NULL, *channel = NULL, *seen = "nothing";
@@ -188,8 +190,6 @@ int cmd_wait_ack(int argc, char **argv)
         struct rh_ack_wait_result res;
         r = rh_ack_wait(&w, &res, &err);
         double waited_ms = (double)(now_ns() - res.t_start_ns) / 1e6;
-        rh_target_free(target);
-        rh_layout_free(layout);
         if (r == -ETIMEDOUT) {
                 seen = rh_ack_wait_seen(&res);
                 if (cli.json) {

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "io.h"
 #include "opts.h"
+#include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 
 int parse_u64(const char *s, uint64_t *ret)
@@ -144,8 +145,9 @@ int target_check(struct target_opts *o, const char *verb, bool need_gpa)
 int target_open(const struct target_opts *o, bool writable, struct rh_layout **ret_layout,
                 struct rh_target **ret_target, struct rh_error *err)
 {
-        struct rh_layout *layout = NULL;
-        struct rh_target *target = NULL;
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
         int r;
 
         r = rh_layout_parse(o->layout, &layout, err);
@@ -155,12 +157,10 @@ int target_open(const struct target_opts *o, bool writable, struct rh_layout **r
                 r = rh_target_open_file(o->file, layout, writable, &target, err);
         else
                 r = rh_target_open_pid(o->pid, o->mem_file, layout, writable, &target, err);
-        if (r < 0) {
-                rh_layout_free(layout);
+        if (r < 0)
                 return r;
-        }
-        *ret_layout = layout;
-        *ret_target = target;
+        *ret_layout = TAKE_PTR(layout);
+        *ret_target = TAKE_PTR(target);
         return 0;
 }
 

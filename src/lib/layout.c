@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "cleanup.h"
+#include "handle-cleanup.h"
 #include "io.h"
 #include "rehome/layout.h"
 
@@ -120,7 +121,7 @@ int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout 
         static const uint64_t arm_gap_start[] = {FC_MMIO64_START};
         static const uint64_t arm_gap_end[] = {FC_MMIO64_END};
         const char *kind = aarch64 ? "firecracker-aarch64" : "firecracker-x86_64";
-        struct rh_layout *l = NULL;
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         int r;
 
         r = check_mem_size(kind, mem_size, aarch64 ? FC_ARM_DRAM_MAX : RH_LAYOUT_MAX_MEM, err);
@@ -133,11 +134,9 @@ int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout 
                 r = push_with_gaps(l, FC_ARM_DRAM_START, mem_size, arm_gap_start, arm_gap_end, 1, err);
         else
                 r = push_with_gaps(l, 0, mem_size, x86_gap_start, x86_gap_end, 2, err);
-        if (r < 0) {
-                free(l);
+        if (r < 0)
                 return r;
-        }
-        *ret_layout = l;
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 
@@ -145,7 +144,7 @@ int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_l
 {
         static const uint64_t gap_start[] = {FC_X86_LEGACY_MMIO_START};
         static const uint64_t gap_end[] = {FC_FIRST_ADDR_PAST_32BITS};
-        struct rh_layout *l = NULL;
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         int r;
 
         r = check_mem_size("firecracker-x86_64-legacy", mem_size, RH_LAYOUT_MAX_MEM, err);
@@ -155,18 +154,16 @@ int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_l
         if (r < 0)
                 return r;
         r = push_with_gaps(l, 0, mem_size, gap_start, gap_end, 1, err);
-        if (r < 0) {
-                free(l);
+        if (r < 0)
                 return r;
-        }
-        *ret_layout = l;
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 
 int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err)
 {
         const char *kind = q35 ? "qemu-q35" : "qemu-pc";
-        struct rh_layout *l = NULL;
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         uint64_t lowmem, below;
         int r;
 
@@ -191,11 +188,9 @@ int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layou
         r = layout_push(l, 0, below, err);
         if (r >= 0 && mem_size > below)
                 r = layout_push(l, FC_FIRST_ADDR_PAST_32BITS, mem_size - below, err);
-        if (r < 0) {
-                free(l);
+        if (r < 0)
                 return r;
-        }
-        *ret_layout = l;
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 
@@ -241,24 +236,22 @@ static int regions_into(struct rh_layout *l, const struct rh_region *regions, si
 int rh_layout_new_regions(const struct rh_region *regions, size_t n, struct rh_layout **ret_layout,
                           struct rh_error *err)
 {
-        struct rh_layout *l = NULL;
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         int r;
 
         r = layout_alloc("regions", &l, err);
         if (r < 0)
                 return r;
         r = regions_into(l, regions, n, err);
-        if (r < 0) {
-                free(l);
+        if (r < 0)
                 return r;
-        }
-        *ret_layout = l;
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 
 int rh_layout_new_flat(struct rh_layout **ret_layout, struct rh_error *err)
 {
-        struct rh_layout *l = NULL;
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         int r;
 
         r = layout_alloc("flat", &l, err);
@@ -267,7 +260,7 @@ int rh_layout_new_flat(struct rh_layout **ret_layout, struct rh_error *err)
         l->flat = true;
         l->n = 1;
         l->regions[0] = (struct rh_region){.gpa = 0, .size = UINT64_MAX, .offset = 0};
-        *ret_layout = l;
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 
@@ -293,7 +286,7 @@ int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len, struct rh
         _cleanup_(json_decrefp) json_t *root = NULL, *state = NULL;
         struct rh_region regions[RH_LAYOUT_MAX_REGIONS];
         json_t *mm, *data, *str, *ranges, *list;
-        struct rh_layout *l = NULL;
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         json_error_t jerr;
         size_t n;
         int r;
@@ -346,11 +339,9 @@ int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len, struct rh
         if (r < 0)
                 return r;
         r = regions_into(l, regions, n, err);
-        if (r < 0) {
-                free(l);
+        if (r < 0)
                 return rh_error_prefix(err, r, "state.json");
-        }
-        *ret_layout = l;
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 

@@ -22,19 +22,9 @@
 #include "cleanup.h"
 #include "rehome/patch.h"
 #include "target.h"
+#include "unaligned.h"
 
 #define PAGE 4096u
-
-static uint32_t get32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /*
  * Verify @page as the mailbox expected at @gpa (RH_GPA_NONE: any address)
@@ -230,7 +220,7 @@ static int apply_request(uint8_t *page, const struct rh_request *req, uint32_t *
         int r;
 
         if (rq.seq == 0) {
-                rq.seq = get32(page + RH_OFF_REQUEST) + 1;
+                rq.seq = unaligned_read_le32(page + RH_OFF_REQUEST) + 1;
                 if (rq.seq == 0)
                         rq.seq = 1;
         }
@@ -254,7 +244,7 @@ int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token
         r = apply_request(page, req, &seq, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "mailbox at gpa 0x%" PRIx64, gpa);
-        len = get32(page + RH_OFF_REQUEST + 0x10);
+        len = unaligned_read_le32(page + RH_OFF_REQUEST + 0x10);
         if (len > RH_PAYLOAD_MAX) /* our own encoder wrote it; cannot happen */
                 return rh_error_set(err, EMSGSIZE, "mailbox at gpa 0x%" PRIx64 ": payload length %u", gpa,
                                     len);
@@ -330,9 +320,9 @@ int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t toke
         r = load_page(target, gpa, token, page, err);
         if (r < 0)
                 return r;
-        put32(body, interval_us);
-        put32(body + 4, window_ms);
-        put32(seqb, seq);
+        unaligned_write_le32(body, interval_us);
+        unaligned_write_le32(body + 4, window_ms);
+        unaligned_write_le32(seqb, seq);
         r = rh_target_write(target, gpa + RH_OFF_PREARM + 4, body, sizeof(body), err);
         if (r >= 0)
                 r = rh_target_write(target, gpa + RH_OFF_PREARM, seqb, sizeof(seqb), err);
@@ -353,8 +343,8 @@ int rh_mailbox_prearm_confirm_read(struct rh_target *target, uint64_t gpa, uint3
         r = rh_target_read(target, gpa + RH_OFF_PREARM_CONFIRM, confirm, sizeof(confirm), err);
         if (r < 0)
                 return rh_error_prefix(err, r, "prearm confirm at gpa 0x%" PRIx64, gpa);
-        *ret_seq = get32(confirm);
-        *ret_interval_us = get32(confirm + 4);
-        *ret_active = get32(confirm + 8) != 0;
+        *ret_seq = unaligned_read_le32(confirm);
+        *ret_interval_us = unaligned_read_le32(confirm + 4);
+        *ret_active = unaligned_read_le32(confirm + 8) != 0;
         return 0;
 }

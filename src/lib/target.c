@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "handle-cleanup.h"
 #include "rehome/patch.h"
 #include "target.h"
 
@@ -83,7 +84,7 @@ struct rh_target *rh_target_free(struct rh_target *target)
 int rh_target_open_file(const char *path, const struct rh_layout *layout, bool writable,
                         struct rh_target **ret_target, struct rh_error *err)
 {
-        struct rh_target *t = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *t = NULL;
         struct stat st;
         int r;
 
@@ -94,13 +95,10 @@ int rh_target_open_file(const char *path, const struct rh_layout *layout, bool w
         t->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
         if (t->fd < 0 || fstat(t->fd, &st) < 0) {
                 r = -errno;
-                rh_target_free(t);
                 return rh_error_set(err, r, "%s: %s", path, strerror(-r));
         }
-        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-                rh_target_free(t);
+        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
                 return rh_error_set(err, EINVAL, "%s: not a regular file", path);
-        }
         if (S_ISBLK(st.st_mode)) {
                 off_t end = lseek(t->fd, 0, SEEK_END);
                 st.st_size = end < 0 ? 0 : end;
@@ -109,7 +107,7 @@ int rh_target_open_file(const char *path, const struct rh_layout *layout, bool w
                 t->n_pieces = 1;
                 t->pieces[0] = (struct piece){.offset = 0, .len = (uint64_t)st.st_size, .writable = writable};
         }
-        *ret_target = t;
+        *ret_target = TAKE_PTR(t);
         return 0;
 }
 
@@ -195,7 +193,7 @@ static int read_maps(struct rh_target *t, pid_t pid, const char *mem_file, const
 int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *layout, bool writable,
                        struct rh_target **ret_target, struct rh_error *err)
 {
-        struct rh_target *t = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *t = NULL;
         struct stat st;
         char mem[64];
         int r;
@@ -213,14 +211,11 @@ int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *
         snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)pid);
         snprintf(t->name, sizeof(t->name), "%s (%s)", mem, mem_file);
         r = read_maps(t, pid, mem_file, &st, err);
-        if (r < 0) {
-                rh_target_free(t);
+        if (r < 0)
                 return r;
-        }
         t->fd = open(mem, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
         if (t->fd < 0) {
                 r = errno;
-                rh_target_free(t);
                 if (r == ENOENT)
                         return rh_error_set(err, ESRCH, "no process %d", (int)pid);
                 return rh_error_set(err, r, "%s: %s", mem, strerror(r));
@@ -237,7 +232,7 @@ int rh_target_open_pid(pid_t pid, const char *mem_file, const struct rh_layout *
         }
         if (t->file_fd >= 0)
                 t->file_size = (uint64_t)st.st_size;
-        *ret_target = t;
+        *ret_target = TAKE_PTR(t);
         return 0;
 }
 

@@ -3,6 +3,11 @@
  * Scope-bound cleanup helpers (systemd style): _cleanup_free_ and
  * _cleanup_close_ release on every return path; TAKE_PTR/TAKE_FD hand
  * ownership out. Initialise such variables to NULL / -EBADF.
+ *
+ * A handle type gets its helper from DEFINE_TRIVIAL_CLEANUP_FUNC next to
+ * its declaration, e.g. DEFINE_TRIVIAL_CLEANUP_FUNC(struct rh_layout *,
+ * rh_layout_free) defines rh_layout_freep() for _cleanup_(rh_layout_freep);
+ * librehome's handles have theirs in src/lib/handle-cleanup.h.
  */
 #ifndef REHOME_CLEANUP_H
 #define REHOME_CLEANUP_H
@@ -13,6 +18,18 @@
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
+
+/*
+ * Define func##p(type *p): calls func(*p) unless *p is NULL, for
+ * _cleanup_(func##p). func's return value, if any, is ignored (the
+ * rehome _free functions return NULL).
+ */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
+        static inline void func##p(type *p)                                                        \
+        {                                                                                          \
+                if (*p)                                                                            \
+                        func(*p);                                                                  \
+        }
 
 static inline void freep(void *p)
 {

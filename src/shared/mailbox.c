@@ -15,41 +15,9 @@
 #include <string.h>
 
 #include "rehome/mailbox.h"
+#include "unaligned.h"
 
-/* ---- little-endian access ---- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-        p[0] = (uint8_t)v;
-        p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-        return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-        return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
+/* ---- sequence fields ---- */
 
 /*
  * The sequence fields are the publication points. They are naturally aligned
@@ -60,20 +28,16 @@ static uint32_t seq_load(const uint8_t *p)
 {
         uint32_t v;
 
-        uint8_t le[4];
-
+        /* v holds the four bytes as stored; decode them as little-endian. */
         __atomic_load((const uint32_t *)(const void *)p, &v, __ATOMIC_ACQUIRE);
-        memcpy(le, &v, 4);
-        return get32(le);
+        return unaligned_read_le32(&v);
 }
 
 static void seq_store(uint8_t *p, uint32_t seq)
 {
-        uint8_t le[4];
         uint32_t v;
 
-        put32(le, seq);
-        memcpy(&v, le, 4);
+        unaligned_write_le32(&v, seq);
         __atomic_store((uint32_t *)(void *)p, &v, __ATOMIC_RELEASE);
 }
 
@@ -341,8 +305,8 @@ static uint8_t *tlv_put(struct tlv_writer *w, uint16_t type, size_t vlen)
         }
         p = w->buf + w->len;
         memset(p, 0, total);
-        put16(p, type);
-        put16(p + 2, (uint16_t)vlen);
+        unaligned_write_le16(p, type);
+        unaligned_write_le16(p + 2, (uint16_t)vlen);
         w->len += total;
         return p + 4;
 }
@@ -354,7 +318,7 @@ static void tlv_put_ip(struct tlv_writer *w, uint16_t type, const struct rh_ipad
         if (!v)
                 return;
         v[0] = ip->family;
-        put16(v + 2, port);
+        unaligned_write_le16(v + 2, port);
         memcpy(v + 4, ip->addr, 16);
 }
 
@@ -392,7 +356,7 @@ int rh_request_encode(const struct rh_request *req, uint8_t *buf, size_t cap, si
                         memcpy(v + 20, f->match_mac, 6);
                 if (f->has_mac)
                         memcpy(v + 26, f->mac, 6);
-                put32(v + 32, f->mtu);
+                unaligned_write_le32(v + 32, f->mtu);
         }
         for (unsigned i = 0; i < req->n_addrs; i++) {
                 v = tlv_put(&w, RH_TLV_ADDR, TLV_ADDR_LEN);
@@ -413,7 +377,7 @@ int rh_request_encode(const struct rh_request *req, uint8_t *buf, size_t cap, si
                 v[1] = rt->family;
                 v[2] = rt->dst_prefix;
                 v[3] = rt->has_gateway;
-                put32(v + 4, rt->metric);
+                unaligned_write_le32(v + 4, rt->metric);
                 memcpy(v + 8, rt->dst, 16);
                 memcpy(v + 24, rt->gateway, 16);
         }
@@ -426,7 +390,7 @@ int rh_request_encode(const struct rh_request *req, uint8_t *buf, size_t cap, si
         if (req->flags) {
                 v = tlv_put(&w, RH_TLV_FLAGS, TLV_FLAGS_LEN);
                 if (v)
-                        put32(v, req->flags);
+                        unaligned_write_le32(v, req->flags);
         }
         if (req->has_ack_udp)
                 tlv_put_ip(&w, RH_TLV_ACK_UDP, &req->ack_addr, req->ack_port);
@@ -456,7 +420,7 @@ static int decode_ip(const uint8_t *v, struct rh_ipaddr *ip)
 {
         ip->family = v[0];
         memcpy(ip->addr, v + 4, 16);
-        return get16(v + 2);
+        return unaligned_read_le16(v + 2);
 }
 
 int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req,
@@ -482,8 +446,8 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
 
                 if (len - off < 4)
                         return rh_error_set(err, EMSGSIZE, "record %u: truncated header at offset %zu", idx, off);
-                type = get16(buf + off);
-                vlen = get16(buf + off + 2);
+                type = unaligned_read_le16(buf + off);
+                vlen = unaligned_read_le16(buf + off + 2);
                 padded = ((size_t)vlen + 3) & ~(size_t)3;
                 if (padded > len - off - 4)
                         return rh_error_set(err, EMSGSIZE, "record %u: length %u runs past the payload end",
@@ -503,7 +467,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                                 return rh_error_set(err, E2BIG, "too many interfaces (max %d)", RH_MAX_IFACES);
                         f = &req.ifaces[req.n_ifaces++];
                         f->match = v[0];
-                        if (v[1] > 1 || get16(v + 2) || get32(v + 36))
+                        if (v[1] > 1 || unaligned_read_le16(v + 2) || unaligned_read_le32(v + 36))
                                 return rh_error_set(err, EBADMSG, "record %u: reserved interface bytes set", idx);
                         f->has_mac = v[1];
                         if (f->match & RH_MATCH_NAME) {
@@ -522,7 +486,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                                 return rh_error_set(err, EBADMSG, "record %u: MAC set without has_mac", idx);
                         memcpy(f->match_mac, v + 20, 6);
                         memcpy(f->mac, v + 26, 6);
-                        f->mtu = get32(v + 32);
+                        f->mtu = unaligned_read_le32(v + 32);
                         break;
                 }
                 case RH_TLV_ADDR: {
@@ -549,7 +513,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                         rt->family = v[1];
                         rt->dst_prefix = v[2];
                         rt->has_gateway = v[3];
-                        rt->metric = get32(v + 4);
+                        rt->metric = unaligned_read_le32(v + 4);
                         memcpy(rt->dst, v + 8, 16);
                         memcpy(rt->gateway, v + 24, 16);
                         break;
@@ -577,7 +541,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                                 return r;
                         break;
                 case RH_TLV_FLAGS:
-                        req.flags |= get32(v);
+                        req.flags |= unaligned_read_le32(v);
                         break;
                 case RH_TLV_ACK_UDP:
                         if (req.has_ack_udp)
@@ -608,15 +572,15 @@ void rh_mailbox_arm_write(uint8_t *page, const struct rh_arm *arm)
 
         memset(h, 0, sizeof(struct rh_wire_arm));
         memcpy(h, RH_MAILBOX_MAGIC, RH_MAILBOX_MAGIC_LEN);
-        put16(h + 0x08, RH_MAILBOX_ABI_MAJOR);
-        put16(h + 0x0a, RH_MAILBOX_ABI_MINOR);
-        put32(h + 0x0c, arm->arm_generation);
+        unaligned_write_le16(h + 0x08, RH_MAILBOX_ABI_MAJOR);
+        unaligned_write_le16(h + 0x0a, RH_MAILBOX_ABI_MINOR);
+        unaligned_write_le32(h + 0x0c, arm->arm_generation);
         memcpy(h + 0x10, arm->token, RH_TOKEN_LEN);
-        put64(h + 0x20, arm->gpa);
-        put32(h + 0x28, arm->agent_version);
-        put32(h + 0x2c, arm->caps);
-        put32(h + 0x30, RH_MAILBOX_SIZE);
-        put32(h + 0x3c, rh_crc32c(0, h, 0x3c));
+        unaligned_write_le64(h + 0x20, arm->gpa);
+        unaligned_write_le32(h + 0x28, arm->agent_version);
+        unaligned_write_le32(h + 0x2c, arm->caps);
+        unaligned_write_le32(h + 0x30, RH_MAILBOX_SIZE);
+        unaligned_write_le32(h + 0x3c, rh_crc32c(0, h, 0x3c));
         memset(page + RH_OFF_PREARM_CONFIRM, 0, sizeof(struct rh_wire_prearm_confirm));
 }
 
@@ -631,21 +595,21 @@ int rh_mailbox_arm_read(const uint8_t *page, size_t len, struct rh_arm *ret_arm,
                                     RH_MAILBOX_SIZE);
         if (memcmp(h, RH_MAILBOX_MAGIC, RH_MAILBOX_MAGIC_LEN) != 0)
                 return rh_error_set(err, ENOMSG, "no mailbox magic");
-        arm.abi_major = get16(h + 0x08);
-        arm.abi_minor = get16(h + 0x0a);
+        arm.abi_major = unaligned_read_le16(h + 0x08);
+        arm.abi_minor = unaligned_read_le16(h + 0x0a);
         if (arm.abi_major != RH_MAILBOX_ABI_MAJOR)
                 return rh_error_set(err, EPROTONOSUPPORT, "mailbox ABI %u.%u, this side speaks %u.x",
                                     arm.abi_major, arm.abi_minor, RH_MAILBOX_ABI_MAJOR);
-        if (get32(h + 0x3c) != rh_crc32c(0, h, 0x3c))
+        if (unaligned_read_le32(h + 0x3c) != rh_crc32c(0, h, 0x3c))
                 return rh_error_set(err, EBADMSG, "arm header CRC mismatch");
-        if (get32(h + 0x30) != RH_MAILBOX_SIZE)
-                return rh_error_set(err, EBADMSG, "arm header page size %u, expected %u", get32(h + 0x30),
+        if (unaligned_read_le32(h + 0x30) != RH_MAILBOX_SIZE)
+                return rh_error_set(err, EBADMSG, "arm header page size %u, expected %u", unaligned_read_le32(h + 0x30),
                                     RH_MAILBOX_SIZE);
-        arm.arm_generation = get32(h + 0x0c);
+        arm.arm_generation = unaligned_read_le32(h + 0x0c);
         memcpy(arm.token, h + 0x10, RH_TOKEN_LEN);
-        arm.gpa = get64(h + 0x20);
-        arm.agent_version = get32(h + 0x28);
-        arm.caps = get32(h + 0x2c);
+        arm.gpa = unaligned_read_le64(h + 0x20);
+        arm.agent_version = unaligned_read_le32(h + 0x28);
+        arm.caps = unaligned_read_le32(h + 0x2c);
         *ret_arm = arm;
         return 0;
 }
@@ -684,12 +648,12 @@ int rh_mailbox_write_request(uint8_t *page, const struct rh_request *req, struct
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         memcpy(page + RH_OFF_PAYLOAD, payload, len);
         memset(page + RH_OFF_PAYLOAD + len, 0, RH_PAYLOAD_MAX - len);
-        put64(h + 0x08, req->nonce);
-        put32(h + 0x10, (uint32_t)len);
-        put16(h + 0x14, RH_PAYLOAD_VERSION);
-        put16(h + 0x16, 0);
-        put64(h + 0x18, 0);
-        put32(h + 0x04, rh_crc32c(0, h + 0x08, 0x18 + len));
+        unaligned_write_le64(h + 0x08, req->nonce);
+        unaligned_write_le32(h + 0x10, (uint32_t)len);
+        unaligned_write_le16(h + 0x14, RH_PAYLOAD_VERSION);
+        unaligned_write_le16(h + 0x16, 0);
+        unaligned_write_le64(h + 0x18, 0);
+        unaligned_write_le32(h + 0x04, rh_crc32c(0, h + 0x08, 0x18 + len));
         /* Publication point: everything above must be visible before the seq. */
         seq_store(h, req->seq);
         return 0;
@@ -715,20 +679,20 @@ int rh_mailbox_read_request(const uint8_t *page, struct rh_request *ret_req, uin
         if (seq2 != seq)
                 return rh_error_set(err, EAGAIN, "request changed while reading (seq %u -> %u)", seq, seq2);
 
-        len = get32(copy + 0x10);
+        len = unaligned_read_le32(copy + 0x10);
         if (len > RH_PAYLOAD_MAX)
                 return rh_error_set(err, EMSGSIZE, "request payload length %u exceeds %u", len,
                                     RH_PAYLOAD_MAX);
         crc = rh_crc32c(0, copy + 0x08, 0x18 + len);
-        if (crc != get32(copy + 0x04))
+        if (crc != unaligned_read_le32(copy + 0x04))
                 return rh_error_set(err, EBADMSG, "request CRC32C mismatch: stored 0x%08x, computed 0x%08x",
-                                    get32(copy + 0x04), crc);
+                                    unaligned_read_le32(copy + 0x04), crc);
         /* From here the header is authentic: the agent can answer this seq/nonce. */
         if (ret_seq)
                 *ret_seq = seq;
         if (ret_nonce)
-                *ret_nonce = get64(copy + 0x08);
-        version = get16(copy + 0x14);
+                *ret_nonce = unaligned_read_le64(copy + 0x08);
+        version = unaligned_read_le16(copy + 0x14);
         if (version != RH_PAYLOAD_VERSION)
                 return rh_error_set(err, EPROTONOSUPPORT, "request payload version %u, supported %u",
                                     version, RH_PAYLOAD_VERSION);
@@ -736,7 +700,7 @@ int rh_mailbox_read_request(const uint8_t *page, struct rh_request *ret_req, uin
         if (r < 0)
                 return r;
         req.seq = seq;
-        req.nonce = get64(copy + 0x08);
+        req.nonce = unaligned_read_le64(copy + 0x08);
         *ret_req = req;
         return 0;
 }
@@ -748,18 +712,18 @@ void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack)
         uint8_t rec[sizeof(struct rh_wire_ack)] = {};
         size_t n = strnlen(ack->error, RH_ACK_ERROR_MAX - 1);
 
-        put64(rec + 0x08, ack->nonce);
-        put32(rec + 0x10, ack->status);
-        put32(rec + 0x14, ack->signal);
-        put32(rec + 0x18, ack->applied);
-        put32(rec + 0x1c, (uint32_t)ack->error_code);
-        put64(rec + 0x20, ack->t_signal_ns);
-        put64(rec + 0x28, ack->t_read_ns);
-        put64(rec + 0x30, ack->t_applied_ns);
-        put64(rec + 0x38, ack->t_ack_ns);
-        put32(rec + 0x40, ack->arm_generation);
+        unaligned_write_le64(rec + 0x08, ack->nonce);
+        unaligned_write_le32(rec + 0x10, ack->status);
+        unaligned_write_le32(rec + 0x14, ack->signal);
+        unaligned_write_le32(rec + 0x18, ack->applied);
+        unaligned_write_le32(rec + 0x1c, (uint32_t)ack->error_code);
+        unaligned_write_le64(rec + 0x20, ack->t_signal_ns);
+        unaligned_write_le64(rec + 0x28, ack->t_read_ns);
+        unaligned_write_le64(rec + 0x30, ack->t_applied_ns);
+        unaligned_write_le64(rec + 0x38, ack->t_ack_ns);
+        unaligned_write_le32(rec + 0x40, ack->arm_generation);
         memcpy(rec + 0x60, ack->error, n);
-        put32(rec + 0x04, rh_crc32c(0, rec + 0x08, sizeof(rec) - 0x08));
+        unaligned_write_le32(rec + 0x04, rh_crc32c(0, rec + 0x08, sizeof(rec) - 0x08));
         /* Unpublish first, for the reason given in rh_mailbox_write_request. */
         seq_store(page + RH_OFF_ACK, 0);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -781,20 +745,20 @@ int rh_mailbox_read_ack(const uint8_t *page, struct rh_ack *ret_ack, struct rh_e
         if (seq_load(page + RH_OFF_ACK) != seq)
                 return rh_error_set(err, EAGAIN, "ack changed while reading");
         crc = rh_crc32c(0, rec + 0x08, sizeof(rec) - 0x08);
-        if (crc != get32(rec + 0x04))
+        if (crc != unaligned_read_le32(rec + 0x04))
                 return rh_error_set(err, EBADMSG, "ack CRC32C mismatch: stored 0x%08x, computed 0x%08x",
-                                    get32(rec + 0x04), crc);
+                                    unaligned_read_le32(rec + 0x04), crc);
         ack.seq = seq;
-        ack.nonce = get64(rec + 0x08);
-        ack.status = get32(rec + 0x10);
-        ack.signal = get32(rec + 0x14);
-        ack.applied = get32(rec + 0x18);
-        ack.error_code = (int32_t)get32(rec + 0x1c);
-        ack.t_signal_ns = get64(rec + 0x20);
-        ack.t_read_ns = get64(rec + 0x28);
-        ack.t_applied_ns = get64(rec + 0x30);
-        ack.t_ack_ns = get64(rec + 0x38);
-        ack.arm_generation = get32(rec + 0x40);
+        ack.nonce = unaligned_read_le64(rec + 0x08);
+        ack.status = unaligned_read_le32(rec + 0x10);
+        ack.signal = unaligned_read_le32(rec + 0x14);
+        ack.applied = unaligned_read_le32(rec + 0x18);
+        ack.error_code = (int32_t)unaligned_read_le32(rec + 0x1c);
+        ack.t_signal_ns = unaligned_read_le64(rec + 0x20);
+        ack.t_read_ns = unaligned_read_le64(rec + 0x28);
+        ack.t_applied_ns = unaligned_read_le64(rec + 0x30);
+        ack.t_ack_ns = unaligned_read_le64(rec + 0x38);
+        ack.arm_generation = unaligned_read_le32(rec + 0x40);
         if (ack.status > RH_ACK_STATUS_MAX_)
                 return rh_error_set(err, EBADMSG, "ack status %u out of range", ack.status);
         if (ack.signal > RH_SIGNAL_MAX_)

@@ -15,17 +15,7 @@
 #include <string.h>
 
 #include "rehome/mailbox.h"
-
-static uint32_t le32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
+#include "unaligned.h"
 
 static bool token_ok(const char *token)
 {
@@ -275,10 +265,10 @@ int rh_v1_decode(const uint8_t *page, size_t len, struct rh_request *ret_req, ui
                 return rh_error_set(err, EMSGSIZE, "V1 mailbox truncated: %zu of %u bytes", len, RH_MAILBOX_SIZE);
         if (!rh_v1_matches(page, len, NULL))
                 return rh_error_set(err, ENOMSG, "no V1 mailbox magic");
-        seq = le32(page + RH_V1_OFF_SEQ);
+        seq = unaligned_read_le32(page + RH_V1_OFF_SEQ);
         if (seq == 0)
                 return rh_error_set(err, ENODATA, "no V1 request (seq 0)");
-        jlen = le32(page + RH_V1_OFF_LEN);
+        jlen = unaligned_read_le32(page + RH_V1_OFF_LEN);
         if (jlen == 0 || jlen > RH_V1_JSON_MAX)
                 return rh_error_set(err, EMSGSIZE, "V1 JSON length %u out of range 1..%u", jlen, RH_V1_JSON_MAX);
 
@@ -452,8 +442,8 @@ int rh_v1_encode(uint8_t *page, const struct rh_request *req, uint32_t seq, stru
                              name, mac, ip, addr->prefix, gw);
         memset(page + RH_V1_OFF_JSON, 0, RH_V1_JSON_MAX);
         memcpy(page + RH_V1_OFF_JSON, json, (size_t)n);
-        put_le32(page + RH_V1_OFF_LEN, (uint32_t)n);
+        unaligned_write_le32(page + RH_V1_OFF_LEN, (uint32_t)n);
         __atomic_thread_fence(__ATOMIC_RELEASE);
-        put_le32(page + RH_V1_OFF_SEQ, seq);
+        unaligned_write_le32(page + RH_V1_OFF_SEQ, seq);
         return 0;
 }

@@ -269,6 +269,10 @@ static int parse_link(const struct nlmsghdr *m, struct rh_nl_link *l)
                         if (alen >= 4)
                                 memcpy(&l->mtu, RTA_DATA(a), 4);
                         break;
+                case IFLA_MASTER:
+                        if (alen >= 4)
+                                memcpy(&l->master, RTA_DATA(a), 4);
+                        break;
                 }
         }
         return 0;
@@ -323,6 +327,66 @@ int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link, s
                 return rh_error_set(err, -ENODEV, "%s: no such link", what);
         *ret_link = l;
         return 0;
+}
+
+int rh_nl_link_get_by_name(struct rh_nl *nl, const char *name, struct rh_nl_link *ret_link,
+                           struct rh_error *err)
+{
+        struct rh_nl_link l;
+        struct link_dump d = {&l, 1, 0};
+        struct nlmsghdr *n;
+        struct ifinfomsg *ifi;
+        char what[48];
+        size_t len = strlen(name);
+        int r;
+
+        snprintf(what, sizeof(what), "get link %s", name);
+        if (len == 0 || len >= IFNAMSIZ)
+                return rh_error_set(err, -EINVAL, "%s: bad interface name", what);
+        n = msg_start(nl, RTM_GETLINK, NLM_F_ACK);
+        ifi = msg_put_header(n, sizeof(*ifi));
+        ifi->ifi_family = AF_UNSPEC;
+        attr_put(n, IFLA_IFNAME, name, len + 1);
+        r = nl_transact(nl, link_cb, &d, err, what);
+        if (r < 0)
+                return r;
+        if (d.n != 1)
+                return rh_error_set(err, -ENODEV, "%s: no such link", what);
+        *ret_link = l;
+        return 0;
+}
+
+int rh_nl_link_set_master(struct rh_nl *nl, int ifindex, int master, bool up, struct rh_error *err)
+{
+        struct nlmsghdr *n = msg_start(nl, RTM_NEWLINK, NLM_F_ACK);
+        struct ifinfomsg *ifi = msg_put_header(n, sizeof(*ifi));
+        char what[64];
+
+        if (master)
+                snprintf(what, sizeof(what), "set link %d master %d%s", ifindex, master, up ? " up" : "");
+        else
+                snprintf(what, sizeof(what), "set link %d nomaster%s", ifindex, up ? " up" : "");
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        if (up) {
+                ifi->ifi_change = IFF_UP;
+                ifi->ifi_flags = IFF_UP;
+        }
+        /* The kernel enslaves before it changes the flags (do_setlink). */
+        attr_put_u32(n, IFLA_MASTER, (uint32_t)master);
+        return nl_transact(nl, NULL, NULL, err, what);
+}
+
+int rh_nl_link_del(struct rh_nl *nl, int ifindex, struct rh_error *err)
+{
+        struct nlmsghdr *n = msg_start(nl, RTM_DELLINK, NLM_F_ACK);
+        struct ifinfomsg *ifi = msg_put_header(n, sizeof(*ifi));
+        char what[48];
+
+        snprintf(what, sizeof(what), "delete link %d", ifindex);
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        return nl_transact(nl, NULL, NULL, err, what);
 }
 
 static int link_change(struct rh_nl *nl, int ifindex, unsigned change, unsigned flags, uint16_t attr,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A small rtnetlink layer: links, addresses, routes and neighbours, enough to
- * give an interface a new identity. Compiled into librehome and rehome-agent.
+ * give an interface a new identity (the agent) and to put the host's clone
+ * taps on their bridge (src/vmm/net.c). Compiled into librehome and rehome-agent.
  *
  * libmnl ships no static library in Debian, and the agent must be a static
  * musl binary, so this is our own (crun does the same in net_device.c). One
@@ -42,6 +43,7 @@ struct rh_nl_link {
         uint8_t mac_len; /* 6 for Ethernet, 0 if none */
         uint32_t mtu;
         uint32_t flags; /* IFF_* */
+        int master;     /* IFLA_MASTER: ifindex of the bridge it is enslaved to, 0 if none */
 };
 
 struct rh_nl_addr {
@@ -86,6 +88,26 @@ int rh_nl_link_list(struct rh_nl *nl, struct rh_nl_link *links, size_t cap, size
 
 /* rh_nl_link_get - one link by index. Returns 0, -ENODEV, or -errno. */
 int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link, struct rh_error *err);
+
+/*
+ * rh_nl_link_get_by_name - one link by name, in the namespace of @nl's socket.
+ * Returns 0, -ENODEV (no such link), -EINVAL (empty name or longer than
+ * IFNAMSIZ - 1, checked before the kernel is asked), or -errno.
+ */
+int rh_nl_link_get_by_name(struct rh_nl *nl, const char *name, struct rh_nl_link *ret_link,
+                           struct rh_error *err);
+
+/*
+ * rh_nl_link_set_master - enslave @ifindex to the bridge (or bond) @master
+ * (0: release it) and, if @up, set it up, in one RTM_NEWLINK with
+ * IFLA_MASTER. Returns 0 or -errno: -ENODEV (no such link or master),
+ * -EINVAL (@master is not a device that takes ports), -EBUSY (already the
+ * port of another master that refuses to let go).
+ */
+int rh_nl_link_set_master(struct rh_nl *nl, int ifindex, int master, bool up, struct rh_error *err);
+
+/* rh_nl_link_del - RTM_DELLINK on @ifindex. Returns 0, -ENODEV (absent), -EOPNOTSUPP (lo), or -errno. */
+int rh_nl_link_del(struct rh_nl *nl, int ifindex, struct rh_error *err);
 
 /*
  * rh_nl_link_set - change several link properties in one RTM_NEWLINK:

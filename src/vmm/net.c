@@ -2,17 +2,39 @@
 /*
  * The host side of the clone network: an isolated network namespace with a
  * bridge and the gateway address (`rehome net up`), or a bridge the user
- * already has (`--bridge`), and one tap per clone on that bridge. Done with
- * iproute2 (`ip`), which every host that runs QEMU with taps has; each call
- * costs a few milliseconds, measured in the fork's spawn stage.
+ * already has (`--bridge`), and one tap per clone on that bridge.
+ *
+ * Per clone, everything goes through the project's rtnetlink layer
+ * (src/shared/netlink.c) and the tun driver: a tap is created (or a stale
+ * persistent one taken over) with TUNSETIFF + TUNSETPERSIST on /dev/net/tun,
+ * enslaved to the bridge and set up in one RTM_NEWLINK, and deleted with
+ * RTM_DELLINK; no process is started. In a named namespace the netlink
+ * socket and the tun file are created inside it: both belong to the
+ * namespace of the thread that created them (see net_open()).
+ *
+ * `net up`/`net down` still run iproute2 (`ip netns add|del`, the bridge
+ * and its address): once per network, not per clone, and `ip netns add`
+ * also sets up the /run/netns bind mounts that other tools expect.
+ *
+ * Each state directory has its own namespace by default ("rehome" for
+ * /var/lib/rehome, "rh-" + 8 hex digits of a hash of its real path
+ * otherwise), and owns it through /run/rehome/netns/NAME.owner, which holds
+ * the state directory's real path: `net up` refuses a namespace another
+ * state directory owns, `net down` never removes one.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,39 +43,32 @@
 
 #include "cleanup.h"
 #include "io.h"
+#include "netlink.h"
 #include "qmp.h"
 #include "vmm.h"
 
-/* Run argv with @input (may be NULL) on stdin; capture stdout+stderr into @out (may be NULL).
+#define NETNS_OWNER_DIR "/run/rehome/netns"
+
+/* Run argv with stdin from /dev/null; capture stdout+stderr into @out (may be NULL).
  * Returns the exit status or -errno. */
-static int run_input(char *const argv[], const char *input, char *out, size_t out_len)
+static int run(char *const argv[], char *out, size_t out_len)
 {
-        int pfd[2], ifd[2] = {-1, -1};
+        int pfd[2];
         pid_t pid;
         int status;
         size_t have = 0;
 
         if (pipe2(pfd, O_CLOEXEC) < 0)
                 return -errno;
-        if (input && pipe2(ifd, O_CLOEXEC) < 0) {
-                int r = -errno;
-                close(pfd[0]);
-                close(pfd[1]);
-                return r;
-        }
         pid = fork();
         if (pid < 0) {
                 int r = -errno;
                 close(pfd[0]);
                 close(pfd[1]);
-                if (input) {
-                        close(ifd[0]);
-                        close(ifd[1]);
-                }
                 return r;
         }
         if (pid == 0) {
-                int nul = input ? ifd[0] : open("/dev/null", O_RDONLY);
+                int nul = open("/dev/null", O_RDONLY);
                 if (nul >= 0)
                         dup2(nul, 0);
                 dup2(pfd[1], 1);
@@ -62,12 +77,6 @@ static int run_input(char *const argv[], const char *input, char *out, size_t ou
                 _exit(127);
         }
         close(pfd[1]);
-        if (input) {
-                /* Small (a few commands): fits the pipe buffer, no deadlock. */
-                close(ifd[0]);
-                (void)!write(ifd[1], input, strlen(input));
-                close(ifd[1]);
-        }
         for (;;) {
                 char sink[512];
                 char *dst = out && have + 1 < out_len ? out + have : sink;
@@ -89,11 +98,6 @@ static int run_input(char *const argv[], const char *input, char *out, size_t ou
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         return 128 + WTERMSIG(status);
-}
-
-static int run(char *const argv[], char *out, size_t out_len)
-{
-        return run_input(argv, NULL, out, out_len);
 }
 
 static void chomp(char *s)
@@ -149,7 +153,8 @@ static int net_path(const char *state_dir, char *buf, size_t len)
         return snprintf(buf, len, "%s/net.json", state_dir) >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err)
+/* net.json as written by vmm_net_up, without looking at the namespace. */
+static int net_read(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err)
 {
         char path[PATH_MAX];
         _cleanup_free_ char *text = NULL;
@@ -174,6 +179,18 @@ int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error
         strcpy(net.bridge, br);
         strcpy(net.gateway, gw);
         net.ours = json_is_true(json_object_get(j, "ours"));
+        *ret_net = net;
+        return 0;
+}
+
+int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err)
+{
+        struct vmm_net net;
+        int r;
+
+        r = net_read(state_dir, &net, err);
+        if (r < 0)
+                return r;
         /* The namespace may have vanished (reboot, someone ran ip netns del). */
         if (net.netns[0]) {
                 char nspath[PATH_MAX];
@@ -197,14 +214,149 @@ static bool valid_ifname(const char *s)
         return true;
 }
 
+/* ---- which state directory owns a namespace ---- */
+
+/* FNV-1a: a stable, well-spread 32-bit hash of a path (not a security boundary). */
+static uint32_t fnv1a32(const char *s)
+{
+        uint32_t h = 2166136261u;
+
+        for (; *s; s++) {
+                h ^= (uint8_t)*s;
+                h *= 16777619u;
+        }
+        return h;
+}
+
+/*
+ * The namespace a state directory gets when `net up` is not told one:
+ * "rehome" for the default /var/lib/rehome (what the README and the help
+ * say), otherwise "rh-" and 8 hex digits of a hash of its real path, so
+ * two state directories never meet in one namespace by accident. 11
+ * characters: well inside the 15 an interface-style name may have.
+ */
+static void default_netns(const char *real_state_dir, char ret[16])
+{
+        if (strcmp(real_state_dir, VMM_DEFAULT_STATE_DIR) == 0)
+                snprintf(ret, 16, "%s", VMM_DEFAULT_NETNS);
+        else
+                snprintf(ret, 16, "rh-%08x", fnv1a32(real_state_dir));
+}
+
+/* Does @state_dir (an owner file's content) still hold @netns as its own network? */
+static bool owner_claims(const char *state_dir, const char *netns)
+{
+        struct vmm_net other;
+
+        return net_read(state_dir, &other, NULL) == 0 && other.ours && strcmp(other.netns, netns) == 0;
+}
+
+/*
+ * Open and lock (flock, exclusive) the owner file of @netns, creating it
+ * (empty: owned by nobody) if @create. The lock serialises net up and net
+ * down of one namespace across processes; it goes with the fd. Retries if
+ * the file was unlinked between open and lock, so a lock is always on the
+ * file that is in place. Returns the fd, -ENOENT (no owner file and not
+ * @create), or -errno.
+ */
+static int owner_lock(const char *netns, bool create, char *ret_path, size_t path_len)
+{
+        snprintf(ret_path, path_len, "%s/%s.owner", NETNS_OWNER_DIR, netns);
+        if (create && vmm_mkdir_p(NETNS_OWNER_DIR, 0755) < 0)
+                return -errno;
+        for (;;) {
+                _cleanup_close_ int fd = open(ret_path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+                struct stat have, want;
+
+                if (fd < 0)
+                        return -errno;
+                while (flock(fd, LOCK_EX) < 0)
+                        if (errno != EINTR)
+                                return -errno;
+                if (fstat(fd, &have) < 0)
+                        return -errno;
+                if (stat(ret_path, &want) == 0 && want.st_ino == have.st_ino && want.st_dev == have.st_dev)
+                        return TAKE_FD(fd);
+                if (!create)
+                        return -ENOENT;
+        }
+}
+
+/* The state directory an owner file names ("" if none), read through the locked @fd. */
+static int owner_read(int fd, char *ret_owner, size_t len)
+{
+        ssize_t n = pread(fd, ret_owner, len - 1, 0);
+
+        if (n < 0)
+                return -errno;
+        ret_owner[n] = '\0';
+        ret_owner[strcspn(ret_owner, "\n")] = '\0';
+        return 0;
+}
+
+static int owner_write(int fd, const char *state_dir)
+{
+        char line[PATH_MAX + 1];
+        int n = snprintf(line, sizeof(line), "%s\n", state_dir);
+
+        if (ftruncate(fd, 0) < 0)
+                return -errno;
+        return pwrite_full(fd, line, (size_t)n, 0);
+}
+
+/*
+ * Claim @netns for @real_state_dir before it is created or reused. A
+ * namespace nobody owns (new, or made by an older rehome or by hand) is
+ * claimed; one that names this state directory stays ours; one whose owner
+ * no longer holds it (the owner's net.json is gone or names another
+ * network) is taken over; one that another state directory holds is
+ * refused. Returns the locked owner fd (keep it until net.json is written),
+ * with *ret_claimed_now telling whether this call made the claim.
+ */
+static int owner_claim(const char *netns, const char *real_state_dir, bool *ret_claimed_now,
+                       struct rh_error *err)
+{
+        char path[PATH_MAX], owner[PATH_MAX];
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        fd = owner_lock(netns, true, path, sizeof(path));
+        if (fd < 0)
+                return rh_error_set(err, fd, "%s: %s", path, strerror(-fd));
+        r = owner_read(fd, owner, sizeof(owner));
+        if (r < 0)
+                return rh_error_set(err, r, "%s: %s", path, strerror(-r));
+        if (strcmp(owner, real_state_dir) == 0) {
+                *ret_claimed_now = false;
+                return TAKE_FD(fd);
+        }
+        if (owner[0] && owner_claims(owner, netns))
+                return rh_error_set(err, -EBUSY,
+                                    "network namespace %s belongs to state directory %s (%s): "
+                                    "use another with --netns, or run 'rehome --state-dir %s net down' first",
+                                    netns, owner, path, owner);
+        r = owner_write(fd, real_state_dir);
+        if (r < 0)
+                return rh_error_set(err, r, "%s: %s", path, strerror(-r));
+        *ret_claimed_now = true;
+        return TAKE_FD(fd);
+}
+
+/* ---- net up / down ---- */
+
 int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err)
 {
         struct vmm_net net = {0};
-        char path[PATH_MAX], out[512];
+        char path[PATH_MAX], out[512], real[PATH_MAX], ns_default[16];
+        _cleanup_close_ int owner_fd = -EBADF;
+        _cleanup_json_ json_t *j = NULL;
+        bool claimed_now = false;
         int r;
 
         if (vmm_mkdir_p(state_dir, 0755) < 0)
+                return rh_error_set(err, -errno, "%s: %s", state_dir, strerror(errno));
+        if (!realpath(state_dir, real))
                 return rh_error_set(err, -errno, "%s: %s", state_dir, strerror(errno));
 
         if (bridge) {
@@ -227,8 +379,10 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                         gateway = VMM_DEFAULT_GATEWAY;
                 if (rh_ip_parse(gateway, &gw, &prefix) < 0 || gw.family != 4 || !strchr(gateway, '/'))
                         return rh_error_set(err, -EINVAL, "bad gateway '%s' (want A.B.C.D/P)", gateway);
-                if (!netns)
-                        netns = VMM_DEFAULT_NETNS;
+                if (!netns) {
+                        default_netns(real, ns_default);
+                        netns = ns_default;
+                }
                 if (!valid_ifname(netns) || strchr(netns, '.'))
                         return rh_error_set(err, -EINVAL, "bad namespace name '%s'", netns);
                 snprintf(net.netns, sizeof(net.netns), "%s", netns);
@@ -236,14 +390,19 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                 snprintf(net.gateway, sizeof(net.gateway), "%s", gateway);
                 net.ours = true;
 
+                owner_fd = owner_claim(net.netns, real, &claimed_now, err);
+                if (owner_fd < 0)
+                        return owner_fd;
+
                 char nspath[PATH_MAX];
                 snprintf(nspath, sizeof(nspath), "/run/netns/%s", net.netns);
                 if (access(nspath, F_OK) < 0) {
                         r = ip_cmd(NULL, out, sizeof(out), "netns", "add", net.netns, NULL);
                         if (r != 0) {
                                 chomp(out);
-                                return rh_error_set(err, -EPERM, "ip netns add %s: %s (are you root?)",
-                                                    net.netns, out);
+                                r = rh_error_set(err, -EPERM, "ip netns add %s: %s (are you root?)", net.netns,
+                                                 out);
+                                goto fail;
                         }
                 }
                 ip_cmd(&net, NULL, 0, "link", "set", "lo", "up", NULL);
@@ -251,8 +410,8 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                         r = ip_cmd(&net, out, sizeof(out), "link", "add", net.bridge, "type", "bridge", NULL);
                         if (r != 0) {
                                 chomp(out);
-                                return rh_error_set(err, -EIO, "ip link add %s type bridge: %s", net.bridge,
-                                                    out);
+                                r = rh_error_set(err, -EIO, "ip link add %s type bridge: %s", net.bridge, out);
+                                goto fail;
                         }
                 }
                 /* Replace whatever address the bridge had with the gateway. */
@@ -260,49 +419,137 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                 r = ip_cmd(&net, out, sizeof(out), "addr", "add", gateway, "dev", net.bridge, NULL);
                 if (r != 0) {
                         chomp(out);
-                        return rh_error_set(err, -EIO, "ip addr add %s dev %s: %s", gateway, net.bridge, out);
+                        r = rh_error_set(err, -EIO, "ip addr add %s dev %s: %s", gateway, net.bridge, out);
+                        goto fail;
                 }
                 r = ip_cmd(&net, out, sizeof(out), "link", "set", net.bridge, "up", NULL);
                 if (r != 0) {
                         chomp(out);
-                        return rh_error_set(err, -EIO, "ip link set %s up: %s", net.bridge, out);
+                        r = rh_error_set(err, -EIO, "ip link set %s up: %s", net.bridge, out);
+                        goto fail;
                 }
         }
 
-        _cleanup_json_ json_t *j = json_pack("{s:s, s:s, s:s, s:b}", "netns", net.netns, "bridge", net.bridge,
-                                             "gateway", net.gateway, "ours", net.ours);
+        j = json_pack("{s:s, s:s, s:s, s:b}", "netns", net.netns, "bridge", net.bridge, "gateway", net.gateway,
+                      "ours", net.ours);
         net_path(state_dir, path, sizeof(path));
-        if (!j || json_dump_file(j, path, JSON_INDENT(2)) < 0)
-                return rh_error_set(err, -EIO, "cannot write %s", path);
+        if (!j || json_dump_file(j, path, JSON_INDENT(2)) < 0) {
+                r = rh_error_set(err, -EIO, "cannot write %s", path);
+                goto fail;
+        }
         if (ret_net)
                 *ret_net = net;
         return 0;
+
+fail:
+        /* Give back a claim this call made; the namespace itself stays (it may hold others' state). */
+        if (claimed_now)
+                (void)ftruncate(owner_fd, 0);
+        return r;
 }
 
 int vmm_net_down(const char *state_dir, struct rh_error *err)
 {
         struct vmm_net net;
-        char path[PATH_MAX], out[512];
+        char path[PATH_MAX], owner_path[PATH_MAX], owner[PATH_MAX] = "", real[PATH_MAX], out[512];
+        _cleanup_close_ int owner_fd = -EBADF;
         int r;
 
         net_path(state_dir, path, sizeof(path));
-        r = vmm_net_load(state_dir, &net, NULL);
+        r = net_read(state_dir, &net, NULL);
         if (r == -ENOENT && access(path, F_OK) < 0)
                 return 0; /* nothing to do */
         if (r == 0 && net.ours && net.netns[0]) {
-                r = ip_cmd(NULL, out, sizeof(out), "netns", "del", net.netns, NULL);
-                if (r != 0) {
-                        chomp(out);
-                        return rh_error_set(err, -EIO, "ip netns del %s: %s", net.netns, out);
+                if (!realpath(state_dir, real))
+                        return rh_error_set(err, -errno, "%s: %s", state_dir, strerror(errno));
+                owner_fd = owner_lock(net.netns, false, owner_path, sizeof(owner_path));
+                if (owner_fd >= 0 && owner_read(owner_fd, owner, sizeof(owner)) < 0)
+                        owner[0] = '\0';
+                /*
+                 * Another state directory owns it (it took the namespace over
+                 * after this one moved on): not ours to remove. Only this
+                 * state directory's record of it goes. No owner at all is a
+                 * namespace an older rehome made for this state directory.
+                 */
+                if (owner[0] && strcmp(owner, real) != 0 && owner_claims(owner, net.netns)) {
+                        unlink(path);
+                        return 0;
                 }
+                snprintf(out, sizeof(out), "/run/netns/%s", net.netns);
+                if (access(out, F_OK) == 0) {
+                        r = ip_cmd(NULL, out, sizeof(out), "netns", "del", net.netns, NULL);
+                        if (r != 0) {
+                                chomp(out);
+                                return rh_error_set(err, -EIO, "ip netns del %s: %s", net.netns, out);
+                        }
+                }
+                if (owner_fd >= 0)
+                        unlink(owner_path); /* under the lock: owner_lock() retries on a replaced file */
         }
         unlink(path);
         return 0;
 }
 
+/* ---- per clone: taps over rtnetlink ---- */
+
+/*
+ * Open @nl, and /dev/net/tun into *ret_tun if @ret_tun, in @net's network
+ * namespace. A netlink socket and a tun file belong to the namespace of the
+ * thread that created them, for their whole life. So the calling thread
+ * joins the namespace (setns on /run/netns/NAME) just for the two calls and
+ * goes back to the namespace it came from: setns(CLONE_NEWNET) changes only
+ * the calling thread, and clones are forked on several threads at once, so
+ * each does this for itself and no other thread ever sees another namespace.
+ */
+static int net_open(const struct vmm_net *net, struct rh_nl *nl, int *ret_tun, struct rh_error *err)
+{
+        _cleanup_close_ int self = -EBADF, target = -EBADF, tun = -EBADF;
+        char path[PATH_MAX];
+        int r;
+
+        nl->fd = -EBADF;
+        if (net->netns[0]) {
+                snprintf(path, sizeof(path), "/run/netns/%s", net->netns);
+                target = open(path, O_RDONLY | O_CLOEXEC);
+                if (target < 0)
+                        return rh_error_set(err, -errno, "network namespace %s: %s", net->netns,
+                                            strerror(errno));
+                self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+                if (self < 0)
+                        return rh_error_set(err, -errno, "/proc/thread-self/ns/net: %s", strerror(errno));
+                if (setns(target, CLONE_NEWNET) < 0)
+                        return rh_error_set(err, -errno, "enter network namespace %s: %s", net->netns,
+                                            strerror(errno));
+        }
+        r = rh_nl_open(nl, err);
+        if (r >= 0 && ret_tun) {
+                tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+                if (tun < 0)
+                        r = rh_error_set(err, -errno, "/dev/net/tun: %s", strerror(errno));
+        }
+        /* Going back to the namespace this thread was just in cannot fail
+         * for a caller allowed to leave it. If it ever did, every later
+         * socket and tap of this thread would land in the wrong namespace:
+         * stop rather than carry on. */
+        if (self >= 0 && setns(self, CLONE_NEWNET) < 0)
+                abort();
+        if (r < 0) {
+                rh_nl_close(nl);
+                return r;
+        }
+        if (ret_tun)
+                *ret_tun = TAKE_FD(tun);
+        return 0;
+}
+
 bool vmm_link_exists(const struct vmm_net *net, const char *name)
 {
-        return ip_cmd(net, NULL, 0, "link", "show", "dev", name, NULL) == 0;
+        _cleanup_(rh_nl_close) struct rh_nl nl = {.fd = -EBADF};
+        struct rh_nl_link link;
+
+        if (net_open(net, &nl, NULL, NULL) < 0)
+                return false;
+        return rh_nl_link_get_by_name(&nl, name, &link, NULL) == 0;
 }
 
 /* The process holding tap @name in @net's namespace (tun fdinfo names it "iff:"), or 0. */
@@ -367,29 +614,32 @@ static pid_t tap_holder(const struct vmm_net *net, const char *name)
 
 int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error *err)
 {
-        char out[512];
+        _cleanup_(rh_nl_close) struct rh_nl nl = {.fd = -EBADF};
+        _cleanup_close_ int tun = -EBADF;
+        struct rh_nl_link tap, bridge;
+        struct ifreq ifr = {0};
         int r;
 
         if (!valid_ifname(name))
                 return rh_error_set(err, -EINVAL, "bad tap name '%s'", name);
-        {
-                /* The common case in one `ip -batch` (each ip run costs milliseconds,
-                 * tens of them on a loaded host); on failure, find out why below. */
-                char batch[256];
-                char *argv[] = {(char *)"ip",     (char *)"-n", (char *)net->netns,
-                                (char *)"-batch", (char *)"-",  NULL};
-                char *argv_host[] = {(char *)"ip", (char *)"-batch", (char *)"-", NULL};
-                snprintf(batch, sizeof(batch),
-                         "tuntap add dev %s mode tap vnet_hdr\nlink set %s master %s up\n", name, name,
-                         net->bridge);
-                if (run_input(net->netns[0] ? argv : argv_host, batch, out, sizeof(out)) == 0)
-                        return 0;
-        }
-        if (vmm_link_exists(net, name)) {
-                /* A tap nobody holds has no carrier once up: a stale one we may reuse. */
-                ip_cmd(net, NULL, 0, "link", "set", name, "up", NULL);
-                ip_cmd(net, out, sizeof(out), "-o", "link", "show", "dev", name, NULL);
-                if (!strstr(out, "NO-CARRIER")) {
+        r = net_open(net, &nl, &tun, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "tap %s", name);
+        r = rh_nl_link_get_by_name(&nl, net->bridge, &bridge, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "tap %s: bridge", name);
+
+        /*
+         * TUNSETIFF creates the tap, or attaches to the persistent tap of
+         * that name if there is one: a stale tap a killed QEMU left behind is
+         * taken over this way (its flags become ours). A tap some process
+         * still has open refuses a second attachment with EBUSY.
+         */
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if (ioctl(tun, TUNSETIFF, &ifr) < 0) {
+                r = -errno;
+                if (r == -EBUSY) {
                         pid_t holder = tap_holder(net, name);
                         char who[64] = "a process (a leftover QEMU?)";
                         if (holder > 0)
@@ -399,25 +649,35 @@ int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error 
                                             "(rehome clone rm, or kill %s) and retry",
                                             name, who, holder > 0 ? who + 8 : "it");
                 }
-                ip_cmd(net, NULL, 0, "link", "del", name, NULL);
+                return rh_error_set(err, r, "tap %s: TUNSETIFF: %s%s", name, strerror(-r),
+                                    r == -EINVAL ? " (a link of that name that is not a tap?)" : "");
         }
-        r = ip_cmd(net, out, sizeof(out), "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr", NULL);
-        if (r != 0) {
-                chomp(out);
-                return rh_error_set(err, -EIO, "ip tuntap add %s: %s", name, out);
-        }
-        r = ip_cmd(net, out, sizeof(out), "link", "set", name, "master", net->bridge, "up", NULL);
-        if (r != 0) {
-                chomp(out);
-                ip_cmd(net, NULL, 0, "link", "del", name, NULL);
-                return rh_error_set(err, -EIO, "ip link set %s master %s: %s", name, net->bridge, out);
+        /* Persistent: the tap outlives this fd until QEMU opens it by name. */
+        if (ioctl(tun, TUNSETPERSIST, 1) < 0)
+                return rh_error_set(err, -errno, "tap %s: TUNSETPERSIST: %s", name, strerror(errno));
+        r = rh_nl_link_get_by_name(&nl, name, &tap, err);
+        if (r >= 0)
+                r = rh_nl_link_set_master(&nl, tap.ifindex, bridge.ifindex, true, err);
+        if (r < 0) {
+                /* Not persistent any more: closing the fd removes the tap again. */
+                (void)ioctl(tun, TUNSETPERSIST, 0);
+                return rh_error_prefix(err, r, "tap %s on bridge %s", name, net->bridge);
         }
         return 0;
 }
 
 int vmm_tap_delete(const struct vmm_net *net, const char *name)
 {
+        _cleanup_(rh_nl_close) struct rh_nl nl = {.fd = -EBADF};
+        struct rh_nl_link tap;
+        int r;
+
         if (!name[0])
                 return 0;
-        return ip_cmd(net, NULL, 0, "link", "del", name, NULL) == 0 ? 0 : -EIO;
+        r = net_open(net, &nl, NULL, NULL);
+        if (r >= 0)
+                r = rh_nl_link_get_by_name(&nl, name, &tap, NULL);
+        if (r >= 0)
+                r = rh_nl_link_del(&nl, tap.ifindex, NULL);
+        return r;
 }

@@ -38,7 +38,8 @@
 #define VMM_STATE_DIR_MAX 1024
 
 #define VMM_NAME_MAX            48
-#define VMM_DEFAULT_NETNS       "rehome"
+#define VMM_DEFAULT_STATE_DIR   "/var/lib/rehome"
+#define VMM_DEFAULT_NETNS       "rehome" /* of VMM_DEFAULT_STATE_DIR; other state dirs: rh-<hash> */
 #define VMM_DEFAULT_BRIDGE      "rhbr0"
 #define VMM_DEFAULT_GATEWAY     "10.77.0.1/24"
 #define VMM_DEFAULT_TEMPLATE_IP "10.77.0.2/24"
@@ -54,9 +55,12 @@ struct vmm_net {
 };
 
 int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err);
-/* @netns: namespace name (NULL = "rehome"); ignored with @bridge (the user's, in ours). */
+/* @netns: namespace name (NULL = this state directory's own: "rehome" for VMM_DEFAULT_STATE_DIR,
+ * "rh-" + 8 hex digits of a hash of its real path otherwise); ignored with @bridge (the user's,
+ * in ours). -EBUSY if another state directory owns the namespace. */
 int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err);
+/* Removes this state directory's network; never a namespace another state directory owns. */
 int vmm_net_down(const char *state_dir, struct rh_error *err);
 /* Create (or take over a stale) tap @name on the bridge, up. -EBUSY if a process holds it. */
 int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error *err);

@@ -13,17 +13,7 @@
 #include <errno.h>
 
 #include "fuzz-common.h"
-
-static void put32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+#include "unaligned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -45,14 +35,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(page, 0, sizeof(page));
         memcpy(page, data + 1, n);
         if (control & 1)
-                put32(page + 0x3c, rh_crc32c(0, page, 0x3c));
+                unaligned_write_le32(page + 0x3c, rh_crc32c(0, page, 0x3c));
         if (control & 2) {
-                uint32_t len = get32(page + 0x310);
+                uint32_t len = unaligned_read_le32(page + 0x310);
                 if (len <= RH_PAYLOAD_MAX)
-                        put32(page + 0x304, rh_crc32c(0, page + 0x308, 0x18 + len));
+                        unaligned_write_le32(page + 0x304, rh_crc32c(0, page + 0x308, 0x18 + len));
         }
         if (control & 4)
-                put32(page + 0xc4, rh_crc32c(0, page + 0xc8, 568));
+                unaligned_write_le32(page + 0xc4, rh_crc32c(0, page + 0xc8, 568));
 
         /* Arm header. */
         r = rh_mailbox_arm_read(page, n, &arm, &err);

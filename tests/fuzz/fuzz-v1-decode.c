@@ -12,12 +12,7 @@
 #include <errno.h>
 
 #include "fuzz-common.h"
-
-static void put32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
+#include "unaligned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -34,8 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (data[0] & 1) {
                 n = size - 1 < RH_V1_JSON_MAX ? size - 1 : RH_V1_JSON_MAX;
                 fuzz_check(rh_v1_write_header(page, "fuzz", &err) == 0, "header: %s", err.msg);
-                put32(page + RH_V1_OFF_SEQ, 1);
-                put32(page + RH_V1_OFF_LEN, (uint32_t)n);
+                unaligned_write_le32(page + RH_V1_OFF_SEQ, 1);
+                unaligned_write_le32(page + RH_V1_OFF_LEN, (uint32_t)n);
                 memcpy(page + RH_V1_OFF_JSON, data + 1, n);
         } else {
                 n = size - 1 < RH_MAILBOX_SIZE ? size - 1 : RH_MAILBOX_SIZE;

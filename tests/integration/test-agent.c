@@ -42,6 +42,7 @@
 
 #include "rehome/mailbox.h"
 #include "rehome/request.h"
+#include "unaligned.h"
 #include "vmclock-abi.h"
 
 #define PEER_IF      "rh0p"
@@ -926,23 +927,21 @@ static void handoff_invalid(const char *what, struct rh_request *req, void (*cor
 static void corrupt_prefix(void)
 {
         uint8_t *h = page + RH_OFF_REQUEST, *p = page + RH_OFF_PAYLOAD;
-        uint32_t len, seq, crc;
+        uint32_t len, seq;
         size_t off = 0;
 
-        memcpy(&seq, h, 4);
-        memset(h, 0, 4); /* unpublish while editing */
-        memcpy(&len, h + 0x10, 4);
+        memcpy(&seq, h, 4); /* the stored bytes, put back unchanged below */
+        memset(h, 0, 4);    /* unpublish while editing */
+        len = unaligned_read_le32(h + offsetof(struct rh_wire_request, payload_len));
         while (off + 4 <= len) {
-                uint16_t type = (uint16_t)(p[off] | p[off + 1] << 8),
-                         vlen = (uint16_t)(p[off + 2] | p[off + 3] << 8);
+                uint16_t type = unaligned_read_le16(p + off), vlen = unaligned_read_le16(p + off + 2);
                 if (type == RH_TLV_ADDR) {
                         p[off + 4 + 2] = 40;
                         break;
                 }
                 off += 4 + ((vlen + 3u) & ~3u);
         }
-        crc = rh_crc32c(0, h + 0x08, 0x18 + len);
-        memcpy(h + 4, &crc, 4);
+        unaligned_write_le32(h + offsetof(struct rh_wire_request, crc32c), rh_crc32c(0, h + 0x08, 0x18 + len));
         __atomic_store_n((uint32_t *)h, seq, __ATOMIC_RELEASE);
 }
 

@@ -17,19 +17,9 @@
 #include <cmocka.h>
 
 #include "rehome/mailbox.h"
+#include "unaligned.h"
 
 static _Alignas(4096) uint8_t page[RH_MAILBOX_SIZE];
-
-static void put32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* @r failed with -@errnum, and @e holds @errnum and exactly @text. */
 #define assert_err(r, e, errnum, text)                                                                       \
@@ -45,8 +35,8 @@ static void v1_page(const char *json, uint32_t seq)
         memset(page, 0, sizeof(page));
         memcpy(page, RH_V1_MAGIC, RH_V1_MAGIC_LEN);
         memcpy(page + RH_V1_MAGIC_LEN, "tok", 3);
-        put32(page + RH_V1_OFF_SEQ, seq);
-        put32(page + RH_V1_OFF_LEN, (uint32_t)strlen(json));
+        unaligned_write_le32(page + RH_V1_OFF_SEQ, seq);
+        unaligned_write_le32(page + RH_V1_OFF_LEN, (uint32_t)strlen(json));
         memcpy(page + RH_V1_OFF_JSON, json, strlen(json));
 }
 
@@ -139,7 +129,7 @@ static void test_layout(void **state)
         assert_int_equal(rh_v1_encode(page, &req, 0x01020304, &err), 0);
         assert_memory_equal(page, "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0clone-token-1\0", 48);
         assert_memory_equal(page + 64, "\x04\x03\x02\x01", 4);
-        assert_int_equal(get32(page + 68), strlen(json));
+        assert_int_equal(unaligned_read_le32(page + 68), strlen(json));
         assert_memory_equal(page + 72, json, strlen(json));
         for (size_t i = 72 + strlen(json); i < RH_MAILBOX_SIZE; i++)
                 assert_int_equal(page[i], 0);
@@ -362,7 +352,7 @@ static void test_decode_good(void **state)
         v1_page("{\"mac\":\"02:aa:bb:cc:dd:01\",\"ipv4\":\"10.0.0.5\",\"prefix\":24}", 1);
         size_t n = strlen((const char *)page + 72);
         memset(page + 72 + n, ' ', RH_V1_JSON_MAX - n);
-        put32(page + RH_V1_OFF_LEN, RH_V1_JSON_MAX);
+        unaligned_write_le32(page + RH_V1_OFF_LEN, RH_V1_JSON_MAX);
         assert_int_equal(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), 0);
 }
 
@@ -383,17 +373,17 @@ static void test_decode_bad(void **state)
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, ENODATA,
                    "no V1 request (seq 0)");
         v1_page("{" GOOD_TAIL "}", 1);
-        put32(page + RH_V1_OFF_LEN, RH_V1_JSON_MAX + 1);
+        unaligned_write_le32(page + RH_V1_OFF_LEN, RH_V1_JSON_MAX + 1);
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, EMSGSIZE,
                    "V1 JSON length 4025 out of range 1..4024");
-        put32(page + RH_V1_OFF_LEN, 0xffffffffu);
+        unaligned_write_le32(page + RH_V1_OFF_LEN, 0xffffffffu);
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, EMSGSIZE,
                    "V1 JSON length 4294967295 out of range 1..4024");
-        put32(page + RH_V1_OFF_LEN, 0);
+        unaligned_write_le32(page + RH_V1_OFF_LEN, 0);
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, EMSGSIZE,
                    "V1 JSON length 0 out of range 1..4024");
         /* The length cuts the object short. */
-        put32(page + RH_V1_OFF_LEN, 6); /* {"mac" */
+        unaligned_write_le32(page + RH_V1_OFF_LEN, 6); /* {"mac" */
         assert_err(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), err, EBADMSG,
                    "V1 JSON: expected ':' after \"mac\"");
 

@@ -24,36 +24,10 @@
 #include <cmocka.h>
 
 #include "rehome/mailbox.h"
+#include "unaligned.h"
 
 /* The page as the ABI wants it: page-aligned (the seq fields are atomics). */
 static _Alignas(4096) uint8_t page[RH_MAILBOX_SIZE];
-
-static void put16(uint8_t *p, uint16_t v)
-{
-        p[0] = (uint8_t)v;
-        p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-        return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-        return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* @r failed with -@errnum, and @e holds @errnum and exactly @text. */
 #define assert_err(r, e, errnum, text)                                                                       \
@@ -403,7 +377,7 @@ static void test_decode_framing(void **state)
         expect_decode(buf, 43, EMSGSIZE, "record 0: length 40 runs past the payload end");
         expect_decode(buf, 3, EMSGSIZE, "record 0: truncated header at offset 0");
         /* A length that would run past the page. */
-        put16(buf + 2, 0xffff);
+        unaligned_write_le16(buf + 2, 0xffff);
         expect_decode(buf, 128, EMSGSIZE, "record 0: length 65535 runs past the payload end");
 }
 
@@ -414,21 +388,21 @@ static void test_decode_bad_records(void **state)
 #define RESET() (memset(buf, 0, sizeof(buf)), memcpy(buf, small_tlv, sizeof(small_tlv)))
         /* Wrong fixed length: the ADDR record says 16 (and carries 16). */
         RESET();
-        put16(buf + S_ADDR - 2, 16);
+        unaligned_write_le16(buf + S_ADDR - 2, 16);
         memmove(buf + S_ADDR + 16, buf + S_ADDR + 20, 128 - (S_ADDR + 20));
         expect_decode(buf, 124, EBADMSG, "record 1 (type 2): length 16, expected 20");
         RESET();
-        put16(buf + S_FLAGS + 2, 8);
+        unaligned_write_le16(buf + S_FLAGS + 2, 8);
         expect_decode(buf, 132, EBADMSG, "record 4 (type 7): length 8, expected 4");
         /* Unknown types, including 0 and the first one past the end. */
         RESET();
-        put16(buf + S_FLAGS, 9);
+        unaligned_write_le16(buf + S_FLAGS, 9);
         expect_decode(buf, 128, EBADMSG, "record 4: unknown type 9");
         RESET();
-        put16(buf + S_FLAGS, 0);
+        unaligned_write_le16(buf + S_FLAGS, 0);
         expect_decode(buf, 128, EBADMSG, "record 4: unknown type 0");
         RESET();
-        put16(buf + S_FLAGS, 0xffff);
+        unaligned_write_le16(buf + S_FLAGS, 0xffff);
         expect_decode(buf, 128, EBADMSG, "record 4: unknown type 65535");
         /* Nonzero padding after "vm1". */
         RESET();
@@ -510,7 +484,7 @@ static void test_decode_bad_values(void **state)
         buf[S_IFACE + 5] = '/';
         expect_decode(buf, 128, EINVAL, "interface 0: invalid name");
         RESET();
-        put32(buf + S_IFACE + 32, 67);
+        unaligned_write_le32(buf + S_IFACE + 32, 67);
         expect_decode(buf, 128, EINVAL, "interface 0: MTU 67 out of range 68..65535");
         /* Prefixes past the family width. */
         RESET();
@@ -575,7 +549,7 @@ static void test_decode_bad_values(void **state)
         expect_decode(buf, 128, EINVAL, "invalid hostname");
         /* Unknown flags. */
         RESET();
-        put32(buf + S_FLAGS + 4, RH_REQ_ANNOUNCE | 0x10 | 0x80000000u);
+        unaligned_write_le32(buf + S_FLAGS + 4, RH_REQ_ANNOUNCE | 0x10 | 0x80000000u);
         expect_decode(buf, 128, EINVAL, "unknown request flags 0x80000010");
 #undef RESET
 }
@@ -583,8 +557,8 @@ static void test_decode_bad_values(void **state)
 /* Append one TLV record to @buf at *@len. */
 static void tlv(uint8_t *buf, size_t *len, uint16_t type, uint16_t vlen, const void *value)
 {
-        put16(buf + *len, type);
-        put16(buf + *len + 2, vlen);
+        unaligned_write_le16(buf + *len, type);
+        unaligned_write_le16(buf + *len + 2, vlen);
         memset(buf + *len + 4, 0, (vlen + 3u) & ~3u);
         if (value)
                 memcpy(buf + *len + 4, value, vlen);
@@ -677,17 +651,17 @@ static void test_decode_limits(void **state)
         memset(v, 0, sizeof(v));
         v[0] = 4;
         v[1] = 1;
-        put16(v + 2, 9999);
+        unaligned_write_le16(v + 2, 9999);
         v[4] = 10;
         tlv(buf, &len, RH_TLV_ACK_UDP, 20, v);
         expect_decode(buf, len, EBADMSG, "record 1: reserved ack byte set");
         v[1] = 0;
-        put16(v + 2, 0);
+        unaligned_write_le16(v + 2, 0);
         len = 0;
         IFACE(0);
         tlv(buf, &len, RH_TLV_ACK_UDP, 20, v);
         expect_decode(buf, len, EINVAL, "ack port is 0");
-        put16(v + 2, 9999);
+        unaligned_write_le16(v + 2, 9999);
         tlv(buf, &len, RH_TLV_ACK_UDP, 20, v);
         expect_decode(buf, len, EBADMSG, "record 2: second ack address");
         /* Family 0 means "the default gateway": the address bytes must then be zero. */
@@ -734,9 +708,9 @@ static void test_decode_limits(void **state)
         assert_false(dec.has_ack_udp);
         /* Several FLAGS records are OR-ed. */
         uint8_t f[4];
-        put32(f, RH_REQ_ANNOUNCE);
+        unaligned_write_le32(f, RH_REQ_ANNOUNCE);
         tlv(buf, &len, RH_TLV_FLAGS, 4, f);
-        put32(f, RH_REQ_FLUSH_NEIGH);
+        unaligned_write_le32(f, RH_REQ_FLUSH_NEIGH);
         tlv(buf, &len, RH_TLV_FLAGS, 4, f);
         assert_int_equal(rh_request_decode(buf, len, &dec, &err), 0);
         assert_int_equal(dec.flags, RH_REQ_ANNOUNCE | RH_REQ_FLUSH_NEIGH);
@@ -862,17 +836,17 @@ static void test_arm(void **state)
         rh_mailbox_arm_write(page, &arm);
         /* Byte layout. */
         assert_memory_equal(page, "REHOMEMB", 8);
-        assert_int_equal(get16(page + 0x08), RH_MAILBOX_ABI_MAJOR);
-        assert_int_equal(get16(page + 0x0a), RH_MAILBOX_ABI_MINOR);
-        assert_int_equal(get32(page + 0x0c), 3);
+        assert_int_equal(unaligned_read_le16(page + 0x08), RH_MAILBOX_ABI_MAJOR);
+        assert_int_equal(unaligned_read_le16(page + 0x0a), RH_MAILBOX_ABI_MINOR);
+        assert_int_equal(unaligned_read_le32(page + 0x0c), 3);
         assert_memory_equal(page + 0x10, arm.token, 16);
-        assert_int_equal(get64(page + 0x20), 0x9dee000);
-        assert_int_equal(get32(page + 0x28), 0x000100);
-        assert_int_equal(get32(page + 0x2c), arm.caps);
-        assert_int_equal(get32(page + 0x30), 4096);
-        assert_int_equal(get32(page + 0x34), 0);
-        assert_int_equal(get32(page + 0x38), 0);
-        assert_int_equal(get32(page + 0x3c), rh_crc32c(0, page, 0x3c));
+        assert_int_equal(unaligned_read_le64(page + 0x20), 0x9dee000);
+        assert_int_equal(unaligned_read_le32(page + 0x28), 0x000100);
+        assert_int_equal(unaligned_read_le32(page + 0x2c), arm.caps);
+        assert_int_equal(unaligned_read_le32(page + 0x30), 4096);
+        assert_int_equal(unaligned_read_le32(page + 0x34), 0);
+        assert_int_equal(unaligned_read_le32(page + 0x38), 0);
+        assert_int_equal(unaligned_read_le32(page + 0x3c), rh_crc32c(0, page, 0x3c));
         /* Prearm confirm cleared; prearm request, ack and request untouched. */
         for (unsigned i = RH_OFF_PREARM_CONFIRM; i < RH_OFF_ACK; i++)
                 assert_int_equal(page[i], 0);
@@ -903,13 +877,13 @@ static void test_arm(void **state)
         assert_err(rh_mailbox_arm_read(page, RH_MAILBOX_SIZE, &got, &err), err, ENOMSG, "no mailbox magic");
         page[7] = 'B';
         /* ABI major 2: refused before the CRC, whose position a new major may move. */
-        put16(page + 0x08, 2);
+        unaligned_write_le16(page + 0x08, 2);
         assert_err(rh_mailbox_arm_read(page, RH_MAILBOX_SIZE, &got, &err), err, EPROTONOSUPPORT,
                    "mailbox ABI 2.0, this side speaks 1.x");
-        put16(page + 0x08, 1);
+        unaligned_write_le16(page + 0x08, 1);
         /* A newer minor with a good CRC is accepted. */
-        put16(page + 0x0a, 7);
-        put32(page + 0x3c, rh_crc32c(0, page, 0x3c));
+        unaligned_write_le16(page + 0x0a, 7);
+        unaligned_write_le32(page + 0x3c, rh_crc32c(0, page, 0x3c));
         assert_memory_equal(&got, &untouched, sizeof(got)); /* nothing written on failure */
         assert_int_equal(rh_mailbox_arm_read(page, RH_MAILBOX_SIZE, &got, &err), 0);
         assert_int_equal(got.abi_minor, 7);
@@ -924,8 +898,8 @@ static void test_arm(void **state)
                 page[i] ^= 0x40;
         }
         /* Page size other than 4096 with a good CRC. */
-        put32(page + 0x30, 8192);
-        put32(page + 0x3c, rh_crc32c(0, page, 0x3c));
+        unaligned_write_le32(page + 0x30, 8192);
+        unaligned_write_le32(page + 0x3c, rh_crc32c(0, page, 0x3c));
         assert_err(rh_mailbox_arm_read(page, RH_MAILBOX_SIZE, &got, &err), err, EBADMSG,
                    "arm header page size 8192, expected 4096");
         assert_memory_equal(&got, &untouched, sizeof(got));
@@ -976,17 +950,17 @@ static void test_write_read_request(void **state)
         /* Sections other than the request are untouched. */
         for (unsigned i = 0; i < RH_OFF_REQUEST; i++)
                 assert_int_equal(page[i], 0xee);
-        assert_int_equal(get32(page + 0x300), 0x01020304);
-        assert_int_equal(get64(page + 0x308), 0x1122334455667788ull);
-        assert_int_equal(get32(page + 0x310), len);
-        assert_int_equal(get16(page + 0x314), RH_PAYLOAD_VERSION);
-        assert_int_equal(get16(page + 0x316), 0);
-        assert_int_equal(get64(page + 0x318), 0);
+        assert_int_equal(unaligned_read_le32(page + 0x300), 0x01020304);
+        assert_int_equal(unaligned_read_le64(page + 0x308), 0x1122334455667788ull);
+        assert_int_equal(unaligned_read_le32(page + 0x310), len);
+        assert_int_equal(unaligned_read_le16(page + 0x314), RH_PAYLOAD_VERSION);
+        assert_int_equal(unaligned_read_le16(page + 0x316), 0);
+        assert_int_equal(unaligned_read_le64(page + 0x318), 0);
         assert_memory_equal(page + 0x320, payload, len);
         for (size_t i = 0x320 + len; i < RH_MAILBOX_SIZE; i++)
                 assert_int_equal(page[i], 0); /* the rest of the payload area is zeroed */
         /* The CRC covers exactly [0x308, 0x320 + len). */
-        assert_int_equal(get32(page + 0x304), rh_crc32c(0, page + 0x308, 0x18 + len));
+        assert_int_equal(unaligned_read_le32(page + 0x304), rh_crc32c(0, page + 0x308, 0x18 + len));
 
         memset(&got, 0, sizeof(got));
         assert_int_equal(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), 0);
@@ -1005,20 +979,20 @@ static void test_write_read_request(void **state)
         const size_t probes[] = {0x308, 0x30f, 0x310, 0x316, 0x318, 0x31f, 0x320, 0x320 + len - 1};
         for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
                 char text[128];
-                uint32_t stored = get32(page + 0x304);
+                uint32_t stored = unaligned_read_le32(page + 0x304);
 
                 page[probes[i]] ^= 0x01;
                 if (probes[i] == 0x310) { /* the length itself: a different range */
                         page[probes[i]] ^= 0x01;
-                        put32(page + 0x310, (uint32_t)len - 4);
+                        unaligned_write_le32(page + 0x310, (uint32_t)len - 4);
                 }
                 snprintf(text, sizeof(text), "request CRC32C mismatch: stored 0x%08x, computed 0x%08x",
-                         stored, rh_crc32c(0, page + 0x308, 0x18 + get32(page + 0x310)));
+                         stored, rh_crc32c(0, page + 0x308, 0x18 + unaligned_read_le32(page + 0x310)));
                 seq = 0;
                 assert_err(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), err, EBADMSG, text);
                 assert_int_equal(seq, 0); /* nothing is believed without the CRC */
                 if (probes[i] == 0x310)
-                        put32(page + 0x310, (uint32_t)len);
+                        unaligned_write_le32(page + 0x310, (uint32_t)len);
                 else
                         page[probes[i]] ^= 0x01;
         }
@@ -1029,7 +1003,7 @@ static void test_write_read_request(void **state)
         req.seq = 0x01020305;
         req.nonce = 42;
         assert_int_equal(rh_mailbox_write_request(page, &req, &err), 0);
-        assert_int_equal(get32(page + 0x310), sizeof(small_tlv));
+        assert_int_equal(unaligned_read_le32(page + 0x310), sizeof(small_tlv));
         assert_memory_equal(page + 0x320, small_tlv, sizeof(small_tlv));
         for (size_t i = 0x320 + sizeof(small_tlv); i < RH_MAILBOX_SIZE; i++)
                 assert_int_equal(page[i], 0);
@@ -1079,34 +1053,34 @@ static void test_request_errors(void **state)
         /* A corrupted payload byte. */
         page[0x320 + 5] ^= 0x80;
         snprintf(text, sizeof(text), "request CRC32C mismatch: stored 0x%08x, computed 0x%08x",
-                 get32(page + 0x304), rh_crc32c(0, page + 0x308, 0x18 + sizeof(small_tlv)));
+                 unaligned_read_le32(page + 0x304), rh_crc32c(0, page + 0x308, 0x18 + sizeof(small_tlv)));
         assert_err(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), err, EBADMSG, text);
         assert_int_equal(seq, 99);
         page[0x320 + 5] ^= 0x80;
         /* A payload length past the page. */
-        put32(page + 0x310, RH_PAYLOAD_MAX + 1);
+        unaligned_write_le32(page + 0x310, RH_PAYLOAD_MAX + 1);
         assert_err(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), err, EMSGSIZE,
                    "request payload length 3297 exceeds 3296");
-        put32(page + 0x310, 0xffffffffu);
+        unaligned_write_le32(page + 0x310, 0xffffffffu);
         assert_err(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), err, EMSGSIZE,
                    "request payload length 4294967295 exceeds 3296");
         assert_int_equal(seq, 99);
         /* The whole payload area is usable: length 3296 reaches the CRC check. */
-        put32(page + 0x310, RH_PAYLOAD_MAX);
+        unaligned_write_le32(page + 0x310, RH_PAYLOAD_MAX);
         assert_int_equal(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), -EBADMSG);
-        put32(page + 0x310, sizeof(small_tlv));
+        unaligned_write_le32(page + 0x310, sizeof(small_tlv));
         /* Another payload version, with a good CRC: seq and nonce are still
          * returned so the agent can answer INVALID for this request. */
-        put16(page + 0x314, 2);
-        put32(page + 0x304, rh_crc32c(0, page + 0x308, 0x18 + sizeof(small_tlv)));
+        unaligned_write_le16(page + 0x314, 2);
+        unaligned_write_le32(page + 0x304, rh_crc32c(0, page + 0x308, 0x18 + sizeof(small_tlv)));
         assert_err(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), err, EPROTONOSUPPORT,
                    "request payload version 2, supported 1");
         assert_int_equal(seq, 7);
         assert_int_equal(nonce, 0xfeedfacecafebeefull);
-        put16(page + 0x314, 1);
+        unaligned_write_le16(page + 0x314, 1);
         /* A payload that fails to decode, with a good CRC: same. */
-        put16(page + 0x320 + S_FLAGS, 42);
-        put32(page + 0x304, rh_crc32c(0, page + 0x308, 0x18 + sizeof(small_tlv)));
+        unaligned_write_le16(page + 0x320 + S_FLAGS, 42);
+        unaligned_write_le32(page + 0x304, rh_crc32c(0, page + 0x308, 0x18 + sizeof(small_tlv)));
         seq = 0;
         nonce = 0;
         assert_err(rh_mailbox_read_request(page, &got, &seq, &nonce, &err), err, EBADMSG,
@@ -1236,18 +1210,18 @@ static void test_ack(void **state)
         for (unsigned i = RH_OFF_REQUEST; i < RH_MAILBOX_SIZE; i++)
                 assert_int_equal(page[i], 0xee);
         const uint8_t *a = page + RH_OFF_ACK;
-        assert_int_equal(get32(a + 0x00), 7);
-        assert_int_equal(get32(a + 0x04), rh_crc32c(0, a + 0x08, 576 - 8));
-        assert_int_equal(get64(a + 0x08), 0xfeedfacecafebeefull);
-        assert_int_equal(get32(a + 0x10), RH_ACK_FAILED);
-        assert_int_equal(get32(a + 0x14), RH_SIGNAL_VMGENID_KMSG);
-        assert_int_equal(get32(a + 0x18), RH_APPLIED_MAC | RH_APPLIED_ADDRS);
-        assert_int_equal(get32(a + 0x1c), ENETUNREACH);
-        assert_int_equal(get64(a + 0x20), 1000000001ull);
-        assert_int_equal(get64(a + 0x28), 1000000002ull);
-        assert_int_equal(get64(a + 0x30), 1000000003ull);
-        assert_int_equal(get64(a + 0x38), 0x0102030405060708ull);
-        assert_int_equal(get32(a + 0x40), 3);
+        assert_int_equal(unaligned_read_le32(a + 0x00), 7);
+        assert_int_equal(unaligned_read_le32(a + 0x04), rh_crc32c(0, a + 0x08, 576 - 8));
+        assert_int_equal(unaligned_read_le64(a + 0x08), 0xfeedfacecafebeefull);
+        assert_int_equal(unaligned_read_le32(a + 0x10), RH_ACK_FAILED);
+        assert_int_equal(unaligned_read_le32(a + 0x14), RH_SIGNAL_VMGENID_KMSG);
+        assert_int_equal(unaligned_read_le32(a + 0x18), RH_APPLIED_MAC | RH_APPLIED_ADDRS);
+        assert_int_equal(unaligned_read_le32(a + 0x1c), ENETUNREACH);
+        assert_int_equal(unaligned_read_le64(a + 0x20), 1000000001ull);
+        assert_int_equal(unaligned_read_le64(a + 0x28), 1000000002ull);
+        assert_int_equal(unaligned_read_le64(a + 0x30), 1000000003ull);
+        assert_int_equal(unaligned_read_le64(a + 0x38), 0x0102030405060708ull);
+        assert_int_equal(unaligned_read_le32(a + 0x40), 3);
         for (unsigned i = 0x44; i < 0x60; i++)
                 assert_int_equal(a[i], 0);
         assert_string_equal((const char *)a + 0x60, ack.error);
@@ -1301,7 +1275,7 @@ static void test_ack_errors(void **state)
         sample_ack(&ack);
         rh_mailbox_write_ack(page, &ack);
         a[0x100] ^= 0x01;
-        snprintf(text, sizeof(text), "ack CRC32C mismatch: stored 0x%08x, computed 0x%08x", get32(a + 4),
+        snprintf(text, sizeof(text), "ack CRC32C mismatch: stored 0x%08x, computed 0x%08x", unaligned_read_le32(a + 4),
                  rh_crc32c(0, a + 8, 568));
         assert_err(rh_mailbox_read_ack(page, &got, &err), err, EBADMSG, text);
         a[0x100] ^= 0x01;
@@ -1323,7 +1297,7 @@ static void test_ack_errors(void **state)
         ack.signal = RH_SIGNAL_POLL;
         rh_mailbox_write_ack(page, &ack);
         memset(a + 0x60, 'x', RH_ACK_ERROR_MAX);
-        put32(a + 4, rh_crc32c(0, a + 8, 568));
+        unaligned_write_le32(a + 4, rh_crc32c(0, a + 8, 568));
         assert_err(rh_mailbox_read_ack(page, &got, &err), err, EBADMSG, "ack error text not terminated");
         assert_memory_equal(&got, &untouched, sizeof(got));
 }

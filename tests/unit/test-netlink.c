@@ -98,6 +98,46 @@ static void test_link_get(void **state)
         assert_string_equal(err.msg, "get link 2147483632: No such device");
 }
 
+static void test_link_get_by_name(void **state)
+{
+        struct rh_nl_link l;
+        struct rh_error err = {0};
+
+        (void)state;
+        assert_int_equal(rh_nl_link_get_by_name(&nl, "lo", &l, &err), 0);
+        assert_string_equal(l.name, "lo");
+        assert_int_equal(l.ifindex, (int)if_nametoindex("lo"));
+        assert_int_equal(l.master, 0);
+        assert_int_equal(rh_nl_link_get_by_name(&nl, "rh-no-such-0", &l, &err), -ENODEV);
+        assert_string_equal(err.msg, "get link rh-no-such-0: No such device");
+        /* Names the kernel could never hold fail before it is asked. */
+        assert_int_equal(rh_nl_link_get_by_name(&nl, "", &l, &err), -EINVAL);
+        assert_string_equal(err.msg, "get link : bad interface name");
+        assert_int_equal(rh_nl_link_get_by_name(&nl, "0123456789abcdef", &l, &err), -EINVAL);
+        assert_string_equal(err.msg, "get link 0123456789abcdef: bad interface name");
+        /* The socket is still in step: the next request gets its own reply. */
+        assert_int_equal(rh_nl_link_get_by_name(&nl, "lo", &l, &err), 0);
+}
+
+static void test_link_change_errors_name_the_operation(void **state)
+{
+        struct rh_error err = {0};
+        int r;
+
+        (void)state;
+        /* Root: no such device; anyone else: not permitted. Nothing changes. */
+        r = rh_nl_link_del(&nl, 0x7ffffff0, &err);
+        assert_true(r == -ENODEV || r == -EPERM);
+        assert_int_equal(err.code, -r);
+        assert_non_null(strstr(err.msg, "delete link 2147483632: "));
+        r = rh_nl_link_set_master(&nl, 0x7ffffff0, 1, true, &err);
+        assert_true(r == -ENODEV || r == -EPERM);
+        assert_non_null(strstr(err.msg, "set link 2147483632 master 1 up: "));
+        r = rh_nl_link_set_master(&nl, 0x7ffffff0, 0, false, &err);
+        assert_true(r == -ENODEV || r == -EPERM);
+        assert_non_null(strstr(err.msg, "set link 2147483632 nomaster: "));
+}
+
 static void test_addr_list_lo(void **state)
 {
         struct rh_nl_addr addrs[32];
@@ -314,6 +354,8 @@ int main(void)
                 cmocka_unit_test(test_link_list_has_lo),
                 cmocka_unit_test(test_link_list_capacity),
                 cmocka_unit_test(test_link_get),
+                cmocka_unit_test(test_link_get_by_name),
+                cmocka_unit_test(test_link_change_errors_name_the_operation),
                 cmocka_unit_test(test_addr_list_lo),
                 cmocka_unit_test_teardown(test_route_list_filters, go_home),
                 cmocka_unit_test(test_bad_arguments_fail_before_the_kernel),

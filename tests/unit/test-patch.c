@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "rehome/patch.h"
+#include "unaligned.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -36,11 +37,6 @@ static const uint8_t other_token[RH_TOKEN_LEN] = {0x01};
 
 static char path[64];    /* the memory file of the current test */
 static pid_t child = -1; /* the mapping child, if running */
-
-static uint32_t get32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void make_page(uint8_t *page, uint64_t gpa, const uint8_t *tok)
 {
@@ -166,7 +162,7 @@ static void test_file_patch_hint(void **state)
         assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), 0);
         assert_int_equal(seq, 1);
         get_page(MB_OFF, page);
-        len = get32(page + RH_OFF_REQUEST + 0x10);
+        len = unaligned_read_le32(page + RH_OFF_REQUEST + 0x10);
         rh_target_get_stats(t, &st);
         assert_int_equal(st.read_calls, 1);
         assert_int_equal(st.bytes_read, 4096);
@@ -197,7 +193,7 @@ static void test_file_patch_hint(void **state)
         assert_int_equal(rh_mailbox_patch(t, MB_GPA, NULL, &req, &seq, &err), 0);
         assert_int_equal(seq, 1);
         get_page(MB_OFF, page);
-        assert_int_equal(get32(page + RH_OFF_REQUEST), 1);
+        assert_int_equal(unaligned_read_le32(page + RH_OFF_REQUEST), 1);
 
         rh_target_free(t);
         rh_layout_free(l);
@@ -460,9 +456,9 @@ static void test_file_ack_and_prearm(void **state)
                 assert_int_equal(st.bytes_written, 12);
         }
         get_page(MB_OFF, page);
-        assert_int_equal(get32(page + RH_OFF_PREARM), 9);
-        assert_int_equal(get32(page + RH_OFF_PREARM + 4), 1000);
-        assert_int_equal(get32(page + RH_OFF_PREARM + 8), 500);
+        assert_int_equal(unaligned_read_le32(page + RH_OFF_PREARM), 9);
+        assert_int_equal(unaligned_read_le32(page + RH_OFF_PREARM + 4), 1000);
+        assert_int_equal(unaligned_read_le32(page + RH_OFF_PREARM + 8), 500);
 
         /* The agent's confirm. */
         page[RH_OFF_PREARM_CONFIRM] = 9;
