@@ -6,6 +6,7 @@ BUILD      ?= build
 BUILD_SAN  ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 20
+FUZZ_RUNS    ?= 10000000
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = meson ninja-build pkg-config gcc libc6-dev libjansson-dev libcmocka-dev \
@@ -13,7 +14,7 @@ DEB_PACKAGES = meson ninja-build pkg-config gcc libc6-dev libjansson-dev libcmoc
 	qemu-system-x86 busybox-static cpio iproute2 nftables kmod \
 	dpkg-dev ca-certificates gnuplot-nox
 
-.PHONY: all deps build check check-unit check-asan check-fuzz demo guest clean
+.PHONY: all deps build check check-unit check-asan check-fuzz fuzz-long demo guest clean
 
 all: build
 
@@ -53,10 +54,20 @@ check-asan: deps
 	ninja -C $(BUILD_SAN)
 	meson test -C $(BUILD_SAN) --suite unit --print-errorlogs
 
-check-fuzz: deps
-	[ -f $(BUILD_FUZZ)/build.ninja ] || CC=clang meson setup $(BUILD_FUZZ) -Dfuzz=true -Dtests=false
+$(BUILD_FUZZ)/build.ninja:
+	CC=clang meson setup $(BUILD_FUZZ) -Dfuzz=true -Dtests=false
+
+# Every fuzz target (tests/fuzz/fuzz-*.c) for FUZZ_SECONDS each.
+check-fuzz: deps $(BUILD_FUZZ)/build.ninja
 	ninja -C $(BUILD_FUZZ)
 	tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+# Not part of check: every fuzz target for FUZZ_RUNS executions, one at a
+# time at the lowest priority (docs/BENCHMARKS.md, "Fuzzing").
+fuzz-long: deps $(BUILD_FUZZ)/build.ninja
+	nice -n 19 ninja -C $(BUILD_FUZZ)
+	@echo "fuzz-long: $(FUZZ_RUNS) executions per target, $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs, load $$(cut -d' ' -f1-3 /proc/loadavg)"
+	nice -n 19 tests/fuzz/run.sh --runs $(FUZZ_RUNS) $(BUILD_FUZZ)
 
 demo: build guest
 	$(BUILD)/src/cli/rehome demo
