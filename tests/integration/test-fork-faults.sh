@@ -61,7 +61,9 @@ err=$(rh fork tpl --ip 10.88.0.26/24 2>&1 >/dev/null)
 rc=$?
 [ $rc = 0 ] && echo "$err" | grep -q "ended 1 VMM" && ok "orphan QEMU ended by the next fork: $(echo "$err" | head -n 1)" ||
         fail "orphan: exit $rc, '$err'"
-[ -n "$leftover" ] && [ ! -e "/proc/$leftover" ] && ok "the orphan (pid $leftover) is gone" ||
+# Gone, or a zombie its new parent has not reaped yet (it holds no tap and no memory).
+[ -n "$leftover" ] && { [ ! -e "/proc/$leftover" ] || grep -q '^State:[[:space:]]*Z' "/proc/$leftover/status" 2>/dev/null; } &&
+        ok "the orphan (pid $leftover) is gone" ||
         { fail "orphan pid $leftover still runs"; kill -9 "$leftover" 2>/dev/null; }
 [ "$(arp_mac 10.88.0.26)" = "52:54:0a:58:00:1a" ] && ok "the new clone took the freed tap and answers" ||
         fail "no answer from 10.88.0.26"

@@ -82,6 +82,37 @@ out=$(rh fork tpl --ip 10.88.0.40/24 --count 2 2>&1) && [ "$(arp_mac 10.88.0.41)
         ok "the next fork works after every fault" || fail "fork after the faults: $out"
 rh clone rm --all 2>/dev/null
 
+# --- two forks racing for one identity ---------------------------------------------------
+# 12 trials for one IP, 8 for one MAC (other IPs): exactly one wins, never two live clones.
+trial=1
+races=0
+while [ $trial -le 20 ]; do
+        if [ $trial -le 12 ]; then
+                a="--ip 10.88.0.70/24"
+                b="--ip 10.88.0.70/24 --mac 02:00:00:00:70:02"
+        else
+                a="--ip 10.88.0.71/24 --mac 02:00:00:00:71:01"
+                b="--ip 10.88.0.72/24 --mac 02:00:00:00:71:01"
+        fi
+        rh fork tpl $a >/dev/null 2>"$SD/ra.err" &
+        p1=$!
+        rh fork tpl $b >/dev/null 2>"$SD/rb.err" &
+        p2=$!
+        wait $p1
+        r1=$?
+        wait $p2
+        r2=$?
+        live=$(rh --json clone list 2>/dev/null | grep -c '"alive": true')
+        if [ $((r1 + r2)) = 1 ] && [ "$live" = 1 ] && cat "$SD/ra.err" "$SD/rb.err" | grep -q "already used by clone"; then
+                races=$((races + 1))
+        else
+                fail "identity race $trial: exits $r1/$r2, $live live: $(cat "$SD/ra.err" "$SD/rb.err")"
+        fi
+        rh clone rm --all >/dev/null 2>&1
+        trial=$((trial + 1))
+done
+[ $races = 20 ] && ok "two forks racing for one IP (12 trials) or one MAC (8): exactly one live clone every time"
+
 # --- template create: boot and snapshot x SIGINT / SIGKILL ---------------------------
 for point in boot snapshot; do
         for sig in INT KILL; do
