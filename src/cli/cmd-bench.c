@@ -726,6 +726,7 @@ int cmd_template_record_ws(int argc, char **argv)
                         return cli_fail("template record-ws: template address '%s' is not IPv4: pass --ip", t.ip);
                 fo.ip.addr[3] = 250;
         }
+        fo.has_ip = true;
         if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
                 fo.has_gateway = true;
         vmm_signals_install();

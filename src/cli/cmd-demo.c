@@ -167,6 +167,7 @@ int cmd_demo(int argc, char **argv)
 
         struct vmm_fork_opts fo = {.state_dir = cli.state_dir, .timeout_ms = 30000};
         rh_ip_parse(DEMO_FIRST_IP, &fo.ip, &fo.prefix);
+        fo.has_ip = true;
         if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
                 fo.has_gateway = true;
         struct vmm_fork_result *res = calloc(count, sizeof(*res));

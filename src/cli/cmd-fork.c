@@ -4,6 +4,7 @@
  * with its own identity handed over through the mailbox before its vCPU runs.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@
 
 static void help(void)
 {
-        printf("Usage: rehome fork TEMPLATE --ip A.B.C.D/P [options]\n\n"
+        printf("Usage: rehome fork TEMPLATE [--ip A.B.C.D/P] [options]\n\n"
                "Start clones of TEMPLATE. Each clone is a QEMU that maps the template RAM\n"
                "copy-on-write (share=off) with a new vmgenid guid and its own tap on the\n"
                "clone bridge; its device state is loaded with an incoming migration while it\n"
@@ -26,8 +27,19 @@ static void help(void)
                "through /proc/<pid>/mem, and with a UDP line to a socket fork binds on the\n"
                "gateway address; the first to show the final ack counts (--json: ack_channel).\n\n"
                "Options:\n"
-               "  --ip A.B.C.D/P    address of the (first) clone\n"
+               "  --ip A.B.C.D/P    address of the (first) clone (default: the IPAM picks one)\n"
+               "  --ipam PLUGIN     CNI IPAM plugin that reserves each address, called as the\n"
+               "                    CNI spec says with the clone id as container id and\n"
+               "                    released on 'clone rm' (default host-local, data in\n"
+               "                    STATE/ipam; any plugin in CNI_PATH, e.g. a fleet-wide one;\n"
+               "                    'none': only this state directory's records reserve)\n"
+               "  --ipam-config FILE the plugin's \"ipam\" object (JSON; default: a range of\n"
+               "                    the clone network, gateway excluded)\n"
                "  --mac MAC         MAC of the (first) clone (default 52:54:<the IPv4 address>)\n"
+               "                    Refused before anything starts: an address outside the clone\n"
+               "                    network, its network/broadcast/gateway address, the template's\n"
+               "                    address or MAC, a multicast MAC, an off-link gateway, or an\n"
+               "                    address or MAC a live clone holds.\n"
                "  --gateway A.B.C.D default route (default: the template's gateway)\n"
                "  --count N         fork N clones concurrently: consecutive addresses (inside\n"
                "                    the subnet) and MACs (carry across every byte)\n"
@@ -69,7 +81,9 @@ int cmd_fork(int argc, char **argv)
                 O_IFACE,
                 O_WARM,
                 O_NORES,
-                O_NOPOOL
+                O_NOPOOL,
+                O_IPAM,
+                O_IPAM_CONFIG
         };
         static const struct option options[] = {
                 {"ip", required_argument, NULL, O_IP},
@@ -83,12 +97,15 @@ int cmd_fork(int argc, char **argv)
                 {"warm", no_argument, NULL, O_WARM},
                 {"no-resume", no_argument, NULL, O_NORES},
                 {"no-pool", no_argument, NULL, O_NOPOOL},
+                {"ipam", required_argument, NULL, O_IPAM},
+                {"ipam-config", required_argument, NULL, O_IPAM_CONFIG},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
         struct vmm_fork_opts o = {.state_dir = cli.state_dir, .timeout_ms = 30000};
         const char *bridge = NULL;
-        bool have_ip = false, warm = false;
+        bool have_ip = false, warm = false, ipam_set = false;
+        struct vmm_ipam ipam = {.plugin = "host-local"};
         unsigned long count = 1;
         struct rh_error err = {0};
         struct vmm_template t;
@@ -99,18 +116,39 @@ int cmd_fork(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case O_IP:
+                        if (have_ip)
+                                return cli_usage_error("fork", "--ip given twice (one address; --count derives the next)");
                         if (rh_ip_parse(optarg, &o.ip, &o.prefix) < 0 || o.ip.family != 4 ||
                             !strchr(optarg, '/'))
                                 return cli_usage_error("fork", "bad --ip '%s' (want A.B.C.D/P)", optarg);
                         have_ip = true;
                         break;
+                case O_IPAM:
+                        if (ipam_set)
+                                return cli_usage_error("fork", "--ipam given twice");
+                        if (!*optarg || strlen(optarg) >= sizeof(ipam.plugin) || strchr(optarg, '/'))
+                                return cli_usage_error("fork", "bad --ipam '%s' (a CNI IPAM plugin name, or none)",
+                                                       optarg);
+                        snprintf(ipam.plugin, sizeof(ipam.plugin), "%s", optarg);
+                        ipam_set = true;
+                        break;
+                case O_IPAM_CONFIG:
+                        if (ipam.config[0])
+                                return cli_usage_error("fork", "--ipam-config given twice");
+                        if (!realpath(optarg, ipam.config))
+                                return cli_usage_error("fork", "--ipam-config %s: %s", optarg, strerror(errno));
+                        break;
                 case O_MAC:
+                        if (o.has_mac)
+                                return cli_usage_error("fork", "--mac given twice (one MAC; --count derives the next)");
                         if (rh_mac_parse(optarg, o.mac) < 0 || (o.mac[0] & 1))
                                 return cli_usage_error("fork", "bad --mac '%s' (unicast aa:bb:cc:dd:ee:ff)",
                                                        optarg);
                         o.has_mac = true;
                         break;
                 case O_GW:
+                        if (o.has_gateway)
+                                return cli_usage_error("fork", "--gateway given twice");
                         if (rh_ip_parse(optarg, &o.gateway, NULL) < 0 || strchr(optarg, '/') ||
                             o.gateway.family != 4)
                                 return cli_usage_error("fork", "bad --gateway '%s'", optarg);
@@ -158,8 +196,14 @@ int cmd_fork(int argc, char **argv)
         }
         if (optind + 1 != argc)
                 return cli_usage_error("fork", "expected exactly one TEMPLATE");
-        if (!have_ip)
-                return cli_usage_error("fork", "--ip A.B.C.D/P is required");
+        if (strcmp(ipam.plugin, "none") == 0) {
+                if (!have_ip)
+                        return cli_usage_error("fork", "--ipam none needs --ip A.B.C.D/P");
+                if (ipam.config[0])
+                        return cli_usage_error("fork", "--ipam-config with --ipam none");
+        } else
+                o.ipam = &ipam;
+        o.has_ip = have_ip;
         if (strlen(cli.state_dir) >= VMM_STATE_DIR_MAX)
                 return cli_usage_error("fork", "--state-dir is too long");
 

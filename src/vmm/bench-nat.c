@@ -450,6 +450,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         base.state_dir = o->state_dir;
         base.timeout_ms = 60000;
         rh_ip_parse(net->gateway, &base.ip, &base.prefix);
+        base.has_ip = true;
         base.ip.addr[3] = 10;
         if (t->gateway[0] && rh_ip_parse(t->gateway, &base.gateway, NULL) == 0)
                 base.has_gateway = true;

@@ -420,6 +420,7 @@ static void base_fork_opts(const struct vmm_bench_opts *o, const struct vmm_temp
         fo->state_dir = o->state_dir;
         fo->timeout_ms = 60000;
         rh_ip_parse(net->gateway, &fo->ip, &fo->prefix);
+        fo->has_ip = true;
         fo->ip.addr[3] = 10;
         if (t->gateway[0] && rh_ip_parse(t->gateway, &fo->gateway, NULL) == 0)
                 fo->has_gateway = true;

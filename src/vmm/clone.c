@@ -126,9 +126,9 @@ static void build_request(struct clone *c)
         memcpy(req->ifaces[0].mac, c->rec.mac, 6);
         req->n_addrs = 1;
         req->addrs[0].iface = 0;
-        req->addrs[0].family = o->ip.family;
-        req->addrs[0].prefix = o->prefix;
-        memcpy(req->addrs[0].addr, o->ip.addr, 16);
+        req->addrs[0].family = c->ip.family;
+        req->addrs[0].prefix = c->prefix;
+        memcpy(req->addrs[0].addr, c->ip.addr, 16);
         if (o->has_gateway) {
                 req->n_routes = 1;
                 req->routes[0].iface = 0;
@@ -159,58 +159,139 @@ static int check_state_file(const struct vmm_template *t, struct rh_error *err)
         return 0;
 }
 
-/* Under the state lock: the template still exists, the identity is free, the record reserves it. */
+/* The template's own address, reserved once in the IPAM so that it is never handed out. */
+static void reserve_template_ip(struct clone *c)
+{
+        char mark[PATH_MAX + 16], id[VMM_NAME_MAX + 16];
+        struct rh_ipaddr ip, got;
+        uint8_t prefix;
+
+        snprintf(mark, sizeof(mark), "%s/ipam-reserved", c->t->dir);
+        if (access(mark, F_OK) == 0 || rh_ip_parse(c->t->ip, &ip, &prefix) < 0)
+                return;
+        snprintf(id, sizeof(id), "template-%s", c->t->name);
+        int r = vmm_ipam_add(c->o->ipam, &c->net, c->o->state_dir, id, &ip, &got, &prefix, NULL);
+        if (r == 0 || r == -EADDRINUSE) {
+                /* Which plugin holds it, for `template rm` to give it back. */
+                FILE *f = fopen(mark, "we");
+                if (f) {
+                        fprintf(f, "%s\n%s\n", c->o->ipam->plugin, c->o->ipam->config);
+                        fclose(f);
+                }
+        }
+}
+
+/* The clone's address: the one asked for (checked and, with an IPAM, reserved there), or the IPAM's pick. */
+static int reserve_address(struct clone *c, struct rh_error *err)
+{
+        const struct vmm_fork_opts *o = c->o;
+        int r;
+
+        c->ip = o->ip;
+        c->prefix = o->prefix;
+        if (!o->ipam) {
+                if (!o->has_ip)
+                        return rh_error_set(err, -EINVAL, "no --ip and no IPAM to pick one");
+                return 0;
+        }
+        reserve_template_ip(c);
+        r = vmm_ipam_add(o->ipam, &c->net, o->state_dir, c->rec.id, o->has_ip ? &o->ip : NULL, &c->ip, &c->prefix,
+                         err);
+        if (r < 0)
+                return r;
+        c->rec.ipam = *o->ipam;
+        if (o->has_ip)
+                c->prefix = o->prefix; /* the prefix asked for wins over the range's */
+        return 0;
+}
+
+/* Under the state lock: the template still exists, the identity is valid and free, the record reserves it. */
 static int reserve(struct clone *c, struct rh_error *err)
 {
         const struct vmm_fork_opts *o = c->o;
         char meta[PATH_MAX + 16], addr[48], owner[64];
+        uint8_t mac[6];
         int r;
 
         snprintf(meta, sizeof(meta), "%s/meta.json", c->t->dir);
         if (access(meta, F_OK) < 0)
                 return rh_error_set(err, -ENOENT, "template %s was removed", c->t->name);
-        rh_ip_format(&o->ip, addr);
-        if (o->has_mac)
-                memcpy(c->rec.mac, o->mac, 6);
-        else
-                vmm_mac_for_ip(&o->ip, c->rec.mac);
-        if (vmm_identity_in_use(o->state_dir, addr, c->rec.mac, owner, sizeof(owner)) < 0)
-                return rh_error_set(err, -EADDRINUSE,
-                                    "%s or its MAC is already used by %s (rehome clone rm it, or pick another "
-                                    "--ip/--mac)",
-                                    addr, owner);
+        if (o->has_ip) {
+                /* Our reasons first (an IPAM would only say "not available"). */
+                if (o->has_mac)
+                        memcpy(mac, o->mac, 6);
+                else
+                        vmm_mac_for_ip(&o->ip, mac);
+                r = vmm_identity_check(&c->net, c->t, &o->ip, o->prefix, mac, o->has_gateway ? &o->gateway : NULL,
+                                       err);
+                if (r < 0)
+                        return r;
+                rh_ip_format(&o->ip, addr);
+                if (vmm_identity_in_use(o->state_dir, addr, o->has_mac ? o->mac : NULL, owner, sizeof(owner)) < 0)
+                        return rh_error_set(err, -EADDRINUSE,
+                                            "%s or its MAC is already used by %s (rehome clone rm it, or pick "
+                                            "another --ip/--mac)",
+                                            addr, owner);
+        }
         if (o->warm_id) {
                 /* A pre-spawned QEMU from the pool: its id, tap, guid and pid are set. */
-                uint8_t mac[6];
-                memcpy(mac, c->rec.mac, 6);
                 r = vmm_clone_load(o->state_dir, o->warm_id, &c->rec, err);
                 if (r < 0)
                         return r;
                 if (!vmm_clone_alive(&c->rec) || c->rec.pid <= 0)
                         return rh_error_set(err, -ESRCH, "warm clone %s is not running", c->rec.id);
-                memcpy(c->rec.mac, mac, 6);
                 c->from_pool = c->tap_made = true;
                 c->rec.owner = getpid();
                 c->rec.owner_starttime = proc_starttime(c->rec.owner);
         } else {
-                uint8_t mac[6];
-                memcpy(mac, c->rec.mac, 6);
                 r = vmm_clone_alloc(o->state_dir, &c->rec, err);
                 if (r < 0)
                         return r;
-                memcpy(c->rec.mac, mac, 6);
         }
         snprintf(c->rec.template_name, sizeof(c->rec.template_name), "%s", c->t->name);
-        snprintf(c->rec.ip, sizeof(c->rec.ip), "%s/%u", addr, o->prefix);
-        if (o->has_gateway)
-                rh_ip_format(&o->gateway, c->rec.gateway);
         if (!c->rec.vmgenid[0])
                 vmm_guid_new(c->rec.vmgenid);
         snprintf(c->rec.status, sizeof(c->rec.status), "starting");
         snprintf(c->log_path, sizeof(c->log_path), "%s/qemu.log", c->rec.dir);
-        r = vmm_clone_save(&c->rec, err);
+        r = reserve_address(c, err);
         if (r < 0)
-                vmm_clone_remove_record(&c->rec);
+                goto fail;
+        rh_ip_format(&c->ip, addr);
+        if (o->has_mac)
+                memcpy(mac, o->mac, 6);
+        else
+                vmm_mac_for_ip(&c->ip, mac);
+        r = vmm_identity_check(&c->net, c->t, &c->ip, c->prefix, mac, o->has_gateway ? &o->gateway : NULL, err);
+        if (r == 0 && vmm_identity_in_use(o->state_dir, addr, mac, owner, sizeof(owner)) < 0)
+                r = rh_error_set(err, -EADDRINUSE, "%s or its MAC is already used by %s", addr, owner);
+        if (r < 0)
+                goto fail;
+        memcpy(c->rec.mac, mac, 6);
+        snprintf(c->rec.ip, sizeof(c->rec.ip), "%s/%u", addr, c->prefix);
+        if (o->has_gateway)
+                rh_ip_format(&o->gateway, c->rec.gateway);
+        r = vmm_clone_save(&c->rec, err);
+        if (r == 0)
+                return 0;
+fail:
+        if (c->from_pool) {
+                /* The warm clone goes back to the pool as it was. */
+                struct vmm_clone w;
+                if (vmm_clone_load(o->state_dir, o->warm_id, &w, NULL) == 0) {
+                        char claim[PATH_MAX + 16];
+                        snprintf(claim, sizeof(claim), "%s/claimed", w.dir);
+                        rmdir(claim);
+                }
+                if (c->rec.ipam.plugin[0])
+                        vmm_ipam_del(&c->rec.ipam, &c->net, o->state_dir, c->rec.id, NULL);
+                memset(&c->rec, 0, sizeof(c->rec));
+                c->from_pool = c->tap_made = false;
+                return r;
+        }
+        if (c->rec.ipam.plugin[0])
+                vmm_ipam_del(&c->rec.ipam, &c->net, o->state_dir, c->rec.id, NULL);
+        vmm_clone_remove_record(&c->rec);
+        memset(&c->rec, 0, sizeof(c->rec));
         return r;
 }
 
@@ -532,8 +613,12 @@ int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_erro
                 qemu_kill(c->pid);
         else if (c->pid > 0)
                 qemu_release(c->pid);
-        if (c->tap[0] && vmm_net_load(state_dir, &net, NULL) == 0)
+        bool have_net = vmm_net_load(state_dir, &net, NULL) == 0;
+        if (c->tap[0] && have_net)
                 vmm_tap_delete(&net, c->tap);
+        /* Its address goes back to the IPAM (CNI DEL; idempotent). */
+        if (c->ipam.plugin[0] && c->id[0])
+                vmm_ipam_del(&c->ipam, have_net ? &net : &(struct vmm_net){0}, state_dir, c->id, NULL);
         (void)err;
         return vmm_clone_remove_record(c);
 }

@@ -38,6 +38,8 @@ struct clone {
         struct rh_layout *layout;
         struct rh_target *target;
         int udp_fd;
+        struct rh_ipaddr ip; /* the clone's address: asked for, or from the IPAM */
+        uint8_t prefix;
         struct rh_request req;
         uint32_t seq; /* the request's seq as written */
         struct rh_ack_wait_result wait;

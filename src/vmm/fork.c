@@ -105,14 +105,17 @@ static int plan(const struct vmm_fork_opts *base, unsigned count, struct job *jo
         for (unsigned i = 0; i < count; i++) {
                 struct job *j = &jobs[i];
                 char addr[64], owner[64];
-                int r = vmm_ip_nth(&base->ip, base->prefix, i, &j->opts.ip, err);
-                if (r < 0)
-                        return rh_error_prefix(err, r, "--count %u", count);
+                int r;
                 if (base->has_mac) {
                         r = vmm_mac_nth(base->mac, i, j->opts.mac, err);
                         if (r < 0)
                                 return rh_error_prefix(err, r, "--count %u", count);
                 }
+                if (!base->has_ip)
+                        continue; /* the IPAM picks each address, atomically */
+                r = vmm_ip_nth(&base->ip, base->prefix, i, &j->opts.ip, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "--count %u", count);
                 rh_ip_format(&j->opts.ip, addr);
                 if (vmm_identity_in_use(base->state_dir, addr, base->has_mac ? j->opts.mac : NULL, owner,
                                         sizeof(owner)) < 0)

@@ -326,6 +326,10 @@ int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err)
                       c->qmp_path, "console", c->console_path, "status", c->status);
         if (!j)
                 return rh_error_set(err, -ENOMEM, "clone %s: cannot encode", c->id);
+        if (c->ipam.plugin[0]) {
+                json_object_set_new(j, "ipam", json_string(c->ipam.plugin));
+                json_object_set_new(j, "ipam_config", json_string(c->ipam.config));
+        }
         snprintf(path, sizeof(path), "%s/meta.json", c->dir);
         return write_json_atomic(j, path, err);
 }
@@ -362,7 +366,9 @@ int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
             get_str(j, "vmgenid", c.vmgenid, sizeof(c.vmgenid), false) < 0 ||
             get_str(j, "qmp", c.qmp_path, sizeof(c.qmp_path), false) < 0 ||
             get_str(j, "console", c.console_path, sizeof(c.console_path), false) < 0 ||
-            get_str(j, "status", c.status, sizeof(c.status), false) < 0) {
+            get_str(j, "status", c.status, sizeof(c.status), false) < 0 ||
+            get_str(j, "ipam", c.ipam.plugin, sizeof(c.ipam.plugin), false) < 0 ||
+            get_str(j, "ipam_config", c.ipam.config, sizeof(c.ipam.config), false) < 0) {
                 snprintf(c.id, sizeof(c.id), "%s", id);
                 snprintf(c.status, sizeof(c.status), "broken");
                 *ret = c;

@@ -609,6 +609,33 @@ out:
         return r;
 }
 
+/* Give the template's address back to the IPAM that reserved it (clone.c, ipam-reserved). */
+static void release_template_ip(const char *state_dir, const char *name, const char *dir)
+{
+        char mark[PATH_MAX + 16], id[VMM_NAME_MAX + 16], line[PATH_MAX + 2];
+        struct vmm_ipam ipam = {0};
+        struct vmm_net net = {0};
+        FILE *f;
+
+        snprintf(mark, sizeof(mark), "%s/ipam-reserved", dir);
+        f = fopen(mark, "re");
+        if (!f)
+                return;
+        if (fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = '\0';
+                snprintf(ipam.plugin, sizeof(ipam.plugin), "%s", line);
+        }
+        if (fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = '\0';
+                snprintf(ipam.config, sizeof(ipam.config), "%s", line);
+        }
+        fclose(f);
+        vmm_net_load(state_dir, &net, NULL);
+        snprintf(id, sizeof(id), "template-%s", name);
+        if (ipam.plugin[0])
+                vmm_ipam_del(&ipam, &net, state_dir, id, NULL);
+}
+
 /* Forks of @name under way right now (live owners, records not final): the first one's id, or "". */
 static unsigned forks_in_flight(const char *state_dir, const char *name, char ret_first[32])
 {
@@ -665,6 +692,7 @@ int vmm_template_remove(const char *state_dir, const char *name, struct rh_error
         }
         /* Warm clones of it would load a state that no longer exists. */
         vmm_pool_drain(state_dir, name);
+        release_template_ip(state_dir, name, dir);
         /* The RAM file this state directory made: from meta.json, or from files.json
          * when meta.json is damaged; never a guessed path another state dir may use. */
         if (vmm_template_load(state_dir, name, &t, NULL) == 0)

@@ -69,6 +69,37 @@ bool vmm_link_exists(const struct vmm_net *net, const char *name);
 /* Run argv (NULL-terminated) in the net's namespace; output to /dev/null unless @out. */
 int vmm_net_run(const struct vmm_net *net, char *const argv[], char *out, size_t out_len);
 
+struct vmm_template;
+
+/* ---- addresses through a CNI IPAM plugin (ipam.c) ----------------------- */
+
+struct vmm_ipam {
+        char plugin[64];        /* "host-local", or any CNI IPAM plugin in CNI_PATH */
+        char config[PATH_MAX];  /* --ipam-config: the "ipam" object (JSON file), "" = a range of the clone network */
+};
+
+/*
+ * vmm_ipam_add - CNI ADD for @container: @want (NULL = any free address) or
+ * -EADDRINUSE (the plugin says it is taken), -ENOENT (no such plugin),
+ * -ETIMEDOUT, -EIO (another plugin error: its message, escaped, in @err).
+ * vmm_ipam_del - CNI DEL (idempotent, as the spec requires of plugins).
+ */
+int vmm_ipam_add(const struct vmm_ipam *ipam, const struct vmm_net *net, const char *state_dir,
+                 const char *container, const struct rh_ipaddr *want, struct rh_ipaddr *ret_ip,
+                 uint8_t *ret_prefix, struct rh_error *err);
+int vmm_ipam_del(const struct vmm_ipam *ipam, const struct vmm_net *net, const char *state_dir,
+                 const char *container, struct rh_error *err);
+
+/*
+ * vmm_identity_check - what the host refuses before anything starts: an
+ * IPv4 address outside the clone network's subnet, or its network,
+ * broadcast or gateway address, or the template's; a MAC that is multicast,
+ * all-zero or the template's; a gateway that is not on-link for @ip/@prefix.
+ * Returns 0 or -EINVAL with one line in @err.
+ */
+int vmm_identity_check(const struct vmm_net *net, const struct vmm_template *t, const struct rh_ipaddr *ip,
+                       uint8_t prefix, const uint8_t mac[6], const struct rh_ipaddr *gateway, struct rh_error *err);
+
 /* ---- records ---------------------------------------------------------- */
 
 struct vmm_template {
@@ -117,6 +148,7 @@ struct vmm_clone {
         char qmp_path[PATH_MAX];
         char console_path[PATH_MAX];
         char status[16]; /* "running", "failed" */
+        struct vmm_ipam ipam; /* where its address came from (plugin "" = not from an IPAM) */
 };
 
 /* A template or clone name: 1..47 of [A-Za-z0-9._-], not starting with '.' or '-'. */
@@ -298,8 +330,10 @@ struct vmm_template_opts {
 
 struct vmm_fork_opts {
         const char *state_dir;
+        bool has_ip;       /* else the IPAM picks the address */
         struct rh_ipaddr ip;
         uint8_t prefix;
+        const struct vmm_ipam *ipam; /* NULL: no IPAM (the records alone reserve addresses) */
         bool has_gateway;
         struct rh_ipaddr gateway;
         uint8_t mac[6];

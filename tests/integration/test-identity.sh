@@ -1,0 +1,76 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Allocation nobody can get wrong, against real QEMU clones:
+#  - the address comes from Debian's CNI host-local IPAM when --ip is not
+#    given (never the gateway or the template's address), --count N takes N
+#    distinct ones, and `clone rm` gives an address back;
+#  - every refused class says why in one line and starts nothing: outside
+#    the subnet, the network, broadcast, gateway or template address, the
+#    template's MAC, a multicast MAC, an off-link gateway, a repeated
+#    single-valued flag, a --count that leaves the subnet, an unknown plugin.
+#
+# Usage: test-identity.sh REHOME IMAGE_DIR.
+. "$(dirname "$0")/test-fork-lib.sh"
+fork_setup ident "$@"
+[ -x /usr/lib/cni/host-local ] || skip "no /usr/lib/cni/host-local (apt-get install containernetworking-plugins)"
+
+template_create tpl
+
+# --- the IPAM picks -------------------------------------------------------------------
+out=$(rh --json fork tpl 2>&1) || fail "fork without --ip: $out"
+ip=$(clone_field c1 ip)
+case "$ip" in
+10.88.0.1/* | 10.88.0.2/* | "") fail "IPAM gave '$ip' (gateway, template, or nothing)" ;;
+10.88.0.*/24) ok "fork without --ip: host-local gave $ip" ;;
+*) fail "IPAM gave '$ip', outside 10.88.0.0/24" ;;
+esac
+[ "$(arp_mac "${ip%/*}")" = "$(clone_field c1 mac)" ] && ok "the clone answers at its IPAM address" ||
+        fail "no ARP answer at $ip"
+[ -f "$SD/ipam/rehome/${ip%/*}" ] && ok "host-local recorded ${ip%/*} in STATE/ipam" || fail "no host-local record for $ip"
+
+rh fork tpl --count 3 >/dev/null 2>&1 || fail "fork --count 3 without --ip"
+n=$(rh --json clone list | grep -o '"ip": "[0-9./]*"' | sort -u | wc -l)
+[ "$n" = 4 ] && ok "--count 3 without --ip: 4 distinct addresses in all" || fail "$n distinct addresses: $(rh clone list)"
+
+rh clone rm --all >/dev/null 2>&1
+[ -z "$(ls "$SD/ipam/rehome" | grep '^10\.88\.0\.' | grep -v '^10\.88\.0\.2$')" ] &&
+        ok "clone rm gave every clone address back (only the template's stays reserved)" ||
+        fail "addresses still reserved: $(ls "$SD/ipam/rehome")"
+rh fork tpl --ip 10.88.0.30/24 >/dev/null 2>&1 && rh clone rm --all >/dev/null 2>&1 &&
+        rh fork tpl --ip 10.88.0.30/24 >/dev/null 2>&1 && ok "an address given back can be taken again" ||
+        fail "10.88.0.30 not reusable after clone rm"
+rh clone rm --all >/dev/null 2>&1
+
+# --- refused, nothing started ------------------------------------------------------------
+refuse() {
+        want_rc=$1
+        pattern=$2
+        shift 2
+        before=$(our_pids | wc -l)
+        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
+        rc=$?
+        after=$(our_pids | wc -l)
+        recs=$(ls "$SD/clones" 2>/dev/null | wc -l)
+        if [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$after" ] && [ "$recs" = 0 ] &&
+                [ "$(echo "$err" | grep -v "^Try 'rehome fork --help'" | grep -c .)" = 1 ]; then
+                ok "refused ($*): $err"
+        else
+                fail "($*): exit $rc (want $want_rc), '$err', QEMUs $before -> $after, records $recs"
+        fi
+}
+refuse 1 "outside the clone network" --ip 10.99.0.5/24
+refuse 1 "network address" --ip 10.88.0.0/24
+refuse 1 "broadcast address" --ip 10.88.0.255/24
+refuse 1 "gateway's address" --ip 10.88.0.1/24
+refuse 1 "template's own address" --ip 10.88.0.2/24
+refuse 1 "template's own" --ip 10.88.0.40/24 --mac 52:54:00:12:34:56
+refuse 2 "bad --mac" --ip 10.88.0.40/24 --mac 01:00:5e:00:00:01
+refuse 1 "not on-link" --ip 10.88.0.40/24 --gateway 10.99.0.1
+refuse 2 "--mac given twice" --ip 10.88.0.40/24 --mac 02:00:00:00:00:01 --mac 02:00:00:00:00:02
+refuse 2 "--ip given twice" --ip 10.88.0.40/24 --ip 10.88.0.41/24
+refuse 1 "leaves the subnet" --ip 10.88.0.253/24 --count 3
+refuse 1 "IPAM plugin nosuch not found" --ipam nosuch
+
+check_nothing_left
+finish
