@@ -7,6 +7,9 @@
  * published, so a fork reads exactly one page there and verifies it. The
  * scan is a fallback for when nothing was recorded; it looks only at page
  * starts (the agent's page is page-aligned) and reads in large chunks.
+ * hypeman's V1 mailbox is the exception: its guest announces no address and
+ * its buffer need not be page-aligned, so a V1 marker is searched for at
+ * every byte offset (rh_v1_locate) and patched where it is (rh_v1_patch).
  *
  * A page is believed only if its arm header is valid (magic, ABI major,
  * CRC), carries the expected token, and records its own gpa as the address
