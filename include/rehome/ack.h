@@ -14,6 +14,15 @@
  *     wins, the record is still read for a short grace period so that the
  *     caller gets its status, error text and stage stamps.
  *
+ * hypeman V1 (opts.v1): a V1 page has no ack record and V1 acks carry no
+ * nonce, so the UDP line alone decides, by hypeman's host's own rule: a
+ * line counts when it holds stage=applied, mac=<the request's MAC> (in any
+ * case) and ip=<the request's IPv4 address> (keys in any case, words in any
+ * order, other words ignored); the stage lines older hypeman agents send
+ * first (signal_seen, mailbox_seen, netlink_start, netlink_done, and rehome's
+ * mailbox) are progress, never final. Two forks given the same MAC and IP
+ * cannot be told apart by their acks: that is V1's limit, not checked here.
+ *
  * Everything read is untrusted: a record that fails its CRC, or that
  * carries our nonce with another seq, is reported (saw_invalid, saw_stale)
  * and never taken for an answer.
@@ -55,6 +64,11 @@ struct rh_ack_wait_opts {
          */
         int (*check)(void *ctx, struct rh_error *err);
         void *ctx;
+        /* hypeman V1 matching (see above): UDP only (target NULL), nonce and
+         * seq unused; the ack must name this MAC and IPv4 address. */
+        bool v1;
+        uint8_t v1_mac[6];
+        struct rh_ipaddr v1_ip;
 };
 
 struct rh_ack_wait_result {
@@ -80,7 +94,8 @@ struct rh_ack_wait_result {
  * @opts->seq) as described at the top of this file.
  * @ret: filled in every case (what was seen also on a timeout).
  * Returns 0 when a final answer came (ret->applied says which), or
- *   -EINVAL     no channel, nonce 0, timeout <= 0, gpa not aligned
+ *   -EINVAL     no channel, nonce 0, timeout <= 0, gpa not aligned; in V1
+ *               mode: a mailbox target, no UDP socket, or v1_ip not IPv4
  *   -ETIMEDOUT  no final answer within the timeout (@err says what was seen)
  *   -ESRCH/-EIO the target went away (the VMM exited)
  *   or the negative return of @opts->check.

@@ -419,11 +419,19 @@ int rh_signal_from_name(const char *name, enum rh_signal *ret_signal);
 /* ------------------------------------------------------------------ */
 /* hypeman V1 compatibility (DESIGN.md decision 7).                    */
 /*
- *   0x00 "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0" (34 bytes) + token (ASCII,
- *        NUL-terminated, up to offset 64)
- *   0x40 u32 seq      0x44 u32 length   0x48 JSON (length bytes)
+ * The V1 mailbox is one 4 KiB buffer starting at its marker, which may sit
+ * at ANY byte offset of guest memory (hypeman's host scans the whole file):
+ *
+ *   +0   "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0" (34 bytes)
+ *   +34  token: 1..30 arbitrary non-NUL bytes, NUL-padded up to +64 (a
+ *        30-byte token fills +34..+63 and has no NUL)
+ *   +64  u32 LE seq      +68 u32 LE length   +72 JSON (length bytes)
  *   JSON: {"interface_name":"eth0","mac":"..","ipv4":"..","prefix":24,
  *          "gateway":"..","ack_port":N}
+ *
+ * The host writes the JSON, the length, then seq = 1, every time; the guest
+ * applies, sends "stage=applied mac=<mac> ip=<ip>" over UDP to
+ * gateway:ack_port and writes seq back to 0. Nothing else lives in the page.
  */
 #define RH_V1_MAGIC "HYPEMAN_RESUME_NETWORK_MAILBOX_V1"
 #define RH_V1_MAGIC_LEN 34u     /* including the NUL */
@@ -431,24 +439,47 @@ int rh_signal_from_name(const char *name, enum rh_signal *ret_signal);
 #define RH_V1_OFF_LEN 68u
 #define RH_V1_OFF_JSON 72u
 #define RH_V1_JSON_MAX (RH_MAILBOX_SIZE - RH_V1_OFF_JSON)
-#define RH_V1_TOKEN_MAX (RH_V1_OFF_SEQ - RH_V1_MAGIC_LEN - 1) /* 29 chars */
+#define RH_V1_TOKEN_MAX (RH_V1_OFF_SEQ - RH_V1_MAGIC_LEN) /* 30 bytes */
 
 /*
- * rh_v1_write_header - write the V1 magic and @token (<= RH_V1_TOKEN_MAX
- * printable ASCII chars) into @page. Returns 0 or -EINVAL.
+ * rh_v1_token_valid - true if @token is a token both sides accept: 1..30
+ * bytes (RH_V1_TOKEN_MAX), any bytes but NUL (spaces and UTF-8 included).
+ */
+bool rh_v1_token_valid(const char *token);
+
+/*
+ * rh_v1_write_header - write the V1 magic and @token into @page and clear
+ * the rest of the token area, seq and length (+34..+71).
+ * Returns 0 or -EINVAL (token not rh_v1_token_valid).
  */
 int rh_v1_write_header(uint8_t *page, const char *token, struct rh_error *err);
 
 /*
- * rh_v1_matches - true if @page carries the V1 magic followed by @token
- * (NULL token: any token).
+ * rh_v1_matches - true if the @len bytes at @page (>= RH_MAILBOX_SIZE) start
+ * with the V1 magic followed by exactly @token (its bytes, then a NUL or the
+ * end of the token area at +64). NULL token: any non-empty token.
  */
 bool rh_v1_matches(const uint8_t *page, size_t len, const char *token);
 
 /*
+ * rh_v1_marker_matches - the same test on just the 64-byte marker (magic +
+ * token area) at @marker: what a scan checks at every byte offset.
+ */
+bool rh_v1_marker_matches(const uint8_t marker[RH_V1_OFF_SEQ], const char *token);
+
+/*
+ * rh_v1_token_read - copy the token of the V1 marker at @marker into @buf
+ * (>= RH_V1_TOKEN_MAX + 1 bytes, NUL-terminated). Returns its length.
+ */
+size_t rh_v1_token_read(const uint8_t marker[RH_V1_OFF_SEQ], char *buf);
+
+/*
  * rh_v1_encode - write a V1 request from @req (first interface, its first
- * IPv4 address, the first default route's gateway, ack_port) with @seq.
- * Returns 0, -EINVAL (request not expressible in V1), -ENOBUFS.
+ * IPv4 address, the first IPv4 default route's gateway, ack_port) with @seq:
+ * JSON, length, then seq last. Whatever else @req holds is not carried
+ * (callers that must refuse it check first: see rehome patch --format v1).
+ * Returns 0, -EINVAL (request not expressible in V1: no IPv4 address, no
+ * IPv4 gateway, not one named interface with a new MAC), -ENOBUFS.
  */
 int rh_v1_encode(uint8_t *page, const struct rh_request *req, uint32_t seq, struct rh_error *err);
 

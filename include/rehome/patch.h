@@ -184,6 +184,40 @@ int rh_mailbox_prearm(struct rh_target *target, uint64_t gpa, const uint8_t toke
 int rh_mailbox_prearm_confirm_read(struct rh_target *target, uint64_t gpa, uint32_t *ret_seq,
                                    uint32_t *ret_interval_us, bool *ret_active, struct rh_error *err);
 
+/*
+ * rh_v1_locate - find hypeman's V1 mailbox: its marker (magic + @token, see
+ * mailbox.h) at ANY byte offset of guest RAM, as hypeman's host finds it.
+ * @hint_gpa: the marker's exact address, or RH_GPA_NONE: 4 KiB are read there
+ *            and the marker checked (any alignment).
+ * @token:    the V1 token (1..30 bytes), or NULL for any token
+ * @scan_fallback: when the hint does not verify (or there is none), search
+ *            every byte offset of guest RAM (memmem over RH_SCAN_CHUNK reads,
+ *            overlapping by 63 bytes), the memory file first for a process
+ *            target as rh_mailbox_locate does. A candidate counts only if its
+ *            whole 4 KiB buffer lies in guest RAM and the marker reads back
+ *            through the target. First match in gpa order wins.
+ * @ret_gpa:  the marker's address (the buffer's start; not page-aligned in
+ *            general)
+ * Returns 0, or -EINVAL (bad token), -ENOENT (not found; the message says
+ * why the hint failed), -EFAULT (hint outside guest RAM, no fallback), or a
+ * read error.
+ */
+int rh_v1_locate(struct rh_target *target, uint64_t hint_gpa, const char *token, bool scan_fallback,
+                 uint64_t *ret_gpa, struct rh_error *err);
+
+/*
+ * rh_v1_patch - write @req as a V1 request into the V1 mailbox whose marker
+ * is at @gpa (any alignment), after checking the marker and @token: the
+ * length and JSON first, then the seq (@req->seq, or 1 when it is 0: what
+ * hypeman's host always writes; its guest writes 0 back once it answered).
+ * @ret_seq:  optional; the seq written
+ * Returns 0, or -EINVAL (bad token; request not expressible in V1, see
+ * rh_v1_encode), -ENOENT (no marker with @token at @gpa), -ENOBUFS, or as
+ * rh_target_read / rh_target_write.
+ */
+int rh_v1_patch(struct rh_target *target, uint64_t gpa, const char *token, const struct rh_request *req,
+                uint32_t *ret_seq, struct rh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -128,6 +128,8 @@ void agent_announce(struct agent *a, const char *fmt, ...) __attribute__((format
 /* arm.c */
 int arm_setup(struct agent *a, struct rh_error *err);
 int arm_write(struct agent *a, struct rh_error *err);
+/* V1 mode: write seq 0 at +64, as hypeman's guest does once it has answered. */
+void v1_seq_reset(struct agent *a);
 void arm_tune_compaction(struct agent *a);
 
 /* wait.c */

@@ -2,7 +2,8 @@
 /*
  * Applying a request to the kernel, through src/shared/netlink.c (no fork,
  * no exec of ip). Order, per interface: MAC (live; down/up only when the
- * driver refuses), MTU, link up (routes need it), addresses (old global ones
+ * driver refuses; the old MAC's EUI-64 link-local address replaced by the
+ * new one's), MTU, link up (routes need it), addresses (old global ones
  * out first so no new address becomes a secondary that dies with its
  * primary), routes, neighbour flush; then gratuitous ARP / unsolicited NA,
  * host name and resolv.conf.
@@ -172,6 +173,70 @@ static void link_report_partial(struct agent *a, const struct rh_iface *ifc, int
         res->failed_step = !mac_ok ? RH_APPLIED_MAC : !mtu_ok ? RH_APPLIED_MTU : RH_APPLIED_LINK_UP;
 }
 
+/* fe80::/64 with the modified EUI-64 interface identifier of @mac (RFC 4291 2.5.1). */
+static void link_local_eui64(const uint8_t mac[6], uint8_t ret_addr[16])
+{
+        memset(ret_addr, 0, 16);
+        ret_addr[0] = 0xfe;
+        ret_addr[1] = 0x80;
+        ret_addr[8] = mac[0] ^ 0x02;
+        ret_addr[9] = mac[1];
+        ret_addr[10] = mac[2];
+        ret_addr[11] = 0xff;
+        ret_addr[12] = 0xfe;
+        ret_addr[13] = mac[3];
+        ret_addr[14] = mac[4];
+        ret_addr[15] = mac[5];
+}
+
+/*
+ * After a live MAC change the kernel keeps the link-local address it derived
+ * from the old MAC (it derives one only when the link comes up): every clone
+ * of a template would carry the template's fe80:: address. Replace the old
+ * EUI-64 address by the new MAC's, as a down/up would. Links whose kernel
+ * does not use EUI-64 (addr_gen_mode stable-privacy, random, none) have no
+ * such address and are left alone, as is a link without IPv6.
+ */
+static int relink_local(struct agent *a, int ifindex, const uint8_t old_mac[6], const uint8_t new_mac[6],
+                        struct apply_result *res, struct rh_error *err)
+{
+        struct rh_nl_addr old_ll = {.ifindex = ifindex, .family = AF_INET6, .prefix = 64};
+        struct rh_nl_addr new_ll = {.ifindex = ifindex, .family = AF_INET6, .prefix = 64};
+        bool have_old = false, have_new = false;
+        size_t n = 0;
+        int r;
+
+        link_local_eui64(old_mac, old_ll.addr);
+        link_local_eui64(new_mac, new_ll.addr);
+        r = rh_nl_addr_list(&a->nl, ifindex, AF_INET6, a->addrs, ELEMENTSOF(a->addrs), &n, err);
+        if (r == -EAFNOSUPPORT || r == -EOPNOTSUPP)
+                return 0; /* no IPv6 in this kernel */
+        if (r < 0)
+                return rh_error_prefix(err, r, "link-local address");
+        for (size_t i = 0; i < n; i++) {
+                if (a->addrs[i].family != AF_INET6 || a->addrs[i].prefix != 64)
+                        continue;
+                if (memcmp(a->addrs[i].addr, old_ll.addr, 16) == 0)
+                        have_old = true;
+                if (memcmp(a->addrs[i].addr, new_ll.addr, 16) == 0)
+                        have_new = true;
+        }
+        if (!have_old)
+                return 0;
+        if (!have_new) {
+                r = rh_nl_addr_add(&a->nl, &new_ll, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "add the new MAC's link-local address");
+                res->changes++;
+        }
+        r = rh_nl_addr_del(&a->nl, &old_ll, err);
+        if (r < 0 && r != -EADDRNOTAVAIL)
+                return rh_error_prefix(err, r, "remove the old MAC's link-local address");
+        if (r >= 0)
+                res->changes++;
+        return 0;
+}
+
 static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, struct apply_result *res,
                       struct rh_error *err)
 {
@@ -211,6 +276,14 @@ static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, 
                         return r;
                 }
                 res->changes += (unsigned)mac_change + (unsigned)mtu_change + (unsigned)up_change;
+        }
+        if (mac_change && l->mac_len == 6) {
+                res->failed_step = RH_APPLIED_MAC;
+                r = relink_local(a, ifindex, l->mac, ifc->mac, res, err);
+                if (r < 0) {
+                        res->applied |= RH_APPLIED_MTU | RH_APPLIED_LINK_UP;
+                        return r;
+                }
         }
         res->applied |= RH_APPLIED_MAC | RH_APPLIED_MTU | RH_APPLIED_LINK_UP;
         return 0;

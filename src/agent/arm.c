@@ -128,10 +128,13 @@ int arm_setup(struct agent *a, struct rh_error *err)
         if (mlock(p, RH_MAILBOX_SIZE) < 0)
                 return rh_error_set(err, -errno, "mlock mailbox page: %s", strerror(errno));
 
-        if (a->opt.mailbox_file) {
+        if (a->opt.format == FORMAT_V1) {
+                /* hypeman's guest starts from a fresh buffer: seq 0, and any
+                 * non-zero seq later is a new request (last_seq stays 0). */
+                memset(a->page, 0, RH_MAILBOX_SIZE);
+        } else if (a->opt.mailbox_file) {
                 /* A test page may hold an old request: never replay it. */
-                a->last_seq = unaligned_read_le32(a->page +
-                                                  (a->opt.format == FORMAT_NATIVE ? RH_OFF_REQUEST : RH_V1_OFF_SEQ));
+                a->last_seq = unaligned_read_le32(a->page + RH_OFF_REQUEST);
         } else
                 memset(a->page, 0, RH_MAILBOX_SIZE);
 
@@ -170,6 +173,48 @@ static int write_armed_file(struct agent *a, const char *line)
         return 0;
 }
 
+/*
+ * The token for the armed line: as it is when it is printable ASCII without
+ * blanks or quotes, else "..." with \" \\ and \xHH (a V1 token may hold
+ * spaces, UTF-8, control bytes: the line must stay one parsable line).
+ */
+static void v1_token_quote(const char *token, char *out, size_t cap)
+{
+        static const char hex[] = "0123456789abcdef";
+        bool plain = true;
+        size_t o = 0;
+
+        for (const char *c = token; *c; c++)
+                if (*c <= ' ' || *c > '~' || *c == '"' || *c == '\\')
+                        plain = false;
+        if (plain) {
+                snprintf(out, cap, "%s", token);
+                return;
+        }
+        out[o++] = '"';
+        for (const unsigned char *c = (const unsigned char *)token; *c && o + 6 < cap; c++) {
+                if (*c == '"' || *c == '\\') {
+                        out[o++] = '\\';
+                        out[o++] = (char)*c;
+                } else if (*c < ' ' || *c == 0x7f) {
+                        out[o++] = '\\';
+                        out[o++] = 'x';
+                        out[o++] = hex[*c >> 4];
+                        out[o++] = hex[*c & 15];
+                } else
+                        out[o++] = (char)*c; /* printable ASCII, space and UTF-8 as they are */
+        }
+        out[o++] = '"';
+        out[o] = '\0';
+}
+
+void v1_seq_reset(struct agent *a)
+{
+        __atomic_store_n((uint32_t *)(a->page + RH_V1_OFF_SEQ), 0u, __ATOMIC_RELEASE);
+        if (a->opt.mailbox_file)
+                (void)msync(a->page, RH_MAILBOX_SIZE, MS_ASYNC);
+}
+
 int arm_write(struct agent *a, struct rh_error *err)
 {
         uint64_t gpa = 0;
@@ -187,18 +232,23 @@ int arm_write(struct agent *a, struct rh_error *err)
         a->arm.caps = agent_caps(a);
 
         if (a->opt.format == FORMAT_V1) {
-                uint8_t seq_len[8];
+                char token[4 * RH_V1_TOKEN_MAX + 3];
 
-                /* rh_v1_write_header clears seq and length too; a re-arm must
-                 * keep the last seq or the host's next one could look old. */
-                memcpy(seq_len, a->page + RH_V1_OFF_SEQ, sizeof(seq_len));
-                r = rh_v1_write_header(a->page, a->opt.v1_token, err);
-                if (r < 0)
-                        return rh_error_prefix(err, r, "arm V1 mailbox");
-                memcpy(a->page + RH_V1_OFF_SEQ, seq_len, sizeof(seq_len));
+                /* The marker only: seq was written back to 0 after the last
+                 * handoff, and the length and JSON are the host's. */
+                if (!rh_v1_marker_matches(a->page, a->opt.v1_token)) {
+                        uint8_t seq_len[8];
+
+                        memcpy(seq_len, a->page + RH_V1_OFF_SEQ, sizeof(seq_len));
+                        r = rh_v1_write_header(a->page, a->opt.v1_token, err);
+                        if (r < 0)
+                                return rh_error_prefix(err, r, "arm V1 mailbox");
+                        memcpy(a->page + RH_V1_OFF_SEQ, seq_len, sizeof(seq_len));
+                }
                 a->arm.arm_generation++;
+                v1_token_quote(a->opt.v1_token, token, sizeof(token));
                 snprintf(a->line, sizeof(a->line), "rehome-agent: armed gpa=0x%" PRIx64 " token=%s abi=v1",
-                         gpa, a->opt.v1_token);
+                         gpa, token);
         } else {
                 a->arm.arm_generation++;
                 rh_mailbox_arm_write(a->page, &a->arm);

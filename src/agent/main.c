@@ -29,6 +29,8 @@
  * binary); the descriptors are set to -EBADF first thing in main(). */
 static struct agent agent;
 
+#define V1_TOKEN_ENV "HYPEMAN_RESUME_NETWORK_MAILBOX_TOKEN"
+
 static void agent_init(struct agent *a)
 {
         a->page_fd = a->epfd = a->timer_fd = a->kmsg_fd = a->uevent_fd = -EBADF;
@@ -99,7 +101,8 @@ static void help(void)
                "                         (default 1000)\n"
                "  --spin-interval-us N   sleep between vmclock-spin checks (default 50; 0 = yield)\n"
                "  --mailbox-format F     native (default) or v1 (hypeman's V1 mailbox)\n"
-               "  --token TOKEN          V1 token (required with v1; up to %u printable chars)\n"
+               "  --token TOKEN          V1 token: 1..%u bytes, any but NUL (spaces, UTF-8);\n"
+               "                         default $" V1_TOKEN_ENV "\n"
                "  --run-dir DIR          where the 'armed' file goes (default /run/rehome)\n"
                "  --resolv-conf PATH     resolv.conf to replace (default /etc/resolv.conf)\n"
                "  --hostname-file PATH   also write the host name here (default /etc/hostname;\n"
@@ -328,12 +331,18 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
         if (optind < argc)
                 return usage_error("unexpected argument '%s'", argv[optind]);
         if (o->format == FORMAT_V1) {
-                size_t n = o->v1_token ? strlen(o->v1_token) : 0;
+                /* As hypeman's agent does, the token may come from the environment. */
+                const char *from = "--token";
 
-                if (n == 0)
-                        return usage_error("--mailbox-format v1 needs --token");
-                if (n > RH_V1_TOKEN_MAX)
-                        return usage_error("--token: longer than %u characters", RH_V1_TOKEN_MAX);
+                if (!o->v1_token) {
+                        o->v1_token = getenv(V1_TOKEN_ENV);
+                        from = V1_TOKEN_ENV;
+                }
+                if (!o->v1_token)
+                        return usage_error("--mailbox-format v1 needs --token or " V1_TOKEN_ENV);
+                if (!rh_v1_token_valid(o->v1_token))
+                        return usage_error("%s: a V1 token is 1..%u bytes, got %zu", from, RH_V1_TOKEN_MAX,
+                                           strlen(o->v1_token));
         } else if (o->v1_token)
                 return usage_error("--token is for --mailbox-format v1");
         if ((o->sources & SRC_POLL) && o->poll_interval_ms == 0) {
@@ -359,9 +368,19 @@ static void finish(struct agent *a, const struct rh_request *req, const char *ud
 {
         char extra[2 * RH_ACK_ERROR_MAX + 16] = "";
 
-        ack_write(a);
-        ack_send_udp(a, req, udp_stage);
-        a->last_seq = a->ack.seq;
+        if (a->opt.format == FORMAT_V1) {
+                /* hypeman's rule: a V1 page holds only V1 fields (no ack record;
+                 * 0x0c0.. is inside V1's JSON), the UDP line is the ack, and the
+                 * guest writes seq back to 0 after it, so that the next host
+                 * (which always writes seq 1) is seen as new. */
+                ack_send_udp(a, req, udp_stage);
+                v1_seq_reset(a);
+                a->last_seq = 0;
+        } else {
+                ack_write(a);
+                ack_send_udp(a, req, udp_stage);
+                a->last_seq = a->ack.seq;
+        }
         if (a->ack.error[0]) {
                 memcpy(extra, " error=", 7);
                 ack_quote(a->ack.error, extra + 7, sizeof(extra) - 7);

@@ -14,17 +14,24 @@
 
 #include "cli.h"
 #include "opts.h"
+#include "rehome/ack.h"
 #include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 #include "unaligned.h"
 
+enum { OPT_FORMAT = OPT_VERB_BASE };
+
 static void help(void)
 {
         printf("Usage: rehome inspect (--file PATH | --pid PID --mem-file PATH) [--layout SPEC]\n"
-               "                      [--gpa ADDR] [--token HEX]\n\n"
+               "                      [--format rehome|v1] [--gpa ADDR] [--token HEX|TOKEN]\n\n"
                "Decode and print a mailbox: arm header, prearm, request, ack. Without --gpa the\n"
-               "mailbox is located by a scan. With the global --json, one JSON document.\n\n"
+               "mailbox is located by a scan. With the global --json, one JSON document.\n"
+               "With --format v1, hypeman's V1 mailbox (marker at any byte offset, found by\n"
+               "--token or any token): token, seq, length and the JSON request; a request the\n"
+               "guest has answered (seq written back to 0) is shown as \"answered\".\n\n"
                TARGET_HELP
+               "  --format rehome|v1  rehome's mailbox (default) or hypeman's V1 mailbox\n"
                "  -h, --help          this help\n\n"
                "Exit codes: 0 printed, 1 no mailbox or error, 2 usage.\n");
 }
@@ -65,10 +72,114 @@ static const char *span(uint64_t from, uint64_t to, char buf[32])
         return buf;
 }
 
+/* The request's fields, one per line, under a "request" heading. */
+static void print_request(const struct rh_request *req)
+{
+        char mac[18], ip[46];
+
+        for (unsigned i = 0; i < req->n_ifaces; i++) {
+                const struct rh_iface *f = &req->ifaces[i];
+                printf("         iface %u: match %s%s%s", i, (f->match & RH_MATCH_NAME) ? f->name : "",
+                       (f->match & RH_MATCH_NAME) && (f->match & RH_MATCH_MAC) ? "," : "",
+                       (f->match & RH_MATCH_MAC) ? rh_mac_format(f->match_mac, mac) : "");
+                if (f->has_mac)
+                        printf("  mac %s", rh_mac_format(f->mac, mac));
+                if (f->mtu)
+                        printf("  mtu %u", f->mtu);
+                putchar('\n');
+        }
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                struct rh_ipaddr a = { .family = req->addrs[i].family };
+                memcpy(a.addr, req->addrs[i].addr, 16);
+                printf("         addr %s/%u on iface %u\n", rh_ip_format(&a, ip), req->addrs[i].prefix,
+                       req->addrs[i].iface);
+        }
+        for (unsigned i = 0; i < req->n_routes; i++) {
+                const struct rh_route *rt = &req->routes[i];
+                struct rh_ipaddr a = { .family = rt->family };
+                memcpy(a.addr, rt->dst, 16);
+                printf("         route %s/%u", rh_ip_format(&a, ip), rt->dst_prefix);
+                if (rt->has_gateway) {
+                        memcpy(a.addr, rt->gateway, 16);
+                        printf(" via %s", rh_ip_format(&a, ip));
+                }
+                printf(" metric %u on iface %u\n", rt->metric, rt->iface);
+        }
+        for (unsigned i = 0; i < req->n_dns; i++)
+                printf("         dns %s\n", rh_ip_format(&req->dns[i], ip));
+        for (unsigned i = 0; i < req->n_search; i++)
+                printf("         search %s\n", req->search[i]);
+        if (req->hostname[0])
+                printf("         hostname %s\n", req->hostname);
+        if (req->has_ack_udp)
+                printf("         ack udp %s port %u\n",
+                       req->ack_addr.family ? rh_ip_format(&req->ack_addr, ip) : "gateway", req->ack_port);
+}
+
+
+/* hypeman V1: the marker, seq, length and JSON; nothing else lives in a V1 page. */
+static int inspect_v1(const struct target_opts *t, struct rh_target *target)
+{
+        struct rh_error err = {}, req_err = {};
+        uint8_t buf[RH_MAILBOX_SIZE];
+        char token[RH_V1_TOKEN_MAX + 1], safe[4 * RH_V1_TOKEN_MAX + 1], hex[24];
+        struct rh_request req;
+        uint64_t gpa_v1;
+        uint32_t seq, len;
+        int r, req_r;
+
+        r = rh_v1_locate(target, t->has_gpa ? t->gpa : RH_GPA_NONE, t->token_arg, !t->has_gpa, &gpa_v1, &err);
+        if (r >= 0)
+                r = rh_target_read(target, gpa_v1, buf, sizeof(buf), &err);
+        if (r < 0)
+                return cli_fail("inspect: %s", err.msg);
+        rh_v1_token_read(buf, token);
+        rh_text_escape(token, sizeof(token), safe, sizeof(safe));
+        seq = unaligned_read_le32(buf + RH_V1_OFF_SEQ);
+        len = unaligned_read_le32(buf + RH_V1_OFF_LEN);
+        /* seq 0: none pending, or answered (the guest wrote 0 back): decode what is there. */
+        if (seq == 0 && len != 0)
+                unaligned_write_le32(buf + RH_V1_OFF_SEQ, 1);
+        req_r = rh_v1_decode(buf, sizeof(buf), &req, NULL, &req_err);
+        snprintf(hex, sizeof(hex), "0x%" PRIx64, gpa_v1);
+        if (cli.json) {
+                /* The token as it is when it is UTF-8 (jansson refuses anything else), else escaped. */
+                json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "gpa", hex, "format", "v1", "token", token, "seq",
+                                      (json_int_t)seq, "length", (json_int_t)len);
+                if (!o)
+                        o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "gpa", hex, "format", "v1", "token_escaped", safe,
+                                      "seq", (json_int_t)seq, "length", (json_int_t)len);
+                if (req_r >= 0) {
+                        req.seq = seq;
+                        char *js = rh_request_to_json(&req, 0);
+                        json_object_set_new(o, "request", js ? json_loads(js, 0, NULL) : json_null());
+                        free(js);
+                        json_object_set_new(o, "state", json_string(seq ? "pending" : "answered"));
+                } else if (seq == 0 && len == 0)
+                        json_object_set_new(o, "state", json_string("empty"));
+                else
+                        json_object_set_new(o, "request", json_pack("{s:s}", "error", req_err.msg));
+                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
+                putchar('\n');
+                json_decref(o);
+                return EXIT_OK;
+        }
+        printf("V1 mailbox  gpa %s  token \"%s\"  seq %u  length %u\n", hex, safe, seq, len);
+        if (req_r >= 0) {
+                printf("request  %s\n", seq ? "pending" : "answered (the guest wrote seq 0 back)");
+                print_request(&req);
+        } else if (seq == 0 && len == 0)
+                printf("request  none\n");
+        else
+                printf("request  invalid: %s\n", req_err.msg);
+        return EXIT_OK;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
         static const struct option options[] = {
                 TARGET_LONG_OPTIONS,
+                { "format", required_argument, NULL, OPT_FORMAT },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -91,6 +202,13 @@ int cmd_inspect(int argc, char **argv)
                         help();
                         return EXIT_OK;
                 }
+                if (c == OPT_FORMAT) {
+                        if (strcmp(optarg, "v1") == 0)
+                                t.v1 = true;
+                        else if (strcmp(optarg, "rehome") != 0)
+                                return cli_usage_error("inspect", "--format: expected rehome or v1, got '%s'", optarg);
+                        continue;
+                }
                 r = target_opt(&t, c, optarg, "inspect");
                 if (r > 1)
                         return r;
@@ -103,6 +221,8 @@ int cmd_inspect(int argc, char **argv)
                 return r;
 
         r = target_open(&t, false, &layout, &target, &err);
+        if (r >= 0 && t.v1)
+                return inspect_v1(&t, target);
         if (r >= 0)
                 r = rh_mailbox_locate(target, t.has_gpa ? t.gpa : RH_GPA_NONE, t.has_token ? t.token : NULL,
                                       !t.has_gpa, &gpa, &err);
@@ -173,45 +293,8 @@ int cmd_inspect(int argc, char **argv)
                unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM), unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM + offsetof(struct rh_wire_prearm_confirm, interval_us)),
                unaligned_read_le32(page + RH_OFF_PREARM_CONFIRM + offsetof(struct rh_wire_prearm_confirm, active)) ? "(fast poll active)" : "(idle)");
         if (req_r >= 0) {
-                char mac[18], ip[46];
                 printf("request  seq %u  nonce %016" PRIx64 "\n", req.seq, req.nonce);
-                for (unsigned i = 0; i < req.n_ifaces; i++) {
-                        const struct rh_iface *f = &req.ifaces[i];
-                        printf("         iface %u: match %s%s%s", i, (f->match & RH_MATCH_NAME) ? f->name : "",
-                               (f->match & RH_MATCH_NAME) && (f->match & RH_MATCH_MAC) ? "," : "",
-                               (f->match & RH_MATCH_MAC) ? rh_mac_format(f->match_mac, mac) : "");
-                        if (f->has_mac)
-                                printf("  mac %s", rh_mac_format(f->mac, mac));
-                        if (f->mtu)
-                                printf("  mtu %u", f->mtu);
-                        putchar('\n');
-                }
-                for (unsigned i = 0; i < req.n_addrs; i++) {
-                        struct rh_ipaddr a = { .family = req.addrs[i].family };
-                        memcpy(a.addr, req.addrs[i].addr, 16);
-                        printf("         addr %s/%u on iface %u\n", rh_ip_format(&a, ip), req.addrs[i].prefix,
-                               req.addrs[i].iface);
-                }
-                for (unsigned i = 0; i < req.n_routes; i++) {
-                        const struct rh_route *rt = &req.routes[i];
-                        struct rh_ipaddr a = { .family = rt->family };
-                        memcpy(a.addr, rt->dst, 16);
-                        printf("         route %s/%u", rh_ip_format(&a, ip), rt->dst_prefix);
-                        if (rt->has_gateway) {
-                                memcpy(a.addr, rt->gateway, 16);
-                                printf(" via %s", rh_ip_format(&a, ip));
-                        }
-                        printf(" metric %u on iface %u\n", rt->metric, rt->iface);
-                }
-                for (unsigned i = 0; i < req.n_dns; i++)
-                        printf("         dns %s\n", rh_ip_format(&req.dns[i], ip));
-                for (unsigned i = 0; i < req.n_search; i++)
-                        printf("         search %s\n", req.search[i]);
-                if (req.hostname[0])
-                        printf("         hostname %s\n", req.hostname);
-                if (req.has_ack_udp)
-                        printf("         ack udp %s port %u\n",
-                               req.ack_addr.family ? rh_ip_format(&req.ack_addr, ip) : "gateway", req.ack_port);
+                print_request(&req);
         } else if (req_r == -ENODATA)
                 printf("request  none\n");
         else

@@ -15,51 +15,118 @@
 #include "opts.h"
 #include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
-#include "unaligned.h"
 
 enum { OPT_FORMAT = OPT_VERB_BASE, OPT_V1_TOKEN };
 
 static void help(void)
 {
         printf("Usage: rehome patch (--file PATH | --pid PID --mem-file PATH) [--layout SPEC]\n"
-               "                    --gpa ADDR [--token HEX] REQUEST...\n\n"
+               "                    --gpa ADDR [--token HEX] REQUEST...\n"
+               "       rehome patch --format v1 (--file PATH | --pid PID --mem-file PATH)\n"
+               "                    [--layout SPEC] [--gpa ADDR] --token TOKEN REQUEST...\n\n"
                "Write a request into the mailbox at --gpa, after verifying the page's arm header\n"
                "and token. Run it while the VM is paused (before resume). The payload and header\n"
                "are written first, the sequence number last.\n\n"
                TARGET_HELP
-               "  --format rehome|v1  mailbox format (v1: hypeman's; needs --v1-token)\n"
-               "  --v1-token TOKEN    the V1 page's token\n\n"
+               "  --format rehome|v1  mailbox format (v1: hypeman's V1 mailbox)\n"
+               "  --v1-token TOKEN    older spelling of --token with --format v1\n\n"
                REQUEST_HELP
-               "\nPrints the seq and nonce written (wait for them with 'rehome wait-ack').\n"
+               "\nWith --format v1 the mailbox is hypeman's: its marker (magic + --token, 1..30\n"
+               "bytes) is found at --gpa exactly (any byte offset) or, without --gpa, by a scan\n"
+               "of every byte offset of guest RAM. The request must be one V1 can carry:\n"
+               "--mac, one IPv4 --ip and an IPv4 --gateway are required, --ack only as\n"
+               "gateway:PORT (V1 acks go to the gateway); IPv6, --mtu, --dns, --search,\n"
+               "--hostname, --route, --match-mac, --nonce and the behaviour flags are refused\n"
+               "(exit 2, the option named). The seq written is 1 unless --seq says otherwise,\n"
+               "as hypeman's host writes; its guest writes 0 back once it has answered.\n\n"
+               "Prints the seq and nonce written (wait for them with 'rehome wait-ack'); with\n"
+               "--format v1 the seq, mac and ip (V1 acks carry no nonce).\n"
                "Exit codes: 0 written, 1 failure, 2 usage.\n");
 }
 
-/* hypeman V1: verify magic + token at gpa, then JSON + length, then seq. */
-static int patch_v1(struct rh_target *target, uint64_t gpa, const char *token, struct rh_request *req,
-                    struct rh_error *err)
+/*
+ * What V1 cannot express, refused with the option that asked for it: V1 is
+ * one named interface, a MAC, one IPv4 address/prefix, one IPv4 gateway and
+ * an ack port on that gateway; everything else would be dropped unseen.
+ */
+static int v1_refuse(const struct request_opts *ro, const struct rh_request *req)
 {
-        uint8_t page[RH_MAILBOX_SIZE];
-        uint32_t seq, old_seq;
+        const struct rh_iface *f = &req->ifaces[0];
+        unsigned n4 = 0;
+        bool gw4 = false;
+
+        if (req->n_ifaces != 1)
+                return cli_usage_error("patch", "--format v1 carries one interface, the request has %u",
+                                       req->n_ifaces);
+        if (f->match & RH_MATCH_MAC)
+                return cli_usage_error("patch", "--match-mac: V1 finds the interface by name only (--iface)");
+        if (!f->has_mac)
+                return cli_usage_error("patch", "--format v1 needs --mac");
+        if (f->mtu)
+                return cli_usage_error("patch", "--mtu: V1 cannot carry an MTU");
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                if (req->addrs[i].family == 6)
+                        return cli_usage_error("patch", "--ip: V1 cannot carry an IPv6 address");
+                n4++;
+        }
+        if (n4 == 0)
+                return cli_usage_error("patch", "--format v1 needs --ip with an IPv4 ADDRESS/PREFIX");
+        if (n4 > 1)
+                return cli_usage_error("patch", "--ip: V1 carries one IPv4 address, the request has %u", n4);
+        for (unsigned i = 0; i < req->n_routes; i++) {
+                const struct rh_route *rt = &req->routes[i];
+                static const uint8_t zero[16];
+
+                if (rt->family == 6)
+                        return cli_usage_error("patch", "%s: V1 cannot carry IPv6 routes",
+                                               rt->dst_prefix == 0 ? "--gateway" : "--route");
+                if (rt->dst_prefix != 0 || memcmp(rt->dst, zero, 16) != 0 || !rt->has_gateway || rt->metric)
+                        return cli_usage_error("patch", "--route: V1 cannot carry extra routes");
+                gw4 = true;
+        }
+        if (!gw4)
+                return cli_usage_error("patch", "--format v1 needs --gateway (hypeman's guest drops a request "
+                                                "without one)");
+        if (req->n_dns)
+                return cli_usage_error("patch", "--dns: V1 cannot carry DNS servers");
+        if (req->n_search)
+                return cli_usage_error("patch", "--search: V1 cannot carry DNS search domains");
+        if (req->hostname[0])
+                return cli_usage_error("patch", "--hostname: V1 cannot carry a host name");
+        if (req->has_ack_udp && req->ack_addr.family != 0)
+                return cli_usage_error("patch", "--ack ADDR: V1 acks go to the gateway; use --ack gateway:PORT");
+        if (!(req->flags & RH_REQ_ANNOUNCE))
+                return cli_usage_error("patch", "--no-announce: V1 cannot carry it");
+        if (!(req->flags & RH_REQ_FLUSH_NEIGH))
+                return cli_usage_error("patch", "--no-flush: V1 cannot carry it");
+        if (req->flags & RH_REQ_ACK_EARLY)
+                return cli_usage_error("patch", "--ack-early: V1 cannot carry it");
+        if (!(req->flags & RH_REQ_REPLACE_ADDRS))
+                return cli_usage_error("patch", "--keep-addrs: V1 cannot carry it");
+        if (ro->has_nonce)
+                return cli_usage_error("patch", "--nonce: V1 acks carry no nonce");
+        return 0;
+}
+
+static int patch_v1(struct target_opts *t, bool writable, struct rh_request *req, uint32_t *ret_seq,
+                    uint64_t *ret_gpa, struct rh_error *err)
+{
+        /* Declared in this order so the target (which points at the layout) goes first. */
+        _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
+        _cleanup_(rh_target_freep) struct rh_target *target = NULL;
+        uint64_t gpa;
         int r;
 
-        r = rh_target_read(target, gpa, page, sizeof(page), err);
+        r = target_open(t, writable, &layout, &target, err);
         if (r < 0)
                 return r;
-        if (!rh_v1_matches(page, sizeof(page), token))
-                return rh_error_set(err, ENOENT, "no V1 mailbox with token '%s' at gpa 0x%" PRIx64, token, gpa);
-        old_seq = unaligned_read_le32(page + RH_V1_OFF_SEQ);
-        seq = req->seq ? req->seq : (old_seq + 1 ? old_seq + 1 : 1);
-        r = rh_v1_encode(page, req, seq, err);
+        r = rh_v1_locate(target, t->has_gpa ? t->gpa : RH_GPA_NONE, t->token_arg, !t->has_gpa, &gpa, err);
         if (r < 0)
                 return r;
-        r = rh_target_write(target, gpa + RH_V1_OFF_LEN, page + RH_V1_OFF_LEN,
-                            RH_MAILBOX_SIZE - RH_V1_OFF_LEN, err);
+        r = rh_v1_patch(target, gpa, t->token_arg, req, ret_seq, err);
         if (r < 0)
-                return r;
-        r = rh_target_write(target, gpa + RH_V1_OFF_SEQ, page + RH_V1_OFF_SEQ, 4, err);
-        if (r < 0)
-                return r;
-        req->seq = seq;
+                return rh_error_prefix(err, r, "V1 mailbox at gpa 0x%" PRIx64, gpa);
+        *ret_gpa = gpa;
         return 0;
 }
 
@@ -111,23 +178,46 @@ int cmd_patch(int argc, char **argv)
         }
         if (optind != argc)
                 return cli_usage_error("patch", "unexpected argument '%s'", argv[optind]);
-        if ((r = target_check(&t, "patch", true)) != 0)
-                return r;
-        if (v1 && !v1_token)
-                return cli_usage_error("patch", "--format v1 needs --v1-token");
         if (!v1 && v1_token)
                 return cli_usage_error("patch", "--v1-token goes with --format v1");
+        if (v1_token) {
+                if (t.token_arg)
+                        return cli_usage_error("patch", "--v1-token and --token exclude each other");
+                t.token_arg = v1_token;
+        }
+        t.v1 = v1;
+        if ((r = target_check(&t, "patch", !v1)) != 0)
+                return r;
+        if (v1 && !t.token_arg)
+                return cli_usage_error("patch", "--format v1 needs --token (hypeman's V1 token)");
         if ((r = request_finish(&ro, "patch", &req)) != 0)
                 return r;
 
-        r = target_open(&t, true, &layout, &target, &err);
-        if (r >= 0) {
-                if (v1) {
-                        r = patch_v1(target, t.gpa, v1_token, &req, &err);
-                        seq = req.seq;
-                } else
-                        r = rh_mailbox_patch(target, t.gpa, t.has_token ? t.token : NULL, &req, &seq, &err);
+        if (v1) {
+                char mac[18], ip[46];
+                struct rh_ipaddr a = { .family = 4 };
+                uint64_t gpa = 0;
+
+                if ((r = v1_refuse(&ro, &req)) != 0)
+                        return r;
+                r = patch_v1(&t, true, &req, &seq, &gpa, &err);
+                if (r < 0)
+                        return cli_fail("patch V1 mailbox: %s", err.msg);
+                memcpy(a.addr, req.addrs[0].addr, 16);
+                rh_mac_format(req.ifaces[0].mac, mac);
+                rh_ip_format(&a, ip);
+                if (cli.json)
+                        printf("{\"gpa\":\"0x%" PRIx64 "\",\"format\":\"v1\",\"seq\":%" PRIu32
+                               ",\"mac\":\"%s\",\"ip\":\"%s\"}\n",
+                               gpa, seq, mac, ip);
+                else
+                        printf("patched gpa=0x%" PRIx64 " format=v1 seq=%" PRIu32 " mac=%s ip=%s\n", gpa, seq, mac, ip);
+                return EXIT_OK;
         }
+
+        r = target_open(&t, true, &layout, &target, &err);
+        if (r >= 0)
+                r = rh_mailbox_patch(target, t.gpa, t.has_token ? t.token : NULL, &req, &seq, &err);
         if (r < 0)
                 return cli_fail("patch mailbox at gpa 0x%" PRIx64 ": %s", t.gpa, err.msg);
 

@@ -26,12 +26,13 @@
 #include "src/lib/handle-cleanup.h"
 #include "rehome/request.h"
 
-enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL, OPT_ACK_SEQ };
+enum { OPT_UDP = OPT_VERB_BASE, OPT_TIMEOUT, OPT_INTERVAL, OPT_ACK_SEQ, OPT_FORMAT };
 
 static void help(void)
 {
         printf("Usage: rehome wait-ack [--file PATH | --pid PID --mem-file PATH] [--layout SPEC]\n"
-               "                       [--gpa ADDR] [--udp [ADDR:]PORT] --nonce HEX [--timeout MS]\n\n"
+               "                       [--gpa ADDR] [--udp [ADDR:]PORT] --nonce HEX [--timeout MS]\n"
+               "       rehome wait-ack --format v1 --udp [ADDR:]PORT --mac MAC --ip ADDR [--timeout MS]\n\n"
                "Wait for the agent's final ack of the request with this nonce (printed by\n"
                "'rehome patch'): from the mailbox ack record (needs --gpa) and/or a UDP ack line.\n\n"
                TARGET_HELP
@@ -47,6 +48,15 @@ static void help(void)
                "for this nonce; stage=mailbox and status read are progress. On a timeout it says\n"
                "what it saw: progress, a stale ack, an invalid (bad CRC) record, foreign lines.\n"
                "The agent's error text is printed with control characters escaped (\\xHH).\n\n"
+               "--format v1: hypeman's V1 acks, which carry no nonce and have no record in the\n"
+               "page, so only --udp is watched and the rule is hypeman's host's: a line with\n"
+               "stage=applied whose mac= (any case) and ip= are --mac and --ip. The stage lines\n"
+               "sent before it (signal_seen, mailbox_seen, netlink_start, netlink_done,\n"
+               "mailbox) are progress. V1 acks cannot be told apart by fork: two clones given\n"
+               "the same MAC and IP ack alike, and a V1 error (no mac/ip) is not attributable.\n"
+               "  --format rehome|v1  ack format (default rehome)\n"
+               "  --mac MAC           V1: the MAC the request set\n"
+               "  --ip ADDR           V1: the IPv4 address the request set (a /PREFIX is ignored)\n\n"
                "Exit codes: 0 applied, 1 rejected or failed (the agent's error is printed),\n"
                "2 usage, 3 timed out (says what was seen).\n");
 }
@@ -102,6 +112,9 @@ int cmd_wait_ack(int argc, char **argv)
                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
                 { "interval-us", required_argument, NULL, OPT_INTERVAL },
                 { "seq", required_argument, NULL, OPT_ACK_SEQ },
+                { "format", required_argument, NULL, OPT_FORMAT },
+                { "mac", required_argument, NULL, OPT_MAC },
+                { "ip", required_argument, NULL, OPT_IP },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -114,7 +127,10 @@ int cmd_wait_ack(int argc, char **argv)
         const char *udp_spec = NULL, *channel = NULL, *seen = "nothing";
         uint64_t nonce = 0, timeout_ms = 10000, interval_us = 1000, v;
         uint32_t seq = 0;
-        bool has_nonce = false;
+        bool has_nonce = false, v1 = false, has_mac = false, has_ip = false;
+        uint8_t v1_mac[6] = {};
+        struct rh_ipaddr v1_ip = {};
+        uint8_t v1_prefix;
         struct rh_ack ack = {};
         struct rh_ack_line line = {};
         int c, r, rc = EXIT_TIMEOUT;
@@ -146,6 +162,22 @@ int cmd_wait_ack(int argc, char **argv)
                                 return cli_usage_error("wait-ack", "--seq: expected 1..4294967295, got '%s'", optarg);
                         seq = (uint32_t)v;
                         continue;
+                case OPT_FORMAT:
+                        if (strcmp(optarg, "v1") == 0)
+                                v1 = true;
+                        else if (strcmp(optarg, "rehome") != 0)
+                                return cli_usage_error("wait-ack", "--format: expected rehome or v1, got '%s'", optarg);
+                        continue;
+                case OPT_MAC:
+                        if (rh_mac_parse(optarg, v1_mac) < 0)
+                                return cli_usage_error("wait-ack", "--mac: not a MAC address: '%s'", optarg);
+                        has_mac = true;
+                        continue;
+                case OPT_IP:
+                        if (rh_ip_parse(optarg, &v1_ip, &v1_prefix) < 0 || v1_ip.family != 4)
+                                return cli_usage_error("wait-ack", "--ip: expected an IPv4 address, got '%s'", optarg);
+                        has_ip = true;
+                        continue;
                 case OPT_INTERVAL:
                         if (parse_u64(optarg, &v) < 0 || v < 10 || v > 1000000)
                                 return cli_usage_error("wait-ack", "--interval-us: expected 10..1000000, got '%s'", optarg);
@@ -160,8 +192,21 @@ int cmd_wait_ack(int argc, char **argv)
         }
         if (optind != argc)
                 return cli_usage_error("wait-ack", "unexpected argument '%s'", argv[optind]);
-        if (!has_nonce)
+        if (v1) {
+                if (t.file || t.pid || t.has_gpa || t.token_arg)
+                        return cli_usage_error("wait-ack", "--format v1: a V1 page has no ack record; use --udp only");
+                if (has_nonce || seq)
+                        return cli_usage_error("wait-ack", "--format v1: V1 acks carry no %s", has_nonce ? "nonce" : "seq");
+                if (!udp_spec)
+                        return cli_usage_error("wait-ack", "--format v1 needs --udp (the ack_port of the request)");
+                if (!has_mac || !has_ip)
+                        return cli_usage_error("wait-ack", "--format v1 needs --mac and --ip (printed by 'rehome patch')");
+        } else if (has_mac || has_ip)
+                return cli_usage_error("wait-ack", "--mac and --ip go with --format v1");
+        if (!has_nonce && !v1)
                 return cli_usage_error("wait-ack", "--nonce is required (printed by 'rehome patch')");
+        if (!t.file && !t.pid && (t.has_gpa || t.token_arg))
+                return cli_usage_error("wait-ack", "--gpa and --token need --file or --pid");
         if (!t.file && !t.pid && !udp_spec)
                 return cli_usage_error("wait-ack", "give a mailbox (--file/--pid with --gpa) and/or --udp");
         if ((t.file || t.pid) && (r = target_check(&t, "wait-ack", true)) != 0)
@@ -186,7 +231,10 @@ int cmd_wait_ack(int argc, char **argv)
                 .seq = seq,
                 .timeout_ms = (int)timeout_ms,
                 .interval_us = (unsigned)interval_us,
+                .v1 = v1,
+                .v1_ip = v1_ip,
         };
+        memcpy(w.v1_mac, v1_mac, 6);
         struct rh_ack_wait_result res;
         r = rh_ack_wait(&w, &res, &err);
         double waited_ms = (double)(now_ns() - res.t_start_ns) / 1e6;
@@ -201,8 +249,13 @@ int cmd_wait_ack(int argc, char **argv)
                         putchar('\n');
                         json_decref(o);
                 }
-                fprintf(stderr, "rehome: wait-ack: no ack for nonce %016" PRIx64 " within %" PRIu64 " ms; seen: %s\n",
-                        nonce, timeout_ms, seen);
+                if (v1) {
+                        char mac[18], ip[46];
+                        fprintf(stderr, "rehome: wait-ack: no V1 ack for mac=%s ip=%s within %" PRIu64 " ms; seen: %s\n",
+                                rh_mac_format(v1_mac, mac), rh_ip_format(&v1_ip, ip), timeout_ms, seen);
+                } else
+                        fprintf(stderr, "rehome: wait-ack: no ack for nonce %016" PRIx64 " within %" PRIu64 " ms; seen: %s\n",
+                                nonce, timeout_ms, seen);
                 return EXIT_TIMEOUT;
         }
         if (r == -ESRCH || r == -EIO)

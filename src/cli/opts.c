@@ -111,22 +111,41 @@ int target_opt(struct target_opts *o, int c, const char *arg, const char *verb)
         case OPT_GPA:
                 if (parse_u64(arg, &o->gpa) < 0)
                         return cli_usage_error(verb, "--gpa: not an address: '%s'", arg);
-                if (o->gpa % RH_MAILBOX_SIZE)
-                        return cli_usage_error(verb, "--gpa: 0x%llx is not 4 KiB aligned",
-                                               (unsigned long long)o->gpa);
-                o->has_gpa = true;
+                o->has_gpa = true; /* alignment: in target_check, once the format is known */
                 return 1;
         case OPT_TOKEN:
-                if (parse_token(arg, o->token) < 0)
-                        return cli_usage_error(verb, "--token: expected 32 hex digits, got '%s'", arg);
-                o->has_token = true;
+                o->token_arg = arg; /* hex or a V1 token: in target_check */
                 return 1;
+        }
+        return 0;
+}
+
+/* --gpa and --token mean different things for the two formats. */
+static int check_gpa_token(struct target_opts *o, const char *verb)
+{
+        if (o->v1) {
+                /* hypeman's marker sits at any byte offset; its token is 1..30 bytes. */
+                if (o->token_arg && !rh_v1_token_valid(o->token_arg))
+                        return cli_usage_error(verb, "--token: a V1 token is 1..%u bytes, got %zu", RH_V1_TOKEN_MAX,
+                                               strlen(o->token_arg));
+                return 0;
+        }
+        if (o->has_gpa && o->gpa % RH_MAILBOX_SIZE)
+                return cli_usage_error(verb, "--gpa: 0x%llx is not 4 KiB aligned", (unsigned long long)o->gpa);
+        if (o->token_arg) {
+                if (parse_token(o->token_arg, o->token) < 0)
+                        return cli_usage_error(verb, "--token: expected 32 hex digits, got '%s'", o->token_arg);
+                o->has_token = true;
         }
         return 0;
 }
 
 int target_check(struct target_opts *o, const char *verb, bool need_gpa)
 {
+        int r = check_gpa_token(o, verb);
+
+        if (r != 0)
+                return r;
         if (!o->file && !o->pid)
                 return cli_usage_error(verb, "say where guest memory is: --file PATH or --pid PID --mem-file PATH");
         if (o->file && o->pid)

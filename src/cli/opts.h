@@ -63,8 +63,10 @@ enum {
         "  --layout SPEC       gpa -> file offset: flat (default), firecracker:SIZE,\n"           \
         "                      firecracker-aarch64:SIZE, qemu-q35:SIZE, qemu-pc:SIZE,\n"          \
         "                      cloud-hypervisor:STATE.JSON, regions:GPA:SIZE[,GPA:SIZE...]\n"    \
-        "  --gpa ADDR          the mailbox's guest-physical address (from the armed line)\n"     \
-        "  --token HEX         the agent's 32-hex-digit token (from the armed line)\n"
+        "  --gpa ADDR          the mailbox's guest-physical address (from the armed line;\n"     \
+        "                      4 KiB aligned, or with --format v1 the marker's exact address)\n"  \
+        "  --token HEX         the agent's 32-hex-digit token (from the armed line); with\n"     \
+        "                      --format v1 hypeman's token: 1..30 bytes, spaces and UTF-8 too\n"
 
 #define REQUEST_LONG_OPTIONS                                                                       \
         { "request", required_argument, NULL, OPT_REQUEST },                                       \
@@ -115,6 +117,9 @@ struct target_opts {
         bool has_gpa;
         uint8_t token[RH_TOKEN_LEN];
         bool has_token;
+        const char *token_arg; /* --token as given: 32 hex digits, or a V1 token */
+        bool v1;               /* set by the verb before target_check: hypeman's V1 format */
+        bool scan;             /* --scan (locate) */
 };
 
 struct request_opts {
@@ -135,7 +140,8 @@ char *format_token(const uint8_t token[RH_TOKEN_LEN], char *buf);
 
 /* Handle one target option. Returns 1 if consumed, 0 if not ours, EXIT_USAGE (>1) on error. */
 int target_opt(struct target_opts *o, int c, const char *arg, const char *verb);
-/* Check the combination; returns 0 or EXIT_USAGE after printing. */
+/* Check the combination and parse --gpa/--token for the format (o->v1);
+ * returns 0 or EXIT_USAGE after printing. */
 int target_check(struct target_opts *o, const char *verb, bool need_gpa);
 /* Open layout + target. Returns 0 or -errno with @err filled. */
 int target_open(const struct target_opts *o, bool writable, struct rh_layout **ret_layout,

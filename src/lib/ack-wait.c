@@ -55,6 +55,64 @@ static bool line_final(const struct rh_ack_line *l)
         return strcmp(l->stage, "applied") == 0 || strcmp(l->stage, "error") == 0;
 }
 
+static bool is_progress_stage(const char *stage)
+{
+        static const char *const stages[] = {"signal_seen", "mailbox_seen", "netlink_start", "netlink_done",
+                                             "mailbox"};
+
+        for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); i++)
+                if (strcmp(stage, stages[i]) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * hypeman V1: split the lower-cased datagram into blank-separated words and
+ * pick stage=, mac= and ip= (the first of each). Returns 1 final for us
+ * (stage=applied, our mac and ip), 0 progress for us, -1 not ours.
+ */
+static int v1_line_match(const struct rh_ack_wait_opts *o, const char *buf, size_t n, struct rh_ack_line *ret)
+{
+        char text[1500];
+        struct rh_ack_line l = {};
+        struct rh_ipaddr ip;
+        uint8_t mac[6], prefix;
+        bool has_mac = false, has_ip = false;
+
+        if (n >= sizeof(text))
+                return -1;
+        for (size_t i = 0; i < n; i++) {
+                char c = buf[i];
+                text[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        }
+        text[n] = '\0';
+        for (char *save = NULL, *w = strtok_r(text, " \t\r\n", &save); w; w = strtok_r(NULL, " \t\r\n", &save)) {
+                if (strncmp(w, "stage=", 6) == 0 && !l.stage[0])
+                        snprintf(l.stage, sizeof(l.stage), "%.15s", w + 6);
+                else if (strncmp(w, "mac=", 4) == 0 && !l.mac[0]) {
+                        snprintf(l.mac, sizeof(l.mac), "%.17s", w + 4);
+                        has_mac = rh_mac_parse(w + 4, mac) == 0;
+                } else if (strncmp(w, "ip=", 3) == 0 && !l.ip[0]) {
+                        snprintf(l.ip, sizeof(l.ip), "%.63s", w + 3);
+                        has_ip = rh_ip_parse(w + 3, &ip, &prefix) == 0;
+                }
+        }
+        if (!l.stage[0])
+                return -1;
+        bool ours = has_mac && has_ip && memcmp(mac, o->v1_mac, 6) == 0 && ip.family == 4 &&
+                    memcmp(ip.addr, o->v1_ip.addr, 4) == 0;
+        if (strcmp(l.stage, "applied") == 0) {
+                if (!ours)
+                        return -1;
+                *ret = l;
+                return 1;
+        }
+        /* Earlier stage lines: progress when they do not name another identity. */
+        if (is_progress_stage(l.stage) && (ours || (!l.mac[0] && !l.ip[0])))
+                return 0;
+        return -1;
+}
+
 /* Drain the socket; true once a final line for our request is in ret->line. */
 static bool drain_udp(const struct rh_ack_wait_opts *o, struct rh_ack_wait_result *ret)
 {
@@ -66,6 +124,21 @@ static bool drain_udp(const struct rh_ack_wait_opts *o, struct rh_ack_wait_resul
 
                 if (n < 0)
                         return false;
+                if (o->v1) {
+                        int m = v1_line_match(o, buf, (size_t)n, &l);
+
+                        if (m < 0)
+                                ret->foreign_lines++;
+                        else if (m == 0)
+                                ret->saw_read = true;
+                        else {
+                                ret->line = l;
+                                ret->have_line = true;
+                                ret->t_line_ns = now_ns();
+                                return true;
+                        }
+                        continue;
+                }
                 if (rh_ack_line_parse(buf, (size_t)n, &l, NULL) < 0 || !l.has_nonce || l.nonce != o->nonce ||
                     (o->seq && l.has_seq && l.seq != o->seq)) {
                         ret->foreign_lines++;
@@ -139,7 +212,11 @@ int rh_ack_wait(const struct rh_ack_wait_opts *o, struct rh_ack_wait_result *ret
         ret->t_start_ns = now_ns();
         if (!o->target && o->udp_fd < 0)
                 return rh_error_set(err, -EINVAL, "wait for an ack: no channel (neither mailbox nor UDP)");
-        if (o->nonce == 0 || o->timeout_ms <= 0)
+        if (o->v1 && (o->target || o->udp_fd < 0 || o->v1_ip.family != 4 || o->timeout_ms <= 0))
+                return rh_error_set(err, -EINVAL,
+                                    "wait for a V1 ack: UDP only (a V1 page has no ack record), an IPv4 "
+                                    "address and a timeout > 0");
+        if (!o->v1 && (o->nonce == 0 || o->timeout_ms <= 0))
                 return rh_error_set(err, -EINVAL, "wait for an ack: nonce 0 or timeout %d ms", o->timeout_ms);
         if (o->target && (o->gpa & (RH_MAILBOX_SIZE - 1)))
                 return rh_error_set(err, -EINVAL, "wait for an ack: gpa 0x%" PRIx64 " not 4 KiB aligned",

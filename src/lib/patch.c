@@ -7,6 +7,9 @@
  * published, so a fork reads exactly one page there and verifies it. The
  * scan is a fallback for when nothing was recorded; it looks only at page
  * starts (the agent's page is page-aligned) and reads in large chunks.
+ * hypeman's V1 mailbox is the exception: its guest announces no address and
+ * its buffer need not be page-aligned, so a V1 marker is searched for at
+ * every byte offset (rh_v1_locate) and patched where it is (rh_v1_patch).
  *
  * A page is believed only if its arm header is valid (magic, ABI major,
  * CRC), carries the expected token, and records its own gpa as the address
@@ -77,16 +80,75 @@ static int load_page(struct rh_target *t, uint64_t gpa, const uint8_t *token, ui
         return 0;
 }
 
+/* What a scan looks for: a rehome mailbox (page starts) or a V1 marker (any byte). */
+struct scan_want {
+        bool v1;
+        const uint8_t *token; /* rehome: RH_TOKEN_LEN bytes or NULL */
+        const char *v1_token; /* V1: the token or NULL */
+};
+
+/*
+ * The V1 buffer at @gpa: its 4 KiB lie in guest RAM and, read through the
+ * target (the live process for a process target), start with the marker.
+ */
+static bool v1_confirm(struct rh_target *t, uint64_t gpa, const char *token)
+{
+        uint8_t live[RH_MAILBOX_SIZE];
+
+        return rh_target_read(t, gpa, live, sizeof(live), NULL) == 0 && rh_v1_matches(live, sizeof(live), token);
+}
+
+/*
+ * Scan one stretch for hypeman's V1 marker at every byte offset (its host
+ * does the same: the guest's buffer need not be page-aligned). Chunks
+ * overlap by 63 bytes so a marker across a chunk boundary is seen once.
+ */
+static int scan_stretch_v1(struct rh_target *t, bool from_file, uint64_t off, uint64_t end, uint64_t gpa,
+                           const char *token, uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
+{
+        int r;
+
+        while (end - off >= RH_V1_OFF_SEQ) {
+                size_t n = end - off < RH_SCAN_CHUNK ? (size_t)(end - off) : RH_SCAN_CHUNK;
+                const uint8_t *p = chunk, *last = chunk + n - RH_V1_OFF_SEQ;
+
+                r = from_file ? target_read_file(t, off, chunk, n, err)
+                              : target_read_offset(t, off, chunk, n, err);
+                if (r < 0)
+                        return r;
+                while (p <= last && (p = memmem(p, (size_t)(chunk + n - p), RH_V1_MAGIC, RH_V1_MAGIC_LEN))) {
+                        uint64_t at = gpa + (uint64_t)(p - chunk);
+
+                        if (p > last)
+                                break;
+                        if (rh_v1_marker_matches(p, token) && v1_confirm(t, at, token)) {
+                                *ret_gpa = at;
+                                return 1;
+                        }
+                        p++;
+                }
+                if (n == end - off)
+                        break;
+                off += n - (RH_V1_OFF_SEQ - 1);
+                gpa += n - (RH_V1_OFF_SEQ - 1);
+        }
+        return 0;
+}
+
 /*
  * Scan the page starts of one stretch of guest RAM that is backed by the
  * target: file offsets [off, end), gpa of @off = @gpa.
  */
 static int scan_stretch(struct rh_target *t, bool from_file, uint64_t off, uint64_t end, uint64_t gpa,
-                        const uint8_t *token, uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
+                        const struct scan_want *want, uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
 {
+        const uint8_t *token = want->token;
         uint64_t skip = (PAGE - gpa % PAGE) % PAGE;
         uint8_t live[RH_MAILBOX_SIZE];
         int r;
+
+        if (want->v1)
+                return scan_stretch_v1(t, from_file, off, end, gpa, want->v1_token, chunk, ret_gpa, err);
 
         if (skip >= end - off)
                 return 0;
@@ -119,7 +181,7 @@ static int scan_stretch(struct rh_target *t, bool from_file, uint64_t off, uint6
 }
 
 /* One pass over guest RAM in gpa order, clipped to what can be read. */
-static int scan_pass(struct rh_target *t, bool from_file, const uint8_t *token, uint8_t *chunk,
+static int scan_pass(struct rh_target *t, bool from_file, const struct scan_want *want, uint8_t *chunk,
                      uint64_t *ret_gpa, uint64_t *ret_scanned, struct rh_error *err)
 {
         const struct rh_layout *layout = rh_target_layout(t);
@@ -142,7 +204,7 @@ static int scan_pass(struct rh_target *t, bool from_file, const uint8_t *token, 
                                 b = target_file_size(t);
                         if (a >= b)
                                 continue;
-                        r = scan_stretch(t, from_file, a, b, rg->gpa + (a - rg->offset), token, chunk,
+                        r = scan_stretch(t, from_file, a, b, rg->gpa + (a - rg->offset), want, chunk,
                                          ret_gpa, err);
                         if (r != 0)
                                 return r;
@@ -159,7 +221,7 @@ static int scan_pass(struct rh_target *t, bool from_file, const uint8_t *token, 
  * the live process; only if that finds nothing (a mailbox that exists only
  * in the process's private pages) does it scan the process itself.
  */
-static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, uint64_t *ret_scanned,
+static int scan(struct rh_target *t, const struct scan_want *want, uint64_t *ret_gpa, uint64_t *ret_scanned,
                 struct rh_error *err)
 {
         _cleanup_free_ uint8_t *chunk = NULL;
@@ -169,11 +231,11 @@ static int scan(struct rh_target *t, const uint8_t *token, uint64_t *ret_gpa, ui
         if (!chunk)
                 return rh_error_set(err, ENOMEM, "scan: out of memory");
         if (target_has_file(t)) {
-                r = scan_pass(t, true, token, chunk, ret_gpa, ret_scanned, err);
+                r = scan_pass(t, true, want, chunk, ret_gpa, ret_scanned, err);
                 if (r != 0)
                         return r;
         }
-        return scan_pass(t, false, token, chunk, ret_gpa, ret_scanned, err);
+        return scan_pass(t, false, want, chunk, ret_gpa, ret_scanned, err);
 }
 
 int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t token[RH_TOKEN_LEN],
@@ -198,7 +260,7 @@ int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t
         }
         if (!scan_fallback)
                 return rh_error_set(err, ENOENT, "no mailbox hint and no scan");
-        r = scan(target, token, &gpa, &scanned, err);
+        r = scan(target, &(struct scan_want){.token = token}, &gpa, &scanned, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "scan for mailbox");
         if (r == 0) {
@@ -346,5 +408,87 @@ int rh_mailbox_prearm_confirm_read(struct rh_target *target, uint64_t gpa, uint3
         *ret_seq = unaligned_read_le32(confirm);
         *ret_interval_us = unaligned_read_le32(confirm + 4);
         *ret_active = unaligned_read_le32(confirm + 8) != 0;
+        return 0;
+}
+
+/* ---- hypeman V1: a marker at any byte offset, found by its token ---- */
+
+static int v1_load(struct rh_target *t, uint64_t gpa, const char *token, uint8_t *buf, struct rh_error *err)
+{
+        int r;
+
+        r = rh_target_read(t, gpa, buf, RH_MAILBOX_SIZE, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "V1 mailbox at gpa 0x%" PRIx64, gpa);
+        if (!rh_v1_matches(buf, RH_MAILBOX_SIZE, token))
+                return rh_error_set(err, ENOENT, "no V1 marker%s at gpa 0x%" PRIx64, token ? " with that token" : "",
+                                    gpa);
+        return 0;
+}
+
+int rh_v1_locate(struct rh_target *target, uint64_t hint_gpa, const char *token, bool scan_fallback,
+                 uint64_t *ret_gpa, struct rh_error *err)
+{
+        struct rh_error hint_err = {};
+        uint8_t buf[RH_MAILBOX_SIZE];
+        uint64_t gpa = 0, scanned = 0;
+        int r;
+
+        if (token && !rh_v1_token_valid(token))
+                return rh_error_set(err, EINVAL, "V1 token must be 1..%u bytes", RH_V1_TOKEN_MAX);
+        if (hint_gpa != RH_GPA_NONE) {
+                r = v1_load(target, hint_gpa, token, buf, &hint_err);
+                if (r == 0) {
+                        *ret_gpa = hint_gpa;
+                        return 0;
+                }
+                if (!scan_fallback) {
+                        if (err)
+                                *err = hint_err;
+                        return r;
+                }
+        }
+        if (!scan_fallback)
+                return rh_error_set(err, ENOENT, "no V1 mailbox hint and no scan");
+        r = scan(target, &(struct scan_want){.v1 = true, .v1_token = token}, &gpa, &scanned, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "scan for V1 mailbox");
+        if (r == 0) {
+                if (hint_gpa != RH_GPA_NONE)
+                        return rh_error_set(err, ENOENT,
+                                            "no V1 marker%s in 0x%" PRIx64 " bytes of guest RAM (hint: %s)",
+                                            token ? " with that token" : "", scanned, hint_err.msg);
+                return rh_error_set(err, ENOENT, "no V1 marker%s in 0x%" PRIx64 " bytes of guest RAM",
+                                    token ? " with that token" : "", scanned);
+        }
+        *ret_gpa = gpa;
+        return 0;
+}
+
+int rh_v1_patch(struct rh_target *target, uint64_t gpa, const char *token, const struct rh_request *req,
+                uint32_t *ret_seq, struct rh_error *err)
+{
+        uint8_t buf[RH_MAILBOX_SIZE];
+        /* hypeman's host writes seq 1 every time; its guest writes 0 back. */
+        uint32_t seq = req->seq ? req->seq : 1;
+        int r;
+
+        if (!rh_v1_token_valid(token))
+                return rh_error_set(err, EINVAL, "V1 token must be 1..%u bytes", RH_V1_TOKEN_MAX);
+        r = v1_load(target, gpa, token, buf, err);
+        if (r < 0)
+                return r;
+        r = rh_v1_encode(buf, req, seq, err);
+        if (r < 0)
+                return r;
+        /* Length and JSON first, the seq last. */
+        r = rh_target_write(target, gpa + RH_V1_OFF_LEN, buf + RH_V1_OFF_LEN, RH_MAILBOX_SIZE - RH_V1_OFF_LEN, err);
+        if (r < 0)
+                return r;
+        r = rh_target_write(target, gpa + RH_V1_OFF_SEQ, buf + RH_V1_OFF_SEQ, 4, err);
+        if (r < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
         return 0;
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * hypeman V1 mailbox compatibility (DESIGN.md decision 7): the page starts
- * with "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0" and a NUL-terminated token, a
- * u32 sequence at +64, a u32 JSON length at +68, and a flat JSON object at
- * +72: {"interface_name","mac","ipv4","prefix","gateway","ack_port"}.
+ * hypeman V1 mailbox compatibility (DESIGN.md decision 7): a 4 KiB buffer
+ * that starts with "HYPEMAN_RESUME_NETWORK_MAILBOX_V1\0" and a token of
+ * 1..30 bytes (NUL-padded to +64; a 30-byte token has no NUL), a u32
+ * sequence at +64, a u32 JSON length at +68, and a flat JSON object at +72:
+ * {"interface_name","mac","ipv4","prefix","gateway","ack_port"}.
  *
  * The agent has no JSON library (it is static and tiny), so this file holds
  * a strict parser for exactly that shape: one flat object whose values are
@@ -17,38 +18,49 @@
 #include "rehome/mailbox.h"
 #include "unaligned.h"
 
-static bool token_ok(const char *token)
+bool rh_v1_token_valid(const char *token)
 {
-        size_t n = strlen(token);
-
-        if (n == 0 || n > RH_V1_TOKEN_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (token[i] <= ' ' || token[i] > '~')
-                        return false;
-        return true;
+        /* hypeman's rule: non-empty, at most the 30 bytes of the token area;
+         * the bytes themselves are not looked at (spaces, UTF-8, anything). */
+        return token && token[0] && strnlen(token, RH_V1_TOKEN_MAX + 1) <= RH_V1_TOKEN_MAX;
 }
 
 int rh_v1_write_header(uint8_t *page, const char *token, struct rh_error *err)
 {
-        if (!token || !token_ok(token))
-                return rh_error_set(err, EINVAL, "V1 token must be 1..%u printable characters",
-                                    RH_V1_TOKEN_MAX);
+        if (!rh_v1_token_valid(token))
+                return rh_error_set(err, EINVAL, "V1 token must be 1..%u bytes", RH_V1_TOKEN_MAX);
         memset(page, 0, RH_V1_OFF_JSON);
         memcpy(page, RH_V1_MAGIC, RH_V1_MAGIC_LEN);
         memcpy(page + RH_V1_MAGIC_LEN, token, strlen(token));
         return 0;
 }
 
+size_t rh_v1_token_read(const uint8_t marker[RH_V1_OFF_SEQ], char *buf)
+{
+        size_t n = strnlen((const char *)marker + RH_V1_MAGIC_LEN, RH_V1_TOKEN_MAX);
+
+        memcpy(buf, marker + RH_V1_MAGIC_LEN, n);
+        buf[n] = '\0';
+        return n;
+}
+
+bool rh_v1_marker_matches(const uint8_t marker[RH_V1_OFF_SEQ], const char *token)
+{
+        const uint8_t *t = marker + RH_V1_MAGIC_LEN;
+        size_t n;
+
+        if (memcmp(marker, RH_V1_MAGIC, RH_V1_MAGIC_LEN) != 0 || t[0] == '\0')
+                return false;
+        if (!token)
+                return true;
+        n = strlen(token);
+        /* The token's bytes, then a NUL unless they fill the area to +64. */
+        return n <= RH_V1_TOKEN_MAX && memcmp(t, token, n) == 0 && (n == RH_V1_TOKEN_MAX || t[n] == '\0');
+}
+
 bool rh_v1_matches(const uint8_t *page, size_t len, const char *token)
 {
-        const char *t = (const char *)page + RH_V1_MAGIC_LEN;
-
-        if (len < RH_MAILBOX_SIZE || memcmp(page, RH_V1_MAGIC, RH_V1_MAGIC_LEN) != 0)
-                return false;
-        if (!memchr(t, '\0', RH_V1_OFF_SEQ - RH_V1_MAGIC_LEN))
-                return false;
-        return !token || strcmp(t, token) == 0;
+        return len >= RH_MAILBOX_SIZE && rh_v1_marker_matches(page, token);
 }
 
 /* ---- a strict little JSON reader for one flat object ---- */
@@ -417,6 +429,9 @@ int rh_v1_encode(uint8_t *page, const struct rh_request *req, uint32_t seq, stru
                         rh_ip_format(&g, gw);
                         break;
                 }
+        /* hypeman's guest drops a request whose gateway is empty, silently. */
+        if (!gw[0])
+                return rh_error_set(err, EINVAL, "V1 needs an IPv4 default gateway");
         struct rh_ipaddr a = { .family = 4 };
         memcpy(a.addr, addr->addr, 16);
         rh_ip_format(&a, ip);

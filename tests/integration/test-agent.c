@@ -605,6 +605,8 @@ struct kstate {
         bool up;
         char addrs[8][64]; /* "10.88.0.5/24", global scope only */
         int n_addrs;
+        char ll[4][64]; /* "fe80::ff:fe00:1/64", link scope */
+        int n_ll;
         char routes[16][128]; /* "default via 10.88.0.1 metric 0" */
         int n_routes;
 };
@@ -626,6 +628,9 @@ static void read_kstate(struct kstate *k)
         addrs = ip_json("addr show dev " AGENT_IF);
         json_array_foreach(json_object_get(json_array_get(addrs, 0), "addr_info"), i, e)
         {
+                if (strcmp(json_string_value(json_object_get(e, "scope")) ?: "", "link") == 0 && k->n_ll < 4)
+                        snprintf(k->ll[k->n_ll++], 64, "%s/%d", json_string_value(json_object_get(e, "local")) ?: "?",
+                                 (int)json_integer_value(json_object_get(e, "prefixlen")));
                 if (strcmp(json_string_value(json_object_get(e, "scope")) ?: "", "global") != 0)
                         continue;
                 if (k->n_addrs < 8)
@@ -660,6 +665,32 @@ static bool has(char list[][64], int n, const char *s)
                 if (strcmp(list[i], s) == 0)
                         return true;
         return false;
+}
+
+/* "fe80::<modified EUI-64 of @mac>/64", as `ip` prints it. */
+static void eui64_link_local(const char *mac, char out[64])
+{
+        uint8_t m[6], a[16] = {0xfe, 0x80};
+        char text[INET6_ADDRSTRLEN];
+
+        if (rh_mac_parse(mac, m) < 0)
+                die("bad MAC %s", mac);
+        a[8] = m[0] ^ 0x02, a[9] = m[1], a[10] = m[2], a[11] = 0xff, a[12] = 0xfe;
+        a[13] = m[3], a[14] = m[4], a[15] = m[5];
+        inet_ntop(AF_INET6, a, text, sizeof(text));
+        snprintf(out, 64, "%s/64", text);
+}
+
+/* The link-local address is the new MAC's EUI-64 one and the old MAC's is gone. */
+static void check_link_local(struct kstate *k, const char *mac, const char *old_mac)
+{
+        char want[64], old[64];
+
+        eui64_link_local(mac, want);
+        eui64_link_local(old_mac, old);
+        CHECK(has(k->ll, k->n_ll, want), "link-local %s for MAC %s missing (have %d: %s)", want, mac, k->n_ll,
+              k->n_ll ? k->ll[0] : "none");
+        CHECK(!has(k->ll, k->n_ll, old), "old MAC %s's link-local %s still there", old_mac, old);
 }
 
 static bool has_route(const struct kstate *k, const char *s)
@@ -987,6 +1018,14 @@ static void scenario_main(void)
         CHECK(rh_mailbox_read_ack(page, &ack, NULL) == -ENODATA, "ack without a request");
 
         handoff_ok("handoff 1: vmgenid kmsg line", &clone1, signal_kmsg, RH_SIGNAL_VMGENID_KMSG, true);
+        {
+                /* A live MAC change: the template's EUI-64 link-local address
+                 * is replaced by the clone's. */
+                struct kstate k;
+
+                read_kstate(&k);
+                check_link_local(&k, clone1.mac, TEMPLATE_MAC);
+        }
         line = wait_armed(2);
         fprintf(stderr, "--- re-armed: %s\n", line);
         check_armed_line(line, 2);
@@ -1199,20 +1238,87 @@ static void scenario_dev_kmsg(void)
         munmap(page, RH_MAILBOX_SIZE);
 }
 
+/* The agent's V1 token rules: the same set as `rehome patch --token`. */
+static void scenario_v1_tokens(void)
+{
+        static const char *const ok_tokens[] = {
+                "t",                                         /* 1 byte */
+                "tok \xc3\xa9 \xe2\x86\x92 24 bytes long",                 /* 24 */
+                "a 29 byte token: \xc3\xbc \xc3\xa9 \xe2\x86\x92 ok",      /* 29 */
+                "thirty bytes: \xc3\xbc \xc3\xa9 \xe2\x86\x92 spaces",     /* 30 */
+        };
+        static const size_t lens[] = {1, 24, 29, 30};
+        char mailbox[256];
+
+        fprintf(stderr, "--- V1 tokens: 1, 24, 29, 30 bytes with spaces and UTF-8; 31 refused\n");
+        snprintf(mailbox, sizeof(mailbox), "%s/mailbox-v1-tok", dir);
+        for (size_t i = 0; i < sizeof(ok_tokens) / sizeof(ok_tokens[0]); i++) {
+                char *extra[] = {"--mailbox-format", "v1", "--token", (char *)ok_tokens[i], "--signal", "poll", NULL};
+                char *from_env[] = {"--mailbox-format", "v1", "--signal", "poll", NULL};
+                const char *armed;
+
+                CHECK(strlen(ok_tokens[i]) == lens[i], "token %zu is %zu bytes", i, strlen(ok_tokens[i]));
+                /* --token, then the same token from hypeman's environment variable. */
+                for (int env = 0; env < 2; env++) {
+                        if (env)
+                                setenv("HYPEMAN_RESUME_NETWORK_MAILBOX_TOKEN", ok_tokens[i], 1);
+                        page = map_mailbox(mailbox);
+                        start_agent(mailbox, env ? from_env : extra);
+                        armed = wait_armed(1);
+                        CHECK(rh_v1_matches(page, RH_MAILBOX_SIZE, ok_tokens[i]), "%zu-byte token%s not in the page",
+                              lens[i], env ? " (from the environment)" : "");
+                        CHECK(strstr(armed, " abi=v1") != NULL, "armed line '%s'", armed);
+                        stop_agent();
+                        munmap(page, RH_MAILBOX_SIZE);
+                        unsetenv("HYPEMAN_RESUME_NETWORK_MAILBOX_TOKEN");
+                }
+        }
+        /* 31 bytes: a usage error (exit 2) naming the option, from either source. */
+        for (int env = 0; env < 2; env++) {
+                static const char tok31[] = "thirty bytes: \xc3\xbc \xc3\xa9 \xe2\x86\x92 spacesX";
+                char *extra[] = {"--mailbox-format", "v1", "--token", (char *)tok31, NULL};
+                char *from_env[] = {"--mailbox-format", "v1", NULL};
+                char err_path[256];
+                int status = 0;
+
+                CHECK(strlen(tok31) == 31, "tok31 is %zu bytes", strlen(tok31));
+                if (env)
+                        setenv("HYPEMAN_RESUME_NETWORK_MAILBOX_TOKEN", tok31, 1);
+                snprintf(err_path, sizeof(err_path), "%s/agent.err", dir);
+                if (truncate(err_path, 0) < 0 && errno != ENOENT)
+                        die("truncate %s: %s", err_path, strerror(errno));
+                start_agent(mailbox, env ? from_env : extra);
+                waitpid(agent_pid, &status, 0);
+                agent_pid = -1;
+                unsetenv("HYPEMAN_RESUME_NETWORK_MAILBOX_TOKEN");
+                CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2, "31-byte token: exit status 0x%x", status);
+                CHECK(strstr(slurp(err_path) ?: "",
+                             env ? "HYPEMAN_RESUME_NETWORK_MAILBOX_TOKEN: a V1 token is 1..30 bytes, got 31"
+                                 : "--token: a V1 token is 1..30 bytes, got 31") != NULL,
+                      "31-byte token message: %s", slurp(err_path) ?: "");
+        }
+}
+
+/*
+ * Three generations of V1 forks in a row, the way hypeman's host does them:
+ * every fork writes the JSON, the length and seq = 1; the agent applies,
+ * acks over UDP (stage=applied mac= ip=) and writes seq back to 0, so the
+ * next fork's seq 1 is new again. After each handoff the page holds only
+ * what V1 defines: marker, token, seq 0, the host's length and JSON, zeros.
+ */
 static void scenario_v1(void)
 {
+        static const char token[] = "hypeman \xc3\xa9 token 30 bytes long"; /* 30 bytes: no NUL before +64 */
         char mailbox[256], kmsg[256], line[1024];
-        char *extra[] = {"--mailbox-format", "v1",     "--token", "tok-4242", "--signal",
+        char *extra[] = {"--mailbox-format", "v1",     "--token", (char *)token, "--signal",
                          "vmgenid-kmsg",     "--kmsg", kmsg,      NULL};
-        struct identity id = clone1;
-        struct rh_request req;
-        struct rh_error err = {0};
+        static uint8_t host[RH_MAILBOX_SIZE];
         struct kstate k;
+        char old_mac[32];
         const char *armed;
-        uint64_t deadline;
-        bool done = false;
 
-        fprintf(stderr, "--- hypeman V1 mailbox\n");
+        fprintf(stderr, "--- hypeman V1 mailbox: three generations of forks\n");
+        CHECK(strlen(token) == RH_V1_TOKEN_MAX, "token is %zu bytes", strlen(token));
         snprintf(mailbox, sizeof(mailbox), "%s/mailbox-v1", dir);
         snprintf(kmsg, sizeof(kmsg), "%s/kmsg-v1", dir);
         page = map_mailbox(mailbox);
@@ -1222,34 +1328,77 @@ static void scenario_v1(void)
         kmsg_fifo = open(kmsg, O_RDWR | O_CLOEXEC | O_NONBLOCK);
         start_agent(mailbox, extra);
         armed = wait_armed(1);
-        CHECK(strstr(armed, " token=tok-4242 abi=v1") != NULL, "V1 armed line '%s'", armed);
-        CHECK(rh_v1_matches(page, RH_MAILBOX_SIZE, "tok-4242"), "no V1 header in the page");
+        CHECK(strstr(armed, " abi=v1") != NULL, "V1 armed line '%s'", armed);
+        CHECK(rh_v1_matches(page, RH_MAILBOX_SIZE, token), "no V1 header in the page");
+        read_kstate(&k);
+        snprintf(old_mac, sizeof(old_mac), "%s", k.mac);
 
-        id.mac = "02:bb:00:00:00:07";
-        id.ip4 = "10.88.0.7";
-        id.ip6 = NULL;
-        id.dns = NULL;
-        id.hostname = NULL;
-        id.ifname = AGENT_IF;
-        req = make_request(&id);
-        req.n_routes = 1; /* V1 carries one gateway */
-        drain_listeners();
-        if (rh_v1_encode(page, &req, 1, &err) < 0)
-                die("rh_v1_encode: %s", err.msg);
-        signal_kmsg();
-        /* V1 has no ack record: the UDP line to the gateway is the ack. */
-        CHECK(udp_expect("stage=applied mac=02:bb:00:00:00:07 ip=10.88.0.7", line, sizeof(line), 10000),
-              "no V1 UDP ack");
-        deadline = mono_ms() + 5000;
-        while (mono_ms() < deadline && !done) {
-                read_kstate(&k);
-                done = strcmp(k.mac, id.mac) == 0 && has(k.addrs, k.n_addrs, "10.88.0.7/24");
-                if (!done)
-                        usleep(10000);
+        for (unsigned gen = 1; gen <= 3; gen++) {
+                struct identity id = clone1;
+                struct rh_request req;
+                struct rh_error err = {0};
+                char mac[18], ip4[16], addr[24], want[128];
+                uint32_t len;
+                uint64_t deadline;
+                bool done = false;
+
+                fprintf(stderr, "--- V1 fork generation %u\n", gen);
+                snprintf(mac, sizeof(mac), "02:bb:00:00:00:%02x", gen);
+                snprintf(ip4, sizeof(ip4), "10.88.0.%u", 20 + gen);
+                snprintf(addr, sizeof(addr), "%s/24", ip4);
+                id.mac = mac;
+                id.ip4 = ip4;
+                id.ip6 = NULL;
+                id.dns = NULL;
+                id.hostname = NULL;
+                id.ifname = AGENT_IF;
+                req = make_request(&id);
+                req.n_routes = 1; /* V1 carries one gateway */
+                CHECK(unaligned_read_le32(page + RH_V1_OFF_SEQ) == 0, "gen %u: seq %u before the fork", gen,
+                      unaligned_read_le32(page + RH_V1_OFF_SEQ));
+                drain_listeners();
+                /* hypeman's host: the same seq, 1, for every fork. */
+                if (rh_v1_encode(page, &req, 1, &err) < 0)
+                        die("rh_v1_encode: %s", err.msg);
+                memcpy(host, page, sizeof(host));
+                signal_kmsg();
+                snprintf(want, sizeof(want), "stage=applied mac=%s ip=%s", mac, ip4);
+                CHECK(udp_expect(want, line, sizeof(line), 10000), "gen %u: no V1 UDP ack '%s'", gen, want);
+                CHECK(strstr(line, "nonce=") == NULL, "gen %u: a V1 ack with a nonce: %s", gen, line);
+                /* seq back to 0 once answered (the ack went first). */
+                deadline = mono_ms() + 2000;
+                while (mono_ms() < deadline && unaligned_read_le32(page + RH_V1_OFF_SEQ) != 0)
+                        usleep(1000);
+                CHECK(unaligned_read_le32(page + RH_V1_OFF_SEQ) == 0, "gen %u: seq %u after the ack", gen,
+                      unaligned_read_le32(page + RH_V1_OFF_SEQ));
+                /* Only V1 fields: marker and token as armed, the host's length and
+                 * JSON untouched, zeros after it (no native ack record at 0x0c0). */
+                len = unaligned_read_le32(page + RH_V1_OFF_LEN);
+                CHECK(memcmp(page, host, RH_V1_OFF_SEQ) == 0, "gen %u: marker/token area changed", gen);
+                CHECK(len == unaligned_read_le32(host + RH_V1_OFF_LEN), "gen %u: length changed", gen);
+                CHECK(len < RH_V1_JSON_MAX && memcmp(page + RH_V1_OFF_JSON, host + RH_V1_OFF_JSON, len) == 0,
+                      "gen %u: the host's JSON was overwritten", gen);
+                {
+                        unsigned stray = 0;
+                        for (size_t i = RH_V1_OFF_JSON + len; i < RH_MAILBOX_SIZE; i++)
+                                stray += page[i] != 0;
+                        CHECK(stray == 0, "gen %u: %u non-zero bytes after the V1 JSON (first at 0x%zx)", gen,
+                              stray, (size_t)(RH_V1_OFF_JSON + len));
+                }
+                deadline = mono_ms() + 5000;
+                while (mono_ms() < deadline && !done) {
+                        read_kstate(&k);
+                        done = strcmp(k.mac, mac) == 0 && has(k.addrs, k.n_addrs, addr);
+                        if (!done)
+                                usleep(10000);
+                }
+                dump_kstate(&k);
+                CHECK(done, "gen %u: V1 identity not applied", gen);
+                CHECK(has_route(&k, "default via 10.88.0.1 metric 0"), "gen %u: V1 default route", gen);
+                CHECK(k.n_addrs == 1, "gen %u: %d global addresses, want 1", gen, k.n_addrs);
+                check_link_local(&k, mac, old_mac);
+                snprintf(old_mac, sizeof(old_mac), "%s", mac);
         }
-        dump_kstate(&k);
-        CHECK(done, "V1 identity not applied");
-        CHECK(has_route(&k, "default via 10.88.0.1 metric 0"), "V1 default route");
         stop_agent();
         munmap(page, RH_MAILBOX_SIZE);
 }
@@ -1278,6 +1427,7 @@ int main(int argc, char **argv)
         scenario_main();
         scenario_spin();
         scenario_dev_kmsg();
+        scenario_v1_tokens();
         scenario_v1();
 
         if (failures) {

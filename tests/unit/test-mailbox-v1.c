@@ -109,6 +109,7 @@ static void assert_v1_equal(const struct rh_request *a, const struct rh_request 
 
 static void test_layout(void **state)
 {
+        static uint8_t before[RH_MAILBOX_SIZE];
         struct rh_request req, got;
         struct rh_error err = {};
         uint32_t seq = 0;
@@ -155,12 +156,16 @@ static void test_layout(void **state)
                             "\"ipv4\":\"10.0.0.5\",\"prefix\":24,\"gateway\":\"10.0.0.1\"}");
         assert_int_equal(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), 0);
         assert_v1_equal(&got, &req);
-        /* Without a default route, the gateway is "". */
+        /* Without an IPv4 default gateway there is no V1 request: hypeman's
+         * guest drops "gateway":"" without a word. The page is left alone. */
+        memcpy(before, page, sizeof(page));
         req.n_routes = 0;
-        assert_int_equal(rh_v1_encode(page, &req, 3, &err), 0);
-        assert_non_null(strstr((const char *)page + 72, "\"gateway\":\"\""));
-        assert_int_equal(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), 0);
-        assert_v1_equal(&got, &req);
+        assert_err(rh_v1_encode(page, &req, 3, &err), err, EINVAL, "V1 needs an IPv4 default gateway");
+        req.n_routes = 1;
+        req.routes[0].family = 6;
+        memcpy(req.routes[0].gateway, "\xfe\x80\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+        assert_err(rh_v1_encode(page, &req, 3, &err), err, EINVAL, "V1 needs an IPv4 default gateway");
+        assert_memory_equal(page, before, sizeof(page));
 }
 
 static void test_encode_choices(void **state)
@@ -249,38 +254,89 @@ static void test_header(void **state)
         memset(page, 0xee, sizeof(page));
         memset(tok, 'x', sizeof(tok));
         tok[RH_V1_TOKEN_MAX] = '\0';
+        assert_int_equal(RH_V1_TOKEN_MAX, 30);
         assert_int_equal(rh_v1_write_header(page, tok, &err), 0);
         assert_memory_equal(page + 34, tok, RH_V1_TOKEN_MAX);
-        assert_int_equal(page[34 + RH_V1_TOKEN_MAX], 0); /* offset 63: the NUL still fits */
+        assert_int_equal(page[63], 'x'); /* a 30-byte token fills +34..+63: no NUL */
+        for (unsigned i = 64; i < RH_V1_OFF_JSON; i++)
+                assert_int_equal(page[i], 0);
         assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, tok));
+        assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, NULL));
+        tok[29] = '\0';
+        assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, tok)); /* a prefix is not the token */
         memset(page, 0xee, sizeof(page));
+        tok[29] = 'x';
         tok[RH_V1_TOKEN_MAX] = 'x';
         tok[RH_V1_TOKEN_MAX + 1] = '\0';
-        assert_err(rh_v1_write_header(page, tok, &err), err, EINVAL,
-                   "V1 token must be 1..29 printable characters");
-        assert_err(rh_v1_write_header(page, "", &err), err, EINVAL,
-                   "V1 token must be 1..29 printable characters");
-        assert_err(rh_v1_write_header(page, "a b", &err), err, EINVAL,
-                   "V1 token must be 1..29 printable characters");
-        assert_err(rh_v1_write_header(page, "tab\t", &err), err, EINVAL,
-                   "V1 token must be 1..29 printable characters");
-        assert_err(rh_v1_write_header(page, NULL, &err), err, EINVAL,
-                   "V1 token must be 1..29 printable characters");
+        assert_false(rh_v1_token_valid(tok));
+        assert_err(rh_v1_write_header(page, tok, &err), err, EINVAL, "V1 token must be 1..30 bytes");
+        assert_err(rh_v1_write_header(page, "", &err), err, EINVAL, "V1 token must be 1..30 bytes");
+        assert_err(rh_v1_write_header(page, NULL, &err), err, EINVAL, "V1 token must be 1..30 bytes");
+        /* 31 bytes of UTF-8 (15 two-byte characters + 1): refused. */
+        assert_false(rh_v1_token_valid("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                                       "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9x"));
         for (unsigned i = 0; i < RH_MAILBOX_SIZE; i++)
                 assert_int_equal(page[i], 0xee);
 
-        /* matches: magic with a different last byte, token without NUL. */
+        /* matches: magic with a different last byte; an empty token; a token
+         * that fills the area (no NUL) is hypeman's 30-byte token. */
         v1_page("{}", 1);
         assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, "tok"));
         page[33] = ' ';
         assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, NULL));
         page[33] = '\0';
-        memset(page + 34, 'a', RH_V1_OFF_SEQ - 34);
+        memset(page + 34, 0, RH_V1_OFF_SEQ - 34);
         assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, NULL));
+        memset(page + 34, 'a', RH_V1_OFF_SEQ - 34);
+        assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, NULL));
+        assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
         /* A rehome page is not a V1 page. */
         memset(page, 0, sizeof(page));
         memcpy(page, "REHOMEMB", 8);
         assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, NULL));
+}
+
+/* Tokens of 1, 24, 29 and 30 bytes, with spaces and UTF-8, the same set as
+ * hypeman's: written, matched exactly, read back and decoded; 31 refused. */
+static void test_token_sizes(void **state)
+{
+        static const char *const tokens[] = {
+                "t",                                         /* 1 */
+                "clone 7 \xc3\xa9t\xc3\xa9 \xe2\x86\x92 fork t",           /* 24 */
+                "spaces and UTF-8: \xe2\x82\xac and \xc3\xa9!",          /* 29 */
+                "0123456789 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 0123456789", /* 30 */
+        };
+        static const size_t lens[] = {1, 24, 29, 30};
+        struct rh_request req, got;
+        struct rh_error err = {};
+        char back[RH_V1_TOKEN_MAX + 1];
+
+        for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
+                assert_int_equal(strlen(tokens[i]), lens[i]);
+                assert_true(rh_v1_token_valid(tokens[i]));
+                memset(page, 0xee, sizeof(page));
+                assert_int_equal(rh_v1_write_header(page, tokens[i], &err), 0);
+                assert_memory_equal(page + 34, tokens[i], lens[i]);
+                for (size_t k = 34 + lens[i]; k < RH_V1_OFF_JSON; k++)
+                        assert_int_equal(page[k], 0);
+                assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, tokens[i]));
+                assert_int_equal(rh_v1_token_read(page, back), lens[i]);
+                assert_string_equal(back, tokens[i]);
+                v1_request(&req);
+                assert_int_equal(rh_v1_encode(page, &req, 1, &err), 0);
+                assert_true(rh_v1_matches(page, RH_MAILBOX_SIZE, tokens[i]));
+                assert_int_equal(rh_v1_decode(page, RH_MAILBOX_SIZE, &got, NULL, &err), 0);
+                assert_v1_equal(&got, &req);
+        }
+        /* Another token of the same length, and one a byte longer, do not match. */
+        assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, "0123456789 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa8 0123456789"));
+        assert_false(rh_v1_matches(page, RH_MAILBOX_SIZE, "0123456789 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 0123456789x"));
+        assert_false(rh_v1_token_valid("0123456789 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 0123456789x"));
+        memset(page, 0xee, sizeof(page));
+        assert_err(rh_v1_write_header(page, "0123456789 \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 0123456789x", &err), err,
+                   EINVAL, "V1 token must be 1..30 bytes");
+        assert_int_equal(page[0], 0xee);
 }
 
 static void test_decode_good(void **state)
@@ -461,7 +517,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_layout),     cmocka_unit_test(test_encode_choices),
-                cmocka_unit_test(test_header),     cmocka_unit_test(test_decode_good),
+                cmocka_unit_test(test_header),     cmocka_unit_test(test_token_sizes),     cmocka_unit_test(test_decode_good),
                 cmocka_unit_test(test_decode_bad),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

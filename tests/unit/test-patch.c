@@ -21,11 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "rehome/ack.h"
 #include "rehome/patch.h"
 #include "unaligned.h"
 
@@ -712,6 +714,190 @@ static void test_pid_patch(void **state)
         rh_layout_free(l);
 }
 
+/* A V1 marker (magic + @tok, NUL-padded to +64, seq and length 0) at file offset @off. */
+static void put_v1_marker(uint64_t off, const char *tok)
+{
+        uint8_t m[RH_V1_OFF_JSON] = {};
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+        memcpy(m, RH_V1_MAGIC, RH_V1_MAGIC_LEN);
+        memcpy(m + RH_V1_MAGIC_LEN, tok, strlen(tok));
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, m, sizeof(m), (off_t)off), (ssize_t)sizeof(m));
+        close(fd);
+}
+
+static void get_bytes(uint64_t off, void *buf, size_t len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+        close(fd);
+}
+
+#define V1_TOK30 "thirty bytes: \xc3\xbc \xc3\xa9 \xe2\x86\x92 spaces"
+
+/* hypeman's V1 marker at any byte offset: found by token, patched where it is. */
+static void test_v1_locate_patch(void **state)
+{
+        struct rh_layout *l = layout_of("regions:0:3M,0x100000000:1M");
+        struct rh_target *t = NULL;
+        struct rh_target_stats st;
+        struct rh_error err = {};
+        struct rh_request req;
+        static uint8_t before[4 * MiB], after[4 * MiB];
+        uint8_t head[RH_V1_OFF_JSON];
+        uint64_t gpa = 0;
+        uint32_t seq = 0;
+
+        make_file(4 * MiB);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, NULL, true, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no V1 marker in 0x400000 bytes of guest RAM");
+
+        put_v1_marker(0x123457, "decoy");           /* another token, first in gpa order */
+        put_v1_marker(MiB - 20, "boundary");        /* across the first 1 MiB read */
+        put_v1_marker(0x2abcdf, V1_TOK30);          /* ours: odd offset, 30 bytes, no NUL */
+        put_v1_marker(3 * MiB - 100, "tail");       /* its 4 KiB would leave the region */
+        put_v1_marker(3 * MiB + 0x123, "region 2"); /* gpa 0x100000123 */
+
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, V1_TOK30, true, &gpa, &err), 0);
+        assert_int_equal(gpa, 0x2abcdf);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 3 + 1); /* three overlapping chunks, then the 4 KiB confirm */
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, "boundary", true, &gpa, &err), 0);
+        assert_int_equal(gpa, MiB - 20);
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, NULL, true, &gpa, &err), 0);
+        assert_int_equal(gpa, MiB - 20);
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, "region 2", true, &gpa, &err), 0);
+        assert_int_equal(gpa, 0x100000123ull);
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, "tail", true, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no V1 marker with that token in 0x400000 bytes of guest RAM");
+        /* A prefix of the token is not the token; 31 bytes is not a token. */
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, "thirty bytes", true, &gpa, &err), -ENOENT);
+        assert_int_equal(rh_v1_locate(t, RH_GPA_NONE, V1_TOK30 "x", true, &gpa, &err), -EINVAL);
+        assert_string_equal(err.msg, "V1 token must be 1..30 bytes");
+
+        /* The hint is the marker's exact address, any alignment: one 4 KiB read. */
+        rh_target_reset_stats(t);
+        assert_int_equal(rh_v1_locate(t, 0x2abcdf, V1_TOK30, false, &gpa, &err), 0);
+        rh_target_get_stats(t, &st);
+        assert_int_equal(st.read_calls, 1);
+        assert_int_equal(st.bytes_read, RH_MAILBOX_SIZE);
+        assert_int_equal(rh_v1_locate(t, 0x2abce0, V1_TOK30, false, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no V1 marker with that token at gpa 0x2abce0");
+        assert_int_equal(rh_v1_locate(t, 0x2abce0, V1_TOK30, true, &gpa, &err), 0);
+        assert_int_equal(gpa, 0x2abcdf);
+
+        /* Patch: length + JSON, then seq 1; no byte outside the V1 buffer changes. */
+        get_bytes(0, before, sizeof(before));
+        make_request(&req);
+        req.has_ack_udp = true;
+        req.ack_port = 7777;
+        assert_int_equal(rh_v1_patch(t, 0x2abcdf, V1_TOK30, &req, &seq, &err), 0);
+        assert_int_equal(seq, 1);
+        get_bytes(0, after, sizeof(after));
+        assert_memory_equal(after, before, 0x2abcdf + RH_V1_OFF_SEQ);
+        assert_memory_equal(after + 0x2abcdf + RH_MAILBOX_SIZE, before + 0x2abcdf + RH_MAILBOX_SIZE,
+                            sizeof(after) - 0x2abcdf - RH_MAILBOX_SIZE);
+        assert_int_equal(unaligned_read_le32(after + 0x2abcdf + RH_V1_OFF_SEQ), 1);
+        static const char json[] = "{\"interface_name\":\"eth0\",\"mac\":\"02:00:00:00:00:05\",\"ipv4\":\"10.0.0.5\","
+                                   "\"prefix\":24,\"gateway\":\"10.0.0.1\",\"ack_port\":7777}";
+        assert_int_equal(unaligned_read_le32(after + 0x2abcdf + RH_V1_OFF_LEN), strlen(json));
+        assert_memory_equal(after + 0x2abcdf + RH_V1_OFF_JSON, json, strlen(json));
+        for (size_t i = RH_V1_OFF_JSON + strlen(json); i < RH_MAILBOX_SIZE; i++)
+                assert_int_equal(after[0x2abcdf + i], 0);
+        /* The guest answered (seq 0); the next host writes seq 1 again. */
+        memset(after + 0x2abcdf + RH_V1_OFF_SEQ, 0, 4);
+        {
+                int fd = open(path, O_WRONLY | O_CLOEXEC);
+                assert_int_equal(pwrite(fd, after + 0x2abcdf + RH_V1_OFF_SEQ, 4, 0x2abcdf + RH_V1_OFF_SEQ), 4);
+                close(fd);
+        }
+        seq = 0;
+        assert_int_equal(rh_v1_patch(t, 0x2abcdf, V1_TOK30, &req, &seq, &err), 0);
+        assert_int_equal(seq, 1);
+        get_bytes(0x2abcdf, head, sizeof(head));
+        assert_int_equal(unaligned_read_le32(head + RH_V1_OFF_SEQ), 1);
+        /* Wrong token, wrong place, a request V1 cannot carry: nothing written. */
+        get_bytes(0, before, sizeof(before));
+        assert_int_equal(rh_v1_patch(t, 0x2abcdf, "decoy", &req, &seq, &err), -ENOENT);
+        assert_string_equal(err.msg, "no V1 marker with that token at gpa 0x2abcdf");
+        req.n_routes = 0;
+        assert_int_equal(rh_v1_patch(t, 0x2abcdf, V1_TOK30, &req, &seq, &err), -EINVAL);
+        assert_string_equal(err.msg, "V1 needs an IPv4 default gateway");
+        get_bytes(0, after, sizeof(after));
+        assert_memory_equal(after, before, sizeof(after));
+
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
+/* rh_ack_wait in V1 mode over a datagram socket pair: hypeman's matching rule. */
+static int v1_wait(const char *const *lines, struct rh_ack_wait_result *res, struct rh_error *err)
+{
+        int sv[2], r;
+        struct rh_ack_wait_opts o = {.timeout_ms = 100, .v1 = true};
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        for (size_t i = 0; lines[i]; i++)
+                assert_int_equal(send(sv[1], lines[i], strlen(lines[i]), 0), (ssize_t)strlen(lines[i]));
+        o.udp_fd = sv[0];
+        assert_int_equal(rh_mac_parse("02:ab:00:00:00:07", o.v1_mac), 0);
+        assert_int_equal(rh_ip_parse("10.7.0.7", &o.v1_ip, NULL), 0);
+        r = rh_ack_wait(&o, res, err);
+        close(sv[0]);
+        close(sv[1]);
+        return r;
+}
+
+static void test_v1_ack_wait(void **state)
+{
+        struct rh_ack_wait_result res;
+        struct rh_error err = {};
+        static const char *const plain[] = {"stage=applied mac=02:ab:00:00:00:07 ip=10.7.0.7", NULL};
+        static const char *const older[] = {"stage=signal_seen", "stage=mailbox_seen", "stage=netlink_start",
+                                            "stage=netlink_done", "STAGE=APPLIED MAC=02:AB:00:00:00:07 IP=10.7.0.7\n",
+                                            NULL};
+        static const char *const rehome[] = {"stage=mailbox mac=02:ab:00:00:00:07 ip=10.7.0.7 seq=1",
+                                             "stage=applied mac=02:ab:00:00:00:07 ip=10.7.0.7/24 seq=1 signal=poll",
+                                             NULL};
+        static const char *const foreign[] = {"stage=applied mac=02:ab:00:00:00:08 ip=10.7.0.7",
+                                              "stage=applied mac=02:ab:00:00:00:07 ip=10.7.0.70",
+                                              "stage=applied mac=02:ab:00:00:00:07",
+                                              "stage=error status=invalid seq=1 error=\"x\"", "garbage", NULL};
+        static const char *const progress[] = {"stage=netlink_done", "stage=mailbox_seen", NULL};
+
+        assert_int_equal(v1_wait(plain, &res, &err), 0);
+        assert_true(res.applied && res.have_line && res.channel == RH_ACK_CHANNEL_UDP);
+        assert_string_equal(res.line.mac, "02:ab:00:00:00:07");
+        assert_string_equal(res.line.ip, "10.7.0.7");
+        assert_int_equal(v1_wait(older, &res, &err), 0);
+        assert_true(res.applied && res.saw_read);
+        assert_int_equal(res.foreign_lines, 0);
+        assert_int_equal(v1_wait(rehome, &res, &err), 0);
+        assert_true(res.applied && res.saw_read);
+        assert_int_equal(v1_wait(foreign, &res, &err), -ETIMEDOUT);
+        assert_int_equal(res.foreign_lines, 5);
+        assert_false(res.have_line);
+        assert_string_equal(err.msg, "no ack within 100 ms: only UDP lines for other requests or unparsable ones");
+        assert_int_equal(v1_wait(progress, &res, &err), -ETIMEDOUT);
+        assert_true(res.saw_read);
+        assert_string_equal(err.msg,
+                            "no ack within 100 ms: the agent read the request but never finished applying it");
+
+        /* V1 has no record: a mailbox target, or no socket, is refused. */
+        struct rh_ack_wait_opts o = {.timeout_ms = 100, .v1 = true, .udp_fd = -1, .v1_ip = {.family = 4}};
+        assert_int_equal(rh_ack_wait(&o, &res, &err), -EINVAL);
+        o.udp_fd = 0;
+        o.target = (struct rh_target *)&o; /* never read: refused first */
+        assert_int_equal(rh_ack_wait(&o, &res, &err), -EINVAL);
+        assert_string_equal(err.msg, "wait for a V1 ack: UDP only (a V1 page has no ack record), an IPv4 address "
+                                     "and a timeout > 0");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -722,6 +908,8 @@ int main(void)
                 cmocka_unit_test_teardown(test_overlay, teardown),
                 cmocka_unit_test_teardown(test_file_ack_and_prearm, teardown),
                 cmocka_unit_test_teardown(test_pid_patch, teardown),
+                cmocka_unit_test_teardown(test_v1_locate_patch, teardown),
+                cmocka_unit_test(test_v1_ack_wait),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
