@@ -42,11 +42,17 @@ struct rh_layout;
 
 /*
  * rh_layout_parse - build a layout from a spec string:
+ *   Firecracker v1.13.0 and later (the PCIe-era address map):
  *   "firecracker:SIZE" = "firecracker-x86_64:SIZE"   RAM [0,3G) [4G,256G) [512G,..)
+ *   "firecracker-aarch64:SIZE"                        RAM [2G,256G) [512G,..), at most 1022G
+ *     either with ",hotplug=TOTAL[@GPA]" (v1.14.0+ virtio-mem, total_size_mib):
+ *     the region [GPA, GPA+TOTAL) (GPA default 512G) right after DRAM in the file
+ *   Firecracker v0.23.0 to v1.12.1:
  *   "firecracker-x86_64-legacy:SIZE"                  RAM [0,0xd0000000) [4G,..)
- *   "firecracker-aarch64:SIZE"                        RAM [2G,256G) [512G,..)
+ *   "firecracker-aarch64-legacy:SIZE"                 RAM [2G, 2G+min(SIZE,1022G)), no gap
  *   "qemu-q35:SIZE", "qemu-pc:SIZE"                   QEMU 7.2 split, see rh_layout_new_qemu
  *   "cloud-hypervisor:PATH"                           PATH = state.json or the snapshot dir
+ *                                                     (config.json beside it names zone files)
  *   "regions:GPA:SIZE[,GPA:SIZE...]" or just "GPA:SIZE[,...]"  (file offsets back to back)
  *   "flat"                                            gpa == offset, unbounded
  * SIZE and GPA are decimal or 0x-hex, with an optional binary suffix K, M,
@@ -67,22 +73,39 @@ struct rh_layout;
 int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_error *err);
 
 /*
- * rh_layout_new_firecracker - Firecracker's RAM regions for @mem_size bytes,
- * back to back in the snapshot memory file (as Firecracker writes it and
- * maps it on restore).
+ * rh_layout_new_firecracker - Firecracker's RAM regions for @mem_size bytes
+ * (v1.13.0 and later), back to back in the snapshot memory file (as
+ * Firecracker writes it and maps it on restore).
  * @mem_size:   guest memory in bytes (mem_size_mib << 20), 1..RH_LAYOUT_MAX_MEM
- * @aarch64:    false: x86_64; true: aarch64 (DRAM at 2 GiB, at most 1022 GiB)
+ * @aarch64:    false: x86_64; true: aarch64 (DRAM at 2 GiB; like Firecracker,
+ *              truncated to 1022 GiB)
  * Returns 0, -EINVAL (size 0, too large), -ENOMEM.
  */
 int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
                               struct rh_error *err);
 
 /*
- * rh_layout_new_firecracker_legacy - x86_64 layout of Firecracker releases
- * before the PCIe-era address map: RAM below 0xd0000000 (a 768 MiB MMIO gap
- * under 4 GiB), the rest from 4 GiB. Same returns as above.
+ * rh_layout_new_firecracker_legacy - the address map of Firecracker v0.23.0
+ * to v1.12.1 (before the PCIe-era map of v1.13.0):
+ *   x86_64:  RAM below 0xd0000000 (a 768 MiB MMIO gap under 4 GiB), the rest
+ *            from 4 GiB, no 64-bit gap;
+ *   aarch64: one region [2 GiB, 2 GiB + min(size, 1022 GiB)), no gap.
+ * Same returns as above.
  */
-int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err);
+int rh_layout_new_firecracker_legacy(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
+                                     struct rh_error *err);
+
+/*
+ * rh_layout_add_firecracker_hotplug - append Firecracker's (v1.14.0+)
+ * virtio-mem region [@gpa, @gpa + @size) to a firecracker-x86_64/-aarch64
+ * layout. Firecracker dumps it whole right after DRAM (unplugged slots are
+ * holes of the file). @size is the device's total_size_mib << 20; @gpa is
+ * where Firecracker allocated it (512 GiB unless DRAM reaches past it).
+ * Returns 0, -EINVAL (other layout kind, already added, size 0, @gpa not
+ * 128 MiB-aligned, overlapping or below DRAM, past the caps), -E2BIG.
+ */
+int rh_layout_add_firecracker_hotplug(struct rh_layout *layout, uint64_t gpa, uint64_t size,
+                                      struct rh_error *err);
 
 /*
  * rh_layout_new_qemu - QEMU 7.2 pc (i440fx) or q35 with the whole RAM in one

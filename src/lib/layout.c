@@ -29,6 +29,7 @@ struct rh_layout {
         const char *kind;
         bool flat;
         size_t n;
+        size_t n_hotplug; /* 1 when the last region is Firecracker's virtio-mem region */
         struct rh_region regions[RH_LAYOUT_MAX_REGIONS];
 };
 
@@ -40,6 +41,9 @@ struct rh_layout {
 #define FC_MMIO64_END             (512 * GiB)
 #define FC_ARM_DRAM_START         (2 * GiB)
 #define FC_ARM_DRAM_MAX           (1022 * GiB)
+/* v1.14.0+: virtio-mem region, allocated past the 64-bit MMIO gap, slot-aligned. */
+#define FC_VIRTIO_MEM_START       FC_MMIO64_END
+#define FC_VIRTIO_MEM_ALIGN       (128ull << 20)
 
 /* QEMU 7.2 hw/i386/pc_q35.c and pc_piix.c, default max-ram-below-4g. */
 #define QEMU_Q35_LOWMEM_SMALL 0xb0000000ull
@@ -113,6 +117,15 @@ static int push_with_gaps(struct rh_layout *l, uint64_t start, uint64_t size, co
         return 0;
 }
 
+/*
+ * Firecracker truncates aarch64 DRAM to DRAM_MEM_MAX_SIZE (with a warning)
+ * instead of refusing it, so the memory file holds min(size, 1022 GiB).
+ */
+static uint64_t fc_arm_dram_size(uint64_t mem_size)
+{
+        return mem_size < FC_ARM_DRAM_MAX ? mem_size : FC_ARM_DRAM_MAX;
+}
+
 int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
                               struct rh_error *err)
 {
@@ -124,14 +137,15 @@ int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout 
         _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         int r;
 
-        r = check_mem_size(kind, mem_size, aarch64 ? FC_ARM_DRAM_MAX : RH_LAYOUT_MAX_MEM, err);
+        r = check_mem_size(kind, mem_size, RH_LAYOUT_MAX_MEM, err);
         if (r < 0)
                 return r;
         r = layout_alloc(kind, &l, err);
         if (r < 0)
                 return r;
         if (aarch64)
-                r = push_with_gaps(l, FC_ARM_DRAM_START, mem_size, arm_gap_start, arm_gap_end, 1, err);
+                r = push_with_gaps(l, FC_ARM_DRAM_START, fc_arm_dram_size(mem_size), arm_gap_start,
+                                   arm_gap_end, 1, err);
         else
                 r = push_with_gaps(l, 0, mem_size, x86_gap_start, x86_gap_end, 2, err);
         if (r < 0)
@@ -140,24 +154,75 @@ int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout 
         return 0;
 }
 
-int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err)
+int rh_layout_new_firecracker_legacy(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
+                                     struct rh_error *err)
 {
         static const uint64_t gap_start[] = {FC_X86_LEGACY_MMIO_START};
         static const uint64_t gap_end[] = {FC_FIRST_ADDR_PAST_32BITS};
+        const char *kind = aarch64 ? "firecracker-aarch64-legacy" : "firecracker-x86_64-legacy";
         _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
         int r;
 
-        r = check_mem_size("firecracker-x86_64-legacy", mem_size, RH_LAYOUT_MAX_MEM, err);
+        r = check_mem_size(kind, mem_size, RH_LAYOUT_MAX_MEM, err);
         if (r < 0)
                 return r;
-        r = layout_alloc("firecracker-x86_64-legacy", &l, err);
+        r = layout_alloc(kind, &l, err);
         if (r < 0)
                 return r;
-        r = push_with_gaps(l, 0, mem_size, gap_start, gap_end, 1, err);
+        /* Up to v1.12.1, aarch64 DRAM is one region from 2 GiB: no 64-bit MMIO gap. */
+        if (aarch64)
+                r = layout_push(l, FC_ARM_DRAM_START, fc_arm_dram_size(mem_size), err);
+        else
+                r = push_with_gaps(l, 0, mem_size, gap_start, gap_end, 1, err);
         if (r < 0)
                 return r;
         *ret_layout = TAKE_PTR(l);
         return 0;
+}
+
+/* Layout kinds of the Firecracker releases that can have a virtio-mem region. */
+static bool fc_has_hotplug(const struct rh_layout *l)
+{
+        return !l->flat && (strcmp(l->kind, "firecracker-x86_64") == 0 || strcmp(l->kind, "firecracker-aarch64") == 0);
+}
+
+int rh_layout_add_firecracker_hotplug(struct rh_layout *layout, uint64_t gpa, uint64_t size,
+                                      struct rh_error *err)
+{
+        const struct rh_region *last;
+        uint64_t total = 0;
+
+        if (!fc_has_hotplug(layout))
+                return rh_error_set(err, EINVAL,
+                                    "hotplug: only Firecracker v1.14.0+ layouts (firecracker-x86_64, "
+                                    "firecracker-aarch64) have a virtio-mem region, not %s",
+                                    layout->kind);
+        if (layout->n_hotplug > 0)
+                return rh_error_set(err, EINVAL, "hotplug: the layout has a virtio-mem region already");
+        if (size == 0)
+                return rh_error_set(err, EINVAL, "hotplug: size 0");
+        if (gpa % FC_VIRTIO_MEM_ALIGN != 0)
+                return rh_error_set(err, EINVAL,
+                                    "hotplug: gpa 0x%" PRIx64 " is not a multiple of 128 MiB (Firecracker "
+                                    "aligns the virtio-mem region to its slot size)",
+                                    gpa);
+        if (gpa >= RH_LAYOUT_GPA_LIMIT || size > RH_LAYOUT_GPA_LIMIT - gpa)
+                return rh_error_set(err, EINVAL, "hotplug: 0x%" PRIx64 "+0x%" PRIx64 " ends past gpa 0x%llx",
+                                    gpa, size, RH_LAYOUT_GPA_LIMIT);
+        last = &layout->regions[layout->n - 1];
+        if (gpa < last->gpa + last->size)
+                return rh_error_set(err, EINVAL,
+                                    "hotplug: region 0x%" PRIx64 "-0x%" PRIx64 " overlaps or precedes DRAM "
+                                    "(ends at 0x%" PRIx64 "); give its base from the snapshot: hotplug=SIZE@GPA",
+                                    gpa, gpa + size, last->gpa + last->size);
+        for (size_t i = 0; i < layout->n; i++)
+                total += layout->regions[i].size;
+        if (size > RH_LAYOUT_MAX_MEM - total)
+                return rh_error_set(err, EINVAL, "hotplug: DRAM and virtio-mem add up to more than 0x%llx bytes",
+                                    RH_LAYOUT_MAX_MEM);
+        /* Firecracker dumps the whole region after DRAM (unplugged slots are holes of the file). */
+        layout->n_hotplug = 1;
+        return layout_push(layout, gpa, size, err);
 }
 
 int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err)
@@ -403,7 +468,7 @@ static int parse_number(const char **p, const char *what, uint64_t *ret, struct 
         default:
                 break;
         }
-        if (*s != '\0' && *s != ',' && *s != ':')
+        if (*s != '\0' && *s != ',' && *s != ':' && *s != '@')
                 return rh_error_set(err, EINVAL, "%s \"%s\": unexpected '%c'", what, *p, *s);
         if (shift && v > (UINT64_MAX >> shift))
                 return rh_error_set(err, ERANGE, "%s \"%s\": number too large", what, *p);
@@ -448,7 +513,7 @@ static int parse_regions(const char *s, struct rh_layout **ret_layout, struct rh
                 r = parse_number(&p, what, &regions[n].size, err);
                 if (r < 0)
                         return r;
-                if (*p == ':')
+                if (*p != '\0' && *p != ',')
                         return rh_error_set(err, EINVAL, "%s: expected GPA:SIZE", what);
                 regions[n].offset = 0;
                 n++;
@@ -459,6 +524,51 @@ static int parse_regions(const char *s, struct rh_layout **ret_layout, struct rh
         r = rh_layout_new_regions(regions, n, ret_layout, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "regions");
+        return 0;
+}
+
+/*
+ * "SIZE" or "SIZE,hotplug=TOTAL[@GPA]" after a Firecracker kind: DRAM, then
+ * (v1.14.0+) the virtio-mem region Firecracker dumps after it.
+ */
+static int parse_firecracker(const char *arg, const char *kind, int which, struct rh_layout **ret_layout,
+                             struct rh_error *err)
+{
+        _cleanup_(rh_layout_freep) struct rh_layout *l = NULL;
+        uint64_t size, hp_size, hp_gpa = FC_VIRTIO_MEM_START;
+        const char *p = arg;
+        int r;
+
+        r = parse_number(&p, kind, &size, err);
+        if (r < 0)
+                return r;
+        if (*p != '\0' && strncmp(p, ",hotplug=", 9) != 0)
+                return rh_error_set(err, EINVAL, "%s: trailing \"%s\" after the memory size", kind, p);
+        if (which == 2 || which == 3) /* legacy */
+                r = rh_layout_new_firecracker_legacy(size, which == 3, &l, err);
+        else
+                r = rh_layout_new_firecracker(size, which == 1, &l, err);
+        if (r < 0)
+                return r;
+        if (*p != '\0') {
+                p += 9;
+                r = parse_number(&p, "hotplug", &hp_size, err);
+                if (r < 0)
+                        return r;
+                if (*p == '@') {
+                        p++;
+                        r = parse_number(&p, "hotplug", &hp_gpa, err);
+                        if (r < 0)
+                                return r;
+                }
+                if (*p != '\0')
+                        return rh_error_set(err, EINVAL, "%s: trailing \"%s\" after hotplug=SIZE[@GPA]", kind,
+                                            p);
+                r = rh_layout_add_firecracker_hotplug(l, hp_gpa, hp_size, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "%s", kind);
+        }
+        *ret_layout = TAKE_PTR(l);
         return 0;
 }
 
@@ -499,10 +609,11 @@ int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_e
                 {"firecracker-x86_64:", 0},
                 {"firecracker-aarch64:", 1},
                 {"firecracker-x86_64-legacy:", 2},
-                {"qemu-q35:", 3},
-                {"qemu-pc:", 4},
-                {"cloud-hypervisor:", 5},
-                {"regions:", 6},
+                {"firecracker-aarch64-legacy:", 3},
+                {"qemu-q35:", 4},
+                {"qemu-pc:", 5},
+                {"cloud-hypervisor:", 6},
+                {"regions:", 7},
         };
         uint64_t size;
         int r;
@@ -518,33 +629,29 @@ int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_e
 
                 if (strncmp(spec, kinds[i].prefix, plen) != 0)
                         continue;
-                if (kinds[i].kind == 5)
-                        return parse_cloud_hypervisor(arg, ret_layout, err);
-                if (kinds[i].kind == 6)
-                        return parse_regions(arg, ret_layout, err);
                 snprintf(kind, sizeof(kind), "%.*s", (int)plen - 1, kinds[i].prefix);
-                r = parse_size(arg, kind, &size, err);
-                if (r < 0)
-                        return r;
                 switch (kinds[i].kind) {
-                case 0:
-                        return rh_layout_new_firecracker(size, false, ret_layout, err);
-                case 1:
-                        return rh_layout_new_firecracker(size, true, ret_layout, err);
-                case 2:
-                        return rh_layout_new_firecracker_legacy(size, ret_layout, err);
-                case 3:
-                        return rh_layout_new_qemu(true, size, ret_layout, err);
+                case 6:
+                        return parse_cloud_hypervisor(arg, ret_layout, err);
+                case 7:
+                        return parse_regions(arg, ret_layout, err);
+                case 4:
+                case 5:
+                        r = parse_size(arg, kind, &size, err);
+                        if (r < 0)
+                                return r;
+                        return rh_layout_new_qemu(kinds[i].kind == 4, size, ret_layout, err);
                 default:
-                        return rh_layout_new_qemu(false, size, ret_layout, err);
+                        return parse_firecracker(arg, kind, kinds[i].kind, ret_layout, err);
                 }
         }
         /* A bare region list: "GPA:SIZE[,GPA:SIZE...]". */
         if (spec[0] >= '0' && spec[0] <= '9')
                 return parse_regions(spec, ret_layout, err);
         return rh_error_set(err, EINVAL,
-                            "unknown layout \"%s\" (firecracker[-x86_64|-aarch64|-x86_64-legacy]:SIZE, "
-                            "qemu-q35:SIZE, qemu-pc:SIZE, cloud-hypervisor:PATH, regions:GPA:SIZE,..., flat)",
+                            "unknown layout \"%s\" (firecracker[-x86_64|-aarch64]:SIZE[,hotplug=SIZE], "
+                            "firecracker-{x86_64,aarch64}-legacy:SIZE, qemu-q35:SIZE, qemu-pc:SIZE, "
+                            "cloud-hypervisor:PATH, regions:GPA:SIZE,..., flat)",
                             spec);
 }
 
@@ -591,6 +698,13 @@ int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64
                 return 0;
         }
         last = &layout->regions[layout->n - 1];
+        if (gpa >= FC_VIRTIO_MEM_START && gpa < RH_LAYOUT_GPA_LIMIT && layout->n_hotplug == 0 &&
+            fc_has_hotplug(layout))
+                return rh_error_set(err, EFAULT,
+                                    "gpa 0x%" PRIx64 " is past the end of guest RAM (0x%" PRIx64
+                                    "); Firecracker v1.14.0+ puts virtio-mem memory there, after DRAM "
+                                    "in the memory file: add ,hotplug=SIZE[@GPA] to the layout",
+                                    gpa, last->gpa + last->size);
         return rh_error_set(err, EFAULT, "gpa 0x%" PRIx64 " is past the end of guest RAM (0x%" PRIx64 ")",
                             gpa, last->gpa + last->size);
 }

@@ -193,8 +193,114 @@ static void test_firecracker_aarch64(void **state)
         expect_region(l, 1, 512 * GiB, 46 * GiB, 254 * GiB);
         rh_layout_free(l);
 
-        parse_fails("firecracker-aarch64:1023G", -EINVAL,
-                    "firecracker-aarch64: memory size 0xffc0000000 exceeds 0xff80000000");
+        /* Firecracker truncates DRAM to 1022 GiB (DRAM_MEM_MAX_SIZE): the file holds that much. */
+        l = parse_ok("firecracker-aarch64:1100G");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 2 * GiB, 254 * GiB, 0);
+        expect_region(l, 1, 512 * GiB, 768 * GiB, 254 * GiB);
+        assert_int_equal(rh_layout_file_size(l), 1022 * GiB);
+        expect_fault(l, 1280 * GiB, 1, "gpa 0x14000000000 is past the end of guest RAM (0x14000000000); "
+                                       "Firecracker v1.14.0+ puts virtio-mem memory there, after DRAM in the "
+                                       "memory file: add ,hotplug=SIZE[@GPA] to the layout");
+        rh_layout_free(l);
+}
+
+/* v0.23.0..v1.12.1 on aarch64: one DRAM region from 2 GiB, no 256..512 GiB gap. */
+static void test_firecracker_aarch64_legacy(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker-aarch64-legacy:1G");
+
+        assert_string_equal(rh_layout_kind(l), "firecracker-aarch64-legacy");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 2 * GiB, 1 * GiB, 0);
+        expect_fault(l, 2 * GiB - 1, 1, "gpa 0x7fffffff is in a hole (no RAM between 0x0 and 0x80000000)");
+        expect_offset(l, 2 * GiB, 1, 0);
+        rh_layout_free(l);
+
+        /* 255 GiB: ends at 257 GiB, across where v1.13.0+ has its gap; still one region. */
+        l = parse_ok("firecracker-aarch64-legacy:255G");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 2 * GiB, 255 * GiB, 0);
+        expect_offset(l, 256 * GiB, 4096, 254 * GiB);
+        expect_offset(l, 257 * GiB - 4096, 4096, 255 * GiB - 4096);
+        expect_fault(l, 257 * GiB, 1, "gpa 0x4040000000 is past the end of guest RAM (0x4040000000)");
+        rh_layout_free(l);
+        /* The same size under v1.13.0+ is split at 256 GiB and resumes at 512 GiB. */
+        l = parse_ok("firecracker-aarch64:255G");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 2 * GiB, 254 * GiB, 0);
+        expect_region(l, 1, 512 * GiB, 1 * GiB, 254 * GiB);
+        expect_fault(l, 256 * GiB, 1,
+                     "gpa 0x4000000000 is in a hole (no RAM between 0x4000000000 and 0x8000000000)");
+        rh_layout_free(l);
+
+        /* 300 GiB: [2G, 302G) in one piece; 300 GiB gpa is RAM at offset 298 GiB. */
+        l = parse_ok("firecracker-aarch64-legacy:300G");
+        assert_int_equal(rh_layout_n_regions(l), 1);
+        expect_region(l, 0, 2 * GiB, 300 * GiB, 0);
+        assert_int_equal(rh_layout_file_size(l), 300 * GiB);
+        expect_offset(l, 300 * GiB, 1, 298 * GiB);
+        expect_offset(l, 302 * GiB - 1, 1, 300 * GiB - 1);
+        expect_fault(l, 302 * GiB, 1, "gpa 0x4b80000000 is past the end of guest RAM (0x4b80000000)");
+        expect_fault(l, 512 * GiB, 1, "gpa 0x8000000000 is past the end of guest RAM (0x4b80000000)");
+        rh_layout_free(l);
+
+        /* Truncated to 1022 GiB as Firecracker does. */
+        l = parse_ok("firecracker-aarch64-legacy:2T");
+        expect_region(l, 0, 2 * GiB, 1022 * GiB, 0);
+        rh_layout_free(l);
+        parse_fails("firecracker-aarch64-legacy:0", -EINVAL, "firecracker-aarch64-legacy: memory size 0");
+        parse_fails("firecracker-aarch64-legacy:1G,hotplug=1G", -EINVAL,
+                    "firecracker-aarch64-legacy: hotplug: only Firecracker v1.14.0+ layouts "
+                    "(firecracker-x86_64, firecracker-aarch64) have a virtio-mem region, not "
+                    "firecracker-aarch64-legacy");
+}
+
+/* v1.14.0+: the virtio-mem region follows DRAM in the memory file. */
+static void test_firecracker_hotplug(void **state)
+{
+        struct rh_layout *l = parse_ok("firecracker:1G,hotplug=2G");
+
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 0, 1 * GiB, 0);
+        expect_region(l, 1, 512 * GiB, 2 * GiB, 1 * GiB);
+        assert_int_equal(rh_layout_file_size(l), 3 * GiB);
+        expect_offset(l, 512 * GiB + 4096, 4096, 1 * GiB + 4096);
+        expect_fault(l, 1 * GiB, 1, "gpa 0x40000000 is in a hole (no RAM between 0x40000000 and 0x8000000000)");
+        expect_fault(l, 514 * GiB, 1, "gpa 0x8080000000 is past the end of guest RAM (0x8080000000)");
+        rh_layout_free(l);
+
+        /* Without the option, a gpa there says why it fails. */
+        l = parse_ok("firecracker:1G");
+        expect_fault(l, 512 * GiB, 1, "gpa 0x8000000000 is past the end of guest RAM (0x40000000); "
+                                      "Firecracker v1.14.0+ puts virtio-mem memory there, after DRAM in the "
+                                      "memory file: add ,hotplug=SIZE[@GPA] to the layout");
+        rh_layout_free(l);
+
+        l = parse_ok("firecracker-aarch64:4G,hotplug=512M@0x8040000000");
+        assert_int_equal(rh_layout_n_regions(l), 2);
+        expect_region(l, 0, 2 * GiB, 4 * GiB, 0);
+        expect_region(l, 1, 513 * GiB, 512 * MiB, 4 * GiB);
+        expect_fault(l, 512 * GiB, 1, "gpa 0x8000000000 is in a hole (no RAM between 0x180000000 and 0x8040000000)");
+        rh_layout_free(l);
+
+        parse_fails("firecracker:300G,hotplug=1G", -EINVAL,
+                    "firecracker: hotplug: region 0x8000000000-0x8040000000 overlaps or precedes DRAM (ends at "
+                    "0x8b40000000); give its base from the snapshot: hotplug=SIZE@GPA");
+        parse_fails("firecracker:1G,hotplug=1G@0x8001000000", -EINVAL,
+                    "firecracker: hotplug: gpa 0x8001000000 is not a multiple of 128 MiB (Firecracker aligns "
+                    "the virtio-mem region to its slot size)");
+        parse_fails("firecracker:1G,hotplug=0", -EINVAL, "firecracker: hotplug: size 0");
+        parse_fails("firecracker:1G,hotplug=", -EINVAL, "hotplug \"\": expected a number");
+        parse_fails("firecracker:1G,hotplug=1G@", -EINVAL, "hotplug \"\": expected a number");
+        parse_fails("firecracker:1G,hotplug=1G,x", -EINVAL,
+                    "firecracker: trailing \",x\" after hotplug=SIZE[@GPA]");
+        parse_fails("firecracker:1G,hotplog=1G", -EINVAL,
+                    "firecracker: trailing \",hotplog=1G\" after the memory size");
+        parse_fails("firecracker:1G,hotplug=64T", -EINVAL,
+                    "firecracker: hotplug: DRAM and virtio-mem add up to more than 0x400000000000 bytes");
+        parse_fails("firecracker:1G,hotplug=4G@0xffffff0000000", -EINVAL,
+                    "firecracker: hotplug: 0xffffff0000000+0x100000000 ends past gpa 0x10000000000000");
 }
 
 static void test_qemu_q35(void **state)
@@ -315,8 +421,11 @@ static void test_spec_errors(void **state)
         parse_fails("qemu-pc:99999999999999999999", -ERANGE,
                     "qemu-pc \"99999999999999999999\": number too large");
         parse_fails("xen:1G", -EINVAL,
-                    "unknown layout \"xen:1G\" (firecracker[-x86_64|-aarch64|-x86_64-legacy]:SIZE, "
-                    "qemu-q35:SIZE, qemu-pc:SIZE, cloud-hypervisor:PATH, regions:GPA:SIZE,..., flat)");
+                    "unknown layout \"xen:1G\" (firecracker[-x86_64|-aarch64]:SIZE[,hotplug=SIZE], "
+                    "firecracker-{x86_64,aarch64}-legacy:SIZE, qemu-q35:SIZE, qemu-pc:SIZE, "
+                    "cloud-hypervisor:PATH, regions:GPA:SIZE,..., flat)");
+        parse_fails("qemu-q35:1G@5", -EINVAL, "qemu-q35: trailing \"@5\" after the memory size");
+        parse_fails("regions:0:1M@5", -EINVAL, "regions: region 0: expected GPA:SIZE");
         parse_fails("cloud-hypervisor:", -EINVAL, "cloud-hypervisor: missing path to state.json");
         parse_fails("cloud-hypervisor:/nonexistent/state.json", -ENOENT,
                     "/nonexistent/state.json: No such file or directory");
@@ -524,6 +633,8 @@ int main(void)
                 cmocka_unit_test(test_firecracker_x86_mmio64_gap),
                 cmocka_unit_test(test_firecracker_legacy),
                 cmocka_unit_test(test_firecracker_aarch64),
+                cmocka_unit_test(test_firecracker_aarch64_legacy),
+                cmocka_unit_test(test_firecracker_hotplug),
                 cmocka_unit_test(test_qemu_q35),
                 cmocka_unit_test(test_qemu_pc),
                 cmocka_unit_test(test_regions),
