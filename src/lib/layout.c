@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Memory layouts: where each guest-physical address lives in a VMM's memory
- * file. Every constructor produces the same thing, an ordered list of
- * non-overlapping regions whose file offsets run back to back, so lookups
- * and the patch code never care which VMM wrote the file.
+ * file. Every constructor produces the same thing, a gpa-ordered list of
+ * non-overlapping regions whose file offsets tile the file (in gpa order,
+ * except for Cloud Hypervisor, whose memory-ranges follow its own list), so
+ * lookups and the patch code never care which VMM wrote the file.
+ *
+ * Cloud Hypervisor's state.json is read with a small strict JSON reader of
+ * its own rather than jansson, which refuses the 2^64 - 1 every real memory
+ * manager state holds.
  *
  * The figures (gap starts, split points) are in docs/LAYOUTS.md together
  * with how each was verified. All sizes and addresses are capped and every
