@@ -6,10 +6,12 @@
  * explicit region list for anything else. docs/LAYOUTS.md gives every
  * figure and how it was verified.
  *
- * A layout is an ordered list of at most RH_LAYOUT_MAX_REGIONS regions
- * {gpa, size, file offset}; the regions of one layout never overlap, in
- * guest-physical space or in the file. Lookups are O(number of regions),
- * independent of memory size.
+ * A layout is a list of at most RH_LAYOUT_MAX_REGIONS regions {gpa, size,
+ * file offset} in ascending gpa order; the regions of one layout never
+ * overlap, in guest-physical space or in the file, and together fill the
+ * file from offset 0 without gaps (in gpa order for every VMM except Cloud
+ * Hypervisor, whose file follows its own list order). Lookups are O(number
+ * of regions), independent of memory size.
  */
 #ifndef REHOME_LAYOUT_H
 #define REHOME_LAYOUT_H
@@ -42,11 +44,17 @@ struct rh_layout;
 
 /*
  * rh_layout_parse - build a layout from a spec string:
+ *   Firecracker v1.13.0 and later (the PCIe-era address map):
  *   "firecracker:SIZE" = "firecracker-x86_64:SIZE"   RAM [0,3G) [4G,256G) [512G,..)
+ *   "firecracker-aarch64:SIZE"                        RAM [2G,256G) [512G,..), at most 1022G
+ *     either with ",hotplug=TOTAL[@GPA]" (v1.14.0+ virtio-mem, total_size_mib):
+ *     the region [GPA, GPA+TOTAL) (GPA default 512G) right after DRAM in the file
+ *   Firecracker v0.23.0 to v1.12.1:
  *   "firecracker-x86_64-legacy:SIZE"                  RAM [0,0xd0000000) [4G,..)
- *   "firecracker-aarch64:SIZE"                        RAM [2G,256G) [512G,..)
+ *   "firecracker-aarch64-legacy:SIZE"                 RAM [2G, 2G+min(SIZE,1022G)), no gap
  *   "qemu-q35:SIZE", "qemu-pc:SIZE"                   QEMU 7.2 split, see rh_layout_new_qemu
  *   "cloud-hypervisor:PATH"                           PATH = state.json or the snapshot dir
+ *                                                     (config.json beside it names zone files)
  *   "regions:GPA:SIZE[,GPA:SIZE...]" or just "GPA:SIZE[,...]"  (file offsets back to back)
  *   "flat"                                            gpa == offset, unbounded
  * SIZE and GPA are decimal or 0x-hex, with an optional binary suffix K, M,
@@ -67,22 +75,39 @@ struct rh_layout;
 int rh_layout_parse(const char *spec, struct rh_layout **ret_layout, struct rh_error *err);
 
 /*
- * rh_layout_new_firecracker - Firecracker's RAM regions for @mem_size bytes,
- * back to back in the snapshot memory file (as Firecracker writes it and
- * maps it on restore).
+ * rh_layout_new_firecracker - Firecracker's RAM regions for @mem_size bytes
+ * (v1.13.0 and later), back to back in the snapshot memory file (as
+ * Firecracker writes it and maps it on restore).
  * @mem_size:   guest memory in bytes (mem_size_mib << 20), 1..RH_LAYOUT_MAX_MEM
- * @aarch64:    false: x86_64; true: aarch64 (DRAM at 2 GiB, at most 1022 GiB)
+ * @aarch64:    false: x86_64; true: aarch64 (DRAM at 2 GiB; like Firecracker,
+ *              truncated to 1022 GiB)
  * Returns 0, -EINVAL (size 0, too large), -ENOMEM.
  */
 int rh_layout_new_firecracker(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
                               struct rh_error *err);
 
 /*
- * rh_layout_new_firecracker_legacy - x86_64 layout of Firecracker releases
- * before the PCIe-era address map: RAM below 0xd0000000 (a 768 MiB MMIO gap
- * under 4 GiB), the rest from 4 GiB. Same returns as above.
+ * rh_layout_new_firecracker_legacy - the address map of Firecracker v0.23.0
+ * to v1.12.1 (before the PCIe-era map of v1.13.0):
+ *   x86_64:  RAM below 0xd0000000 (a 768 MiB MMIO gap under 4 GiB), the rest
+ *            from 4 GiB, no 64-bit gap;
+ *   aarch64: one region [2 GiB, 2 GiB + min(size, 1022 GiB)), no gap.
+ * Same returns as above.
  */
-int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err);
+int rh_layout_new_firecracker_legacy(uint64_t mem_size, bool aarch64, struct rh_layout **ret_layout,
+                                     struct rh_error *err);
+
+/*
+ * rh_layout_add_firecracker_hotplug - append Firecracker's (v1.14.0+)
+ * virtio-mem region [@gpa, @gpa + @size) to a firecracker-x86_64/-aarch64
+ * layout. Firecracker dumps it whole right after DRAM (unplugged slots are
+ * holes of the file). @size is the device's total_size_mib << 20; @gpa is
+ * where Firecracker allocated it (512 GiB unless DRAM reaches past it).
+ * Returns 0, -EINVAL (other layout kind, already added, size 0, @gpa not
+ * 128 MiB-aligned, overlapping or below DRAM, past the caps), -E2BIG.
+ */
+int rh_layout_add_firecracker_hotplug(struct rh_layout *layout, uint64_t gpa, uint64_t size,
+                                      struct rh_error *err);
 
 /*
  * rh_layout_new_qemu - QEMU 7.2 pc (i440fx) or q35 with the whole RAM in one
@@ -96,17 +121,34 @@ int rh_layout_new_firecracker_legacy(uint64_t mem_size, struct rh_layout **ret_l
 int rh_layout_new_qemu(bool q35, uint64_t mem_size, struct rh_layout **ret_layout, struct rh_error *err);
 
 /*
- * rh_layout_new_cloud_hypervisor - parse a Cloud Hypervisor snapshot's
- * state.json: snapshots."memory-manager".snapshot_data.state is a JSON string
- * whose memory_ranges.data is the list of {gpa, length} written back to back
- * into the snapshot's memory-ranges file.
+ * rh_layout_new_cloud_hypervisor - parse a Cloud Hypervisor (v39..v53)
+ * snapshot's state.json: snapshots."memory-manager".snapshot_data.state is
+ * a JSON string holding the memory manager's state, whose
+ * memory_ranges.data is the list of {gpa, length} written back to back, in
+ * that list order, into the snapshot's memory-ranges file. The list is not
+ * in gpa order (zones come from a hash map; virtio-mem plugged ranges come
+ * before their zone's regions): the layout's regions are sorted by gpa, each
+ * with the file offset of its place in the list. guest_ram_mappings is read
+ * to explain a gpa of RAM that is not in the file (a zone backed by a shared
+ * host file, or unplugged virtio-mem memory). Integers up to 2^64 - 1 are
+ * accepted anywhere (arch_mem_regions holds usize::MAX).
  * @state_json/@len: the file's bytes (need not be NUL-terminated), untrusted
- * Returns 0, -EINVAL (malformed JSON, missing or wrong-typed field, bad
- * ranges; the message names the field), -E2BIG (too many ranges), -EFBIG
- * (@len > RH_LAYOUT_STATE_JSON_MAX), -ENOMEM.
+ * Returns 0, -EINVAL (malformed JSON, missing or wrong-typed field, a range
+ * of length 0, overlapping ranges, past the caps; the message names the
+ * field or the ranges by list index), -E2BIG (too many ranges or
+ * mappings), -EFBIG (@len > RH_LAYOUT_STATE_JSON_MAX), -ENOMEM.
  */
 int rh_layout_new_cloud_hypervisor(const char *state_json, size_t len, struct rh_layout **ret_layout,
                                    struct rh_error *err);
+
+/*
+ * rh_layout_new_cloud_hypervisor_config - the same, plus the snapshot's
+ * config.json (@config_json may be NULL), whose memory.zones[].file names
+ * the host file of a zone absent from memory-ranges in lookup errors. A
+ * config.json that does not parse is ignored. Same returns.
+ */
+int rh_layout_new_cloud_hypervisor_config(const char *state_json, size_t len, const char *config_json,
+                                          size_t config_len, struct rh_layout **ret_layout, struct rh_error *err);
 
 /*
  * rh_layout_new_regions - layout from an explicit list of @n regions in
@@ -130,7 +172,12 @@ struct rh_layout *rh_layout_free(struct rh_layout *layout);
  * one region (@len 0 is treated as 1).
  * Returns 0, or -EFAULT with one of these messages:
  *   "gpa 0x... is in a hole (no RAM between 0x... and 0x...)"
- *   "gpa 0x... is past the end of guest RAM (0x...)"
+ *   "gpa 0x... is past the end of guest RAM (0x...)" (Firecracker, at or
+ *     above 512 GiB without hotplug=: "...; Firecracker v1.14.0+ puts
+ *     virtio-mem memory there, ...")
+ *   Cloud Hypervisor, RAM not in memory-ranges:
+ *   "gpa 0x... is RAM backed by zone file PATH (zone "ID", file offset 0x...), not in memory-ranges"
+ *   "gpa 0x... is in zone "ID"'s virtio-mem region 0x...-0x... but not plugged (not in memory-ranges)"
  *   "gpa range 0x...+0x... crosses the end of RAM region 0x...-0x..."
  */
 int rh_layout_gpa_to_offset(const struct rh_layout *layout, uint64_t gpa, uint64_t len, uint64_t *ret_offset,
@@ -147,7 +194,7 @@ int rh_layout_offset_to_gpa(const struct rh_layout *layout, uint64_t offset, uin
 size_t rh_layout_n_regions(const struct rh_layout *layout);
 /* Region @i (< rh_layout_n_regions), or NULL when out of range. */
 const struct rh_region *rh_layout_region(const struct rh_layout *layout, size_t i);
-/* Bytes of memory file the layout covers (UINT64_MAX for "flat"). */
+/* Bytes of memory file the layout covers: the end of the region last in the file (UINT64_MAX for "flat"). */
 uint64_t rh_layout_file_size(const struct rh_layout *layout);
 /* Short name of the layout kind ("firecracker-x86_64", "qemu-q35", ...). */
 const char *rh_layout_kind(const struct rh_layout *layout);

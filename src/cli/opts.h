@@ -60,9 +60,12 @@ enum {
         "  --file PATH         a memory file (Firecracker mem file, QEMU backend file, ...)\n"    \
         "  --pid PID           a paused VMM process, through /proc/PID/mem ...\n"                  \
         "  --mem-file PATH     ... at the mapping of this memory file (required with --pid)\n"   \
-        "  --layout SPEC       gpa -> file offset: flat (default), firecracker:SIZE,\n"           \
-        "                      firecracker-aarch64:SIZE, qemu-q35:SIZE, qemu-pc:SIZE,\n"          \
-        "                      cloud-hypervisor:STATE.JSON, regions:GPA:SIZE[,GPA:SIZE...]\n"    \
+        "  --layout SPEC       gpa -> file offset: flat (default), qemu-q35:SIZE, qemu-pc:SIZE,\n" \
+        "                      cloud-hypervisor:STATE.JSON|DIR, regions:GPA:SIZE[,GPA:SIZE...],\n" \
+        "                      Firecracker v1.13.0+: firecracker:SIZE (x86_64),\n"                \
+        "                      firecracker-aarch64:SIZE, either with ,hotplug=SIZE[@GPA]\n"      \
+        "                      (v1.14.0+ virtio-mem); v0.23.0..v1.12.1:\n"                        \
+        "                      firecracker-x86_64-legacy:SIZE, firecracker-aarch64-legacy:SIZE\n" \
         "  --gpa ADDR          the mailbox's guest-physical address (from the armed line;\n"     \
         "                      4 KiB aligned, or with --format v1 the marker's exact address)\n"  \
         "  --token HEX         the agent's 32-hex-digit token (from the armed line); with\n"     \
