@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "opts.h"
 #include "src/vmm/qmp.h"
 #include "src/vmm/vmm.h"
 
@@ -26,8 +27,18 @@ static void help(void)
                "The agent applies the identity and acks: in the mailbox record, which fork polls\n"
                "through /proc/<pid>/mem, and with a UDP line to a socket fork binds on the\n"
                "gateway address; the first to show the final ack counts (--json: ack_channel).\n\n"
-               "Options:\n"
-               "  --ip A.B.C.D/P    address of the (first) clone (default: the IPAM picks one)\n"
+               "The identity (the request flags of 'rehome patch', or --request FILE.json;\n"
+               "docs/REQUEST.md): the first IPv4 --ip and the --mac are reserved for the clone\n"
+               "(--count counts both up, and IPv6 addresses too; a --hostname gets -2, -3, ...);\n"
+               "IPv6 addresses, --gateway, --route, --mtu, --dns, --search, --hostname, --ack\n"
+               "travel in the request as given. Defaults: the IPAM picks the address, the MAC is\n"
+               "52:54:<the IPv4 address>, the gateway is the template's, the host name\n"
+               "TEMPLATE-ID. Refused before anything starts: an address outside the clone\n"
+               "network, its network/broadcast/gateway address, the template's address or MAC,\n"
+               "a multicast MAC, an off-link gateway, an address or MAC a live clone holds, and\n"
+               "a single-valued flag given twice.\n\n"
+               REQUEST_HELP
+               "\nFork options:\n"
                "  --ipam PLUGIN     CNI IPAM plugin that reserves each address, called as the\n"
                "                    CNI spec says with the clone id as container id and\n"
                "                    released on 'clone rm' (default host-local, data in\n"
@@ -35,15 +46,8 @@ static void help(void)
                "                    'none': only this state directory's records reserve)\n"
                "  --ipam-config FILE the plugin's \"ipam\" object (JSON; default: a range of\n"
                "                    the clone network, gateway excluded)\n"
-               "  --mac MAC         MAC of the (first) clone (default 52:54:<the IPv4 address>)\n"
-               "                    Refused before anything starts: an address outside the clone\n"
-               "                    network, its network/broadcast/gateway address, the template's\n"
-               "                    address or MAC, a multicast MAC, an off-link gateway, or an\n"
-               "                    address or MAC a live clone holds.\n"
-               "  --gateway A.B.C.D default route (default: the template's gateway)\n"
                "  --count N         fork N clones concurrently: consecutive addresses (inside\n"
                "                    the subnet) and MACs (carry across every byte)\n"
-               "  --iface NAME      the guest interface to rehome (default eth0)\n"
                "  --keep            keep a clone whose handoff failed (default: remove it)\n"
                "  --timeout DUR     bound of every wait of a fork: QEMU's monitor, the incoming\n"
                "                    migration, and the ack after resume (default 30s)\n"
@@ -68,17 +72,47 @@ static void help(void)
                "is printed with control characters escaped as \\xHH.\n");
 }
 
+/*
+ * The request flags (or --request FILE.json) describe the first clone: its
+ * first IPv4 address and first MAC are what fork reserves (and --count
+ * counts up from); everything else travels in each clone's request.
+ */
+static int derive(const struct rh_request *req, struct vmm_fork_opts *o)
+{
+        for (unsigned i = 0; i < req->n_addrs; i++)
+                if (req->addrs[i].family == 4 && o->has_ip)
+                        return cli_usage_error("fork", "two IPv4 addresses: fork reserves one per clone "
+                                               "(--count derives the next)");
+                else if (req->addrs[i].family == 4) {
+                        o->ip.family = 4;
+                        memcpy(o->ip.addr, req->addrs[i].addr, 16);
+                        o->prefix = req->addrs[i].prefix;
+                        o->has_ip = true;
+                }
+        if (req->n_ifaces > 1)
+                return cli_usage_error("fork", "a template has one NIC: one interface per request");
+        if (req->ifaces[0].has_mac) {
+                if (req->ifaces[0].mac[0] & 1)
+                        return cli_usage_error("fork", "--mac: multicast MAC (want a unicast one)");
+                memcpy(o->mac, req->ifaces[0].mac, 6);
+                o->has_mac = true;
+        }
+        for (unsigned i = 0; i < req->n_routes; i++)
+                if (req->routes[i].family == 4 && req->routes[i].dst_prefix == 0 && req->routes[i].has_gateway) {
+                        o->gateway.family = 4;
+                        memcpy(o->gateway.addr, req->routes[i].gateway, 16);
+                        o->has_gateway = true;
+                }
+        return 0;
+}
+
 int cmd_fork(int argc, char **argv)
 {
         enum {
-                O_IP = 0x300,
-                O_MAC,
-                O_GW,
-                O_COUNT,
+                O_COUNT = OPT_VERB_BASE,
                 O_KEEP,
                 O_TIMEOUT,
                 O_BRIDGE,
-                O_IFACE,
                 O_WARM,
                 O_NORES,
                 O_NOPOOL,
@@ -86,14 +120,11 @@ int cmd_fork(int argc, char **argv)
                 O_IPAM_CONFIG
         };
         static const struct option options[] = {
-                {"ip", required_argument, NULL, O_IP},
-                {"mac", required_argument, NULL, O_MAC},
-                {"gateway", required_argument, NULL, O_GW},
+                REQUEST_LONG_OPTIONS,
                 {"count", required_argument, NULL, O_COUNT},
                 {"keep", no_argument, NULL, O_KEEP},
                 {"timeout", required_argument, NULL, O_TIMEOUT},
                 {"bridge", required_argument, NULL, O_BRIDGE},
-                {"iface", required_argument, NULL, O_IFACE},
                 {"warm", no_argument, NULL, O_WARM},
                 {"no-resume", no_argument, NULL, O_NORES},
                 {"no-pool", no_argument, NULL, O_NOPOOL},
@@ -103,8 +134,10 @@ int cmd_fork(int argc, char **argv)
                 {},
         };
         struct vmm_fork_opts o = {.state_dir = cli.state_dir, .timeout_ms = 30000};
+        struct request_opts ro;
+        struct rh_request req;
         const char *bridge = NULL;
-        bool have_ip = false, warm = false, ipam_set = false;
+        bool warm = false, ipam_set = false;
         struct vmm_ipam ipam = {.plugin = "host-local"};
         unsigned long count = 1;
         struct rh_error err = {0};
@@ -112,17 +145,9 @@ int cmd_fork(int argc, char **argv)
         int c, r;
 
         opterr = 0;
-
+        request_opts_init(&ro);
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
-                case O_IP:
-                        if (have_ip)
-                                return cli_usage_error("fork", "--ip given twice (one address; --count derives the next)");
-                        if (rh_ip_parse(optarg, &o.ip, &o.prefix) < 0 || o.ip.family != 4 ||
-                            !strchr(optarg, '/'))
-                                return cli_usage_error("fork", "bad --ip '%s' (want A.B.C.D/P)", optarg);
-                        have_ip = true;
-                        break;
                 case O_IPAM:
                         if (ipam_set)
                                 return cli_usage_error("fork", "--ipam given twice");
@@ -131,79 +156,72 @@ int cmd_fork(int argc, char **argv)
                                                        optarg);
                         snprintf(ipam.plugin, sizeof(ipam.plugin), "%s", optarg);
                         ipam_set = true;
-                        break;
+                        continue;
                 case O_IPAM_CONFIG:
                         if (ipam.config[0])
                                 return cli_usage_error("fork", "--ipam-config given twice");
                         if (!realpath(optarg, ipam.config))
                                 return cli_usage_error("fork", "--ipam-config %s: %s", optarg, strerror(errno));
-                        break;
-                case O_MAC:
-                        if (o.has_mac)
-                                return cli_usage_error("fork", "--mac given twice (one MAC; --count derives the next)");
-                        if (rh_mac_parse(optarg, o.mac) < 0 || (o.mac[0] & 1))
-                                return cli_usage_error("fork", "bad --mac '%s' (unicast aa:bb:cc:dd:ee:ff)",
-                                                       optarg);
-                        o.has_mac = true;
-                        break;
-                case O_GW:
-                        if (o.has_gateway)
-                                return cli_usage_error("fork", "--gateway given twice");
-                        if (rh_ip_parse(optarg, &o.gateway, NULL) < 0 || strchr(optarg, '/') ||
-                            o.gateway.family != 4)
-                                return cli_usage_error("fork", "bad --gateway '%s'", optarg);
-                        o.has_gateway = true;
-                        break;
+                        continue;
                 case O_COUNT: {
                         char *end;
                         count = strtoul(optarg, &end, 10);
                         if (*end || count < 1 || count > 64)
                                 return cli_usage_error("fork", "bad --count '%s' (1..64)", optarg);
-                        break;
+                        continue;
                 }
                 case O_KEEP:
                         o.keep = true;
-                        break;
+                        continue;
                 case O_TIMEOUT:
                         if (vmm_parse_duration_ms(optarg, &o.timeout_ms) < 0)
                                 return cli_usage_error("fork", "bad --timeout '%s' (e.g. 500ms, 30s)",
                                                        optarg);
-                        break;
+                        continue;
                 case O_BRIDGE:
                         bridge = optarg;
-                        break;
-                case O_IFACE:
-                        if (strlen(optarg) == 0 || strlen(optarg) >= RH_IFNAME_MAX)
-                                return cli_usage_error("fork", "bad --iface '%s'", optarg);
-                        o.iface = optarg;
-                        break;
+                        continue;
                 case O_WARM:
                         warm = true;
-                        break;
+                        continue;
                 case O_NOPOOL:
                         o.no_pool = true;
-                        break;
+                        continue;
                 case O_NORES:
                         o.no_cont = true;
-                        break;
+                        continue;
                 case 'h':
                         help();
                         return EXIT_OK;
-                default:
-                        return cli_usage_error("fork", "unknown option or missing value: '%s'",
+                case OPT_SEQ:
+                case OPT_NONCE:
+                        return cli_usage_error("fork", "%s: fork picks each clone's seq and nonce itself",
                                                argv[optind - 1]);
                 }
+                r = request_opt(&ro, c, optarg, "fork");
+                if (r > 1)
+                        return r;
+                if (r == 0)
+                        return cli_usage_error("fork", "unknown option or missing value: '%s'", argv[optind - 1]);
         }
         if (optind + 1 != argc)
                 return cli_usage_error("fork", "expected exactly one TEMPLATE");
+        if (ro.any_flag || ro.json_path) {
+                r = request_finish(&ro, "fork", &req);
+                if (r != 0)
+                        return r;
+                r = derive(&req, &o);
+                if (r != 0)
+                        return r;
+                o.request = &req;
+        }
         if (strcmp(ipam.plugin, "none") == 0) {
-                if (!have_ip)
+                if (!o.has_ip)
                         return cli_usage_error("fork", "--ipam none needs --ip A.B.C.D/P");
                 if (ipam.config[0])
                         return cli_usage_error("fork", "--ipam-config with --ipam none");
         } else
                 o.ipam = &ipam;
-        o.has_ip = have_ip;
         if (strlen(cli.state_dir) >= VMM_STATE_DIR_MAX)
                 return cli_usage_error("fork", "--state-dir is too long");
 

@@ -240,13 +240,38 @@ static int add_route(struct request_opts *o, const char *arg, const char *verb, 
         return 1;
 }
 
+/* Options that say one thing once: a second one is a usage error, never last-wins. */
+static int once(struct request_opts *o, int c, const char *verb)
+{
+        static const struct {
+                int code;
+                const char *name;
+        } single[] = {
+                {OPT_REQUEST, "--request"}, {OPT_IFACE, "--iface"}, {OPT_MATCH_MAC, "--match-mac"},
+                {OPT_MAC, "--mac"},         {OPT_MTU, "--mtu"},     {OPT_HOSTNAME, "--hostname"},
+                {OPT_ACK, "--ack"},         {OPT_SEQ, "--seq"},     {OPT_NONCE, "--nonce"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(single); i++)
+                if (single[i].code == c) {
+                        uint64_t bit = 1ull << (c - OPT_FILE);
+                        if (o->seen & bit)
+                                return cli_usage_error(verb, "%s given twice", single[i].name);
+                        o->seen |= bit;
+                }
+        return 0;
+}
+
 int request_opt(struct request_opts *o, int c, const char *arg, const char *verb)
 {
         struct rh_request *req = &o->req;
         struct rh_iface *f = &req->ifaces[0];
         struct rh_ipaddr ip;
         uint64_t v;
+        int r = once(o, c, verb);
 
+        if (r)
+                return r;
         switch (c) {
         case OPT_REQUEST:
                 o->json_path = arg;
@@ -306,12 +331,11 @@ int request_opt(struct request_opts *o, int c, const char *arg, const char *verb
                 break;
         }
         case OPT_GATEWAY:
-        case OPT_ROUTE: {
-                int r = add_route(o, arg, verb, c == OPT_GATEWAY);
+        case OPT_ROUTE:
+                r = add_route(o, arg, verb, c == OPT_GATEWAY);
                 if (r != 1)
                         return r;
                 break;
-        }
         case OPT_DNS:
                 if (req->n_dns >= RH_MAX_DNS)
                         return cli_usage_error(verb, "at most %d DNS servers", RH_MAX_DNS);

@@ -132,6 +132,7 @@ struct request_opts {
         bool has_iface;
         bool has_nonce;
         unsigned n_gateways;
+        uint64_t seen; /* single-valued options given so far (bit = code - OPT_FILE) */
 };
 
 /* Parse a number with 0x/K/M/G handling for addresses ("0x9dee000", "4096"). */

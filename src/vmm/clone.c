@@ -109,38 +109,71 @@ static int udp_ack_socket(const struct vmm_net *net, struct rh_ipaddr *ret_gw, u
         return fd;
 }
 
-static void build_request(struct clone *c)
+/* The default host name: TEMPLATE-ID, '_' and '.' as '-'. */
+static void default_hostname(struct clone *c, char *buf, size_t len)
+{
+        snprintf(buf, len, "%s-%s", c->t->name, c->rec.id);
+        for (char *p = buf; *p; p++)
+                if (*p == '_' || *p == '.')
+                        *p = '-';
+}
+
+/*
+ * The clone's request: the caller's (o->request) or the default one; either
+ * way the clone's own address replaces the first IPv4 address, its MAC the
+ * first interface's, and a fresh nonce is drawn.
+ */
+static int build_request(struct clone *c, struct rh_error *err)
 {
         const struct vmm_fork_opts *o = c->o;
         struct rh_request *req = &c->req;
+        unsigned a;
 
-        memset(req, 0, sizeof(*req));
+        if (o->request)
+                *req = *o->request;
+        else {
+                memset(req, 0, sizeof(*req));
+                req->flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS;
+                req->n_ifaces = 1;
+                req->ifaces[0].match = RH_MATCH_NAME;
+                snprintf(req->ifaces[0].name, sizeof(req->ifaces[0].name), "%s", o->iface ? o->iface : "eth0");
+        }
         req->seq = 0; /* one more than the page's */
         if (getrandom(&req->nonce, sizeof(req->nonce), 0) != sizeof(req->nonce) || req->nonce == 0)
                 req->nonce = now_ns() | 1;
-        req->flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS;
-        req->n_ifaces = 1;
-        req->ifaces[0].match = RH_MATCH_NAME;
-        snprintf(req->ifaces[0].name, sizeof(req->ifaces[0].name), "%s", o->iface ? o->iface : "eth0");
         req->ifaces[0].has_mac = true;
         memcpy(req->ifaces[0].mac, c->rec.mac, 6);
-        req->n_addrs = 1;
-        req->addrs[0].iface = 0;
-        req->addrs[0].family = c->ip.family;
-        req->addrs[0].prefix = c->prefix;
-        memcpy(req->addrs[0].addr, c->ip.addr, 16);
-        if (o->has_gateway) {
-                req->n_routes = 1;
-                req->routes[0].iface = 0;
-                req->routes[0].family = o->gateway.family;
-                req->routes[0].dst_prefix = 0;
-                req->routes[0].has_gateway = true;
-                memcpy(req->routes[0].gateway, o->gateway.addr, 16);
+        for (a = 0; a < req->n_addrs && req->addrs[a].family != 4; a++)
+                ;
+        if (a == req->n_addrs) {
+                if (req->n_addrs >= RH_MAX_ADDRS)
+                        return rh_error_set(err, -E2BIG, "request: no room for the clone's address");
+                /* First, so that it is the interface's primary IPv4 address. */
+                memmove(&req->addrs[1], &req->addrs[0], req->n_addrs * sizeof(req->addrs[0]));
+                req->n_addrs++;
+                a = 0;
         }
-        snprintf(req->hostname, sizeof(req->hostname), "%s-%s", c->t->name, c->rec.id);
-        for (char *p = req->hostname; *p; p++)
-                if (*p == '_' || *p == '.')
-                        *p = '-';
+        req->addrs[a].iface = 0;
+        req->addrs[a].family = c->ip.family;
+        req->addrs[a].prefix = c->prefix;
+        memset(req->addrs[a].addr, 0, 16);
+        memcpy(req->addrs[a].addr, c->ip.addr, 16);
+        bool have_v4_default = false;
+        for (unsigned i = 0; i < req->n_routes; i++)
+                have_v4_default |= req->routes[i].family == 4 && req->routes[i].dst_prefix == 0;
+        if (o->has_gateway && !have_v4_default) {
+                if (req->n_routes >= RH_MAX_ROUTES)
+                        return rh_error_set(err, -E2BIG, "request: no room for the default route");
+                struct rh_route *rt = &req->routes[req->n_routes++];
+                memset(rt, 0, sizeof(*rt));
+                rt->iface = 0;
+                rt->family = o->gateway.family;
+                rt->has_gateway = true;
+                memcpy(rt->gateway, o->gateway.addr, 16);
+        }
+        if (!req->hostname[0])
+                default_hostname(c, req->hostname, sizeof(req->hostname));
+        return rh_request_validate(req, err);
 }
 
 /* The template's device state must be a non-empty regular file before a VMM starts. */
@@ -368,8 +401,11 @@ int clone_handoff(struct clone *c, struct rh_error *err)
         r = c->ops->open_target(c, err);
         if (r < 0)
                 return r;
-        build_request(c);
-        c->udp_fd = udp_ack_socket(&c->net, &gw, &port);
+        r = build_request(c, err);
+        if (r < 0)
+                return r;
+        /* Our UDP channel, unless the request names its own ack address. */
+        c->udp_fd = c->req.has_ack_udp ? -EBADF : udp_ack_socket(&c->net, &gw, &port);
         if (c->udp_fd >= 0) {
                 c->req.has_ack_udp = true;
                 c->req.ack_addr = gw;

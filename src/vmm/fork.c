@@ -18,6 +18,7 @@
 struct job {
         const struct vmm_template *t;
         struct vmm_fork_opts opts;
+        struct rh_request req; /* this clone's request (IPv6 addresses and host name derived) */
         struct vmm_fork_result *res;
         int rc;
         struct rh_error err;
@@ -99,13 +100,45 @@ int vmm_mac_nth(const uint8_t base[6], unsigned n, uint8_t ret[6], struct rh_err
         return 0;
 }
 
+/* Clone @i's request: IPv6 addresses counted up inside their prefix, "-N" on a host name. */
+static int derive_request(const struct vmm_fork_opts *base, unsigned i, unsigned count, struct job *j,
+                          struct rh_error *err)
+{
+        if (!base->request)
+                return 0;
+        j->req = *base->request;
+        j->opts.request = &j->req;
+        for (unsigned k = 0; k < j->req.n_addrs; k++) {
+                struct rh_addr *a = &j->req.addrs[k];
+                struct rh_ipaddr ip = {.family = a->family}, next;
+                if (a->family != 6)
+                        continue;
+                memcpy(ip.addr, a->addr, 16);
+                int r = vmm_ip_nth(&ip, a->prefix, i, &next, err);
+                if (r < 0)
+                        return r;
+                memcpy(a->addr, next.addr, 16);
+        }
+        if (j->req.hostname[0] && count > 1 && i > 0) {
+                char suffix[16];
+                int n = snprintf(suffix, sizeof(suffix), "-%u", i + 1);
+                size_t len = strlen(j->req.hostname);
+                if (len + (size_t)n > RH_HOSTNAME_MAX)
+                        return rh_error_set(err, -ENAMETOOLONG, "--hostname %s%s is too long", j->req.hostname, suffix);
+                memcpy(j->req.hostname + len, suffix, (size_t)n + 1);
+        }
+        return 0;
+}
+
 /* Every clone's identity, derived and checked before anything starts. */
 static int plan(const struct vmm_fork_opts *base, unsigned count, struct job *jobs, struct rh_error *err)
 {
         for (unsigned i = 0; i < count; i++) {
                 struct job *j = &jobs[i];
                 char addr[64], owner[64];
-                int r;
+                int r = derive_request(base, i, count, j, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "--count %u", count);
                 if (base->has_mac) {
                         r = vmm_mac_nth(base->mac, i, j->opts.mac, err);
                         if (r < 0)

@@ -346,6 +346,12 @@ struct vmm_fork_opts {
         const char *warm_id; /* take this pre-spawned clone (pool.c) instead of spawning */
         bool no_pool;        /* vmm_fork_batch: do not take warm clones from the pool */
         bool no_prefetch;    /* do not read the template's recorded working set before resume */
+        /*
+         * The rest of the identity (NULL: one address, the MAC, the default
+         * route and the host name TEMPLATE-ID): the clone's address and MAC
+         * replace its first IPv4 address and first interface's MAC.
+         */
+        const struct rh_request *request;
         /* The network the clone's tap and VMM go in (NULL = the state directory's net.json). */
         const struct vmm_net *net;
 };

@@ -17,6 +17,24 @@ fork_setup ident "$@"
 
 template_create tpl
 
+# refuse RC PATTERN ARGS...: fork exits RC with one line matching PATTERN, nothing started
+refuse() {
+        want_rc=$1
+        pattern=$2
+        shift 2
+        before=$(our_pids | wc -l)
+        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
+        rc=$?
+        after=$(our_pids | wc -l)
+        recs=$(ls "$SD/clones" 2>/dev/null | wc -l)
+        if [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$after" ] && [ "$recs" = 0 ] &&
+                [ "$(echo "$err" | grep -v "^Try 'rehome fork --help'" | grep -c .)" = 1 ]; then
+                ok "refused ($*): $err"
+        else
+                fail "($*): exit $rc (want $want_rc), '$err', QEMUs $before -> $after, records $recs"
+        fi
+}
+
 # --- the IPAM picks -------------------------------------------------------------------
 out=$(rh --json fork tpl 2>&1) || fail "fork without --ip: $out"
 ip=$(clone_field c1 ip)
@@ -42,33 +60,55 @@ rh fork tpl --ip 10.88.0.30/24 >/dev/null 2>&1 && rh clone rm --all >/dev/null 2
         fail "10.88.0.30 not reusable after clone rm"
 rh clone rm --all >/dev/null 2>&1
 
-# --- refused, nothing started ------------------------------------------------------------
-refuse() {
-        want_rc=$1
-        pattern=$2
-        shift 2
-        before=$(our_pids | wc -l)
-        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
-        rc=$?
-        after=$(our_pids | wc -l)
-        recs=$(ls "$SD/clones" 2>/dev/null | wc -l)
-        if [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$after" ] && [ "$recs" = 0 ] &&
-                [ "$(echo "$err" | grep -v "^Try 'rehome fork --help'" | grep -c .)" = 1 ]; then
-                ok "refused ($*): $err"
-        else
-                fail "($*): exit $rc (want $want_rc), '$err', QEMUs $before -> $after, records $recs"
-        fi
+# --- a complete identity: IPv6, MTU, DNS, search, host name, from flags and from JSON ------
+ip -n "$NS" addr add fd88::1/64 dev "$BR" nodad || fail "IPv6 on the bridge"
+full_check() {
+        python3 - "$1" "$2" <<'PY' && ok "$3: every fork acked with MTU, addresses, host name and DNS applied" || fail "$3: $(cat "$1")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+forks = d["forks"]
+assert len(forks) == int(sys.argv[2]), forks
+for f in forks:
+    a = f["ack"]["applied"]
+    assert f["ack"]["status"] == "applied", f
+    assert a & 2 and a & 4 and a & 128 and a & 256, (a, f)   # MTU, ADDRS, HOSTNAME, DNS
+PY
 }
+rh --json fork tpl --ip 10.88.0.50/24 --ip fd88::50/64 --mtu 1400 --dns 10.88.0.1 --search example.test \
+        --hostname web --count 2 > "$SD/full.json" 2>"$SD/full.err" || fail "full fork from flags: $(cat "$SD/full.err")"
+full_check "$SD/full.json" 2 "flags"
+for a in fd88::50 fd88::51; do
+        ip netns exec "$NS" busybox ping6 -c 2 -W 2 "$a" >/dev/null 2>&1 && ok "IPv6 $a answers (counted up by --count)" ||
+                fail "IPv6 $a silent"
+done
+[ "$(arp_mac 10.88.0.51)" = "52:54:0a:58:00:33" ] && ok "second clone at 10.88.0.51 with its derived MAC" || fail "10.88.0.51"
+rh clone rm --all >/dev/null 2>&1
+cat > "$SD/req.json" <<'JSON'
+{"interfaces":[{"name":"eth0","mtu":1400}],
+ "addresses":[{"address":"10.88.0.60/24"},{"address":"fd88::60/64"}],
+ "routes":[{"destination":"0.0.0.0/0","gateway":"10.88.0.1"}],
+ "dns":["10.88.0.1"],"search":["example.test"],"hostname":"api"}
+JSON
+rh --json fork tpl --request "$SD/req.json" > "$SD/full.json" 2>"$SD/full.err" || fail "fork --request: $(cat "$SD/full.err")"
+full_check "$SD/full.json" 1 "--request FILE.json"
+ip netns exec "$NS" busybox ping6 -c 2 -W 2 fd88::60 >/dev/null 2>&1 && ok "IPv6 fd88::60 from the JSON request answers" ||
+        fail "fd88::60 silent"
+[ "$(clone_field c1 ip)" = "10.88.0.60/24" ] && ok "the JSON request's IPv4 address is the one reserved" ||
+        fail "record ip $(clone_field c1 ip)"
+rh clone rm --all >/dev/null 2>&1
+refuse 2 "fork picks each clone's seq and nonce" --ip 10.88.0.40/24 --nonce 12
+
+# --- refused, nothing started ------------------------------------------------------------
 refuse 1 "outside the clone network" --ip 10.99.0.5/24
 refuse 1 "network address" --ip 10.88.0.0/24
 refuse 1 "broadcast address" --ip 10.88.0.255/24
 refuse 1 "gateway's address" --ip 10.88.0.1/24
 refuse 1 "template's own address" --ip 10.88.0.2/24
 refuse 1 "template's own" --ip 10.88.0.40/24 --mac 52:54:00:12:34:56
-refuse 2 "bad --mac" --ip 10.88.0.40/24 --mac 01:00:5e:00:00:01
+refuse 2 "not unicast" --ip 10.88.0.40/24 --mac 01:00:5e:00:00:01
 refuse 1 "not on-link" --ip 10.88.0.40/24 --gateway 10.99.0.1
 refuse 2 "--mac given twice" --ip 10.88.0.40/24 --mac 02:00:00:00:00:01 --mac 02:00:00:00:00:02
-refuse 2 "--ip given twice" --ip 10.88.0.40/24 --ip 10.88.0.41/24
+refuse 2 "two IPv4 addresses" --ip 10.88.0.40/24 --ip 10.88.0.41/24
 refuse 1 "leaves the subnet" --ip 10.88.0.253/24 --count 3
 refuse 1 "IPAM plugin nosuch not found" --ipam nosuch
 
