@@ -34,11 +34,15 @@
 extern "C" {
 #endif
 
+/* The request JSON schema this library reads and writes (docs/REQUEST.md, key "version"). */
+#define RH_REQUEST_JSON_VERSION 1u
+
 /*
  * rh_request_from_json - parse and validate a request document.
- * Returns 0, -EBADMSG (not JSON, wrong type; message names the key and the
- * line), -EINVAL (a value is invalid: bad MAC, address, prefix, ...), -E2BIG
- * (too many entries). @ret_req is written only on success.
+ * Returns 0, -EBADMSG (not JSON, wrong type, unknown key; message names the
+ * key and the line), -EINVAL (a value is invalid: bad MAC, address, prefix,
+ * ...), -E2BIG (too many entries), -EPROTONOSUPPORT ("version" other than
+ * RH_REQUEST_JSON_VERSION; absent means 1). @ret_req is written only on success.
  */
 int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_req,
                          struct rh_error *err);

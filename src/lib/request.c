@@ -275,7 +275,7 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
 {
         static const char *const keys[] = {
                 "interfaces", "addresses", "routes", "dns", "search", "hostname", "flush_neighbours",
-                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", NULL,
+                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", NULL,
         };
         _cleanup_json_ json_t *root = NULL;
         struct rh_request req = { .flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS };
@@ -292,6 +292,12 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
                 return rh_error_set(err, EBADMSG, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         if ((r = want(root, JSON_OBJECT, "request", err)) < 0 || (r = check_keys(root, keys, "request", err)) < 0)
                 return r;
+        /* The schema's version (docs/REQUEST.md): absent means 1; a newer one is refused, never half-read. */
+        if ((r = get_uint(root, "version", UINT32_MAX, &n, "request", err)) < 0)
+                return r;
+        if (r > 0 && n != RH_REQUEST_JSON_VERSION)
+                return rh_error_set(err, EPROTONOSUPPORT, "request: \"version\" %" PRIu64 " (this rehome reads %u)",
+                                    n, RH_REQUEST_JSON_VERSION);
 
         if ((r = parse_array(root, "interfaces", RH_MAX_IFACES, &a, err)) < 0)
                 return r;
@@ -454,6 +460,7 @@ char *rh_request_to_json(const struct rh_request *req, int indent)
                 json_object_set_new(root, "ack", json_string(ack));
         }
         json_object_set_new(root, "seq", json_integer(req->seq));
+        json_object_set_new(root, "version", json_integer(RH_REQUEST_JSON_VERSION));
         snprintf(nonce, sizeof(nonce), "%016" PRIx64, req->nonce);
         json_object_set_new(root, "nonce", json_string(nonce));
         return json_dumps(root, JSON_PRESERVE_ORDER | (indent > 0 ? JSON_INDENT(indent) : JSON_COMPACT));

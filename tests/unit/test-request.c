@@ -147,6 +147,27 @@ static void test_bad_requests(void **state)
                      "line 1 column 45: duplicate object key near '\"seq\"'");
 }
 
+static void test_version(void **state)
+{
+        struct rh_request req;
+        struct rh_error err = {};
+        (void)state;
+
+        assert_int_equal(parse("{\"version\":1,\"interfaces\":[{\"name\":\"eth0\"}]}", &req, &err), 0);
+        assert_int_equal(parse("{\"version\":2,\"interfaces\":[{\"name\":\"eth0\"}]}", &req, &err),
+                         -EPROTONOSUPPORT);
+        assert_string_equal(err.msg, "request: \"version\" 2 (this rehome reads 1)");
+        assert_int_equal(parse("{\"version\":\"1\",\"interfaces\":[{\"name\":\"eth0\"}]}", &req, &err), -EBADMSG);
+        assert_string_equal(err.msg, "request.version must be an integer");
+        /* What to_json writes says its version, and reads back. */
+        assert_int_equal(parse("{\"interfaces\":[{\"name\":\"eth0\"}]}", &req, &err), 0);
+        char *text = rh_request_to_json(&req, 0);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "\"version\":1"));
+        assert_int_equal(parse(text, &req, &err), 0);
+        free(text);
+}
+
 static void test_ack_line(void **state)
 {
         struct rh_ack_line l;
@@ -246,6 +267,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_full_request), cmocka_unit_test(test_gateway_ack),
+                cmocka_unit_test(test_version),
                 cmocka_unit_test(test_bad_requests), cmocka_unit_test(test_ack_line),
                 cmocka_unit_test(test_ack_json), cmocka_unit_test(test_hostport),
         };
