@@ -36,6 +36,7 @@ static const struct verb verbs[] = {
         { "demo", cmd_demo, "template + 5 clones, each proven reachable; stage timings" },
         { "doctor", cmd_doctor, "what this host has for running clones, and fixes" },
         { "bench", cmd_bench, "measure handoffs: stage table per signal mode, side by side" },
+        { "pager", cmd_pager, "userfaultfd page server for Firecracker restores, with mailbox overlays" },
         /* VERBS: one row per verb; keep this marker line for easy merges. */
         {},
 };
