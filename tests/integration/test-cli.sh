@@ -77,7 +77,7 @@ d=json.load(open(sys.argv[1]))
 want={"interfaces":[{"name":"eth1","mac":"02:00:00:00:00:07","mtu":1400}],
       "addresses":[{"interface":0,"address":"fd00::7/64"}],"routes":[],"dns":[],"search":[],
       "flush_neighbours":True,"announce":True,"ack_early":False,"replace_addresses":True,
-      "seq":3,"nonce":sys.argv[2]}
+      "seq":3,"version":1,"nonce":sys.argv[2]}
 assert d["request"]==want, d["request"]
 assert d["gpa"]=="0x3ff0000" and d["arm"]["token"]==sys.argv[3] and d["arm"]["gpa"]=="0x3ff0000", d["arm"]
 assert d["arm"]["arm_generation"]==1 and d["ack"]=={"error":"no ack yet"}, d
