@@ -18,12 +18,31 @@ static void help(void)
         printf("Usage: rehome clone list\n"
                "       rehome clone rm ID... | --all\n\n"
                "list shows every clone with its template, identity, QEMU pid, tap and state\n"
-               "('running', 'dead' when its QEMU is gone, 'warm' for a pre-spawned one).\n"
+               "('running'; 'warm' for a pre-spawned one; when its QEMU is gone: 'rebooted' or\n"
+               "'powered-off' if the guest did that (clones run with -no-reboot: a rebooted\n"
+               "clone stops rather than come back with the template's identity), else 'dead').\n"
                "rm kills the clone's QEMU, deletes its tap and its record; --all removes every\n"
                "clone (dead ones included) except those a live rehome is still forking.\n"
                "Both first reconcile the state directory: a QEMU carrying its marker that no\n"
                "live record owns is ended, and records of forks whose rehome died are removed.\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n");
+}
+
+/*
+ * A clone whose QEMU is gone: clones run with -no-reboot, so a guest that
+ * rebooted or powered off ended its QEMU; its console's last kernel line
+ * says which. Anything else (killed, crashed) is "dead".
+ */
+static const char *stopped_state(const struct vmm_clone *c)
+{
+        char tail[256];
+
+        qemu_log_tail(c->console_path[0] ? c->console_path : NULL, tail, sizeof(tail));
+        if (strstr(tail, "reboot: Restarting system"))
+                return "rebooted";
+        if (strstr(tail, "reboot: Power down") || strstr(tail, "reboot: System halted"))
+                return "powered-off";
+        return "dead";
 }
 
 int cmd_clone(int argc, char **argv)
@@ -56,7 +75,7 @@ int cmd_clone(int argc, char **argv)
                         if (vmm_clone_load(cli.state_dir, ids[i], &c, NULL) < 0)
                                 continue;
                         bool alive = vmm_clone_alive(&c);
-                        const char *state = alive ? c.status : "dead";
+                        const char *state = alive ? c.status : stopped_state(&c);
                         static const uint8_t zero[6];
                         if (memcmp(c.mac, zero, 6) == 0)
                                 snprintf(mac, sizeof(mac), "-");

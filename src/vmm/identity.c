@@ -39,7 +39,9 @@ int vmm_identity_check(const struct vmm_net *net, const struct vmm_template *t, 
         char a[48], b[48];
 
         rh_ip_format(ip, a);
-        if (ip->family == 4 && net->gateway[0] && rh_ip_parse(net->gateway, &gw, &gw_prefix) == 0 && gw.family == 4) {
+        /* Only a network of ours (gateway "A.B.C.D/P") says what the subnet is. */
+        if (ip->family == 4 && strchr(net->gateway, '/') && rh_ip_parse(net->gateway, &gw, &gw_prefix) == 0 &&
+            gw.family == 4) {
                 rh_ip_format(&gw, b);
                 if (!same_prefix(ip, &gw, gw_prefix))
                         return rh_error_set(err, -EINVAL, "%s is outside the clone network %s", a, net->gateway);

@@ -273,3 +273,29 @@ long long proc_prefault_ram(pid_t pid, const char *ram_path)
         return total;
 }
 
+
+bool proc_fully_gone(pid_t pid)
+{
+        char path[64], buf[4096];
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        /*
+         * The thread-group leader shows state Z as soon as it exits, while
+         * its other threads may still be tearing down (and holding the fd
+         * table: a tap stays busy until the last one is gone). Gone means no
+         * /proc entry, or a zombie with a single thread left.
+         */
+        if (proc_starttime(pid) != 0)
+                return false;
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return true;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return true;
+        buf[n] = '\0';
+        const char *t = strstr(buf, "\nThreads:");
+        return !t || strtol(t + 9, NULL, 10) <= 1;
+}

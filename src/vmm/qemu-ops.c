@@ -43,6 +43,12 @@ static int qemu_clone_spawn(struct clone *c, struct rh_error *err)
         spec.log_path = c->log_path;
         spec.incoming = true;
         spec.marker = marker;
+        /*
+         * A rebooting clone would boot the template's kernel command line
+         * (rehome.ip= of the template) and come back as the template: it
+         * stops instead, and `clone list` says so.
+         */
+        spec.no_reboot = true;
         r = qemu_spawn(&spec, &c->rec.pid, err);
         if (r < 0)
                 return r;

@@ -74,7 +74,7 @@ bool qemu_exited(pid_t pid, int *ret_status)
         if (r < 0 && errno == ECHILD) {
                 if (ret_status)
                         *ret_status = -1;
-                return proc_starttime(pid) == 0;
+                return proc_fully_gone(pid);
         }
         return false;
 }
@@ -88,10 +88,8 @@ void qemu_kill(pid_t pid)
                 /* Not our child (a clone from an earlier run): wait for it to vanish. */
                 for (int i = 0; i < 2000 && kill(pid, 0) == 0; i++) {
                         struct timespec ts = {0, 1000000};
-                        char path[64];
-                        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-                        if (proc_starttime(pid) == 0)
-                                break; /* zombie of someone else: the tap is released */
+                        if (proc_fully_gone(pid))
+                                break; /* a zombie of someone else, every thread gone: the tap is released */
                         nanosleep(&ts, NULL);
                 }
         }
@@ -239,6 +237,8 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
                 arg(a, "defer");
                 arg(a, "-S");
         }
+        if (s->no_reboot)
+                arg(a, "-no-reboot");
 
         if (a->overflow) {
                 free(a);

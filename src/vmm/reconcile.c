@@ -106,7 +106,7 @@ static void end_process(const struct marked *m)
                 return;
         kill(m->pid, SIGKILL);
         /* Not our child: wait (bounded) until it is gone and its tap is free. */
-        for (int i = 0; i < 2000 && proc_starttime(m->pid) == m->starttime; i++) {
+        for (int i = 0; i < 2000 && !proc_fully_gone(m->pid); i++) {
                 struct timespec ts = {0, 1000000};
                 nanosleep(&ts, NULL);
         }

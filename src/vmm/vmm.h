@@ -260,6 +260,7 @@ struct qemu_spec {
         const char *netns; /* run in this named network namespace, NULL = ours */
         const char *qmp_path, *console_path, *log_path;
         bool incoming;      /* -incoming defer -S */
+        bool no_reboot;     /* -no-reboot: a guest reboot ends QEMU (a clone never comes back as the template) */
         const char *marker; /* -name guest=MARKER (vmm_marker); NULL = "rehome" */
 };
 
@@ -288,6 +289,8 @@ void qemu_describe_exit(int status, const char *ram_path, const char *log_path, 
 void qemu_log_tail(const char *path, char *buf, size_t len);
 /* /proc/<pid>/stat field 22 (proc.c); 0 if the process is gone or a zombie. */
 unsigned long long proc_starttime(pid_t pid);
+/* True once @pid is gone or a zombie whose every thread has exited (its fds, taps included, released). */
+bool proc_fully_gone(pid_t pid);
 
 /* Find the qemu-system-x86_64 binary; -ENOENT with the fix in @err. */
 int qemu_find_binary(char *buf, size_t len, struct rh_error *err);

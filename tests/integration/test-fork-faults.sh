@@ -50,6 +50,30 @@ sleep 0.5
 [ "$(clone_field c1 state)" = dead ] && ok "killed clone listed as dead" || fail "state after kill: $(clone_field c1 state)"
 rh clone rm c1 2>/dev/null && ok "dead clone removed" || fail "clone rm of a dead clone failed"
 
+# --- a clone that resets never comes back as the template -------------------------------
+rh fork tpl --ip 10.88.0.27/24 >/dev/null 2>&1 || fail "fork for the reset case failed"
+pid=$(clone_field c1 pid)
+tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- " -no-reboot" && ok "clones run with -no-reboot" ||
+        fail "no -no-reboot on the clone's command line"
+python3 - "$SD/clones/c1/qmp.sock" <<'PY' || fail "QMP system_reset"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+f.readline()
+for cmd in ("qmp_capabilities", "system_reset"):
+    f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+    while "return" not in json.loads(f.readline()): pass
+PY
+i=0
+while [ $i -lt 50 ] && [ -e "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+done
+st=$(clone_field c1 state)
+[ "$st" != running ] && [ "$(clone_field c1 alive)" = false ] && ok "after a reset the clone is stopped ($st), not running" ||
+        fail "after reset: state $st alive $(clone_field c1 alive)"
+[ -z "$(arp_mac 10.88.0.2)" ] && ok "nothing answers as the template after the reset" || fail "the template address answers after a reset"
+rh clone rm c1 >/dev/null 2>&1
+
 # --- a leftover QEMU whose record is gone -------------------------------------------
 # Forget a live clone's record (as a crashed rehome would): its QEMU keeps tap
 # rhc1 but still carries this state directory's marker; the next fork
