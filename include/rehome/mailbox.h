@@ -73,6 +73,7 @@ enum {
         RH_CAP_ANNOUNCE = 1u << 12,             /* gratuitous ARP / unsolicited NA */
         RH_CAP_UDP_ACK = 1u << 13,
         RH_CAP_PREARM = 1u << 14,
+        RH_CAP_CLOCK = 1u << 15,                /* steps CLOCK_REALTIME (RH_TLV_REALTIME) */
 };
 
 /* Which signal made the agent look (ack `signal`). */
@@ -117,6 +118,7 @@ enum {
         RH_APPLIED_ANNOUNCE = 1u << 6,
         RH_APPLIED_HOSTNAME = 1u << 7,
         RH_APPLIED_DNS = 1u << 8,
+        RH_APPLIED_CLOCK = 1u << 9, /* realtime clock stepped (RH_TLV_REALTIME) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -227,6 +229,10 @@ RH_STATIC_ASSERT(__builtin_offsetof(struct rh_wire_arm, crc32c) == 0x3c, "arm cr
  *  RH_TLV_HOSTNAME (1..64 B): a host name, no NUL.
  *  RH_TLV_FLAGS (4 B): u32 RH_REQ_*.
  *  RH_TLV_ACK_UDP (20 B): u8 family, u8 reserved, u16 port, u8 addr[16].
+ *  RH_TLV_REALTIME (8 B): u64 the host's CLOCK_REALTIME in ns when it wrote
+ *      the request; the agent steps the guest's realtime clock to it before
+ *      anything else (a clone otherwise runs behind by its snapshot's age).
+ *      Only for agents that announce RH_CAP_CLOCK.
  */
 enum rh_tlv_type {
         RH_TLV_IFACE = 1,
@@ -237,6 +243,7 @@ enum rh_tlv_type {
         RH_TLV_HOSTNAME = 6,
         RH_TLV_FLAGS = 7,
         RH_TLV_ACK_UDP = 8,
+        RH_TLV_REALTIME = 9,
 };
 
 enum {
@@ -301,6 +308,7 @@ struct rh_request {
         bool has_ack_udp;
         struct rh_ipaddr ack_addr;
         uint16_t ack_port;
+        uint64_t realtime_ns; /* RH_TLV_REALTIME; 0 = leave the guest's clock alone */
 };
 
 struct rh_arm {

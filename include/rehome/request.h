@@ -75,6 +75,8 @@ struct rh_ack_line {
         bool has_seq;
         char signal[24];
         char error[RH_ACK_ERROR_MAX];
+        uint64_t realtime_ns; /* realtime=: the guest's CLOCK_REALTIME when it sent the line */
+        bool has_realtime;
 };
 
 /*

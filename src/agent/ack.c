@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "agent.h"
 #include "io.h"
@@ -118,9 +119,17 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
                 len = snprintf(line, cap, "stage=error status=%s%s seq=%u error=%s\n",
                                a->ack.status == RH_ACK_INVALID ? "invalid" : "failed", nonce, a->ack.seq,
                                quoted);
-        } else if (strcmp(stage, "applied") == 0)
-                len = snprintf(line, cap, "stage=applied mac=%s ip=%s%s seq=%u signal=%s\n", mac, ip, nonce,
-                               a->ack.seq, rh_signal_name(a->ack.signal));
+        } else if (strcmp(stage, "applied") == 0 && a->opt.format == FORMAT_V1)
+                len = snprintf(line, cap, "stage=applied mac=%s ip=%s seq=%u signal=%s\n", mac, ip, a->ack.seq,
+                               rh_signal_name(a->ack.signal));
+        else if (strcmp(stage, "applied") == 0) {
+                /* realtime=: the guest's clock as it acks, so the host can tell how far off it is. */
+                struct timespec rt = {0};
+                clock_gettime(CLOCK_REALTIME, &rt);
+                len = snprintf(line, cap, "stage=applied mac=%s ip=%s%s seq=%u signal=%s realtime=%llu\n", mac, ip,
+                               nonce, a->ack.seq, rh_signal_name(a->ack.signal),
+                               (unsigned long long)rt.tv_sec * 1000000000ull + (unsigned long long)rt.tv_nsec);
+        }
         else
                 len = snprintf(line, cap, "stage=%s mac=%s ip=%s%s seq=%u\n", stage, mac, ip, nonce,
                                a->ack.seq);

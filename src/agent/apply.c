@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -37,7 +38,7 @@ static const struct {
         {RH_APPLIED_LINK_UP, "link-up"},   {RH_APPLIED_ADDRS, "addresses"},
         {RH_APPLIED_ROUTES, "routes"},     {RH_APPLIED_NEIGH, "neighbours"},
         {RH_APPLIED_ANNOUNCE, "announce"}, {RH_APPLIED_HOSTNAME, "hostname"},
-        {RH_APPLIED_DNS, "dns"},
+        {RH_APPLIED_DNS, "dns"},           {RH_APPLIED_CLOCK, "clock"},
 };
 
 static int kernel_family(uint8_t family)
@@ -560,6 +561,8 @@ static uint32_t requested_steps(const struct rh_request *req)
                 m |= RH_APPLIED_HOSTNAME;
         if (req->n_dns || req->n_search)
                 m |= RH_APPLIED_DNS;
+        if (req->realtime_ns)
+                m |= RH_APPLIED_CLOCK;
         return m;
 }
 
@@ -602,6 +605,17 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
         res->what[0] = '\0';
 
         memset(res->t_step_ns, 0, sizeof(res->t_step_ns));
+        /* The clock first: everything after (TLS, logs, the DHCP lease of a
+         * network manager) must see the host's time, not the snapshot's. */
+        if (req->realtime_ns) {
+                struct timespec ts = {(time_t)(req->realtime_ns / 1000000000ull),
+                                      (long)(req->realtime_ns % 1000000000ull)};
+                res->failed_step = RH_APPLIED_CLOCK;
+                if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+                        r = rh_error_set(&e, -errno, "clock_settime: %s", strerror(errno));
+                else
+                        res->applied |= RH_APPLIED_CLOCK;
+        }
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_link(a, &req->ifaces[i], res->ifindex[i], res, &e);
         res->t_step_ns[0] = now_ns();

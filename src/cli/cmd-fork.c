@@ -57,6 +57,9 @@ static void help(void)
                "  --no-pool         do not take warm clones ('rehome template warm'); by default\n"
                "                    a fork takes one when there is one\n"
                "  --no-resume       patch but never resume (the ack times out; for testing)\n"
+               "  --no-clock        leave the clone's realtime clock where the snapshot left it\n"
+               "                    (default: the request carries the host's time and the agent\n"
+               "                    steps the clock to it first; --json: clock_offset_ms)\n"
                "  -h, --help\n\n"
                "Stages (milliseconds): spawn (tap + QEMU start + QMP), incoming (device state),\n"
                "patch (locate + write the mailbox), resume>signal / >read / >applied / >ack\n"
@@ -117,7 +120,8 @@ int cmd_fork(int argc, char **argv)
                 O_NORES,
                 O_NOPOOL,
                 O_IPAM,
-                O_IPAM_CONFIG
+                O_IPAM_CONFIG,
+                O_NO_CLOCK
         };
         static const struct option options[] = {
                 REQUEST_LONG_OPTIONS,
@@ -130,6 +134,7 @@ int cmd_fork(int argc, char **argv)
                 {"no-pool", no_argument, NULL, O_NOPOOL},
                 {"ipam", required_argument, NULL, O_IPAM},
                 {"ipam-config", required_argument, NULL, O_IPAM_CONFIG},
+                {"no-clock", no_argument, NULL, O_NO_CLOCK},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -189,6 +194,9 @@ int cmd_fork(int argc, char **argv)
                         continue;
                 case O_NORES:
                         o.no_cont = true;
+                        continue;
+                case O_NO_CLOCK:
+                        o.no_clock = true;
                         continue;
                 case 'h':
                         help();

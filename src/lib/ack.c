@@ -95,6 +95,13 @@ int rh_ack_line_parse(const char *line, size_t len, struct rh_ack_line *ret_line
                         if (errno || *end || !*p || end - p > 16)
                                 return rh_error_set(err, EBADMSG, "ack line: bad nonce \"%s\"", value);
                         out.has_nonce = true;
+                } else if (KEY("realtime")) {
+                        char *end;
+                        errno = 0;
+                        out.realtime_ns = strtoull(value, &end, 10);
+                        if (errno || *end || !vlen || out.realtime_ns == 0)
+                                return rh_error_set(err, EBADMSG, "ack line: bad realtime \"%s\"", value);
+                        out.has_realtime = true;
                 } else if (KEY("seq")) {
                         char *end;
                         unsigned long long v;

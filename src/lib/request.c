@@ -275,7 +275,7 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
 {
         static const char *const keys[] = {
                 "interfaces", "addresses", "routes", "dns", "search", "hostname", "flush_neighbours",
-                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", NULL,
+                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", "realtime_ns", NULL,
         };
         _cleanup_json_ json_t *root = NULL;
         struct rh_request req = { .flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS };
@@ -365,6 +365,10 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
                 return r;
         if (r > 0)
                 req.seq = (uint32_t)n;
+        if ((r = get_uint(root, "realtime_ns", INT64_MAX, &n, "request", err)) < 0)
+                return r;
+        if (r > 0)
+                req.realtime_ns = n;
         r = 0;
         s = get_str(root, "nonce", "request", &r, err);
         if (r < 0)
@@ -461,6 +465,8 @@ char *rh_request_to_json(const struct rh_request *req, int indent)
         }
         json_object_set_new(root, "seq", json_integer(req->seq));
         json_object_set_new(root, "version", json_integer(RH_REQUEST_JSON_VERSION));
+        if (req->realtime_ns)
+                json_object_set_new(root, "realtime_ns", json_integer((json_int_t)req->realtime_ns));
         snprintf(nonce, sizeof(nonce), "%016" PRIx64, req->nonce);
         json_object_set_new(root, "nonce", json_string(nonce));
         return json_dumps(root, JSON_PRESERVE_ORDER | (indent > 0 ? JSON_INDENT(indent) : JSON_COMPACT));

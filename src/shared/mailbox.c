@@ -286,6 +286,7 @@ int rh_request_validate(const struct rh_request *req, struct rh_error *err)
 #define TLV_ROUTE_LEN 40u
 #define TLV_IP_LEN 20u
 #define TLV_FLAGS_LEN 4u
+#define TLV_REALTIME_LEN 8u
 
 struct tlv_writer {
         uint8_t *buf;
@@ -394,6 +395,11 @@ int rh_request_encode(const struct rh_request *req, uint8_t *buf, size_t cap, si
         }
         if (req->has_ack_udp)
                 tlv_put_ip(&w, RH_TLV_ACK_UDP, &req->ack_addr, req->ack_port);
+        if (req->realtime_ns) {
+                v = tlv_put(&w, RH_TLV_REALTIME, TLV_REALTIME_LEN);
+                if (v)
+                        unaligned_write_le64(v, req->realtime_ns);
+        }
 
         if (w.overflow)
                 return rh_error_set(err, ENOBUFS, "encoded request does not fit in %zu bytes", cap);
@@ -430,6 +436,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                 [RH_TLV_IFACE] = TLV_IFACE_LEN, [RH_TLV_ADDR] = TLV_ADDR_LEN,
                 [RH_TLV_ROUTE] = TLV_ROUTE_LEN, [RH_TLV_DNS] = TLV_IP_LEN,
                 [RH_TLV_FLAGS] = TLV_FLAGS_LEN, [RH_TLV_ACK_UDP] = TLV_IP_LEN,
+                [RH_TLV_REALTIME] = TLV_REALTIME_LEN,
         };
         struct rh_request req = {};
         size_t off = 0;
@@ -550,6 +557,13 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                                 return rh_error_set(err, EBADMSG, "record %u: reserved ack byte set", idx);
                         req.has_ack_udp = true;
                         req.ack_port = (uint16_t)decode_ip(v, &req.ack_addr);
+                        break;
+                case RH_TLV_REALTIME:
+                        if (req.realtime_ns)
+                                return rh_error_set(err, EBADMSG, "record %u: second realtime", idx);
+                        req.realtime_ns = unaligned_read_le64(v);
+                        if (req.realtime_ns == 0)
+                                return rh_error_set(err, EBADMSG, "record %u: realtime 0", idx);
                         break;
                 default:
                         return rh_error_set(err, EBADMSG, "record %u: unknown type %u", idx, type);

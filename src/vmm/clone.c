@@ -411,6 +411,12 @@ int clone_handoff(struct clone *c, struct rh_error *err)
                 c->req.ack_addr = gw;
                 c->req.ack_port = port;
         }
+        /* The host's time, stamped as late as possible: the agent steps the guest's clock to it. */
+        if ((t->agent_caps & RH_CAP_CLOCK) && !c->o->no_clock) {
+                struct timespec rt;
+                clock_gettime(CLOCK_REALTIME, &rt);
+                c->req.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+        }
         /* One read (verifies magic, token and recorded gpa) and the three writes. */
         r = rh_mailbox_patch(c->target, t->mailbox_gpa, t->token, &c->req, &c->seq, err);
         if (r < 0)
@@ -539,6 +545,14 @@ int clone_wait_ack(struct clone *c, struct rh_error *err)
         res->t.total = ms(c->wait.t_final_ns - c->t_start);
         if (c->wait.have_record)
                 res->ack = c->wait.ack;
+        if (c->wait.have_line && c->wait.line.has_realtime) {
+                struct timespec rt;
+                clock_gettime(CLOCK_REALTIME, &rt);
+                double host_at_line = (double)rt.tv_sec * 1e3 + (double)rt.tv_nsec / 1e6 -
+                                      ms(now_ns() - c->wait.t_line_ns);
+                res->clock_offset_ms = (double)c->wait.line.realtime_ns / 1e6 - host_at_line;
+                res->have_clock_offset = true;
+        }
         guest_timings(c);
         if (c->wait.applied)
                 return 0;

@@ -186,5 +186,7 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
         }
         if (r->seen[0])
                 json_object_set_new(o, "seen", json_string(r->seen));
+        json_object_set_new(o, "clock_offset_ms", r->have_clock_offset ? json_real(r->clock_offset_ms) : json_null());
+        json_object_set_new(o, "prefetched_bytes", json_integer((json_int_t)r->prefetched_bytes));
         return o;
 }

@@ -349,6 +349,7 @@ struct vmm_fork_opts {
         const char *warm_id; /* take this pre-spawned clone (pool.c) instead of spawning */
         bool no_pool;        /* vmm_fork_batch: do not take warm clones from the pool */
         bool no_prefetch;    /* do not read the template's recorded working set before resume */
+        bool no_clock;       /* leave the guest's realtime clock as the snapshot had it */
         /*
          * The rest of the identity (NULL: one address, the MAC, the default
          * route and the host name TEMPLATE-ID): the clone's address and MAC
@@ -377,6 +378,9 @@ struct vmm_fork_result {
         const char *ack_channel; /* "mailbox" or "udp": which showed the final ack first */
         double udp_ack_seen;     /* cont returned -> UDP ack line arrived (ms), -1 if none */
         uint64_t prefetched_bytes; /* the template's working set read before resume */
+        /* The guest's CLOCK_REALTIME at its UDP ack minus the host's when the line came (ms). */
+        double clock_offset_ms;
+        bool have_clock_offset;
 };
 
 struct clone;

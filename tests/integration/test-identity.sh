@@ -112,5 +112,23 @@ refuse 2 "two IPv4 addresses" --ip 10.88.0.40/24 --ip 10.88.0.41/24
 refuse 1 "leaves the subnet" --ip 10.88.0.253/24 --count 3
 refuse 1 "IPAM plugin nosuch not found" --ipam nosuch
 
+# --- the clock: a clone runs on the host's time, not the snapshot's -----------------------
+# The template was snapshotted at the start of this test (tens of seconds ago).
+age=$(( $(date +%s) - $(stat -c %Y "$SD/templates/tpl/state") ))
+clock_offset() {
+        python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["forks"][0]; print(f["clock_offset_ms"])' "$1"
+}
+rh --json fork tpl --ip 10.88.0.80/24 > "$SD/clock.json" 2>&1 || fail "fork for the clock: $(cat "$SD/clock.json")"
+off=$(clock_offset "$SD/clock.json")
+python3 -c "import sys; sys.exit(0 if abs(float('$off')) < 1000 else 1)" 2>/dev/null &&
+        ok "clock stepped: the clone is ${off} ms off the host's time (snapshot ${age} s old)" ||
+        fail "clock offset '$off' ms after a fork of a ${age} s old snapshot"
+rh --json fork tpl --ip 10.88.0.81/24 --no-clock > "$SD/clock.json" 2>&1 || fail "fork --no-clock: $(cat "$SD/clock.json")"
+off=$(clock_offset "$SD/clock.json")
+python3 -c "import sys; sys.exit(0 if float('$off') < -1000 * ($age - 3) else 1)" 2>/dev/null &&
+        ok "--no-clock: the clone runs ${off} ms behind, about the snapshot's age (${age} s)" ||
+        fail "--no-clock offset '$off' ms, snapshot ${age} s old"
+rh clone rm --all >/dev/null 2>&1
+
 check_nothing_left
 finish

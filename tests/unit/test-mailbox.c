@@ -396,8 +396,12 @@ static void test_decode_bad_records(void **state)
         expect_decode(buf, 132, EBADMSG, "record 4 (type 7): length 8, expected 4");
         /* Unknown types, including 0 and the first one past the end. */
         RESET();
+        unaligned_write_le16(buf + S_FLAGS, 10);
+        expect_decode(buf, 128, EBADMSG, "record 4: unknown type 10");
+        /* RH_TLV_REALTIME is 8 bytes. */
+        RESET();
         unaligned_write_le16(buf + S_FLAGS, 9);
-        expect_decode(buf, 128, EBADMSG, "record 4: unknown type 9");
+        expect_decode(buf, 128, EBADMSG, "record 4 (type 9): length 4, expected 8");
         RESET();
         unaligned_write_le16(buf + S_FLAGS, 0);
         expect_decode(buf, 128, EBADMSG, "record 4: unknown type 0");
@@ -930,6 +934,35 @@ static void test_matches(void **state)
 }
 
 /* ---- request in the page ---- */
+
+static void test_realtime_tlv(void **state)
+{
+        struct rh_request req = {0}, out;
+        struct rh_error err = {0};
+        uint8_t buf[RH_PAYLOAD_MAX];
+        size_t len = 0;
+        (void)state;
+
+        req.n_ifaces = 1;
+        req.ifaces[0].match = RH_MATCH_NAME;
+        memcpy(req.ifaces[0].name, "eth0", 5);
+        req.realtime_ns = 1764576000123456789ull;
+        assert_int_equal(rh_request_encode(&req, buf, sizeof(buf), &len, &err), 0);
+        assert_int_equal(rh_request_decode(buf, len, &out, &err), 0);
+        assert_true(out.realtime_ns == 1764576000123456789ull);
+        /* The last record is the realtime: 4-byte header, then the little-endian value. */
+        assert_int_equal(unaligned_read_le16(buf + len - 12), RH_TLV_REALTIME);
+        assert_int_equal(unaligned_read_le16(buf + len - 10), 8);
+        assert_true(unaligned_read_le64(buf + len - 8) == 1764576000123456789ull);
+        /* Zero is "keep", never encoded; a zero on the wire is refused. */
+        unaligned_write_le64(buf + len - 8, 0);
+        assert_int_equal(rh_request_decode(buf, len, &out, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "realtime 0"));
+        req.realtime_ns = 0;
+        size_t len0 = 0;
+        assert_int_equal(rh_request_encode(&req, buf, sizeof(buf), &len0, &err), 0);
+        assert_int_equal(len0, len - 12);
+}
 
 static void test_write_read_request(void **state)
 {
@@ -1597,6 +1630,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_arm),
                 cmocka_unit_test(test_matches),
                 cmocka_unit_test(test_write_read_request),
+                cmocka_unit_test(test_realtime_tlv),
                 cmocka_unit_test(test_request_errors),
                 cmocka_unit_test(test_request_live_writer),
                 cmocka_unit_test(test_ack),
