@@ -46,17 +46,21 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 artifacts=$build/fuzz-artifacts
 failed=""
 
+# Every target must be there before any runs.
 for t in $targets; do
-        exe=$build/tests/fuzz/fuzz-$t
-        if [ ! -x "$exe" ]; then
-                echo "fuzz: $exe is missing (configure with CC=clang meson setup $build -Dfuzz=true;" \
-                     "every tests/fuzz/fuzz-*.c needs an executable in tests/fuzz/meson.build)" >&2
+        if [ ! -x "$build/tests/fuzz/fuzz-$t" ]; then
+                echo "fuzz: $build/tests/fuzz/fuzz-$t is missing (configure with CC=clang meson setup" \
+                     "$build -Dfuzz=true; every tests/fuzz/fuzz-*.c needs an executable in tests/fuzz/meson.build)" >&2
                 exit 1
         fi
         if [ ! -d "$srcdir/corpus/$t" ]; then
                 echo "fuzz: no seed corpus $srcdir/corpus/$t/" >&2
                 exit 1
         fi
+done
+
+for t in $targets; do
+        exe=$build/tests/fuzz/fuzz-$t
         mkdir -p "$tmp/$t/corpus" "$tmp/$t/artifacts"
         cp "$srcdir/corpus/$t"/* "$tmp/$t/corpus/"
         seeds=$(ls "$tmp/$t/corpus" | wc -l)
