@@ -10,6 +10,7 @@
  * and must decode to the same request.
  */
 #include <errno.h>
+#include <stdbool.h>
 
 #include "fuzz-common.h"
 #include "unaligned.h"
@@ -49,6 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(out, 0xa5, sizeof(out));
         fuzz_check(rh_v1_write_header(out, "fuzz", &err) == 0, "header: %s", err.msg);
         r = rh_v1_encode(out, &req, seq, &err);
+        /* The decoder takes a page without a gateway (the agent answers it);
+         * the encoder never writes one, since hypeman's guest drops it. */
+        bool has_gateway = false;
+        for (unsigned i = 0; i < req.n_routes; i++)
+                has_gateway |= req.routes[i].family == 4 && req.routes[i].dst_prefix == 0 && req.routes[i].has_gateway;
+        if (r == -EINVAL && !has_gateway)
+                return 0;
         fuzz_check(r == 0, "decoded V1 request does not encode: %s", err.msg);
         r = rh_v1_decode(out, sizeof(out), &again, &seq2, &err);
         fuzz_check(r == 0, "re-encoded V1 request does not decode: %s", err.msg);
