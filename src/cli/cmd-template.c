@@ -205,6 +205,7 @@ static int do_create(int argc, char **argv)
                 o.ram_dir = ram_dir;
         }
         vmm_signals_install();
+        cli_reconcile(); /* a dead creator's leftovers go before the name is claimed */
         r = vmm_qemu_ops.template_create(&o, &t, &err);
         int irc = cli_interrupted("template create", "its QEMU, tap, RAM file and directory were removed");
         if (irc >= 0)

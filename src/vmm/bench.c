@@ -137,47 +137,6 @@ static void hook_after_ack(void *ctx, const struct vmm_clone *c)
                              proc_majflt(c->pid, &s->majflt_after) == 0;
 }
 
-int bench_fork_measured(const struct vmm_template *t, const struct vmm_fork_opts *o, bool handoff,
-                        int (*before_resume)(void *ctx, const struct vmm_clone *c),
-                        void (*after_ack)(void *ctx, const struct vmm_clone *c), void *ctx,
-                        struct vmm_fork_result *res, struct rh_error *err)
-{
-        struct clone c;
-        int r;
-
-        r = clone_prepare(&c, t, o, res, err);
-        if (r < 0) {
-                clone_free(&c);
-                return rh_error_prefix(err, r, "fork %s", t->name);
-        }
-        if (!handoff) {
-                /* Resumed unchanged: the record shows the template's identity. */
-                snprintf(c.rec.ip, sizeof(c.rec.ip), "%s", t->ip);
-                snprintf(c.rec.gateway, sizeof(c.rec.gateway), "%s", t->gateway);
-                memcpy(c.rec.mac, t->mac, 6);
-        }
-        r = clone_spawn(&c, err);
-        if (r == 0)
-                r = clone_load_state(&c, err);
-        if (r == 0 && handoff)
-                r = clone_handoff(&c, err);
-        if (r == 0 && before_resume) {
-                r = before_resume(ctx, &c.rec);
-                if (r < 0)
-                        rh_error_set(err, r, "before resume: %s", strerror(-r));
-        }
-        if (r == 0)
-                r = clone_resume(&c, err);
-        if (r == 0 && handoff) {
-                r = clone_wait_ack(&c, err);
-                if (r == 0 && after_ack)
-                        after_ack(ctx, &c.rec);
-        }
-        if (r == 0 && !handoff)
-                res->t.total = (double)(c.t_cont - c.t_start) / 1e6;
-        return clone_finish(&c, r, err);
-}
-
 /* ---- samples and statistics ------------------------------------------------- */
 
 struct sample {
@@ -331,18 +290,6 @@ static double stat_of(json_t *group, const char *field, const char *which)
 }
 
 /* ---- set-up ------------------------------------------------------------------ */
-
-void bench_say(const struct vmm_bench_opts *o, const char *fmt, ...)
-{
-        va_list ap;
-        if (!o->progress)
-                return;
-        fprintf(stderr, "bench: ");
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
 
 static bool image_agent_matches(const char *image_dir, const struct vmm_template *t)
 {

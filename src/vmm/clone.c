@@ -238,36 +238,13 @@ static int reserve_address(struct clone *c, struct rh_error *err)
         return 0;
 }
 
-/* Under the state lock: the template still exists, the identity is valid and free, the record reserves it. */
-static int reserve(struct clone *c, struct rh_error *err)
+/* The record this fork owns: a warm clone's from the pool (its pid, tap and guid set), or a new one. */
+static int take_record(struct clone *c, struct rh_error *err)
 {
         const struct vmm_fork_opts *o = c->o;
-        char meta[PATH_MAX + 16], addr[48], owner[64];
-        uint8_t mac[6];
         int r;
 
-        snprintf(meta, sizeof(meta), "%s/meta.json", c->t->dir);
-        if (access(meta, F_OK) < 0)
-                return rh_error_set(err, -ENOENT, "template %s was removed", c->t->name);
-        if (o->has_ip) {
-                /* Our reasons first (an IPAM would only say "not available"). */
-                if (o->has_mac)
-                        memcpy(mac, o->mac, 6);
-                else
-                        vmm_mac_for_ip(&o->ip, mac);
-                r = vmm_identity_check(&c->net, c->t, &o->ip, o->prefix, mac, o->has_gateway ? &o->gateway : NULL,
-                                       err);
-                if (r < 0)
-                        return r;
-                rh_ip_format(&o->ip, addr);
-                if (vmm_identity_in_use(o->state_dir, addr, o->has_mac ? o->mac : NULL, owner, sizeof(owner)) < 0)
-                        return rh_error_set(err, -EADDRINUSE,
-                                            "%s or its MAC is already used by %s (rehome clone rm it, or pick "
-                                            "another --ip/--mac)",
-                                            addr, owner);
-        }
         if (o->warm_id) {
-                /* A pre-spawned QEMU from the pool: its id, tap, guid and pid are set. */
                 r = vmm_clone_load(o->state_dir, o->warm_id, &c->rec, err);
                 if (r < 0)
                         return r;
@@ -286,14 +263,68 @@ static int reserve(struct clone *c, struct rh_error *err)
                 vmm_guid_new(c->rec.vmgenid);
         snprintf(c->rec.status, sizeof(c->rec.status), "starting");
         snprintf(c->log_path, sizeof(c->log_path), "%s/qemu.log", c->rec.dir);
+        return 0;
+}
+
+/* Undo take_record and reserve_address: the address back to the IPAM, a warm clone back to the pool. */
+static void give_back(struct clone *c)
+{
+        const struct vmm_fork_opts *o = c->o;
+
+        if (c->rec.ipam.plugin[0])
+                vmm_ipam_del(&c->rec.ipam, &c->net, o->state_dir, c->rec.id, NULL);
+        if (c->from_pool) {
+                char claim[PATH_MAX + 16];
+                snprintf(claim, sizeof(claim), "%s/claimed", c->rec.dir);
+                rmdir(claim);
+        } else
+                vmm_clone_remove_record(&c->rec);
+        memset(&c->rec, 0, sizeof(c->rec));
+        c->from_pool = c->tap_made = false;
+}
+
+/* The MAC a fork asks for, or the one derived from @ip. */
+static void mac_for(const struct vmm_fork_opts *o, const struct rh_ipaddr *ip, uint8_t ret_mac[6])
+{
+        if (o->has_mac)
+                memcpy(ret_mac, o->mac, 6);
+        else
+                vmm_mac_for_ip(ip, ret_mac);
+}
+
+/* Under the state lock: the template still exists, the identity is valid and free, the record reserves it. */
+static int reserve(struct clone *c, struct rh_error *err)
+{
+        const struct vmm_fork_opts *o = c->o;
+        char meta[PATH_MAX + 16], addr[48], owner[64];
+        uint8_t mac[6];
+        int r;
+
+        snprintf(meta, sizeof(meta), "%s/meta.json", c->t->dir);
+        if (access(meta, F_OK) < 0)
+                return rh_error_set(err, -ENOENT, "template %s was removed", c->t->name);
+        if (o->has_ip) {
+                /* Our reasons first (an IPAM would only say "not available"). */
+                mac_for(o, &o->ip, mac);
+                r = vmm_identity_check(&c->net, c->t, &o->ip, o->prefix, mac, o->has_gateway ? &o->gateway : NULL,
+                                       err);
+                if (r < 0)
+                        return r;
+                rh_ip_format(&o->ip, addr);
+                if (vmm_identity_in_use(o->state_dir, addr, o->has_mac ? o->mac : NULL, owner, sizeof(owner)) < 0)
+                        return rh_error_set(err, -EADDRINUSE,
+                                            "%s or its MAC is already used by %s (rehome clone rm it, or pick "
+                                            "another --ip/--mac)",
+                                            addr, owner);
+        }
+        r = take_record(c, err);
+        if (r < 0)
+                return r;
         r = reserve_address(c, err);
         if (r < 0)
                 goto fail;
         rh_ip_format(&c->ip, addr);
-        if (o->has_mac)
-                memcpy(mac, o->mac, 6);
-        else
-                vmm_mac_for_ip(&c->ip, mac);
+        mac_for(o, &c->ip, mac);
         r = vmm_identity_check(&c->net, c->t, &c->ip, c->prefix, mac, o->has_gateway ? &o->gateway : NULL, err);
         if (r == 0 && vmm_identity_in_use(o->state_dir, addr, mac, owner, sizeof(owner)) < 0)
                 r = rh_error_set(err, -EADDRINUSE, "%s or its MAC is already used by %s", addr, owner);
@@ -307,24 +338,7 @@ static int reserve(struct clone *c, struct rh_error *err)
         if (r == 0)
                 return 0;
 fail:
-        if (c->from_pool) {
-                /* The warm clone goes back to the pool as it was. */
-                struct vmm_clone w;
-                if (vmm_clone_load(o->state_dir, o->warm_id, &w, NULL) == 0) {
-                        char claim[PATH_MAX + 16];
-                        snprintf(claim, sizeof(claim), "%s/claimed", w.dir);
-                        rmdir(claim);
-                }
-                if (c->rec.ipam.plugin[0])
-                        vmm_ipam_del(&c->rec.ipam, &c->net, o->state_dir, c->rec.id, NULL);
-                memset(&c->rec, 0, sizeof(c->rec));
-                c->from_pool = c->tap_made = false;
-                return r;
-        }
-        if (c->rec.ipam.plugin[0])
-                vmm_ipam_del(&c->rec.ipam, &c->net, o->state_dir, c->rec.id, NULL);
-        vmm_clone_remove_record(&c->rec);
-        memset(&c->rec, 0, sizeof(c->rec));
+        give_back(c);
         return r;
 }
 
