@@ -112,9 +112,17 @@ int vmm_template_remove(const char *state_dir, const char *name, struct rh_error
         /* The RAM file this state directory made: from meta.json, or from files.json
          * when meta.json is damaged; never a guessed path another state dir may use. */
         if (vmm_template_load(state_dir, name, &t, NULL) == 0)
-                unlink(t.ram_path);
-        else if (have_files && ram[0])
-                unlink(ram);
+                snprintf(ram, sizeof(ram), "%s", t.ram_path);
+        else if (!have_files)
+                ram[0] = '\0';
+        if (ram[0] && unlink(ram) == 0) {
+                /* Its directory too, once empty (the state directory's own RAM directory). */
+                char *slash = strrchr(ram, '/');
+                if (slash && slash != ram) {
+                        *slash = '\0';
+                        rmdir(ram);
+                }
+        }
         vmm_rm_rf(dir);
         r = 0;
 out:
