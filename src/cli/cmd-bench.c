@@ -166,6 +166,12 @@ static void print_doc(json_t *doc, const char *plot)
                (int)json_integer_value(json_object_get(json_object_get(doc, "host"), "cpus")),
                json_string_value(json_object_get(json_object_get(doc, "host"), "loadavg_start")) ?: "-",
                json_string_value(json_object_get(json_object_get(doc, "host"), "loadavg_end")) ?: "-");
+        json_t *host = json_object_get(doc, "host");
+        if (json_is_true(json_object_get(host, "loaded")))
+                printf("WARNING: LOADED MACHINE (load above 0.5 per core, or %" JSON_INTEGER_FORMAT
+                       " other QEMU at the start): these figures are not comparable; measure on a quiet "
+                       "machine\n",
+                       json_integer_value(json_object_get(host, "qemu_processes_start")));
         printf("(milliseconds unless named; resume->* are guest stamps anchored at the host-seen ack)\n");
         json_array_foreach(modes, i, g) {
                 const char *mode = json_string_value(json_object_get(g, "mode"));

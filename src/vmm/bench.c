@@ -24,6 +24,7 @@
  * Everything goes into one JSON document (every sample, per-group stats and
  * the targets of issue 5); the CLI prints the tables and the plot from it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -888,6 +889,54 @@ static json_t *loadavg(void)
         return json_string(text);
 }
 
+/* QEMU processes running now (ours included at the end: the caller knows how many it left). */
+static int count_qemus(void)
+{
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        int n = 0;
+
+        if (!d)
+                return -1;
+        while ((de = readdir(d))) {
+                char path[300];
+                _cleanup_free_ char *comm = NULL;
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
+                if (read_file_alloc(path, 64, &comm, NULL) == 0 && strncmp(comm, "qemu-system", 11) == 0)
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+/*
+ * Was the machine busy? Figures taken while builds or other VMs share the
+ * cores are several times worse (DESIGN.md): a 1-minute load above 0.5 per
+ * core at the start or the end, or another QEMU at the start, marks the run
+ * "loaded", on the table and in the JSON.
+ */
+static void mark_load(json_t *host, const char *when)
+{
+        char key[32];
+        int q = count_qemus();
+        double l1 = 0;
+        const char *la = json_string_value(json_object_get(host, strcmp(when, "start") == 0 ? "loadavg_start"
+                                                                                           : "loadavg_end"));
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        snprintf(key, sizeof(key), "qemu_processes_%s", when);
+        json_object_set_new(host, key, json_integer(q));
+        if (la)
+                l1 = strtod(la, NULL);
+        bool loaded = l1 > 0.5 * (double)(cpus > 0 ? cpus : 1) || (strcmp(when, "start") == 0 && q > 0);
+        if (loaded)
+                json_object_set_new(host, "loaded", json_true());
+        else if (!json_object_get(host, "loaded"))
+                json_object_set_new(host, "loaded", json_false());
+}
+
 int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_error *err)
 {
         struct vmm_net net;
@@ -914,6 +963,7 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
         uname(&u);
         json_object_set_new(doc, "host", json_pack("{s:s, s:i, s:o}", "kernel", u.release, "cpus",
                                                    (int)sysconf(_SC_NPROCESSORS_ONLN), "loadavg_start", loadavg()));
+        mark_load(json_object_get(doc, "host"), "start");
         json_object_set_new(doc, "quick", json_boolean(o->quick));
         json_object_set_new(doc, "mem_size", json_integer((json_int_t)o->mem_size));
         uint64_t t0 = now_ns();
@@ -965,6 +1015,7 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
 
         json_object_set_new(doc, "seconds", json_real((double)(now_ns() - t0) / 1e9));
         json_object_set_new(json_object_get(doc, "host"), "loadavg_end", loadavg());
+        mark_load(json_object_get(doc, "host"), "end");
         json_object_set_new(doc, "notes", notes);
         targets(doc);
         pthread_mutex_destroy(&h->lock);

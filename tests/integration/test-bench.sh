@@ -56,6 +56,15 @@ check(doc.get("accel") in ("tcg", "kvm"), "accelerator named: %r" % doc.get("acc
 check(doc.get("quick") is True, "quick run recorded")
 check(nonneg(doc.get("seconds")) and doc["seconds"] > 0, "run time recorded: %r s" % doc.get("seconds"))
 
+# The load flag: from the load averages and QEMU counts it records, recomputed here.
+host = doc.get("host", {})
+la = [float(host.get(k, "0 0 0").split()[0]) for k in ("loadavg_start", "loadavg_end")]
+want_loaded = max(la) > 0.5 * host.get("cpus", 1) or host.get("qemu_processes_start", 0) > 0
+check(isinstance(host.get("qemu_processes_start"), int) and isinstance(host.get("qemu_processes_end"), int),
+      "QEMU processes counted at start and end: %r / %r" % (host.get("qemu_processes_start"), host.get("qemu_processes_end")))
+check(host.get("loaded") is want_loaded, "loaded=%r matches load %r and %r other QEMU at the start" %
+      (host.get("loaded"), la, host.get("qemu_processes_start")))
+
 # The modes section: the one mode asked for, and no other.
 modes = doc.get("modes")
 if not check(isinstance(modes, list) and len(modes) == 1, "one mode group (got %r)" %
