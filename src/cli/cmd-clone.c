@@ -3,20 +3,34 @@
  * rehome clone list|rm: the clones this state directory knows, whether their
  * QEMU is still alive, and removing them (QEMU killed, tap deleted).
  */
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "cleanup.h"
 #include "cli.h"
+#include "io.h"
 #include "src/vmm/qmp.h"
 #include "src/vmm/vmm.h"
 
 static void help(void)
 {
         printf("Usage: rehome clone list\n"
-               "       rehome clone rm ID... | --all\n\n"
+               "       rehome clone rm ID... | --all\n"
+               "       rehome clone logs ID\n"
+               "       rehome clone console ID [--wait DUR]\n\n"
+               "logs prints the clone's serial console log (control characters escaped as \\xHH).\n"
+               "console attaches to its serial console (a shell on the rehome guest image): on a\n"
+               "terminal raw, Ctrl-] leaves; from a pipe it sends stdin, then relays the output\n"
+               "for --wait (default 2s).\n"
                "list shows every clone with its template, identity, QEMU pid, tap and state\n"
                "('running'; 'warm' for a pre-spawned one; when its QEMU is gone: 'rebooted' or\n"
                "'powered-off' if the guest did that (clones run with -no-reboot: a rebooted\n"
@@ -43,6 +57,101 @@ static const char *stopped_state(const struct vmm_clone *c)
         if (strstr(tail, "reboot: Power down") || strstr(tail, "reboot: System halted"))
                 return "powered-off";
         return "dead";
+}
+
+/* `clone logs ID`: the console log, guest text: control bytes escaped (newlines and tabs kept). */
+static int clone_logs(const struct vmm_clone *c)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t n = 0;
+        int r = read_file_alloc(c->console_path, 64 << 20, &text, &n);
+
+        if (r < 0)
+                return cli_fail("clone logs %s: %s: %s", c->id, c->console_path, strerror(-r));
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)text[i];
+                if (ch == '\n' || ch == '\t' || (ch >= 0x20 && ch < 0x7f))
+                        putchar(ch);
+                else if (ch != '\r')
+                        printf("\\x%02x", ch);
+        }
+        return EXIT_OK;
+}
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void restore_tty(void)
+{
+        if (tty_raw)
+                tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+}
+
+/*
+ * `clone console ID`: the clone's serial console, both ways, over its
+ * console socket. On a terminal: raw mode, Ctrl-] leaves. Otherwise (a
+ * script): stdin is sent until EOF, then output is relayed for --wait.
+ */
+static int clone_console(const struct vmm_clone *c, int wait_ms)
+{
+        char path[PATH_MAX + 16], buf[4096];
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -EBADF;
+        bool interactive = isatty(STDIN_FILENO), in_open = true;
+        uint64_t until = 0;
+
+        snprintf(path, sizeof(path), "%s/console.sock", c->dir);
+        if (strlen(path) >= sizeof(sun.sun_path))
+                return cli_fail("clone console %s: socket path %s too long", c->id, path);
+        memcpy(sun.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+                return cli_fail("clone console %s: %s: %s (a clone forked before consoles had sockets: use "
+                                "'rehome clone logs')",
+                                c->id, path, strerror(errno));
+        if (interactive && tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
+                struct termios raw = saved_tty;
+                cfmakeraw(&raw);
+                if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0) {
+                        tty_raw = true;
+                        atexit(restore_tty);
+                }
+                fprintf(stderr, "rehome: console of clone %s; Ctrl-] leaves\r\n", c->id);
+        }
+        for (;;) {
+                struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = STDIN_FILENO, .events = POLLIN}};
+                int timeout = -1;
+                if (!in_open) {
+                        int64_t left = (int64_t)(until - now_ns()) / 1000000;
+                        if (left <= 0)
+                                break;
+                        timeout = (int)left;
+                }
+                if (poll(p, in_open ? 2 : 1, timeout) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                if (p[0].revents & (POLLIN | POLLHUP)) {
+                        ssize_t k = read(fd, buf, sizeof(buf));
+                        if (k <= 0)
+                                break; /* QEMU went away */
+                        (void)!write_full(STDOUT_FILENO, buf, (size_t)k);
+                }
+                if (in_open && (p[1].revents & (POLLIN | POLLHUP))) {
+                        ssize_t k = read(STDIN_FILENO, buf, sizeof(buf));
+                        if (k > 0 && interactive && memchr(buf, 0x1d, (size_t)k))
+                                break; /* Ctrl-] */
+                        if (k <= 0) {
+                                in_open = false;
+                                until = now_ns() + (uint64_t)wait_ms * 1000000ull;
+                        } else if (write_full(fd, buf, (size_t)k) < 0)
+                                break;
+                }
+        }
+        restore_tty();
+        tty_raw = false;
+        return EXIT_OK;
 }
 
 int cmd_clone(int argc, char **argv)
@@ -135,5 +244,24 @@ int cmd_clone(int argc, char **argv)
                 cli_reconcile();
                 return rc;
         }
-        return cli_usage_error("clone", "unknown subcommand '%s' (list, rm)", argv[1]);
+        if (strcmp(argv[1], "logs") == 0 || strcmp(argv[1], "console") == 0) {
+                struct vmm_clone c;
+                struct rh_error e = {0};
+                int wait_ms = 2000;
+                if (argc == 5 && strcmp(argv[3], "--wait") == 0) {
+                        if (vmm_parse_duration_ms(argv[4], &wait_ms) < 0)
+                                return cli_usage_error("clone", "bad --wait '%s' (e.g. 2s)", argv[4]);
+                } else if (argc != 3)
+                        return cli_usage_error("clone", "%s takes one clone ID%s", argv[1],
+                                               argv[1][0] == 'c' ? " [--wait DUR]" : "");
+                if (vmm_clone_load(cli.state_dir, argv[2], &c, &e) < 0)
+                        return cli_fail("clone %s: %s", argv[1], e.msg);
+                if (argv[1][0] == 'l')
+                        return clone_logs(&c);
+                if (!vmm_clone_alive(&c) || c.pid <= 0)
+                        return cli_fail("clone console %s: its QEMU is not running (rehome clone logs %s)", c.id,
+                                        c.id);
+                return clone_console(&c, wait_ms);
+        }
+        return cli_usage_error("clone", "unknown subcommand '%s' (list, rm, logs, console)", argv[1]);
 }

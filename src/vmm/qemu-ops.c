@@ -40,6 +40,9 @@ static int qemu_clone_spawn(struct clone *c, struct rh_error *err)
         spec.netns = c->net.netns;
         spec.qmp_path = c->rec.qmp_path;
         spec.console_path = c->rec.console_path;
+        char console_sock[PATH_MAX + 16];
+        snprintf(console_sock, sizeof(console_sock), "%s/console.sock", c->rec.dir);
+        spec.console_sock = console_sock;
         spec.log_path = c->log_path;
         spec.incoming = true;
         spec.marker = marker;

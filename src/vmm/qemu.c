@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -221,8 +222,17 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
         arg(a, "-no-user-config");
         arg(a, "-display");
         arg(a, "none");
-        arg(a, "-serial");
-        arg(a, "file:%s", s->console_path);
+        if (s->console_sock && strlen(s->console_sock) < sizeof(((struct sockaddr_un *)0)->sun_path)) {
+                /* Everything the guest prints still goes to the log file, connected or not. */
+                unlink(s->console_sock);
+                arg(a, "-chardev");
+                arg(a, "socket,id=ser0,path=%s,server=on,wait=off,logfile=%s", s->console_sock, s->console_path);
+                arg(a, "-serial");
+                arg(a, "chardev:ser0");
+        } else {
+                arg(a, "-serial");
+                arg(a, "file:%s", s->console_path);
+        }
         arg(a, "-qmp");
         arg(a, "unix:%s,server=on,wait=off", s->qmp_path);
         arg(a, "-netdev");

@@ -262,6 +262,9 @@ struct qemu_spec {
         bool incoming;      /* -incoming defer -S */
         bool no_reboot;     /* -no-reboot: a guest reboot ends QEMU (a clone never comes back as the template) */
         const char *marker; /* -name guest=MARKER (vmm_marker); NULL = "rehome" */
+        /* The serial console also as a unix socket (`rehome clone console`), logged to
+         * console_path all the same; NULL (or a path too long for a socket) = the file only. */
+        const char *console_sock;
 };
 
 /* Fill @spec with what @t fixes (accelerator, CPU, machine, memory, kernel, initrd,

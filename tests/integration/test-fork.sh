@@ -42,6 +42,13 @@ n_macs=$(rh --json clone list | sed -n 's/.*"mac": "\(.*\)".*/\1/p' | sort -u | 
 [ -z "$(arp_mac 10.88.0.2)" ] && ok "template address 10.88.0.2 is silent" ||
         fail "something answers at the template address 10.88.0.2"
 
+# The way in for a person debugging a clone: its console log and its console.
+rh clone logs c1 | grep -q "rehome-agent: applied seq=" && ok "clone logs: the agent's applied line" ||
+        fail "clone logs c1: $(rh clone logs c1 2>&1 | tail -n 3)"
+out=$(printf 'echo rehome-console-$((6*7))\n' | rh clone console c1 --wait 3s 2>&1)
+echo "$out" | grep -q "rehome-console-42" && ok "clone console: a command ran in the clone's shell" ||
+        fail "clone console c1: '$(echo "$out" | tail -n 3)'"
+
 # An address a live clone holds is refused before anything is spawned.
 before=$(our_pids | wc -l)
 err=$(rh fork tpl --ip 10.88.0.11/24 2>&1)
