@@ -74,6 +74,8 @@ enum {
         RH_CAP_UDP_ACK = 1u << 13,
         RH_CAP_PREARM = 1u << 14,
         RH_CAP_CLOCK = 1u << 15,                /* steps CLOCK_REALTIME (RH_TLV_REALTIME) */
+        RH_CAP_MACHINE_ID = 1u << 16,           /* honours RH_REQ_NEW_MACHINE_ID */
+        RH_CAP_HOOKS = 1u << 17,                /* runs post-apply hooks (agent --hooks-dir) */
 };
 
 /* Which signal made the agent look (ack `signal`). */
@@ -104,7 +106,8 @@ enum {
         RH_REQ_ANNOUNCE = 1u << 1,      /* gratuitous ARP for v4, unsolicited NA for v6 */
         RH_REQ_ACK_EARLY = 1u << 2,     /* also send a stage=mailbox UDP line on read */
         RH_REQ_REPLACE_ADDRS = 1u << 3, /* remove addresses not in the request (default on) */
-        RH_REQ_FLAGS_KNOWN_ = 0xfu,
+        RH_REQ_NEW_MACHINE_ID = 1u << 4, /* give /etc/machine-id a fresh random id (RH_CAP_MACHINE_ID) */
+        RH_REQ_FLAGS_KNOWN_ = 0x1fu,
 };
 
 /* Bits of the ack `applied` mask: which steps were carried out. */
@@ -119,6 +122,8 @@ enum {
         RH_APPLIED_HOSTNAME = 1u << 7,
         RH_APPLIED_DNS = 1u << 8,
         RH_APPLIED_CLOCK = 1u << 9, /* realtime clock stepped (RH_TLV_REALTIME) */
+        RH_APPLIED_MACHINE_ID = 1u << 10, /* /etc/machine-id replaced (RH_REQ_NEW_MACHINE_ID) */
+        RH_APPLIED_HOOKS = 1u << 11,      /* post-apply hooks ran, every one exited 0 */
 };
 
 /* ------------------------------------------------------------------ */

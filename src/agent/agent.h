@@ -49,6 +49,9 @@ struct agent_options {
         const char *run_dir;         /* default /run/rehome */
         const char *resolv_conf;     /* default /etc/resolv.conf */
         const char *hostname_file;   /* default /etc/hostname, "" = do not write */
+        const char *machine_id_file; /* default /etc/machine-id (replaced only if it exists) */
+        const char *hooks_dir;       /* default /etc/rehome/hooks.d ("" = none) */
+        unsigned hook_timeout_ms;    /* per hook, default 5000 */
         unsigned poll_interval_ms;   /* safety-net poll; 0 disables */
         unsigned prearm_interval_us; /* default fast-poll interval */
         unsigned spin_interval_us;   /* vmclock-spin sleep between checks */

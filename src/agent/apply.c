@@ -15,6 +15,12 @@
  * half-way can be reported exactly.
  */
 #include <arpa/inet.h>
+#include <limits.h>
+#include <sys/wait.h>
+#include <sys/random.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/rtnetlink.h>
@@ -39,6 +45,7 @@ static const struct {
         {RH_APPLIED_ROUTES, "routes"},     {RH_APPLIED_NEIGH, "neighbours"},
         {RH_APPLIED_ANNOUNCE, "announce"}, {RH_APPLIED_HOSTNAME, "hostname"},
         {RH_APPLIED_DNS, "dns"},           {RH_APPLIED_CLOCK, "clock"},
+        {RH_APPLIED_MACHINE_ID, "machine-id"}, {RH_APPLIED_HOOKS, "hooks"},
 };
 
 static int kernel_family(uint8_t family)
@@ -547,6 +554,156 @@ static int apply_announce(struct agent *a, const struct rh_request *req, struct 
         return 0;
 }
 
+/*
+ * A fresh machine id (systemd's DHCP DUID and stable IPv6 addresses derive
+ * from it: clones must not share the template's). Only where the file
+ * exists: a guest without one has nothing that reads it.
+ */
+static int apply_machine_id(struct agent *a, struct apply_result *res, struct rh_error *err)
+{
+        const char *path = a->opt.machine_id_file;
+        char tmp[PATH_MAX], id[34];
+        uint8_t b[16];
+        struct stat st;
+        int r;
+
+        if (!path || !*path || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                return 0;
+        if (getrandom(b, sizeof(b), 0) != sizeof(b))
+                return rh_error_set(err, -EIO, "machine-id: no randomness");
+        b[6] = (b[6] & 0x0f) | 0x40; /* a v4 UUID, as systemd-machine-id-setup writes */
+        b[8] = (b[8] & 0x3f) | 0x80;
+        for (size_t i = 0; i < sizeof(b); i++)
+                snprintf(id + 2 * i, 3, "%02x", b[i]);
+        id[32] = '\n';
+        id[33] = '\0';
+        snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", path);
+        {
+                _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+                r = fd < 0 || write_full(fd, id, 33) < 0 ? -EIO : 0;
+        }
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlink(tmp);
+                /* A bind-mounted file cannot be renamed over: write it in place. */
+                _cleanup_close_ int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+                if (fd < 0 || write_full(fd, id, 33) < 0)
+                        return rh_error_set(err, fd < 0 ? -errno : -EIO, "%s: %s", path, strerror(errno));
+        }
+        res->applied |= RH_APPLIED_MACHINE_ID;
+        return 0;
+}
+
+static int name_sort(const struct dirent **x, const struct dirent **y)
+{
+        return strcmp((*x)->d_name, (*y)->d_name);
+}
+
+/* One hook, bounded in time; 0 if it exited 0. */
+static int run_hook(struct agent *a, const char *dir, const char *name, char *const envp[], struct rh_error *err)
+{
+        char path[PATH_MAX];
+        int status = 0;
+        pid_t pid;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        pid = fork();
+        if (pid < 0)
+                return rh_error_set(err, -errno, "hook %s: fork: %s", name, strerror(errno));
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR);
+                if (null >= 0)
+                        dup2(null, 0);
+                execve(path, (char *[]){path, NULL}, envp);
+                _exit(127);
+        }
+        uint64_t deadline = now_ns() + (uint64_t)a->opt.hook_timeout_ms * 1000000ull;
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        break;
+                if (w < 0 && errno != EINTR)
+                        return rh_error_set(err, -errno, "hook %s: wait: %s", name, strerror(errno));
+                if (now_ns() >= deadline) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, NULL, 0);
+                        return rh_error_set(err, -ETIMEDOUT, "hook %s: still running after %u ms (killed)", name,
+                                            a->opt.hook_timeout_ms);
+                }
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return 0;
+        if (WIFEXITED(status))
+                return rh_error_set(err, -ECANCELED, "hook %s exited %d", name, WEXITSTATUS(status));
+        return rh_error_set(err, -ECANCELED, "hook %s killed by signal %d", name, WTERMSIG(status));
+}
+
+/*
+ * Post-apply hooks: every executable regular file in the hooks directory,
+ * in name order, with the new identity in its environment. The first that
+ * fails (non-zero exit, signal, timeout) fails the request's ack; none is
+ * run when the directory does not exist.
+ */
+static int run_hooks(struct agent *a, const struct rh_request *req, const struct apply_result *res_in,
+                     struct apply_result *res, struct rh_error *err)
+{
+        const char *dir = a->opt.hooks_dir;
+        struct dirent **names = NULL;
+        char e_iface[64], e_mac[64], e_ip[96] = "REHOME_IP=", e_ip6[96] = "REHOME_IP6=", e_gw[80] = "REHOME_GATEWAY=",
+                e_host[96], e_seq[32], e_nonce[48];
+        int n, r = 0, ran = 0;
+
+        (void)res_in;
+        if (!dir || !*dir)
+                return 0;
+        n = scandir(dir, &names, NULL, name_sort);
+        if (n < 0)
+                return errno == ENOENT ? 0 : rh_error_set(err, -errno, "hooks %s: %s", dir, strerror(errno));
+        snprintf(e_iface, sizeof(e_iface), "REHOME_IFACE=%s", req->ifaces[0].name);
+        snprintf(e_mac, sizeof(e_mac), "REHOME_MAC=%02x:%02x:%02x:%02x:%02x:%02x", req->ifaces[0].mac[0],
+                 req->ifaces[0].mac[1], req->ifaces[0].mac[2], req->ifaces[0].mac[3], req->ifaces[0].mac[4],
+                 req->ifaces[0].mac[5]);
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                char *dst = req->addrs[i].family == 4 ? e_ip : e_ip6;
+                if (strchr(dst, '=')[1])
+                        continue; /* the first of each family */
+                char ip[INET6_ADDRSTRLEN];
+                inet_ntop(kernel_family(req->addrs[i].family), req->addrs[i].addr, ip, sizeof(ip));
+                snprintf(strchr(dst, '=') + 1, 80, "%s/%u", ip, req->addrs[i].prefix);
+        }
+        for (unsigned i = 0; i < req->n_routes; i++)
+                if (req->routes[i].family == 4 && req->routes[i].dst_prefix == 0 && req->routes[i].has_gateway &&
+                    !e_gw[sizeof("REHOME_GATEWAY=") - 1]) {
+                        char ip[INET6_ADDRSTRLEN];
+                        inet_ntop(AF_INET, req->routes[i].gateway, ip, sizeof(ip));
+                        snprintf(e_gw + sizeof("REHOME_GATEWAY=") - 1, sizeof(e_gw) - sizeof("REHOME_GATEWAY="),
+                                 "%s", ip);
+                }
+        snprintf(e_host, sizeof(e_host), "REHOME_HOSTNAME=%s", req->hostname);
+        snprintf(e_seq, sizeof(e_seq), "REHOME_SEQ=%u", req->seq);
+        snprintf(e_nonce, sizeof(e_nonce), "REHOME_NONCE=%016llx", (unsigned long long)req->nonce);
+        char *envp[] = {e_iface, e_mac, e_ip, e_ip6, e_gw, e_host, e_seq, e_nonce,
+                        (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+        for (int i = 0; i < n; i++) {
+                char path[PATH_MAX];
+                struct stat st;
+                snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+                if (r == 0 && names[i]->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+                    access(path, X_OK) == 0) {
+                        r = run_hook(a, dir, names[i]->d_name, envp, err);
+                        ran++;
+                }
+                free(names[i]);
+        }
+        free(names);
+        if (r == 0 && ran)
+                res->applied |= RH_APPLIED_HOOKS;
+        return r;
+}
+
 /* The steps @req asks for. */
 static uint32_t requested_steps(const struct rh_request *req)
 {
@@ -563,6 +720,8 @@ static uint32_t requested_steps(const struct rh_request *req)
                 m |= RH_APPLIED_DNS;
         if (req->realtime_ns)
                 m |= RH_APPLIED_CLOCK;
+        if (req->flags & RH_REQ_NEW_MACHINE_ID)
+                m |= RH_APPLIED_MACHINE_ID;
         return m;
 }
 
@@ -652,6 +811,15 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
                 r = apply_dns(a, req, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_DNS;
+        }
+        if (r >= 0 && (req->flags & RH_REQ_NEW_MACHINE_ID)) {
+                res->failed_step = RH_APPLIED_MACHINE_ID;
+                r = apply_machine_id(a, res, &e);
+        }
+        if (r >= 0) {
+                /* Last: hooks see the whole new identity in place. */
+                res->failed_step = RH_APPLIED_HOOKS;
+                r = run_hooks(a, req, res, res, &e);
         }
         if (r < 0) {
                 describe_failure(req, res, &e);

@@ -82,7 +82,8 @@ static int page_gpa(const void *addr, uint64_t *ret_gpa)
 static uint32_t agent_caps(const struct agent *a)
 {
         uint32_t caps = RH_CAP_IPV6 | RH_CAP_ROUTES | RH_CAP_DNS | RH_CAP_HOSTNAME | RH_CAP_ANNOUNCE |
-                        RH_CAP_UDP_ACK | RH_CAP_PREARM | RH_CAP_CLOCK;
+                        RH_CAP_UDP_ACK | RH_CAP_PREARM | RH_CAP_CLOCK |
+                        RH_CAP_MACHINE_ID | RH_CAP_HOOKS;
 
         if (a->opt.sources & SRC_VMCLOCK)
                 caps |= RH_CAP_SIGNAL_VMCLOCK;

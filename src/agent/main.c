@@ -107,6 +107,12 @@ static void help(void)
                "  --resolv-conf PATH     resolv.conf to replace (default /etc/resolv.conf)\n"
                "  --hostname-file PATH   also write the host name here (default /etc/hostname;\n"
                "                         '' = do not)\n"
+               "  --machine-id-file PATH replaced with a fresh id when the request asks and it\n"
+               "                         exists (default /etc/machine-id)\n"
+               "  --hooks-dir DIR        after applying, run each executable here in name order\n"
+               "                         with REHOME_* in the environment (default\n"
+               "                         /etc/rehome/hooks.d; '' = none); a failing hook fails the ack\n"
+               "  --hook-timeout-ms N    per hook (default 5000)\n"
                "  --once                 exit after one handoff\n"
                "  --handoffs N           exit after N handoffs\n"
                "  --no-mlock             do not mlockall (the mailbox page stays mlocked)\n"
@@ -199,6 +205,9 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 OPT_VMCLOCK,
                 OPT_VMNOTIFY,
                 OPT_APPLY,
+                OPT_MACHINEID,
+                OPT_HOOKS,
+                OPT_HOOKTIMEOUT,
         };
         static const struct option options[] = {
                 {"signal", required_argument, NULL, OPT_SIGNAL},
@@ -219,6 +228,9 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 {"vmclock", required_argument, NULL, OPT_VMCLOCK},
                 {"vmclock-notify", required_argument, NULL, OPT_VMNOTIFY},
                 {"apply", required_argument, NULL, OPT_APPLY},
+                {"machine-id-file", required_argument, NULL, OPT_MACHINEID},
+                {"hooks-dir", required_argument, NULL, OPT_HOOKS},
+                {"hook-timeout-ms", required_argument, NULL, OPT_HOOKTIMEOUT},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, OPT_VERSION},
@@ -234,6 +246,9 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 .run_dir = "/run/rehome",
                 .resolv_conf = "/etc/resolv.conf",
                 .hostname_file = "/etc/hostname",
+                .machine_id_file = "/etc/machine-id",
+                .hooks_dir = "/etc/rehome/hooks.d",
+                .hook_timeout_ms = 5000,
                 .poll_interval_ms = 250,
                 .prearm_interval_us = 1000,
                 .spin_interval_us = 50,
@@ -279,6 +294,16 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                         break;
                 case OPT_HOSTFILE:
                         o->hostname_file = optarg;
+                        break;
+                case OPT_MACHINEID:
+                        o->machine_id_file = optarg;
+                        break;
+                case OPT_HOOKS:
+                        o->hooks_dir = optarg;
+                        break;
+                case OPT_HOOKTIMEOUT:
+                        if (parse_uint(optarg, 600000, &o->hook_timeout_ms) < 0 || o->hook_timeout_ms == 0)
+                                return usage_error("--hook-timeout-ms: '%s' is not 1..600000", optarg);
                         break;
                 case OPT_ONCE:
                         o->handoffs = 1;

@@ -60,6 +60,8 @@ static void help(void)
                "  --no-clock        leave the clone's realtime clock where the snapshot left it\n"
                "                    (default: the request carries the host's time and the agent\n"
                "                    steps the clock to it first; --json: clock_offset_ms)\n"
+               "  --keep-machine-id keep the template's /etc/machine-id (default: the agent\n"
+               "                    writes a fresh one where the guest has the file)\n"
                "  -h, --help\n\n"
                "Stages (milliseconds): spawn (tap + QEMU start + QMP), incoming (device state),\n"
                "patch (locate + write the mailbox), resume>signal / >read / >applied / >ack\n"
@@ -121,7 +123,8 @@ int cmd_fork(int argc, char **argv)
                 O_NOPOOL,
                 O_IPAM,
                 O_IPAM_CONFIG,
-                O_NO_CLOCK
+                O_NO_CLOCK,
+                O_KEEP_MACHINE_ID
         };
         static const struct option options[] = {
                 REQUEST_LONG_OPTIONS,
@@ -135,6 +138,7 @@ int cmd_fork(int argc, char **argv)
                 {"ipam", required_argument, NULL, O_IPAM},
                 {"ipam-config", required_argument, NULL, O_IPAM_CONFIG},
                 {"no-clock", no_argument, NULL, O_NO_CLOCK},
+                {"keep-machine-id", no_argument, NULL, O_KEEP_MACHINE_ID},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -197,6 +201,9 @@ int cmd_fork(int argc, char **argv)
                         continue;
                 case O_NO_CLOCK:
                         o.no_clock = true;
+                        continue;
+                case O_KEEP_MACHINE_ID:
+                        o.keep_machine_id = true;
                         continue;
                 case 'h':
                         help();

@@ -47,6 +47,8 @@ static void help(void)
                "  --from-clone ID     fork-of-fork: snapshot a running clone instead of booting\n"
                "  --no-prearm         do not put the agent in fast-poll mode before the snapshot\n"
                "  --boot-timeout DUR  how long to wait for the agent (default 180s)\n"
+               "  --agent-args WORDS  extra rehome-agent arguments on the guest kernel command\n"
+               "                      line, ',' between words (e.g. --hooks-dir,/etc/hooks)\n"
                "  -h, --help\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n",
                vmm_default_image_dir(), VMM_DEFAULT_TEMPLATE_IP, VMM_DEFAULT_RAM_DIR);
@@ -100,7 +102,7 @@ static void print_template(const struct vmm_template *t)
 
 static int do_create(int argc, char **argv)
 {
-        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT };
+        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT };
         static const struct option options[] = {
                 {"image", required_argument, NULL, O_IMAGE},
                 {"mem", required_argument, NULL, O_MEM},
@@ -111,6 +113,7 @@ static int do_create(int argc, char **argv)
                 {"from-clone", required_argument, NULL, O_FROM},
                 {"no-prearm", no_argument, NULL, O_NOPRE},
                 {"boot-timeout", required_argument, NULL, O_BOOT},
+                {"agent-args", required_argument, NULL, O_AGENT},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -172,6 +175,9 @@ static int do_create(int argc, char **argv)
                         break;
                 case O_NOPRE:
                         o.prearm = false;
+                        break;
+                case O_AGENT:
+                        o.agent_args = optarg;
                         break;
                 case O_BOOT:
                         if (vmm_parse_duration_ms(optarg, &o.boot_timeout_ms) < 0)

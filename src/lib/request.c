@@ -275,7 +275,7 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
 {
         static const char *const keys[] = {
                 "interfaces", "addresses", "routes", "dns", "search", "hostname", "flush_neighbours",
-                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", "realtime_ns", NULL,
+                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", "realtime_ns", "new_machine_id", NULL,
         };
         _cleanup_json_ json_t *root = NULL;
         struct rh_request req = { .flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS };
@@ -351,7 +351,8 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
         if ((r = parse_flag(root, "flush_neighbours", RH_REQ_FLUSH_NEIGH, &req.flags, err)) < 0 ||
             (r = parse_flag(root, "announce", RH_REQ_ANNOUNCE, &req.flags, err)) < 0 ||
             (r = parse_flag(root, "ack_early", RH_REQ_ACK_EARLY, &req.flags, err)) < 0 ||
-            (r = parse_flag(root, "replace_addresses", RH_REQ_REPLACE_ADDRS, &req.flags, err)) < 0)
+            (r = parse_flag(root, "replace_addresses", RH_REQ_REPLACE_ADDRS, &req.flags, err)) < 0 ||
+            (r = parse_flag(root, "new_machine_id", RH_REQ_NEW_MACHINE_ID, &req.flags, err)) < 0)
                 return r;
         s = get_str(root, "ack", "request", &r, err);
         if (r < 0)
@@ -454,6 +455,8 @@ char *rh_request_to_json(const struct rh_request *req, int indent)
         json_object_set_new(root, "announce", json_boolean(req->flags & RH_REQ_ANNOUNCE));
         json_object_set_new(root, "ack_early", json_boolean(req->flags & RH_REQ_ACK_EARLY));
         json_object_set_new(root, "replace_addresses", json_boolean(req->flags & RH_REQ_REPLACE_ADDRS));
+        if (req->flags & RH_REQ_NEW_MACHINE_ID)
+                json_object_set_new(root, "new_machine_id", json_true());
         if (req->has_ack_udp) {
                 char ack[80], ip[46];
                 if (req->ack_addr.family == 0)

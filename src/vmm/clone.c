@@ -173,6 +173,9 @@ static int build_request(struct clone *c, struct rh_error *err)
         }
         if (!req->hostname[0])
                 default_hostname(c, req->hostname, sizeof(req->hostname));
+        /* Clones must not share the template's machine id (DHCP DUID, stable IPv6 addresses). */
+        if ((c->t->agent_caps & RH_CAP_MACHINE_ID) && !o->keep_machine_id)
+                req->flags |= RH_REQ_NEW_MACHINE_ID;
         return rh_request_validate(req, err);
 }
 

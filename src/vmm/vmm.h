@@ -353,6 +353,7 @@ struct vmm_fork_opts {
         bool no_pool;        /* vmm_fork_batch: do not take warm clones from the pool */
         bool no_prefetch;    /* do not read the template's recorded working set before resume */
         bool no_clock;       /* leave the guest's realtime clock as the snapshot had it */
+        bool keep_machine_id; /* do not ask for a fresh /etc/machine-id */
         /*
          * The rest of the identity (NULL: one address, the MAC, the default
          * route and the host name TEMPLATE-ID): the clone's address and MAC

@@ -130,5 +130,34 @@ python3 -c "import sys; sys.exit(0 if float('$off') < -1000 * ($age - 3) else 1)
         fail "--no-clock offset '$off' ms, snapshot ${age} s old"
 rh clone rm --all >/dev/null 2>&1
 
+# --- machine-id and post-apply hooks (a template whose agent runs the image's test hook) ----
+rh template create hooks --image "$IMAGE" --ram-dir "$RAMDIR" --ip 10.88.0.4/24 --gateway 10.88.0.1 \
+        --agent-args "--hooks-dir,/usr/share/rehome/test-hooks" >/dev/null 2>"$SD/hooks.err" ||
+        fail "template with hooks: $(cat "$SD/hooks.err")"
+rh --json fork hooks --ip 10.88.0.90/24 --hostname web --count 2 > "$SD/hooks.json" 2>&1 ||
+        fail "fork with hooks: $(cat "$SD/hooks.json")"
+python3 - "$SD/hooks.json" <<'PY' && ok "acks say machine-id replaced and hooks ran (applied bits 10, 11)" || fail "hook acks: $(cat "$SD/hooks.json")"
+import json, sys
+for f in json.load(open(sys.argv[1]))["forks"]:
+    assert f["ack"]["status"] == "applied" and f["ack"]["applied"] & (1 << 10) and f["ack"]["applied"] & (1 << 11), f
+PY
+ids=""
+for c in $(rh --json clone list | sed -n 's/.*"id": "\(c[0-9]*\)".*/\1/p'); do
+        out=$(printf 'cat /etc/machine-id /run/rehome-hook.env\n' | rh clone console "$c" --wait 2s 2>&1 | tr -d '\r')
+        id=$(echo "$out" | grep -E '^[0-9a-f]{32}$' | head -n 1)
+        ids="$ids $id"
+        echo "$out" | grep -q "^REHOME_HOSTNAME=web" && echo "$out" | grep -q "^REHOME_IP=10.88.0.9[01]/24" &&
+                echo "$out" | grep -q "^REHOME_GATEWAY=10.88.0.1" && ok "clone $c: the hook saw its identity ($(echo "$out" | grep '^REHOME_IP='))" ||
+                fail "clone $c: hook environment: '$out'"
+done
+[ "$(echo $ids | wc -w)" = 2 ] && [ "$(echo $ids | tr ' ' '\n' | sort -u | wc -l)" = 2 ] &&
+        ok "each clone has its own machine-id:$ids" || fail "machine ids: '$ids'"
+rh clone rm --all >/dev/null 2>&1
+err=$(rh fork hooks --ip 10.88.0.92/24 --hostname fail-hook 2>&1 >/dev/null)
+rc=$?
+[ $rc = 1 ] && echo "$err" | grep -q "hook 10-record exited 3" && ok "a failing hook fails the fork: $(echo "$err" | tail -n 1)" ||
+        fail "failing hook: exit $rc, '$err'"
+rh template rm hooks >/dev/null 2>&1
+
 check_nothing_left
 finish
