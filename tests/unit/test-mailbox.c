@@ -553,8 +553,8 @@ static void test_decode_bad_values(void **state)
         expect_decode(buf, 128, EINVAL, "invalid hostname");
         /* Unknown flags. */
         RESET();
-        unaligned_write_le32(buf + S_FLAGS + 4, RH_REQ_ANNOUNCE | 0x10 | 0x80000000u);
-        expect_decode(buf, 128, EINVAL, "unknown request flags 0x80000010");
+        unaligned_write_le32(buf + S_FLAGS + 4, RH_REQ_ANNOUNCE | 0x20 | 0x80000000u);
+        expect_decode(buf, 128, EINVAL, "unknown request flags 0x80000020");
 #undef RESET
 }
 
@@ -790,8 +790,8 @@ static void test_validate(void **state)
         strcpy(req.hostname, "a..b");
         assert_err(rh_request_validate(&req, &err), err, EINVAL, "invalid hostname");
         small_request(&req);
-        req.flags = 0x10;
-        assert_err(rh_request_validate(&req, &err), err, EINVAL, "unknown request flags 0x10");
+        req.flags = 0x20; /* the first bit past RH_REQ_NEW_MACHINE_ID */
+        assert_err(rh_request_validate(&req, &err), err, EINVAL, "unknown request flags 0x20");
         small_request(&req);
         req.has_ack_udp = true;
         req.ack_port = 9;
