@@ -331,6 +331,10 @@ static int reserve(struct clone *c, struct rh_error *err)
         r = vmm_identity_check(&c->net, c->t, &c->ip, c->prefix, mac, o->has_gateway ? &o->gateway : NULL, err);
         if (r == 0 && vmm_identity_in_use(o->state_dir, addr, mac, owner, sizeof(owner)) < 0)
                 r = rh_error_set(err, -EADDRINUSE, "%s or its MAC is already used by %s", addr, owner);
+        char dev[32];
+        if (r == 0 && !o->has_ip && vmm_mac_on_bridge(&c->net, mac, dev, sizeof(dev)) < 0)
+                r = rh_error_set(err, -EADDRINUSE, "MAC %02x:%02x:%02x:%02x:%02x:%02x is already on the bridge (port %s)",
+                                 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], dev);
         if (r < 0)
                 goto fail;
         memcpy(c->rec.mac, mac, 6);

@@ -133,6 +133,9 @@ static int derive_request(const struct vmm_fork_opts *base, unsigned i, unsigned
 /* Every clone's identity, derived and checked before anything starts. */
 static int plan(const struct vmm_fork_opts *base, unsigned count, struct job *jobs, struct rh_error *err)
 {
+        struct vmm_net net = {0};
+        bool have_net = base->net ? (net = *base->net, true) : vmm_net_load(base->state_dir, &net, NULL) == 0;
+
         for (unsigned i = 0; i < count; i++) {
                 struct job *j = &jobs[i];
                 char addr[64], owner[64];
@@ -150,12 +153,24 @@ static int plan(const struct vmm_fork_opts *base, unsigned count, struct job *jo
                 if (r < 0)
                         return rh_error_prefix(err, r, "--count %u", count);
                 rh_ip_format(&j->opts.ip, addr);
+                uint8_t mac[6];
+                char dev[32];
+                if (base->has_mac)
+                        memcpy(mac, j->opts.mac, 6);
+                else
+                        vmm_mac_for_ip(&j->opts.ip, mac);
                 if (vmm_identity_in_use(base->state_dir, addr, base->has_mac ? j->opts.mac : NULL, owner,
                                         sizeof(owner)) < 0)
                         return rh_error_set(err, -EADDRINUSE,
                                             "%s or its MAC is already used by %s: nothing was started "
                                             "(rehome clone rm it, or pick another --ip)",
                                             addr, owner);
+                /* Records first (their message names the clone), then the bridge's other hosts. */
+                if (have_net && vmm_mac_on_bridge(&net, mac, dev, sizeof(dev)) < 0)
+                        return rh_error_set(err, -EADDRINUSE,
+                                            "MAC %02x:%02x:%02x:%02x:%02x:%02x (for %s) is already on the bridge "
+                                            "(port %s): nothing was started",
+                                            mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], addr, dev);
         }
         return 0;
 }

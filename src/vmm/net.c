@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -680,4 +681,31 @@ int vmm_tap_delete(const struct vmm_net *net, const char *name)
         if (r >= 0)
                 r = rh_nl_link_del(&nl, tap.ifindex, NULL);
         return r;
+}
+
+int vmm_mac_on_bridge(const struct vmm_net *net, const uint8_t mac[6], char *ret_dev, size_t dev_len)
+{
+        char *argv[] = {(char *)"bridge", (char *)"fdb", (char *)"show", (char *)"br", (char *)net->bridge, NULL};
+        _cleanup_free_ char *out = calloc(1, 1 << 16);
+        char want[18];
+
+        if (!out)
+                return -ENOMEM;
+        rh_mac_format(mac, want);
+        if (vmm_net_run(net, argv, out, 1 << 16) != 0)
+                return 0; /* no bridge tool or no bridge: nothing known to collide with */
+        /* "52:54:0a:58:00:0a dev rhc1 master rhbr0": learned (or static) entries of
+         * other hosts; "permanent" ones are the ports' own addresses. */
+        for (char *line = out, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                if (strncasecmp(line, want, 17) != 0 || line[17] != ' ' || strstr(line, " permanent"))
+                        continue;
+                const char *dev = strstr(line, " dev ");
+                if (ret_dev && dev_len)
+                        snprintf(ret_dev, dev_len, "%.*s", dev ? (int)strcspn(dev + 5, " ") : 1, dev ? dev + 5 : "?");
+                return -EADDRINUSE;
+        }
+        return 0;
 }

@@ -66,6 +66,12 @@ int vmm_net_down(const char *state_dir, struct rh_error *err);
 int vmm_tap_create(const struct vmm_net *net, const char *name, struct rh_error *err);
 int vmm_tap_delete(const struct vmm_net *net, const char *name);
 bool vmm_link_exists(const struct vmm_net *net, const char *name);
+/*
+ * -EADDRINUSE if a host on the clone bridge already uses @mac (its
+ * forwarding database has a learned or static entry for it; the port's
+ * device goes to @ret_dev), else 0 (also when the bridge cannot be read).
+ */
+int vmm_mac_on_bridge(const struct vmm_net *net, const uint8_t mac[6], char *ret_dev, size_t dev_len);
 /* Run argv (NULL-terminated) in the net's namespace; output to /dev/null unless @out. */
 int vmm_net_run(const struct vmm_net *net, char *const argv[], char *out, size_t out_len);
 

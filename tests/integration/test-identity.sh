@@ -111,6 +111,11 @@ refuse 2 "--mac given twice" --ip 10.88.0.40/24 --mac 02:00:00:00:00:01 --mac 02
 refuse 2 "two IPv4 addresses" --ip 10.88.0.40/24 --ip 10.88.0.41/24
 refuse 1 "leaves the subnet" --ip 10.88.0.253/24 --count 3
 refuse 1 "IPAM plugin nosuch not found" --ipam nosuch
+# A host on the bridge that is no clone of ours (a static FDB entry on a port of its own).
+ip -n "$NS" link add rhfake0 type veth peer name rhfake1 && ip -n "$NS" link set rhfake0 master "$BR" up &&
+        ip netns exec "$NS" bridge fdb add 02:00:00:00:99:99 dev rhfake0 master static || fail "fake bridge host"
+refuse 1 "already on the bridge (port rhfake0)" --ip 10.88.0.44/24 --mac 02:00:00:00:99:99
+ip -n "$NS" link del rhfake0 2>/dev/null
 
 # --- the clock: a clone runs on the host's time, not the snapshot's -----------------------
 # The template was snapshotted at the start of this test (tens of seconds ago).
