@@ -35,7 +35,8 @@ static void help(void)
                "52:54:<the IPv4 address>, the gateway is the template's, the host name\n"
                "TEMPLATE-ID. Refused before anything starts: an address outside the clone\n"
                "network, its network/broadcast/gateway address, the template's address or MAC,\n"
-               "a multicast MAC, an off-link gateway, an address or MAC a live clone holds, and\n"
+               "a multicast MAC, an off-link gateway, an address or MAC a live clone holds, a\n"
+               "MAC another host on the bridge uses (its forwarding database), and\n"
                "a single-valued flag given twice.\n\n"
                REQUEST_HELP
                "\nFork options:\n"
