@@ -721,7 +721,7 @@ static json_t *share_variant(enum share how, double *ret_ratio_max, unsigned *re
                         double host = (double)u64(r, "host_kib");
                         json_object_set_new(r, "ratio_vs_one", json_real(host / base));
                         json_object_set_new(r, "limit_kib", json_real(limit));
-                        json_object_set_new(r, "ratio_vs_limit", json_real(host / limit * 1.2));
+                        json_object_set_new(r, "ratio_vs_one_plus_written", json_real(host / limit * 1.2));
                         if (n >= *ret_n_max) {
                                 *ret_n_max = n;
                                 *ret_ratio_max = host / (base + (double)(n - 1) * (double)(write_size / KiB));

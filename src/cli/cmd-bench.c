@@ -37,7 +37,9 @@ static void help(void)
                "forks, and a cold template on disk with no prefetch, a 64 MiB window, or the\n"
                "recorded working set; per-clone NAT (Firecracker's network-for-clones: the\n"
                "template's IP/MAC in a namespace per clone, nft DNAT/SNAT) vs rehome, cont ->\n"
-               "first echo reply at the unique address, and the NAT host set-up.\n"
+               "first echo reply at the unique address, and the NAT host set-up; rehome pager\n"
+               "(bench-pager: fault service warm/cold vs MAP_PRIVATE, memory of 1/8/32 clients,\n"
+               "prefetch none/window/recorded; the cold file on --disk-dir).\n"
                "Templates bench-MODE are created once and reused.\n"
                "Use a private --state-dir: bench creates its own network (namespace\n"
                "rhbench, 10.78.0.1/24) there when it has none.\n\n"
@@ -166,8 +168,7 @@ static void print_pager(json_t *s)
                 printf("  %-18s", json_string_value(json_object_get(v, "name")));
                 print_val(num(v, "p50_us"));
                 print_val(num(v, "p99_us"));
-                print_val(num(v, "faults"));
-                print_val(num(v, "faults_per_second"));
+                printf(" %9.0f %9.0f", num(v, "faults"), num(v, "faults_per_second"));
                 printf("\n");
         }
         printf("  sharing (host Pss MiB by clients):\n");

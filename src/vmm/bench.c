@@ -963,7 +963,10 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
         if (!h)
                 return rh_error_set(err, -ENOMEM, "out of memory");
         pthread_mutex_init(&h->lock, NULL);
-        r = vmm_net_load(o->state_dir, &net, NULL);
+        /* Only the sections that fork clones need the clone network (locate, apply, pager do not). */
+        bool need_net = o->sections & (BENCH_MODES | BENCH_WARM | BENCH_SCALE | BENCH_COLD | BENCH_NAT);
+        memset(&net, 0, sizeof(net));
+        r = need_net ? vmm_net_load(o->state_dir, &net, NULL) : 0;
         if (r < 0) {
                 bench_say(o, "setting up the clone network (namespace rhbench, bridge %s, gateway 10.78.0.1/24)",
                     VMM_DEFAULT_BRIDGE);
