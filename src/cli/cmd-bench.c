@@ -37,7 +37,9 @@ static void help(void)
                "forks, and a cold template on disk with no prefetch, a 64 MiB window, or the\n"
                "recorded working set; per-clone NAT (Firecracker's network-for-clones: the\n"
                "template's IP/MAC in a namespace per clone, nft DNAT/SNAT) vs rehome, cont ->\n"
-               "first echo reply at the unique address, and the NAT host set-up.\n"
+               "first echo reply at the unique address, and the NAT host set-up; rehome pager\n"
+               "(bench-pager: fault service warm/cold vs MAP_PRIVATE, memory of 1/8/32 clients,\n"
+               "prefetch none/window/recorded; the cold file on --disk-dir).\n"
                "Templates bench-MODE are created once and reused.\n"
                "Use a private --state-dir: bench creates its own network (namespace\n"
                "rhbench, 10.78.0.1/24) there when it has none.\n\n"
@@ -48,7 +50,7 @@ static void help(void)
                "                      vmclock, vmclock-spin are reported as skipped without a device;\n"
                "                      shell = auto with the agent applying by `ip` commands via sh -c\n"
                "                      (agent --apply shell: needs an image built with this agent))\n"
-               "  --sections LIST     modes,warm,locate,apply,scale,cold,nat (default all)\n"
+               "  --sections LIST     modes,warm,locate,apply,scale,cold,nat,pager (default all)\n"
                "  --scale LIST        concurrent clone counts (default 1,4,16,32)\n"
                "  --mem SIZE          guest RAM of the bench templates (default 256M)\n"
                "  --image DIR         guest image (default $REHOME_IMAGE or the build's)\n"
@@ -150,6 +152,43 @@ static void print_tool(const char *title, json_t *s)
                num(s, "seconds"), json_string_value(json_object_get(s, "output")));
 }
 
+/* The pager section: bench-pager's JSON summarised (the whole document is in --json). */
+static void print_pager(json_t *s)
+{
+        json_t *r = json_object_get(s, "result"), *v, *w;
+        size_t i, j;
+
+        if (!s || !r) {
+                print_tool("rehome pager: fault service, sharing, prefetch (bench-pager)", s);
+                return;
+        }
+        printf("\n== rehome pager: fault service, sharing, prefetch (bench-pager, %.0f s) ==\n", num(s, "seconds"));
+        printf("  %-18s %9s %9s %9s %9s\n", "fault service", "p50 us", "p99 us", "faults", "faults/s");
+        json_array_foreach(json_object_get(json_object_get(r, "fault_service"), "variants"), i, v) {
+                printf("  %-18s", json_string_value(json_object_get(v, "name")));
+                print_val(num(v, "p50_us"));
+                print_val(num(v, "p99_us"));
+                printf(" %9.0f %9.0f", num(v, "faults"), num(v, "faults_per_second"));
+                printf("\n");
+        }
+        printf("  sharing (host Pss MiB by clients):\n");
+        json_array_foreach(json_object_get(json_object_get(r, "sharing"), "variants"), i, v) {
+                printf("    %-14s", json_string_value(json_object_get(v, "name")));
+                json_array_foreach(json_object_get(v, "runs"), j, w) {
+                        if (json_object_get(w, "skipped"))
+                                printf("  %d: skipped", (int)num(w, "clients"));
+                        else
+                                printf("  %d: %.0f", (int)num(w, "clients"), num(w, "host_kib") / 1024);
+                }
+                printf("\n");
+        }
+        printf("  prefetch (%s file): ", json_string_value(json_object_get(json_object_get(r, "prefetch"), "file")));
+        json_array_foreach(json_object_get(json_object_get(r, "prefetch"), "variants"), i, v)
+                printf("%s%s %.0f faults %.1f ms", i ? "; " : "", json_string_value(json_object_get(v, "name")),
+                       num(v, "faults_after_resume_p50"), num(v, "time_to_working_set_ms_p50"));
+        printf("\n");
+}
+
 static void print_doc(json_t *doc, const char *plot)
 {
         const char *accel = json_string_value(json_object_get(doc, "accel"));
@@ -210,6 +249,8 @@ static void print_doc(json_t *doc, const char *plot)
         }
         print_tool("locate + patch: 256 MiB vs 16 GiB vs full-file scan (bench-locate)", json_object_get(doc, "locate"));
         print_tool("agent apply vs ip(8) commands (bench-apply, host netns)", json_object_get(doc, "apply"));
+        if (json_object_get(doc, "pager"))
+                print_pager(json_object_get(doc, "pager"));
         json_t *scale = json_object_get(doc, "scale");
         if (scale) {
                 printf("\n== concurrent forks ==\n");
@@ -554,7 +595,7 @@ int cmd_bench(int argc, char **argv)
                 }
                 case O_SECTIONS: {
                         static const char *const names[] = { "modes", "warm", "locate", "apply", "scale", "cold",
-                                                             "nat" };
+                                                             "nat", "pager" };
                         const char *list[8];
                         r = parse_list(optarg, list, ELEMENTSOF(list), sections_store, sizeof(sections_store));
                         if (r <= 0)
@@ -566,7 +607,7 @@ int cmd_bench(int argc, char **argv)
                                         ;
                                 if (k == ELEMENTSOF(names))
                                         return cli_usage_error("bench", "unknown section '%s' (modes, warm, locate, "
-                                                               "apply, scale, cold, nat)", list[i]);
+                                                               "apply, scale, cold, nat, pager)", list[i]);
                                 o.sections |= 1u << k;
                         }
                         break;

@@ -16,6 +16,8 @@
  *           the page cache before every fork; prefetch nothing, a 64 MiB
  *           window around the mailbox, or the recorded working set
  *           (workingset.c), against the same template on tmpfs
+ *   pager   bench-pager (rehome pager: fault service, sharing, prefetch), run
+ *           as is; its JSON is kept under "result" and its targets join ours
  *   nat     per-clone NAT (Firecracker's network-for-clones: the template's
  *           IP/MAC in a namespace per clone, nft DNAT/SNAT to a unique
  *           address) vs rehome, alternating: host set-up and cont ->
@@ -877,6 +879,17 @@ static void targets(json_t *doc)
         double ar = parse_after(ap, "| ratio ip / agent (read -> applied) | ");
         target(ts, "agent apply vs ip(8) commands (median ratio)", ">= 10x", ar, "x", ar >= 10,
                "bench-apply on a veth in a fresh netns (host side, not in a guest)");
+        json_t *pt, *pg = json_object_get(json_object_get(json_object_get(doc, "pager"), "result"), "targets");
+        size_t pi;
+        json_array_foreach(pg, pi, pt) {
+                const char *res = json_string_value(json_object_get(pt, "result"));
+                char name[160];
+                snprintf(name, sizeof(name), "pager: %s", json_string_value(json_object_get(pt, "name")));
+                target(ts, name, json_string_value(json_object_get(pt, "target")),
+                       res && strcmp(res, "not measured") == 0 ? NAN : json_number_value(json_object_get(pt, "value")),
+                       json_string_value(json_object_get(pt, "unit")), res && strcmp(res, "met") == 0,
+                       json_string_value(json_object_get(pt, "note")));
+        }
         json_object_set_new(doc, "targets", ts);
 }
 
@@ -950,7 +963,10 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
         if (!h)
                 return rh_error_set(err, -ENOMEM, "out of memory");
         pthread_mutex_init(&h->lock, NULL);
-        r = vmm_net_load(o->state_dir, &net, NULL);
+        /* Only the sections that fork clones need the clone network (locate, apply, pager do not). */
+        bool need_net = o->sections & (BENCH_MODES | BENCH_WARM | BENCH_SCALE | BENCH_COLD | BENCH_NAT);
+        memset(&net, 0, sizeof(net));
+        r = need_net ? vmm_net_load(o->state_dir, &net, NULL) : 0;
         if (r < 0) {
                 bench_say(o, "setting up the clone network (namespace rhbench, bridge %s, gateway 10.78.0.1/24)",
                     VMM_DEFAULT_BRIDGE);
@@ -995,6 +1011,19 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
                         json_object_set_new(doc, "apply", json_pack("{s:s}", "skipped", "rehome-agent binary not found"));
                 else
                         json_object_set_new(doc, "apply", section_tool(o, "bench-apply", o->quick ? q : f));
+        }
+        if (o->sections & BENCH_PAGER) {
+                char dir_arg[PATH_MAX];
+                snprintf(dir_arg, sizeof(dir_arg), "%s", o->disk_dir); /* a disk file system: cold = evictable */
+                (void)mkdir(dir_arg, 0700);
+                char *q[] = { "--quick", "--dir", dir_arg, NULL };
+                char *f[] = { "--dir", dir_arg, NULL };
+                json_t *s = section_tool(o, "bench-pager", o->quick ? q : f);
+                const char *text = json_string_value(json_object_get(s, "output"));
+                json_t *res = text ? json_loads(text, 0, NULL) : NULL;
+                if (res)
+                        json_object_set_new(s, "result", res);
+                json_object_set_new(doc, "pager", s);
         }
         if (o->sections & BENCH_SCALE)
                 json_object_set_new(doc, "scale", section_scale(o, &net, h, &auto_t));

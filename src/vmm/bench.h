@@ -117,7 +117,8 @@ enum {
         BENCH_SCALE = 1 << 4,
         BENCH_COLD = 1 << 5,
         BENCH_NAT = 1 << 6,
-        BENCH_ALL = 0x7f,
+        BENCH_PAGER = 1 << 7, /* bench-pager: rehome pager fault service, sharing, prefetch */
+        BENCH_ALL = 0xff,
 };
 
 struct vmm_bench_opts {
@@ -125,7 +126,7 @@ struct vmm_bench_opts {
         const char *image_dir;
         const char *ram_dir;    /* tmpfs, for the templates */
         const char *disk_dir;   /* a disk file system, for the cold template */
-        const char *tools_dir;  /* where bench-locate / bench-apply live ("" = skip those) */
+        const char *tools_dir;  /* where bench-locate / bench-apply / bench-pager live ("" = skip those) */
         const char *agent_path; /* the static agent bench-apply drives */
         const char *modes[8];   /* signal modes, NULL-terminated */
         unsigned forks;         /* per mode, after the first */
