@@ -23,8 +23,10 @@
  * Probe (both kinds, same code): from the bench namespace, a raw ICMP socket
  * sends an echo request every NAT_PROBE_US to the clone's unique address
  * (NAT: 10.79.0.<i>; rehome: its new IP), starting right before `cont`;
- * "reachable" is the first echo reply from that address, taken from `cont`
- * returned (the QMP round trip of `cont` is subtracted).
+ * "reachable" is the first echo reply from that address, taken from right
+ * before `cont` is sent, for both kinds alike. (Not from `cont` returned: a
+ * resumed guest can answer before QEMU's QMP reply arrives, which made the
+ * figure negative on a loaded machine.)
  *
  * Every namespace is deleted on every path (and by the signal handlers,
  * through qemu_set_signal_extra); the QEMUs stay tracked by the engine.
@@ -489,7 +491,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                                          "%s: no echo reply within %u probes (%u ms)", target,
                                                          p.sent, p.sent * NAT_PROBE_US / 1000);
                                 if (!isnan(reach))
-                                        v[kind][i][F_REACH] = reach - res.t.cont;
+                                        v[kind][i][F_REACH] = reach;
                                 v[kind][i][F_SPAWN] = res.t.spawn;
                                 v[kind][i][F_INCOMING] = res.t.incoming;
                                 v[kind][i][F_PATCH] = kind ? res.t.patch : NAN;
