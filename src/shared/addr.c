@@ -10,17 +10,7 @@
 #include <string.h>
 
 #include "rehome/mailbox.h"
-
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
+#include "hex.h"
 
 int rh_mac_parse(const char *s, uint8_t ret_mac[6])
 {

@@ -12,19 +12,9 @@
 #include <string.h>
 
 #include "armed.h"
+#include "hex.h"
 
 #define PAGE 4096ull
-
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 static int parse_gpa(const char *v, size_t len, uint64_t *ret_gpa, struct rh_error *err)
 {
