@@ -190,16 +190,26 @@ int cmd_clone(int argc, char **argv)
                                 snprintf(mac, sizeof(mac), "-");
                         else
                                 rh_mac_format(c.mac, mac);
-                        if (cli.json)
-                                json_array_append_new(arr,
-                                                      json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}",
-                                                                "id", c.id, "template", c.template_name, "ip",
-                                                                c.ip, "mac", mac, "pid", (int)c.pid, "tap",
-                                                                c.tap, "state", state, "alive", alive));
-                        else
-                                printf("%-6s %-16s %-18s %-17s %-8d %-8s %s\n", c.id,
+                        if (cli.json) {
+                                json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}", "id", c.id,
+                                                      "template", c.template_name, "ip", c.ip, "mac", mac, "pid",
+                                                      (int)c.pid, "tap", c.tap, "state", state, "alive", alive);
+                                /* Every NIC (NIC 0 too: the fields above). */
+                                json_object_set_new(o, "nics", vmm_clone_nics_json(&c));
+                                json_array_append_new(arr, o);
+                        } else {
+                                printf("%-6s %-16s %-18s %-17s %-8d %-8s %s", c.id,
                                        c.template_name[0] ? c.template_name : "-", c.ip[0] ? c.ip : "-", mac,
                                        (int)c.pid, c.tap, state);
+                                /* The extra NICs after the columns: "nic1=IP,MAC,TAP". */
+                                for (unsigned k = 1; k < c.nics; k++) {
+                                        char xmac[18];
+                                        rh_mac_format(c.xnic[k - 1].mac, xmac);
+                                        printf(" nic%u=%s,%s,%s", k, c.xnic[k - 1].ip[0] ? c.xnic[k - 1].ip : "-",
+                                               xmac, c.xnic[k - 1].tap);
+                                }
+                                putchar('\n');
+                        }
                 }
                 if (cli.json) {
                         json_dumpf(arr, stdout, JSON_INDENT(2));

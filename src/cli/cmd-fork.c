@@ -48,7 +48,13 @@ static void help(void)
                "  --ipam-config FILE the plugin's \"ipam\" object (JSON; default: a range of\n"
                "                    the clone network, gateway excluded)\n"
                "  --count N         fork N clones concurrently: consecutive addresses (inside\n"
-               "                    the subnet) and MACs (carry across every byte)\n"
+               "                    the subnet) and MACs (carry across every byte), on every NIC\n"
+               "  --nic K,ip=A.B.C.D/P[,mac=MAC]  NIC K (1..3) of a multi-NIC template\n"
+               "                    ('template create --nics N'): its address on network K\n"
+               "                    ('net up --nic K') and MAC (default: 52:54:<the address>);\n"
+               "                    without it the IPAM picks the address on network K. The\n"
+               "                    same as a --request's interface K and its IPv4 address;\n"
+               "                    the agent finds interface K by the template's MAC of NIC K\n"
                "  --keep            keep a clone whose handoff failed (default: remove it)\n"
                "  --timeout DUR     bound of every wait of a fork: QEMU's monitor, the incoming\n"
                "                    migration, and the ack after resume (default 30s)\n"
@@ -85,18 +91,43 @@ static void help(void)
  */
 static int derive(const struct rh_request *req, struct vmm_fork_opts *o)
 {
-        for (unsigned i = 0; i < req->n_addrs; i++)
-                if (req->addrs[i].family == 4 && o->has_ip)
+        for (unsigned i = 0; i < req->n_addrs; i++) {
+                const struct rh_addr *a = &req->addrs[i];
+                if (a->family != 4)
+                        continue;
+                if (a->iface > 0) {
+                        /* NIC K's address (interface K of the request). */
+                        struct vmm_fork_nic *x = &o->xnic[a->iface - 1];
+                        if (x->has_ip)
+                                return cli_usage_error("fork", "two IPv4 addresses on interface %u (--nic %u "
+                                                       "and the request?): fork reserves one per NIC",
+                                                       a->iface, a->iface);
+                        x->ip.family = 4;
+                        memcpy(x->ip.addr, a->addr, 16);
+                        x->prefix = a->prefix;
+                        x->has_ip = true;
+                } else if (o->has_ip)
                         return cli_usage_error("fork", "two IPv4 addresses: fork reserves one per clone "
                                                "(--count derives the next)");
-                else if (req->addrs[i].family == 4) {
+                else {
                         o->ip.family = 4;
-                        memcpy(o->ip.addr, req->addrs[i].addr, 16);
-                        o->prefix = req->addrs[i].prefix;
+                        memcpy(o->ip.addr, a->addr, 16);
+                        o->prefix = a->prefix;
                         o->has_ip = true;
                 }
-        if (req->n_ifaces > 1)
-                return cli_usage_error("fork", "a template has one NIC: one interface per request");
+        }
+        for (unsigned k = 1; k < req->n_ifaces; k++) {
+                struct vmm_fork_nic *x = &o->xnic[k - 1];
+                if (!req->ifaces[k].has_mac)
+                        continue;
+                if (req->ifaces[k].mac[0] & 1)
+                        return cli_usage_error("fork", "interface %u: multicast MAC (want a unicast one)", k);
+                if (x->has_mac)
+                        return cli_usage_error("fork", "interface %u: MAC given twice (--nic %u and the request)",
+                                               k, k);
+                memcpy(x->mac, req->ifaces[k].mac, 6);
+                x->has_mac = true;
+        }
         if (req->ifaces[0].has_mac) {
                 if (req->ifaces[0].mac[0] & 1)
                         return cli_usage_error("fork", "--mac: multicast MAC (want a unicast one)");
@@ -109,6 +140,45 @@ static int derive(const struct rh_request *req, struct vmm_fork_opts *o)
                         memcpy(o->gateway.addr, req->routes[i].gateway, 16);
                         o->has_gateway = true;
                 }
+        return 0;
+}
+
+/* --nic K,ip=A.B.C.D/P[,mac=MAC]: NIC K's address and MAC. */
+static int parse_nic(const char *arg, struct vmm_fork_opts *o, bool *seen)
+{
+        char buf[128], *save = NULL, *end;
+        unsigned long k;
+
+        if (strlen(arg) >= sizeof(buf))
+                return cli_usage_error("fork", "--nic '%s' is too long", arg);
+        snprintf(buf, sizeof(buf), "%s", arg);
+        char *tok = strtok_r(buf, ",", &save);
+        k = tok ? strtoul(tok, &end, 10) : 0;
+        if (!tok || *end || k < 1 || k >= VMM_MAX_NICS)
+                return cli_usage_error("fork", "--nic %s: want K,ip=A.B.C.D/P[,mac=MAC] with K 1..%d", arg,
+                                       VMM_MAX_NICS - 1);
+        if (seen[k])
+                return cli_usage_error("fork", "--nic %lu given twice", k);
+        seen[k] = true;
+        struct vmm_fork_nic *x = &o->xnic[k - 1];
+        while ((tok = strtok_r(NULL, ",", &save))) {
+                if (strncmp(tok, "ip=", 3) == 0 && !x->has_ip) {
+                        if (!strchr(tok + 3, '/') || rh_ip_parse(tok + 3, &x->ip, &x->prefix) < 0 ||
+                            x->ip.family != 4)
+                                return cli_usage_error("fork", "--nic %lu: ip= wants A.B.C.D/P, got '%s'", k,
+                                                       tok + 3);
+                        x->has_ip = true;
+                } else if (strncmp(tok, "mac=", 4) == 0 && !x->has_mac) {
+                        if (rh_mac_parse(tok + 4, x->mac) < 0)
+                                return cli_usage_error("fork", "--nic %lu: mac= is not a MAC address: '%s'", k,
+                                                       tok + 4);
+                        if (x->mac[0] & 1)
+                                return cli_usage_error("fork", "--nic %lu: multicast MAC (want a unicast one)", k);
+                        x->has_mac = true;
+                } else
+                        return cli_usage_error("fork", "--nic %lu: unknown or repeated part '%s' (ip=, mac=)", k,
+                                               tok);
+        }
         return 0;
 }
 
@@ -125,7 +195,8 @@ int cmd_fork(int argc, char **argv)
                 O_IPAM,
                 O_IPAM_CONFIG,
                 O_NO_CLOCK,
-                O_KEEP_MACHINE_ID
+                O_KEEP_MACHINE_ID,
+                O_NIC
         };
         static const struct option options[] = {
                 REQUEST_LONG_OPTIONS,
@@ -140,6 +211,7 @@ int cmd_fork(int argc, char **argv)
                 {"ipam-config", required_argument, NULL, O_IPAM_CONFIG},
                 {"no-clock", no_argument, NULL, O_NO_CLOCK},
                 {"keep-machine-id", no_argument, NULL, O_KEEP_MACHINE_ID},
+                {"nic", required_argument, NULL, O_NIC},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -147,7 +219,7 @@ int cmd_fork(int argc, char **argv)
         struct request_opts ro;
         struct rh_request req;
         const char *bridge = NULL;
-        bool warm = false, ipam_set = false;
+        bool warm = false, ipam_set = false, nic_seen[VMM_MAX_NICS] = {false};
         struct vmm_ipam ipam = {.plugin = "host-local"};
         unsigned long count = 1;
         struct rh_error err = {0};
@@ -206,6 +278,11 @@ int cmd_fork(int argc, char **argv)
                 case O_KEEP_MACHINE_ID:
                         o.keep_machine_id = true;
                         continue;
+                case O_NIC:
+                        r = parse_nic(optarg, &o, nic_seen);
+                        if (r != 0)
+                                return r;
+                        continue;
                 case 'h':
                         help();
                         return EXIT_OK;
@@ -244,6 +321,21 @@ int cmd_fork(int argc, char **argv)
         r = vmm_template_load(cli.state_dir, argv[optind], &t, &err);
         if (r < 0)
                 return cli_fail("fork: %s", err.msg);
+        if (o.request && o.request->n_ifaces > t.nics)
+                return cli_usage_error("fork", "the request has %u interfaces, template %s has %u NIC%s",
+                                       o.request->n_ifaces, t.name, t.nics, t.nics == 1 ? "" : "s");
+        for (unsigned k = t.nics; k < VMM_MAX_NICS; k++)
+                if (o.xnic[k - 1].has_ip || o.xnic[k - 1].has_mac)
+                        return cli_usage_error("fork", "NIC %u: template %s has %u NIC%s (template create --nics)",
+                                               k, t.name, t.nics, t.nics == 1 ? "" : "s");
+        if (t.nics > 1 && warm)
+                return cli_usage_error("fork", "--warm: template %s has %u NICs (warm clones are one-NIC only)",
+                                       t.name, t.nics);
+        if (t.nics > 1 && !o.ipam)
+                for (unsigned k = 1; k < t.nics; k++)
+                        if (!o.xnic[k - 1].has_ip)
+                                return cli_usage_error("fork", "--ipam none needs every NIC's address (--nic %u,ip=...)",
+                                                       k);
         if (!o.has_gateway && t.gateway[0]) {
                 if (rh_ip_parse(t.gateway, &o.gateway, NULL) == 0)
                         o.has_gateway = true;

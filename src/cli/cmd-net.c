@@ -7,6 +7,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -15,6 +16,7 @@
 static void help(void)
 {
         printf("Usage: rehome net up [--gateway A.B.C.D/P] [--netns NAME | --bridge BR]\n"
+               "       rehome net up --nic K [--gateway A.B.C.D/P | --bridge BR]\n"
                "       rehome net down\n"
                "       rehome net show\n\n"
                "up creates the state directory's network namespace with bridge %s carrying\n"
@@ -24,10 +26,14 @@ static void help(void)
                "other state directory; 'net show' names it. --netns picks another name; a\n"
                "namespace another state directory owns is refused. With --bridge BR, clones\n"
                "attach to your bridge BR in this namespace and nothing else is created.\n"
+               "--nic K (1..%d) sets up the network of NIC K of multi-NIC templates next to\n"
+               "the first one: bridge rhbrK in the same namespace with its own subnet (default\n"
+               "gateway 10.(77+K).0.1/24), or with a first network on your bridge, your\n"
+               "bridge BR (a clone's taps all live in one namespace).\n"
                "down removes the namespace (and every tap in it), never one another state\n"
                "directory owns; it refuses while clones live.\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n",
-               VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY, VMM_DEFAULT_NETNS, VMM_DEFAULT_STATE_DIR);
+               VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY, VMM_DEFAULT_NETNS, VMM_DEFAULT_STATE_DIR, VMM_MAX_NICS - 1);
 }
 
 int cmd_net(int argc, char **argv)
@@ -36,10 +42,13 @@ int cmd_net(int argc, char **argv)
                 {"gateway", required_argument, NULL, 'g'},
                 {"bridge", required_argument, NULL, 'b'},
                 {"netns", required_argument, NULL, 'n'},
+                {"nic", required_argument, NULL, 'k'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
         const char *gateway = NULL, *bridge = NULL, *netns = NULL;
+        unsigned long nic = 0;
+        char *end;
         struct rh_error err = {0};
         struct vmm_net net;
         int c, r;
@@ -57,6 +66,11 @@ int cmd_net(int argc, char **argv)
                 case 'n':
                         netns = optarg;
                         break;
+                case 'k':
+                        nic = strtoul(optarg, &end, 10);
+                        if (*end || nic < 1 || nic >= VMM_MAX_NICS)
+                                return cli_usage_error("net", "bad --nic '%s' (1..%d)", optarg, VMM_MAX_NICS - 1);
+                        break;
                 case 'h':
                         help();
                         return EXIT_OK;
@@ -68,8 +82,13 @@ int cmd_net(int argc, char **argv)
         if (optind + 1 != argc)
                 return cli_usage_error("net", "expected one of: up, down, show");
         const char *sub = argv[optind];
+        if (nic && (strcmp(sub, "up") != 0 || netns))
+                return cli_usage_error("net", "--nic goes with 'up' (its namespace is the first network's)");
         if (strcmp(sub, "up") == 0) {
-                r = vmm_net_up(cli.state_dir, bridge, gateway, netns, &net, &err);
+                if (nic)
+                        r = vmm_net_up_nic(cli.state_dir, (unsigned)nic, bridge, gateway, &net, &err);
+                else
+                        r = vmm_net_up(cli.state_dir, bridge, gateway, netns, &net, &err);
                 if (r < 0)
                         return cli_fail("net up: %s", err.msg);
                 if (cli.json)
@@ -108,6 +127,10 @@ int cmd_net(int argc, char **argv)
                         return cli_fail("net show: %s", err.msg);
                 printf("netns %s bridge %s gateway %s\n", net.netns[0] ? net.netns : "-", net.bridge,
                        net.gateway[0] ? net.gateway : "-");
+                for (unsigned k = 1; k < VMM_MAX_NICS; k++)
+                        if (vmm_net_load_nic(cli.state_dir, k, &net, NULL) == 0)
+                                printf("nic %u: netns %s bridge %s gateway %s\n", k, net.netns[0] ? net.netns : "-",
+                                       net.bridge, net.gateway[0] ? net.gateway : "-");
                 return EXIT_OK;
         }
         return cli_usage_error("net", "unknown subcommand '%s' (up, down, show)", sub);

@@ -41,6 +41,11 @@ static void help(void)
                "  --mem SIZE          guest RAM (default 256M)\n"
                "  --ip A.B.C.D/P      the template's address (default %s)\n"
                "  --gateway A.B.C.D   default route (default: the clone network's gateway)\n"
+               "  --nics N            NICs of the template, 1..%d (default 1): NIC K is the\n"
+               "                      guest's ethK on network K ('rehome net up --nic K', set\n"
+               "                      up with its default subnet 10.(77+K).0.1/24 if missing)\n"
+               "  --nic-ip K=A.B.C.D/P  NIC K's template address (default: its network's\n"
+               "                      gateway + 1, e.g. 10.78.0.2/24)\n"
                "  --accel auto|kvm|tcg   (default auto)\n"
                "  --ram-dir DIR       where the RAM file lives (default %s/<tag>, tmpfs: a\n"
                "                      directory of this state directory's own)\n"
@@ -51,7 +56,7 @@ static void help(void)
                "                      line, ',' between words (e.g. --hooks-dir,/etc/hooks)\n"
                "  -h, --help\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n",
-               vmm_default_image_dir(), VMM_DEFAULT_TEMPLATE_IP, VMM_DEFAULT_RAM_DIR);
+               vmm_default_image_dir(), VMM_DEFAULT_TEMPLATE_IP, VMM_MAX_NICS, VMM_DEFAULT_RAM_DIR);
 }
 
 static json_t *template_json(const struct vmm_template *t)
@@ -75,6 +80,15 @@ static json_t *template_json(const struct vmm_template *t)
                  t->agent_version & 0xff);
         json_object_set_new(j, "agent_version", json_string(ver));
         json_object_set_new(j, "agent_caps", json_integer(t->agent_caps));
+        json_object_set_new(j, "nics", json_integer(t->nics));
+        json_t *xs = json_array();
+        for (unsigned k = 1; k < t->nics; k++) {
+                char xmac[18];
+                rh_mac_format(t->xnic[k - 1].mac, xmac);
+                json_array_append_new(xs, json_pack("{s:i, s:s, s:s}", "nic", (int)k, "ip", t->xnic[k - 1].ip,
+                                                    "mac", xmac));
+        }
+        json_object_set_new(j, "extra_nics", xs);
         return j;
 }
 
@@ -95,6 +109,11 @@ static void print_template(const struct vmm_template *t)
         printf("\nagent:        %u.%u.%u, caps 0x%x\n", t->agent_version >> 16,
                (t->agent_version >> 8) & 0xff, t->agent_version & 0xff, t->agent_caps);
         printf("identity:     %s gw %s mac %s\n", t->ip, t->gateway[0] ? t->gateway : "-", mac);
+        for (unsigned k = 1; k < t->nics; k++) {
+                char xmac[18];
+                rh_mac_format(t->xnic[k - 1].mac, xmac);
+                printf("nic %u:        eth%u %s mac %s\n", k, k, t->xnic[k - 1].ip, xmac);
+        }
         if (t->parent[0])
                 printf("forked from:  clone %s of template %s\n", t->source_clone, t->parent);
         printf("boot:         %.0f ms to armed; snapshot %.1f ms\n", t->boot_ms, t->snapshot_ms);
@@ -102,7 +121,7 @@ static void print_template(const struct vmm_template *t)
 
 static int do_create(int argc, char **argv)
 {
-        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT };
+        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT, O_NICS, O_NIC_IP };
         static const struct option options[] = {
                 {"image", required_argument, NULL, O_IMAGE},
                 {"mem", required_argument, NULL, O_MEM},
@@ -114,6 +133,8 @@ static int do_create(int argc, char **argv)
                 {"no-prearm", no_argument, NULL, O_NOPRE},
                 {"boot-timeout", required_argument, NULL, O_BOOT},
                 {"agent-args", required_argument, NULL, O_AGENT},
+                {"nics", required_argument, NULL, O_NICS},
+                {"nic-ip", required_argument, NULL, O_NIC_IP},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -179,6 +200,30 @@ static int do_create(int argc, char **argv)
                 case O_AGENT:
                         o.agent_args = optarg;
                         break;
+                case O_NICS: {
+                        char *end;
+                        unsigned long n = strtoul(optarg, &end, 10);
+                        if (o.nics)
+                                return cli_usage_error("template", "--nics given twice");
+                        if (*end || n < 1 || n > VMM_MAX_NICS)
+                                return cli_usage_error("template", "bad --nics '%s' (1..%d)", optarg, VMM_MAX_NICS);
+                        o.nics = (unsigned)n;
+                        break;
+                }
+                case O_NIC_IP: {
+                        char *end;
+                        unsigned long k = strtoul(optarg, &end, 10);
+                        struct rh_ipaddr ip;
+                        uint8_t p;
+                        if (*end != '=' || k < 1 || k >= VMM_MAX_NICS || rh_ip_parse(end + 1, &ip, &p) < 0 ||
+                            ip.family != 4 || !strchr(end + 1, '/'))
+                                return cli_usage_error("template", "bad --nic-ip '%s' (want K=A.B.C.D/P, K 1..%d)",
+                                                       optarg, VMM_MAX_NICS - 1);
+                        if (o.nic_ip[k - 1])
+                                return cli_usage_error("template", "--nic-ip %lu given twice", k);
+                        o.nic_ip[k - 1] = end + 1;
+                        break;
+                }
                 case O_BOOT:
                         if (vmm_parse_duration_ms(optarg, &o.boot_timeout_ms) < 0)
                                 return cli_usage_error("template", "bad --boot-timeout '%s'", optarg);
@@ -194,6 +239,11 @@ static int do_create(int argc, char **argv)
         if (optind + 1 != argc)
                 return cli_usage_error("template", "create takes exactly one NAME");
         o.name = argv[optind];
+        for (unsigned k = o.nics ? o.nics : 1; k < VMM_MAX_NICS; k++)
+                if (o.nic_ip[k - 1])
+                        return cli_usage_error("template", "--nic-ip %u without --nics %u or more", k, k + 1);
+        if (o.from_clone && o.nics > 1)
+                return cli_usage_error("template", "--nics with --from-clone (the clone's template decides)");
         if (!gw[0]) {
                 struct vmm_net net;
                 if (vmm_net_load(cli.state_dir, &net, NULL) == 0 && net.gateway[0]) {

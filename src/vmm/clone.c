@@ -119,6 +119,49 @@ static void default_hostname(struct clone *c, char *buf, size_t len)
 }
 
 /*
+ * The extra NICs in the clone's request: interface K (the request's, or one
+ * added, matched by the template's MAC of NIC K) gets the clone's MAC of
+ * NIC K, and the clone's address of NIC K replaces the request's first IPv4
+ * address on it (or comes first among them).
+ */
+static int request_nics(struct clone *c, struct rh_error *err)
+{
+        struct rh_request *req = &c->req;
+
+        for (unsigned k = 1; k < c->t->nics; k++) {
+                const struct vmm_clone_nic *x = &c->rec.xnic[k - 1];
+                unsigned a;
+
+                if (req->n_ifaces <= k) {
+                        if (req->n_ifaces != k)
+                                return rh_error_set(err, -EINVAL, "request: interface %u before interface %u",
+                                                    k, req->n_ifaces);
+                        struct rh_iface *f = &req->ifaces[req->n_ifaces++];
+                        memset(f, 0, sizeof(*f));
+                        f->match = RH_MATCH_MAC;
+                        memcpy(f->match_mac, c->t->xnic[k - 1].mac, 6);
+                }
+                req->ifaces[k].has_mac = true;
+                memcpy(req->ifaces[k].mac, x->mac, 6);
+                for (a = 0; a < req->n_addrs && (req->addrs[a].family != 4 || req->addrs[a].iface != k); a++)
+                        ;
+                if (a == req->n_addrs) {
+                        if (req->n_addrs >= RH_MAX_ADDRS)
+                                return rh_error_set(err, -E2BIG, "request: no room for NIC %u's address", k);
+                        for (a = 0; a < req->n_addrs && req->addrs[a].iface < k; a++)
+                                ;
+                        memmove(&req->addrs[a + 1], &req->addrs[a], (req->n_addrs - a) * sizeof(req->addrs[0]));
+                        req->n_addrs++;
+                }
+                req->addrs[a].iface = (uint8_t)k;
+                req->addrs[a].family = c->xip[k - 1].family;
+                req->addrs[a].prefix = c->xprefix[k - 1];
+                memcpy(req->addrs[a].addr, c->xip[k - 1].addr, 16);
+        }
+        return 0;
+}
+
+/*
  * The clone's request: the caller's (o->request) or the default one; either
  * way the clone's own address replaces the first IPv4 address, its MAC the
  * first interface's, and a fresh nonce is drawn.
@@ -128,6 +171,7 @@ static int build_request(struct clone *c, struct rh_error *err)
         const struct vmm_fork_opts *o = c->o;
         struct rh_request *req = &c->req;
         unsigned a;
+        int r;
 
         if (o->request)
                 *req = *o->request;
@@ -143,7 +187,7 @@ static int build_request(struct clone *c, struct rh_error *err)
                 req->nonce = now_ns() | 1;
         req->ifaces[0].has_mac = true;
         memcpy(req->ifaces[0].mac, c->rec.mac, 6);
-        for (a = 0; a < req->n_addrs && req->addrs[a].family != 4; a++)
+        for (a = 0; a < req->n_addrs && (req->addrs[a].family != 4 || req->addrs[a].iface != 0); a++)
                 ;
         if (a == req->n_addrs) {
                 if (req->n_addrs >= RH_MAX_ADDRS)
@@ -171,6 +215,9 @@ static int build_request(struct clone *c, struct rh_error *err)
                 rt->has_gateway = true;
                 memcpy(rt->gateway, o->gateway.addr, 16);
         }
+        r = request_nics(c, err);
+        if (r < 0)
+                return r;
         if (!req->hostname[0])
                 default_hostname(c, req->hostname, sizeof(req->hostname));
         /* Clones must not share the template's machine id (DHCP DUID, stable IPv6 addresses). */
@@ -195,18 +242,21 @@ static int check_state_file(const struct vmm_template *t, struct rh_error *err)
         return 0;
 }
 
-/* The template's own address, reserved once in the IPAM so that it is never handed out. */
-static void reserve_template_ip(struct clone *c)
+/* The template's own address (of NIC @nic on @net), reserved once in the IPAM so that it is never handed out. */
+static void reserve_template_ip(struct clone *c, const struct vmm_net *net, unsigned nic)
 {
-        char mark[PATH_MAX + 16], id[VMM_NAME_MAX + 16];
+        char mark[PATH_MAX + 32], id[VMM_NAME_MAX + 16];
         struct rh_ipaddr ip, got;
         uint8_t prefix;
 
-        snprintf(mark, sizeof(mark), "%s/ipam-reserved", c->t->dir);
-        if (access(mark, F_OK) == 0 || rh_ip_parse(c->t->ip, &ip, &prefix) < 0)
+        if (nic)
+                snprintf(mark, sizeof(mark), "%s/ipam-reserved-nic%u", c->t->dir, nic);
+        else
+                snprintf(mark, sizeof(mark), "%s/ipam-reserved", c->t->dir);
+        if (access(mark, F_OK) == 0 || rh_ip_parse(nic ? c->t->xnic[nic - 1].ip : c->t->ip, &ip, &prefix) < 0)
                 return;
         snprintf(id, sizeof(id), "template-%s", c->t->name);
-        int r = vmm_ipam_add(c->o->ipam, &c->net, c->o->state_dir, id, &ip, &got, &prefix, NULL);
+        int r = vmm_ipam_add(c->o->ipam, net, c->o->state_dir, id, &ip, &got, &prefix, NULL);
         if (r == 0 || r == -EADDRINUSE) {
                 /* Which plugin holds it, for `template rm` to give it back. */
                 FILE *f = fopen(mark, "we");
@@ -230,7 +280,7 @@ static int reserve_address(struct clone *c, struct rh_error *err)
                         return rh_error_set(err, -EINVAL, "no --ip and no IPAM to pick one");
                 return 0;
         }
-        reserve_template_ip(c);
+        reserve_template_ip(c, &c->net, 0);
         r = vmm_ipam_add(o->ipam, &c->net, o->state_dir, c->rec.id, o->has_ip ? &o->ip : NULL, &c->ip, &c->prefix,
                          err);
         if (r < 0)
@@ -276,6 +326,9 @@ static void give_back(struct clone *c)
 
         if (c->rec.ipam.plugin[0])
                 vmm_ipam_del(&c->rec.ipam, &c->net, o->state_dir, c->rec.id, NULL);
+        for (unsigned k = 1; k < c->rec.nics; k++)
+                if (c->rec.xnic[k - 1].ipam.plugin[0])
+                        vmm_ipam_del(&c->rec.xnic[k - 1].ipam, &c->xnet[k - 1], o->state_dir, c->rec.id, NULL);
         if (c->from_pool) {
                 char claim[PATH_MAX + 16];
                 snprintf(claim, sizeof(claim), "%s/claimed", c->rec.dir);
@@ -293,6 +346,77 @@ static void mac_for(const struct vmm_fork_opts *o, const struct rh_ipaddr *ip, u
                 memcpy(ret_mac, o->mac, 6);
         else
                 vmm_mac_for_ip(ip, ret_mac);
+}
+
+/*
+ * Under the state lock, after NIC 0: NIC K's address (asked for: checked
+ * first, then reserved in network K's IPAM; or the IPAM's pick) and MAC
+ * (asked for, or derived from the address), each checked on network K
+ * (subnet, network/broadcast/gateway, the template's NIC K address and
+ * MAC, live clones, the bridge's other hosts, the clone's other NICs).
+ */
+static int reserve_nics(struct clone *c, const uint8_t mac0[6], struct rh_error *err)
+{
+        const struct vmm_fork_opts *o = c->o;
+        char addr[48], owner[64], dev[32];
+        int r;
+
+        c->rec.nics = c->t->nics;
+        for (unsigned k = 1; k < c->t->nics; k++) {
+                const struct vmm_fork_nic *f = &o->xnic[k - 1];
+                struct vmm_clone_nic *x = &c->rec.xnic[k - 1];
+                const struct vmm_net *net = &c->xnet[k - 1];
+                uint8_t mac[6];
+
+                if (f->has_ip) {
+                        if (f->has_mac)
+                                memcpy(mac, f->mac, 6);
+                        else
+                                vmm_mac_for_ip(&f->ip, mac);
+                        r = vmm_identity_check_nic(net, c->t, k, &f->ip, f->prefix, mac, err);
+                        if (r < 0)
+                                return r;
+                        c->xip[k - 1] = f->ip;
+                        c->xprefix[k - 1] = f->prefix;
+                }
+                if (o->ipam) {
+                        reserve_template_ip(c, net, k);
+                        r = vmm_ipam_add(o->ipam, net, o->state_dir, c->rec.id, f->has_ip ? &f->ip : NULL,
+                                         &c->xip[k - 1], &c->xprefix[k - 1], err);
+                        if (r < 0)
+                                return rh_error_prefix(err, r, "NIC %u", k);
+                        x->ipam = *o->ipam;
+                        if (f->has_ip)
+                                c->xprefix[k - 1] = f->prefix;
+                } else if (!f->has_ip)
+                        return rh_error_set(err, -EINVAL, "NIC %u: no address (--nic %u,ip=...) and no IPAM", k, k);
+                if (f->has_mac)
+                        memcpy(mac, f->mac, 6);
+                else
+                        vmm_mac_for_ip(&c->xip[k - 1], mac);
+                r = vmm_identity_check_nic(net, c->t, k, &c->xip[k - 1], c->xprefix[k - 1], mac, err);
+                if (r < 0)
+                        return r;
+                rh_ip_format(&c->xip[k - 1], addr);
+                if (vmm_identity_in_use(o->state_dir, addr, mac, owner, sizeof(owner)) < 0)
+                        return rh_error_set(err, -EADDRINUSE, "NIC %u: %s or its MAC is already used by %s", k,
+                                            addr, owner);
+                if (vmm_mac_on_bridge(net, mac, dev, sizeof(dev)) < 0)
+                        return rh_error_set(err, -EADDRINUSE,
+                                            "NIC %u: MAC %02x:%02x:%02x:%02x:%02x:%02x is already on bridge %s "
+                                            "(port %s)",
+                                            k, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], net->bridge, dev);
+                if (memcmp(mac, mac0, 6) == 0)
+                        return rh_error_set(err, -EINVAL, "NIC %u: MAC %02x:%02x:%02x:%02x:%02x:%02x is NIC 0's", k,
+                                            mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+                for (unsigned j = 1; j < k; j++)
+                        if (memcmp(mac, c->rec.xnic[j - 1].mac, 6) == 0)
+                                return rh_error_set(err, -EINVAL, "NIC %u: MAC is NIC %u's too", k, j);
+                memcpy(x->mac, mac, 6);
+                snprintf(x->ip, sizeof(x->ip), "%s/%u", addr, c->xprefix[k - 1]);
+                snprintf(x->tap, sizeof(x->tap), "%.12sn%u", c->rec.tap, k);
+        }
+        return 0;
 }
 
 /* Under the state lock: the template still exists, the identity is valid and free, the record reserves it. */
@@ -341,6 +465,9 @@ static int reserve(struct clone *c, struct rh_error *err)
         snprintf(c->rec.ip, sizeof(c->rec.ip), "%s/%u", addr, c->prefix);
         if (o->has_gateway)
                 rh_ip_format(&o->gateway, c->rec.gateway);
+        r = reserve_nics(c, mac, err);
+        if (r < 0)
+                goto fail;
         r = vmm_clone_save(&c->rec, err);
         if (r == 0)
                 return 0;
@@ -369,6 +496,17 @@ int clone_prepare(struct clone *c, const struct vmm_template *t, const struct vm
                 c->net = *o->net;
         else if ((r = vmm_net_load(o->state_dir, &c->net, err)) < 0)
                 return r;
+        for (unsigned k = 1; k < t->nics; k++) {
+                r = vmm_net_load_nic(o->state_dir, k, &c->xnet[k - 1], err);
+                if (r < 0)
+                        return r;
+                /* One VMM process, one namespace: every tap of the clone must be there. */
+                if (strcmp(c->xnet[k - 1].netns, c->net.netns) != 0)
+                        return rh_error_set(err, -EINVAL,
+                                            "NIC %u's network is in namespace '%s', NIC 0's in '%s': a clone's "
+                                            "taps live in one namespace (rehome net up --nic %u)",
+                                            k, c->xnet[k - 1].netns, c->net.netns, k);
+        }
         r = check_state_file(t, err);
         if (r < 0)
                 return r;
@@ -690,6 +828,16 @@ int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_erro
         /* Its address goes back to the IPAM (CNI DEL; idempotent). */
         if (c->ipam.plugin[0] && c->id[0])
                 vmm_ipam_del(&c->ipam, have_net ? &net : &(struct vmm_net){0}, state_dir, c->id, NULL);
+        /* The same for every extra NIC, on its own network. */
+        for (unsigned k = 1; k < c->nics; k++) {
+                struct vmm_clone_nic *x = &c->xnic[k - 1];
+                struct vmm_net xnet = {.nic = k};
+                bool have_xnet = vmm_net_load_nic(state_dir, k, &xnet, NULL) == 0;
+                if (x->tap[0] && (have_xnet || have_net))
+                        vmm_tap_delete(have_xnet ? &xnet : &net, x->tap); /* one namespace: by name */
+                if (x->ipam.plugin[0] && c->id[0])
+                        vmm_ipam_del(&x->ipam, &xnet, state_dir, c->id, NULL);
+        }
         (void)err;
         return vmm_clone_remove_record(c);
 }

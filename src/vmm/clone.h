@@ -40,6 +40,10 @@ struct clone {
         int udp_fd;
         struct rh_ipaddr ip; /* the clone's address: asked for, or from the IPAM */
         uint8_t prefix;
+        /* The extra NICs of a multi-NIC template (NIC K at [K - 1]): network, address. */
+        struct vmm_net xnet[VMM_MAX_NICS - 1];
+        struct rh_ipaddr xip[VMM_MAX_NICS - 1];
+        uint8_t xprefix[VMM_MAX_NICS - 1];
         struct rh_request req;
         uint32_t seq; /* the request's seq as written */
         struct rh_ack_wait_result wait;

@@ -131,7 +131,8 @@ static int derive_request(const struct vmm_fork_opts *base, unsigned i, unsigned
 }
 
 /* Every clone's identity, derived and checked before anything starts. */
-static int plan(const struct vmm_fork_opts *base, unsigned count, struct job *jobs, struct rh_error *err)
+static int plan(const struct vmm_template *t, const struct vmm_fork_opts *base, unsigned count, struct job *jobs,
+                struct rh_error *err)
 {
         struct vmm_net net = {0};
         bool have_net = base->net ? (net = *base->net, true) : vmm_net_load(base->state_dir, &net, NULL) == 0;
@@ -146,6 +147,27 @@ static int plan(const struct vmm_fork_opts *base, unsigned count, struct job *jo
                         r = vmm_mac_nth(base->mac, i, j->opts.mac, err);
                         if (r < 0)
                                 return rh_error_prefix(err, r, "--count %u", count);
+                }
+                /* The extra NICs: consecutive addresses and MACs, each from its own base. */
+                for (unsigned k = 1; k < VMM_MAX_NICS; k++) {
+                        const struct vmm_fork_nic *b = &base->xnic[k - 1];
+                        struct vmm_fork_nic *x = &j->opts.xnic[k - 1];
+                        if (b->has_mac && (r = vmm_mac_nth(b->mac, i, x->mac, err)) < 0)
+                                return rh_error_prefix(err, r, "--count %u: NIC %u", count, k);
+                        if (b->has_ip && (r = vmm_ip_nth(&b->ip, b->prefix, i, &x->ip, err)) < 0)
+                                return rh_error_prefix(err, r, "--count %u: NIC %u", count, k);
+                        /* Checked here too, so that no clone of the batch starts with a bad one. */
+                        struct vmm_net xnet;
+                        uint8_t mac[6];
+                        if (!b->has_ip || k >= t->nics || vmm_net_load_nic(base->state_dir, k, &xnet, NULL) < 0)
+                                continue;
+                        if (b->has_mac)
+                                memcpy(mac, x->mac, 6);
+                        else
+                                vmm_mac_for_ip(&x->ip, mac);
+                        r = vmm_identity_check_nic(&xnet, t, k, &x->ip, b->prefix, mac, err);
+                        if (r < 0)
+                                return r;
                 }
                 if (!base->has_ip)
                         continue; /* the IPAM picks each address, atomically */
@@ -232,7 +254,7 @@ int vmm_fork_batch(const struct vmm_template *t, const struct vmm_fork_opts *bas
                 jobs[i].opts = *base;
                 jobs[i].res = &res[i];
         }
-        r = plan(base, count, jobs, err);
+        r = plan(t, base, count, jobs, err);
         if (r == 0 && warm)
                 r = fill_pool(t, base, jobs, count, err);
         else if (r == 0 && !base->no_pool)

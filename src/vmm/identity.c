@@ -5,6 +5,7 @@
  * makes a clone answer for the gateway, the whole subnet or the template).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vmm.h"
@@ -72,5 +73,30 @@ int vmm_identity_check(const struct vmm_net *net, const struct vmm_template *t, 
                 if (memcmp(gateway->addr, ip->addr, ip->family == 4 ? 4 : 16) == 0)
                         return rh_error_set(err, -EINVAL, "gateway %s is the clone's own address", b);
         }
+        return 0;
+}
+
+int vmm_identity_check_nic(const struct vmm_net *net, const struct vmm_template *t, unsigned nic,
+                           const struct rh_ipaddr *ip, uint8_t prefix, const uint8_t mac[6], struct rh_error *err)
+{
+        struct vmm_template *view;
+        int r;
+
+        if (nic == 0)
+                return vmm_identity_check(net, t, ip, prefix, mac, NULL, err);
+        if (nic >= t->nics)
+                return rh_error_set(err, -EINVAL, "NIC %u: template %s has %u NIC%s", nic, t->name, t->nics,
+                                    t->nics == 1 ? "" : "s");
+        /* The same rules against that NIC's template address and MAC. */
+        view = malloc(sizeof(*view));
+        if (!view)
+                return rh_error_set(err, -ENOMEM, "out of memory");
+        *view = *t;
+        memcpy(view->ip, t->xnic[nic - 1].ip, sizeof(view->ip));
+        memcpy(view->mac, t->xnic[nic - 1].mac, 6);
+        r = vmm_identity_check(net, view, ip, prefix, mac, NULL, err);
+        free(view);
+        if (r < 0)
+                return rh_error_prefix(err, r, "NIC %u", nic);
         return 0;
 }

@@ -102,7 +102,13 @@ static json_t *net_config(const struct vmm_ipam *ipam, const struct vmm_net *net
                 return NULL;
         }
         json_object_set_new(ip, "type", json_string(ipam->plugin));
-        return json_pack("{s:s, s:s, s:o}", "cniVersion", "1.0.0", "name", "rehome", "ipam", ip);
+        /* NIC K's network is a CNI network of its own: host-local keeps its reservations apart. */
+        char name[32];
+        if (net->nic)
+                snprintf(name, sizeof(name), "rehome-nic%u", net->nic);
+        else
+                snprintf(name, sizeof(name), "rehome");
+        return json_pack("{s:s, s:s, s:o}", "cniVersion", "1.0.0", "name", name, "ipam", ip);
 }
 
 /* Run the plugin: @stdin_text in, stdout into *ret_out (heap). Returns its exit status or -errno. */
@@ -203,7 +209,9 @@ static int call(const struct vmm_ipam *ipam, const struct vmm_net *net, const ch
         if (want)
                 rh_ip_format(want, addr);
         snprintf(e_args, sizeof(e_args), "CNI_ARGS=IgnoreUnknown=1%s%s", want ? ";IP=" : "", addr);
-        char *envp[] = {e_cmd, e_id, netns, (char *)"CNI_IFNAME=eth0", e_path, e_args, (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+        char e_ifname[32];
+        snprintf(e_ifname, sizeof(e_ifname), "CNI_IFNAME=eth%u", net->nic);
+        char *envp[] = {e_cmd, e_id, netns, e_ifname, e_path, e_args, (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
         r = run_plugin(plugin, envp, text, &out, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "IPAM %s %s", ipam->plugin, command);

@@ -149,22 +149,27 @@ int vmm_net_run(const struct vmm_net *net, char *const argv[], char *out, size_t
         return run(full, out, out_len);
 }
 
-static int net_path(const char *state_dir, char *buf, size_t len)
+/* net.json for the first NIC's network, net-nicK.json for NIC K's (a multi-NIC template's). */
+static int net_path(const char *state_dir, unsigned nic, char *buf, size_t len)
 {
-        return snprintf(buf, len, "%s/net.json", state_dir) >= (int)len ? -ENAMETOOLONG : 0;
+        int n = nic ? snprintf(buf, len, "%s/net-nic%u.json", state_dir, nic)
+                    : snprintf(buf, len, "%s/net.json", state_dir);
+        return n >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-/* net.json as written by vmm_net_up, without looking at the namespace. */
-static int net_read(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err)
+/* NIC @nic's network as written by vmm_net_up(_nic), without looking at the namespace. */
+static int net_read_nic(const char *state_dir, unsigned nic, struct vmm_net *ret_net, struct rh_error *err)
 {
         char path[PATH_MAX];
         _cleanup_free_ char *text = NULL;
         _cleanup_json_ json_t *j = NULL;
-        struct vmm_net net = {0};
+        struct vmm_net net = {.nic = nic};
         int r;
 
-        net_path(state_dir, path, sizeof(path));
+        net_path(state_dir, nic, path, sizeof(path));
         r = read_file_alloc(path, 65536, &text, NULL);
+        if (r == -ENOENT && nic)
+                return rh_error_set(err, r, "no clone network for NIC %u: run 'rehome net up --nic %u'", nic, nic);
         if (r == -ENOENT)
                 return rh_error_set(err, r, "no clone network: run 'rehome net up' (or pass --bridge)");
         if (r < 0)
@@ -184,12 +189,22 @@ static int net_read(const char *state_dir, struct vmm_net *ret_net, struct rh_er
         return 0;
 }
 
+static int net_read(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err)
+{
+        return net_read_nic(state_dir, 0, ret_net, err);
+}
+
 int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err)
+{
+        return vmm_net_load_nic(state_dir, 0, ret_net, err);
+}
+
+int vmm_net_load_nic(const char *state_dir, unsigned nic, struct vmm_net *ret_net, struct rh_error *err)
 {
         struct vmm_net net;
         int r;
 
-        r = net_read(state_dir, &net, err);
+        r = net_read_nic(state_dir, nic, &net, err);
         if (r < 0)
                 return r;
         /* The namespace may have vanished (reboot, someone ran ip netns del). */
@@ -345,6 +360,102 @@ static int owner_claim(const char *netns, const char *real_state_dir, bool *ret_
 
 /* ---- net up / down ---- */
 
+/* @net's bridge in its namespace, up, with the gateway address as its only address. */
+static int bridge_up(const struct vmm_net *net, struct rh_error *err)
+{
+        char out[512];
+        int r;
+
+        if (!vmm_link_exists(net, net->bridge)) {
+                r = ip_cmd(net, out, sizeof(out), "link", "add", net->bridge, "type", "bridge", NULL);
+                if (r != 0) {
+                        chomp(out);
+                        return rh_error_set(err, -EIO, "ip link add %s type bridge: %s", net->bridge, out);
+                }
+        }
+        /* Replace whatever address the bridge had with the gateway. */
+        ip_cmd(net, NULL, 0, "addr", "flush", "dev", net->bridge, NULL);
+        r = ip_cmd(net, out, sizeof(out), "addr", "add", net->gateway, "dev", net->bridge, NULL);
+        if (r != 0) {
+                chomp(out);
+                return rh_error_set(err, -EIO, "ip addr add %s dev %s: %s", net->gateway, net->bridge, out);
+        }
+        r = ip_cmd(net, out, sizeof(out), "link", "set", net->bridge, "up", NULL);
+        if (r != 0) {
+                chomp(out);
+                return rh_error_set(err, -EIO, "ip link set %s up: %s", net->bridge, out);
+        }
+        return 0;
+}
+
+/*
+ * NIC @nic's network (1..VMM_MAX_NICS-1), next to the first NIC's: a clone's
+ * VMM runs in one namespace, so its taps all must be there. In our
+ * namespace: bridge rhbrK with its own subnet (default 10.(77+K).0.1/24);
+ * with the user's bridge for the first NIC, the user's bridge @bridge here.
+ */
+int vmm_net_up_nic(const char *state_dir, unsigned nic, const char *bridge, const char *gateway,
+                   struct vmm_net *ret_net, struct rh_error *err)
+{
+        struct vmm_net first, net = {.nic = nic};
+        char path[PATH_MAX], gw_default[32];
+        _cleanup_json_ json_t *j = NULL;
+        int r;
+
+        if (nic == 0)
+                return vmm_net_up(state_dir, bridge, gateway, NULL, ret_net, err);
+        if (nic >= VMM_MAX_NICS)
+                return rh_error_set(err, -EINVAL, "NIC %u: at most %d NICs (0..%d)", nic, VMM_MAX_NICS,
+                                    VMM_MAX_NICS - 1);
+        r = vmm_net_load(state_dir, &first, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "NIC %u's network goes next to the first one's", nic);
+        if (bridge) {
+                char sys[PATH_MAX];
+                if (first.netns[0])
+                        return rh_error_set(err, -EINVAL,
+                                            "--bridge for NIC %u: the first NIC's network is namespace %s, and "
+                                            "a clone's taps all live in one namespace (drop --bridge)",
+                                            nic, first.netns);
+                if (!valid_ifname(bridge))
+                        return rh_error_set(err, -EINVAL, "bad bridge name '%s'", bridge);
+                snprintf(sys, sizeof(sys), "/sys/class/net/%s/bridge", bridge);
+                if (access(sys, F_OK) < 0)
+                        return rh_error_set(err, -ENODEV, "%s is not a bridge here", bridge);
+                snprintf(net.bridge, sizeof(net.bridge), "%s", bridge);
+                snprintf(net.gateway, sizeof(net.gateway), "%s", gateway ? gateway : "");
+        } else {
+                struct rh_ipaddr gw;
+                uint8_t prefix;
+                if (!first.ours || !first.netns[0])
+                        return rh_error_set(err, -EINVAL,
+                                            "NIC %u: the first NIC's network is your bridge %s: give NIC %u "
+                                            "yours too (--bridge BR)",
+                                            nic, first.bridge, nic);
+                if (!gateway) {
+                        snprintf(gw_default, sizeof(gw_default), "10.%u.0.1/24", 77 + nic);
+                        gateway = gw_default;
+                }
+                if (rh_ip_parse(gateway, &gw, &prefix) < 0 || gw.family != 4 || !strchr(gateway, '/'))
+                        return rh_error_set(err, -EINVAL, "bad gateway '%s' (want A.B.C.D/P)", gateway);
+                snprintf(net.netns, sizeof(net.netns), "%s", first.netns);
+                snprintf(net.bridge, sizeof(net.bridge), "rhbr%u", nic);
+                snprintf(net.gateway, sizeof(net.gateway), "%s", gateway);
+                net.ours = true;
+                r = bridge_up(&net, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "NIC %u", nic);
+        }
+        j = json_pack("{s:s, s:s, s:s, s:b, s:i}", "netns", net.netns, "bridge", net.bridge, "gateway",
+                      net.gateway, "ours", net.ours, "nic", (int)nic);
+        net_path(state_dir, nic, path, sizeof(path));
+        if (!j || json_dump_file(j, path, JSON_INDENT(2)) < 0)
+                return rh_error_set(err, -EIO, "cannot write %s", path);
+        if (ret_net)
+                *ret_net = net;
+        return 0;
+}
+
 int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err)
 {
@@ -407,33 +518,14 @@ int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, c
                         }
                 }
                 ip_cmd(&net, NULL, 0, "link", "set", "lo", "up", NULL);
-                if (!vmm_link_exists(&net, net.bridge)) {
-                        r = ip_cmd(&net, out, sizeof(out), "link", "add", net.bridge, "type", "bridge", NULL);
-                        if (r != 0) {
-                                chomp(out);
-                                r = rh_error_set(err, -EIO, "ip link add %s type bridge: %s", net.bridge, out);
-                                goto fail;
-                        }
-                }
-                /* Replace whatever address the bridge had with the gateway. */
-                ip_cmd(&net, NULL, 0, "addr", "flush", "dev", net.bridge, NULL);
-                r = ip_cmd(&net, out, sizeof(out), "addr", "add", gateway, "dev", net.bridge, NULL);
-                if (r != 0) {
-                        chomp(out);
-                        r = rh_error_set(err, -EIO, "ip addr add %s dev %s: %s", gateway, net.bridge, out);
+                r = bridge_up(&net, err);
+                if (r < 0)
                         goto fail;
-                }
-                r = ip_cmd(&net, out, sizeof(out), "link", "set", net.bridge, "up", NULL);
-                if (r != 0) {
-                        chomp(out);
-                        r = rh_error_set(err, -EIO, "ip link set %s up: %s", net.bridge, out);
-                        goto fail;
-                }
         }
 
         j = json_pack("{s:s, s:s, s:s, s:b}", "netns", net.netns, "bridge", net.bridge, "gateway", net.gateway,
                       "ours", net.ours);
-        net_path(state_dir, path, sizeof(path));
+        net_path(state_dir, 0, path, sizeof(path));
         if (!j || json_dump_file(j, path, JSON_INDENT(2)) < 0) {
                 r = rh_error_set(err, -EIO, "cannot write %s", path);
                 goto fail;
@@ -456,7 +548,12 @@ int vmm_net_down(const char *state_dir, struct rh_error *err)
         _cleanup_close_ int owner_fd = -EBADF;
         int r;
 
-        net_path(state_dir, path, sizeof(path));
+        /* The extra NICs' networks: their bridges are in the namespace (or the user's). */
+        for (unsigned nic = 1; nic < VMM_MAX_NICS; nic++) {
+                net_path(state_dir, nic, path, sizeof(path));
+                unlink(path);
+        }
+        net_path(state_dir, 0, path, sizeof(path));
         r = net_read(state_dir, &net, NULL);
         if (r == -ENOENT && access(path, F_OK) < 0)
                 return 0; /* nothing to do */

@@ -23,6 +23,9 @@ int vmm_pool_spawn(const char *state_dir, const struct vmm_template *t, struct v
         struct clone c = {.t = t, .o = &o, .ops = &vmm_qemu_ops, .res = &res, .udp_fd = -EBADF};
         int lock, r;
 
+        if (t->nics > 1)
+                return rh_error_set(err, -EOPNOTSUPP, "template %s has %u NICs: warm clones are one-NIC only",
+                                    t->name, t->nics);
         r = vmm_net_load(state_dir, &c.net, err);
         if (r < 0)
                 return r;

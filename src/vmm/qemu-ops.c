@@ -33,10 +33,18 @@ static int qemu_clone_spawn(struct clone *c, struct rh_error *err)
         if (r < 0)
                 return r;
         c->tap_made = true;
+        /* The extra NICs' taps, each on its own network's bridge (vmm_clone_destroy removes them). */
+        for (unsigned k = 1; k < c->rec.nics; k++) {
+                r = vmm_tap_create(&c->xnet[k - 1], c->rec.xnic[k - 1].tap, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "NIC %u", k);
+        }
         vmm_marker(c->o->state_dir, "clone", c->rec.id, marker, sizeof(marker));
         qemu_spec_from_template(&spec, c->t);
         spec.vmgenid = c->rec.vmgenid;
         spec.tap = c->rec.tap;
+        for (unsigned k = 1; k < c->rec.nics && k < VMM_MAX_NICS; k++)
+                spec.xtap[k - 1] = c->rec.xnic[k - 1].tap;
         spec.netns = c->net.netns;
         spec.qmp_path = c->rec.qmp_path;
         spec.console_path = c->rec.console_path;

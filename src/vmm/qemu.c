@@ -177,7 +177,10 @@ void qemu_spec_from_template(struct qemu_spec *spec, const struct vmm_template *
                 .append = t->append,
                 .ram_path = t->ram_path,
                 .mac = t->nic_mac,
+                .n_xnics = t->nics > 1 ? t->nics - 1 : 0,
         };
+        for (unsigned k = 0; k < spec->n_xnics; k++)
+                spec->xmac[k] = t->xnic[k].nic_mac;
 }
 
 int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
@@ -240,6 +243,19 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
         arg(a, "-device");
         /* romfile=: no iPXE option ROM; the kernel is loaded directly. */
         arg(a, "virtio-net-pci,netdev=net0,mac=%s,romfile=", mac);
+        /* The extra NICs, in order after net0: the guest names them eth1, eth2, ... */
+        for (unsigned k = 0; k < s->n_xnics && k < VMM_MAX_NICS - 1; k++) {
+                char xmac[18];
+                if (!s->xtap[k] || !s->xmac[k]) {
+                        free(a);
+                        return rh_error_set(err, -EINVAL, "NIC %u: no tap or MAC", k + 1);
+                }
+                rh_mac_format(s->xmac[k], xmac);
+                arg(a, "-netdev");
+                arg(a, "tap,id=net%u,ifname=%s,script=no,downscript=no", k + 1, s->xtap[k]);
+                arg(a, "-device");
+                arg(a, "virtio-net-pci,netdev=net%u,mac=%s,romfile=", k + 1, xmac);
+        }
         arg(a, "-device");
         arg(a, "vmgenid,guid=%s", s->vmgenid ? s->vmgenid : "auto");
         if (s->incoming) {

@@ -186,8 +186,15 @@ static unsigned remove_dead_creations(const char *state_dir)
                         continue;
                 /* Only what that creation recorded as its own. */
                 unlink(ram);
-                if (have_net && tap[0])
+                if (have_net && tap[0]) {
                         vmm_tap_delete(&net, tap);
+                        /* A multi-NIC template's other taps: TAP + "n" + K (template.c), one namespace. */
+                        for (unsigned k = 1; k < VMM_MAX_NICS; k++) {
+                                char xtap[16];
+                                snprintf(xtap, sizeof(xtap), "%.12sn%u", tap, k);
+                                vmm_tap_delete(&net, xtap);
+                        }
+                }
                 vmm_rm_rf(dir);
                 n++;
         }

@@ -173,6 +173,20 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
         if (!j)
                 return rh_error_set(err, -ENOMEM, "template %s: cannot encode metadata", t->name);
         json_object_set_new(j, "nic_mac", json_string(nic_mac));
+        if (t->nics > 1) {
+                /* Only multi-NIC templates carry these: a one-NIC record is what it always was. */
+                json_t *xs = json_array();
+                for (unsigned k = 1; k < t->nics; k++) {
+                        const struct vmm_template_nic *x = &t->xnic[k - 1];
+                        char m[18], nm[18];
+                        rh_mac_format(x->mac, m);
+                        rh_mac_format(x->nic_mac, nm);
+                        json_array_append_new(xs, json_pack("{s:i, s:s, s:s, s:s}", "nic", (int)k, "ip", x->ip,
+                                                            "mac", m, "nic_mac", nm));
+                }
+                json_object_set_new(j, "nics", json_integer(t->nics));
+                json_object_set_new(j, "extra_nics", xs);
+        }
         {
                 char ver[32];
                 snprintf(ver, sizeof(ver), "%u.%u.%u", t->agent_version >> 16, (t->agent_version >> 8) & 0xff,
@@ -183,6 +197,31 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
         }
         snprintf(path, sizeof(path), "%s/meta.json", t->dir);
         return write_json_atomic(j, path, err);
+}
+
+/* "nics" (absent: 1) and "extra_nics" [{nic, ip, mac, nic_mac}] for NICs 1.. in order. */
+static int load_template_nics(json_t *j, struct vmm_template *t)
+{
+        json_t *n = json_object_get(j, "nics"), *xs = json_object_get(j, "extra_nics");
+
+        t->nics = 1;
+        if (!n && !xs)
+                return 0;
+        if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > VMM_MAX_NICS ||
+            !json_is_array(xs) || json_array_size(xs) != (size_t)json_integer_value(n) - 1)
+                return -EINVAL;
+        t->nics = (unsigned)json_integer_value(n);
+        for (unsigned k = 1; k < t->nics; k++) {
+                json_t *x = json_array_get(xs, k - 1);
+                struct vmm_template_nic *d = &t->xnic[k - 1];
+                char m[32], nm[32];
+                if (json_integer_value(json_object_get(x, "nic")) != (json_int_t)k ||
+                    get_str(x, "ip", d->ip, sizeof(d->ip), true) < 0 || get_str(x, "mac", m, sizeof(m), true) < 0 ||
+                    get_str(x, "nic_mac", nm, sizeof(nm), true) < 0 || rh_mac_parse(m, d->mac) < 0 ||
+                    rh_mac_parse(nm, d->nic_mac) < 0)
+                        return -EINVAL;
+        }
+        return 0;
 }
 
 int vmm_template_load(const char *state_dir, const char *name, struct vmm_template *ret, struct rh_error *err)
@@ -236,6 +275,11 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
             strcmp(t.name, name) != 0)
                 return rh_error_set(err, -EINVAL,
                                     "template %s: %s is incomplete or invalid; recreate it: "
+                                    "rehome template rm %s && rehome template create %s",
+                                    name, path, name, name);
+        r = load_template_nics(j, &t);
+        if (r < 0)
+                return rh_error_set(err, r, "template %s: %s: bad \"nics\"/\"extra_nics\"; recreate it: "
                                     "rehome template rm %s && rehome template create %s",
                                     name, path, name, name);
         t.mailbox_gpa = (uint64_t)json_integer_value(gpa);
@@ -330,8 +374,68 @@ int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err)
                 json_object_set_new(j, "ipam", json_string(c->ipam.plugin));
                 json_object_set_new(j, "ipam_config", json_string(c->ipam.config));
         }
+        if (c->nics > 1) {
+                json_t *xs = json_array();
+                for (unsigned k = 1; k < c->nics; k++) {
+                        const struct vmm_clone_nic *x = &c->xnic[k - 1];
+                        char m[18];
+                        rh_mac_format(x->mac, m);
+                        json_array_append_new(xs, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s}", "nic", (int)k, "tap",
+                                                            x->tap, "ip", x->ip, "mac", m, "ipam", x->ipam.plugin,
+                                                            "ipam_config", x->ipam.config));
+                }
+                json_object_set_new(j, "nics", json_integer(c->nics));
+                json_object_set_new(j, "extra_nics", xs);
+        }
         snprintf(path, sizeof(path), "%s/meta.json", c->dir);
         return write_json_atomic(j, path, err);
+}
+
+/* "nics" (absent: 1) and "extra_nics" [{nic, tap, ip, mac, ipam, ipam_config}]. */
+static int load_clone_nics(json_t *j, struct vmm_clone *c)
+{
+        json_t *n = json_object_get(j, "nics"), *xs = json_object_get(j, "extra_nics");
+
+        c->nics = 1;
+        if (!n && !xs)
+                return 0;
+        if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > VMM_MAX_NICS ||
+            !json_is_array(xs) || json_array_size(xs) != (size_t)json_integer_value(n) - 1)
+                return -EINVAL;
+        c->nics = (unsigned)json_integer_value(n);
+        for (unsigned k = 1; k < c->nics; k++) {
+                json_t *x = json_array_get(xs, k - 1);
+                struct vmm_clone_nic *d = &c->xnic[k - 1];
+                char m[32];
+                if (json_integer_value(json_object_get(x, "nic")) != (json_int_t)k ||
+                    get_str(x, "tap", d->tap, sizeof(d->tap), false) < 0 ||
+                    get_str(x, "ip", d->ip, sizeof(d->ip), false) < 0 || get_str(x, "mac", m, sizeof(m), false) < 0 ||
+                    get_str(x, "ipam", d->ipam.plugin, sizeof(d->ipam.plugin), false) < 0 ||
+                    get_str(x, "ipam_config", d->ipam.config, sizeof(d->ipam.config), false) < 0)
+                        return -EINVAL;
+                if (m[0] && rh_mac_parse(m, d->mac) < 0)
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+json_t *vmm_clone_nics_json(const struct vmm_clone *c)
+{
+        static const uint8_t zero[6];
+        json_t *arr = json_array();
+        char m[18];
+
+        for (unsigned k = 0; arr && k < (c->nics ? c->nics : 1); k++) {
+                const uint8_t *mac = k ? c->xnic[k - 1].mac : c->mac;
+                if (memcmp(mac, zero, 6) == 0)
+                        snprintf(m, sizeof(m), "-");
+                else
+                        rh_mac_format(mac, m);
+                json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:s}", "nic", (int)k, "ip",
+                                                     k ? c->xnic[k - 1].ip : c->ip, "mac", m, "tap",
+                                                     k ? c->xnic[k - 1].tap : c->tap));
+        }
+        return arr;
 }
 
 int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret, struct rh_error *err)
@@ -376,6 +480,11 @@ int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret,
         }
         if (mac[0])
                 rh_mac_parse(mac, c.mac);
+        if (load_clone_nics(j, &c) < 0) {
+                snprintf(c.status, sizeof(c.status), "broken");
+                *ret = c;
+                return 0;
+        }
         c.pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
         c.starttime = (unsigned long long)json_integer_value(json_object_get(j, "starttime"));
         c.owner = (pid_t)json_integer_value(json_object_get(j, "owner"));
@@ -466,6 +575,12 @@ int vmm_identity_in_use(const char *state_dir, const char *ip, const uint8_t *ma
                         continue;
                 bool ip_match = c.ip[0] && same_addr(c.ip, ip);
                 bool mac_match = mac && memcmp(c.mac, zero, 6) != 0 && memcmp(c.mac, mac, 6) == 0;
+                /* Every NIC of a multi-NIC clone holds its address and MAC too. */
+                for (unsigned k = 1; k < c.nics; k++) {
+                        ip_match |= c.xnic[k - 1].ip[0] && same_addr(c.xnic[k - 1].ip, ip);
+                        mac_match |= mac && memcmp(c.xnic[k - 1].mac, zero, 6) != 0 &&
+                                     memcmp(c.xnic[k - 1].mac, mac, 6) == 0;
+                }
                 if ((ip_match || mac_match) && (vmm_clone_alive(&c) || vmm_clone_in_flight(&c))) {
                         snprintf(ret_owner, owner_len, "clone %s", c.id);
                         r = -EADDRINUSE;

@@ -25,15 +25,18 @@
 #include "vmm.h"
 #include "src/vmm/vmm-config.h"
 
-/* Give the template's address back to the IPAM that reserved it (clone.c, ipam-reserved). */
-static void release_template_ip(const char *state_dir, const char *name, const char *dir)
+/* Give the template's address of NIC @nic back to the IPAM that reserved it (clone.c, ipam-reserved[-nicK]). */
+static void release_template_nic_ip(const char *state_dir, const char *name, const char *dir, unsigned nic)
 {
-        char mark[PATH_MAX + 16], id[VMM_NAME_MAX + 16], line[PATH_MAX + 2];
+        char mark[PATH_MAX + 32], id[VMM_NAME_MAX + 16], line[PATH_MAX + 2];
         struct vmm_ipam ipam = {0};
-        struct vmm_net net = {0};
+        struct vmm_net net = {.nic = nic};
         FILE *f;
 
-        snprintf(mark, sizeof(mark), "%s/ipam-reserved", dir);
+        if (nic)
+                snprintf(mark, sizeof(mark), "%s/ipam-reserved-nic%u", dir, nic);
+        else
+                snprintf(mark, sizeof(mark), "%s/ipam-reserved", dir);
         f = fopen(mark, "re");
         if (!f)
                 return;
@@ -46,10 +49,16 @@ static void release_template_ip(const char *state_dir, const char *name, const c
                 snprintf(ipam.config, sizeof(ipam.config), "%s", line);
         }
         fclose(f);
-        vmm_net_load(state_dir, &net, NULL);
+        vmm_net_load_nic(state_dir, nic, &net, NULL);
         snprintf(id, sizeof(id), "template-%s", name);
         if (ipam.plugin[0])
                 vmm_ipam_del(&ipam, &net, state_dir, id, NULL);
+}
+
+static void release_template_ip(const char *state_dir, const char *name, const char *dir)
+{
+        for (unsigned nic = 0; nic < VMM_MAX_NICS; nic++)
+                release_template_nic_ip(state_dir, name, dir, nic);
 }
 
 /* Forks of @name under way right now (live owners, records not final): the first one's id, or "". */

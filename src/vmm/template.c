@@ -211,6 +211,61 @@ static int copy_file(const char *from, const char *to, struct rh_error *err)
 static int template_from_clone(const struct vmm_template_opts *o, struct vmm_template *t, struct vmm_net *net,
                                const char *tap, struct rh_error *err);
 
+/* NIC @k's tap: the first NIC's name + "n" + K (still < 16 characters: "rht" + 8 hex + "n3"). */
+static void nic_tap_name(const char *tap, unsigned k, char buf[16])
+{
+        snprintf(buf, 16, "%.12sn%u", tap, k);
+}
+
+/*
+ * The extra NICs of a template (o->nics > 1): network K (`net up --nic K`,
+ * set up here next to ours when missing), the address (o->nic_ip, else the
+ * gateway's + 1), MAC 52:54:00:12:34:56 + K, and rehome.ipK= on the kernel
+ * command line for the guest's init.
+ */
+static int template_nics(const struct vmm_template_opts *o, struct vmm_template *t, struct vmm_net *xnets,
+                         struct rh_error *err)
+{
+        t->nics = o->nics ? o->nics : 1;
+        if (t->nics > VMM_MAX_NICS)
+                return rh_error_set(err, -EINVAL, "--nics %u: at most %d", t->nics, VMM_MAX_NICS);
+        for (unsigned k = 1; k < t->nics; k++) {
+                struct vmm_template_nic *x = &t->xnic[k - 1];
+                struct rh_ipaddr ip;
+                uint8_t prefix;
+                char a[48];
+                int r = vmm_net_load_nic(o->state_dir, k, &xnets[k - 1], NULL);
+                if (r < 0) {
+                        progress(o, "no network for NIC %u yet: setting up the default (rehome net up --nic %u)", k, k);
+                        r = vmm_net_up_nic(o->state_dir, k, NULL, NULL, &xnets[k - 1], err);
+                        if (r < 0)
+                                return r;
+                }
+                if (o->nic_ip[k - 1]) {
+                        if (rh_ip_parse(o->nic_ip[k - 1], &ip, &prefix) < 0 || ip.family != 4 ||
+                            !strchr(o->nic_ip[k - 1], '/'))
+                                return rh_error_set(err, -EINVAL, "NIC %u: bad address '%s' (want A.B.C.D/P)", k,
+                                                    o->nic_ip[k - 1]);
+                } else {
+                        if (rh_ip_parse(xnets[k - 1].gateway, &ip, &prefix) < 0 || ip.family != 4 ||
+                            vmm_ip_nth(&ip, prefix, 1, &ip, NULL) < 0)
+                                return rh_error_set(err, -EINVAL,
+                                                    "NIC %u: network %s has no subnet of ours: give its address",
+                                                    k, xnets[k - 1].bridge);
+                }
+                rh_ip_format(&ip, a);
+                snprintf(x->ip, sizeof(x->ip), "%s/%u", a, prefix);
+                static const uint8_t base[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+                vmm_mac_nth(base, k, x->mac, NULL);
+                memcpy(x->nic_mac, x->mac, 6);
+                size_t n = strlen(t->append);
+                if ((size_t)snprintf(t->append + n, sizeof(t->append) - n, " rehome.ip%u=%s", k, x->ip) >=
+                    sizeof(t->append) - n)
+                        return rh_error_set(err, -E2BIG, "kernel command line too long");
+        }
+        return 0;
+}
+
 /*
  * Claim the template name for this process, atomically: mkdir of its
  * directory (under the state lock; the caller reconciled first, so a dead
@@ -281,8 +336,9 @@ static void explain_exit(pid_t pid, const char *ram_path, const char *log, int r
 
 int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template *ret, struct rh_error *err)
 {
-        struct vmm_template t = {0};
-        struct vmm_net net;
+        struct vmm_template t = {.nics = 1};
+        struct vmm_net net, xnets[VMM_MAX_NICS - 1];
+        char xtaps[VMM_MAX_NICS - 1][16] = {{0}};
         char tap[16], console[PATH_MAX + 16], log[PATH_MAX + 16], qmp_path[PATH_MAX + 16], line[512];
         char reason[512];
         _cleanup_qmp_ struct qmp *qmp = NULL;
@@ -362,10 +418,21 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                  "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s%s%s", t.ip,
                  t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name,
                  o->agent_args && *o->agent_args ? " rehome.agent=" : "", o->agent_args ? o->agent_args : "");
+        r = template_nics(o, &t, xnets, err);
+        if (r < 0)
+                goto fail;
 
         r = vmm_tap_create(&net, tap, err);
         if (r < 0)
                 goto fail;
+        for (unsigned k = 1; k < t.nics; k++) {
+                nic_tap_name(tap, k, xtaps[k - 1]);
+                r = vmm_tap_create(&xnets[k - 1], xtaps[k - 1], err);
+                if (r < 0) {
+                        rh_error_prefix(err, r, "NIC %u", k);
+                        goto fail_tap;
+                }
+        }
         snprintf(console, sizeof(console), "%s/console.log", t.dir);
         snprintf(log, sizeof(log), "%s/qemu.log", t.dir);
         snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t.dir);
@@ -377,6 +444,8 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         spec.share = true;
         spec.marker = marker;
         spec.tap = tap;
+        for (unsigned k = 1; k < t.nics; k++)
+                spec.xtap[k - 1] = xtaps[k - 1];
         spec.netns = net.netns;
         spec.qmp_path = qmp_path;
         spec.console_path = console;
@@ -432,6 +501,8 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
         qmp = qmp_free(qmp);
         qemu_kill(pid);
         vmm_tap_delete(&net, tap);
+        for (unsigned k = 1; k < t.nics; k++)
+                vmm_tap_delete(&net, xtaps[k - 1]); /* one namespace: by name */
         unlink(qmp_path);
 
         r = vmm_template_save(&t, err);
@@ -448,6 +519,9 @@ fail_qemu:
         qemu_kill(pid);
 fail_tap:
         vmm_tap_delete(&net, tap);
+        for (unsigned k = 1; k < t.nics; k++)
+                if (xtaps[k - 1][0])
+                        vmm_tap_delete(&net, xtaps[k - 1]);
 fail:
         /* Only what this process made: the directory it claimed and the RAM file it created. */
         unlink(t.ram_path);
@@ -476,6 +550,10 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         r = vmm_template_load(o->state_dir, c.template_name, &parent, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "clone %s's template", c.id);
+        if (parent.nics > 1)
+                return rh_error_set(err, -EOPNOTSUPP,
+                                    "clone %s: fork-of-fork of a %u-NIC template is not supported yet", c.id,
+                                    parent.nics);
 
         /* Everything but the identity and the files is the parent's. */
         char name[VMM_NAME_MAX], dir[PATH_MAX], ram[PATH_MAX], state[PATH_MAX];

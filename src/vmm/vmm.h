@@ -44,6 +44,13 @@
 #define VMM_DEFAULT_GATEWAY     "10.77.0.1/24"
 #define VMM_DEFAULT_TEMPLATE_IP "10.77.0.2/24"
 #define VMM_DEFAULT_RAM_DIR     "/dev/shm/rehome"
+/*
+ * NICs of a template (`template create --nics N`): NIC 0 is the one every
+ * template has (its fields are the unnumbered ones below), NIC K >= 1 is
+ * guest interface ethK on network K (`net up --nic K`: bridge rhbrK in the
+ * same namespace, its own subnet), in the records' "nics" arrays.
+ */
+#define VMM_MAX_NICS            4 /* RH_MAX_IFACES */
 
 /* ---- host network (net.c) ------------------------------------------------ */
 
@@ -52,14 +59,26 @@ struct vmm_net {
         char bridge[16];
         char gateway[64]; /* "10.77.0.1/24" on the bridge, "" if not ours */
         bool ours;        /* created by `rehome net up` (and removed by net down) */
+        unsigned nic;     /* which NIC's network: 0 (net.json) or K (net-nicK.json) */
 };
 
 int vmm_net_load(const char *state_dir, struct vmm_net *ret_net, struct rh_error *err);
+/* NIC @nic's network (0: vmm_net_load). -ENOENT with the `net up --nic` to run. */
+int vmm_net_load_nic(const char *state_dir, unsigned nic, struct vmm_net *ret_net, struct rh_error *err);
 /* @netns: namespace name (NULL = this state directory's own: "rehome" for VMM_DEFAULT_STATE_DIR,
  * "rh-" + 8 hex digits of a hash of its real path otherwise); ignored with @bridge (the user's,
  * in ours). -EBUSY if another state directory owns the namespace. */
 int vmm_net_up(const char *state_dir, const char *bridge, const char *gateway, const char *netns,
                struct vmm_net *ret_net, struct rh_error *err);
+/*
+ * vmm_net_up_nic - NIC @nic's network (1..VMM_MAX_NICS-1) next to the first
+ * one (which must exist: -ENOENT): bridge rhbrK in its namespace with
+ * @gateway (NULL: 10.(77+K).0.1/24), or with a first network on the user's
+ * bridge, the user's @bridge. -EINVAL for a bad name/gateway or a mix of the
+ * two kinds (a clone's taps all live in one namespace). @nic 0 = vmm_net_up.
+ */
+int vmm_net_up_nic(const char *state_dir, unsigned nic, const char *bridge, const char *gateway,
+                   struct vmm_net *ret_net, struct rh_error *err);
 /* Removes this state directory's network; never a namespace another state directory owns. */
 int vmm_net_down(const char *state_dir, struct rh_error *err);
 /* Create (or take over a stale) tap @name on the bridge, up. -EBUSY if a process holds it. */
@@ -89,6 +108,8 @@ struct vmm_ipam {
  * -EADDRINUSE (the plugin says it is taken), -ENOENT (no such plugin),
  * -ETIMEDOUT, -EIO (another plugin error: its message, escaped, in @err).
  * vmm_ipam_del - CNI DEL (idempotent, as the spec requires of plugins).
+ * NIC K's network (@net->nic) is CNI network "rehome-nicK", interface ethK
+ * (NIC 0: "rehome", eth0), so one container id holds one address per NIC.
  */
 int vmm_ipam_add(const struct vmm_ipam *ipam, const struct vmm_net *net, const char *state_dir,
                  const char *container, const struct rh_ipaddr *want, struct rh_ipaddr *ret_ip,
@@ -105,6 +126,13 @@ int vmm_ipam_del(const struct vmm_ipam *ipam, const struct vmm_net *net, const c
  */
 int vmm_identity_check(const struct vmm_net *net, const struct vmm_template *t, const struct rh_ipaddr *ip,
                        uint8_t prefix, const uint8_t mac[6], const struct rh_ipaddr *gateway, struct rh_error *err);
+/*
+ * The same checks for NIC @nic of @t on its network @net (the template's
+ * address and MAC of that NIC; no gateway), every message prefixed
+ * "NIC K: ". @nic 0 is vmm_identity_check without a gateway.
+ */
+int vmm_identity_check_nic(const struct vmm_net *net, const struct vmm_template *t, unsigned nic,
+                           const struct rh_ipaddr *ip, uint8_t prefix, const uint8_t mac[6], struct rh_error *err);
 
 /* ---- records ---------------------------------------------------------- */
 
@@ -133,6 +161,12 @@ struct vmm_template {
         uint32_t agent_version;    /* from the arm header: major << 16 | minor << 8 | patch */
         uint32_t agent_caps;       /* RH_CAP_* */
         char parent[VMM_NAME_MAX]; /* fork-of-fork: the template the source clone came from */
+        unsigned nics;             /* 1 + the extra NICs below (records without "nics": 1) */
+        struct vmm_template_nic {
+                char ip[64];        /* the template's address on ethK: "10.78.0.2/24" */
+                uint8_t mac[6];     /* the guest's MAC of ethK (its identity) */
+                uint8_t nic_mac[6]; /* mac= of that NIC on the QEMU command line */
+        } xnic[VMM_MAX_NICS - 1];  /* xnic[K - 1] is NIC K */
         char source_clone[32];
         uint64_t created_unix;
         double boot_ms, snapshot_ms;
@@ -155,6 +189,13 @@ struct vmm_clone {
         char console_path[PATH_MAX];
         char status[16]; /* "running", "failed" */
         struct vmm_ipam ipam; /* where its address came from (plugin "" = not from an IPAM) */
+        unsigned nics;        /* its template's NICs (1 for records without "nics") */
+        struct vmm_clone_nic {
+                char tap[16];   /* on network K's bridge */
+                char ip[64];    /* "10.78.0.10/24" */
+                uint8_t mac[6];
+                struct vmm_ipam ipam; /* plugin "" = not from an IPAM */
+        } xnic[VMM_MAX_NICS - 1]; /* xnic[K - 1] is NIC K */
 };
 
 /* A template or clone name: 1..47 of [A-Za-z0-9._-], not starting with '.' or '-'. */
@@ -169,6 +210,9 @@ int vmm_template_remove(const char *state_dir, const char *name, struct rh_error
 int vmm_clone_load(const char *state_dir, const char *id, struct vmm_clone *ret, struct rh_error *err);
 int vmm_clone_save(const struct vmm_clone *c, struct rh_error *err);
 int vmm_clone_list(const char *state_dir, char ***ret_ids, struct rh_error *err);
+/* Every NIC of @c: [{"nic": K, "ip", "mac", "tap"}] (new reference; NULL on ENOMEM). */
+struct json_t;
+struct json_t *vmm_clone_nics_json(const struct vmm_clone *c);
 /* True if the clone's QEMU is alive (same pid and start time). */
 bool vmm_clone_alive(const struct vmm_clone *c);
 /*
@@ -263,6 +307,10 @@ struct qemu_spec {
         const char *vmgenid; /* guid, NULL = "auto" */
         const char *tap;
         const uint8_t *mac;
+        /* The extra NICs (NIC K = xtap[K - 1], xmac[K - 1]; netdev netK), in the same namespace. */
+        unsigned n_xnics;
+        const char *xtap[VMM_MAX_NICS - 1];
+        const uint8_t *xmac[VMM_MAX_NICS - 1];
         const char *netns; /* run in this named network namespace, NULL = ours */
         const char *qmp_path, *console_path, *log_path;
         bool incoming;      /* -incoming defer -S */
@@ -338,6 +386,10 @@ struct vmm_template_opts {
         /* Extra rehome-agent words for the guest (kernel command line
          * rehome.agent=, ',' between words: "--signal,poll"); NULL = none. */
         const char *agent_args;
+        /* NICs (0 = 1): NIC K's network is `net up --nic K`'s, its address nic_ip[K - 1]
+         * (NULL: the gateway's address + 1 in its subnet). */
+        unsigned nics;
+        const char *nic_ip[VMM_MAX_NICS - 1];
 };
 
 struct vmm_fork_opts {
@@ -368,6 +420,20 @@ struct vmm_fork_opts {
         const struct rh_request *request;
         /* The network the clone's tap and VMM go in (NULL = the state directory's net.json). */
         const struct vmm_net *net;
+        /*
+         * The extra NICs of a multi-NIC template (NIC K = xnic[K - 1]): each
+         * address checked on and reserved in network K (--ip1 or the request's
+         * address on interface K; else the IPAM's pick), each MAC (else
+         * derived from the address) on that bridge. The request's interface K
+         * is matched by the template's MAC of NIC K.
+         */
+        struct vmm_fork_nic {
+                bool has_ip;
+                struct rh_ipaddr ip;
+                uint8_t prefix;
+                bool has_mac;
+                uint8_t mac[6];
+        } xnic[VMM_MAX_NICS - 1];
 };
 
 /* Per-fork stage timings, milliseconds. Guest stages anchored as documented in fork.c. */
