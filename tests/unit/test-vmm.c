@@ -24,6 +24,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "src/shared/cleanup.h"
+#include "src/shared/io.h"
 #include "src/vmm/qmp.h"
 #include "src/vmm/vmm.h"
 
@@ -373,6 +375,120 @@ static void test_clone_ids_and_addresses(void **state)
         assert_int_equal(vmm_identity_in_use(state_dir, "10.77.0.10", mac, owner, sizeof(owner)), 0);
 }
 
+/* A two-NIC template: NIC 1 round-trips; a one-NIC record stays one NIC; damage is refused. */
+static void test_template_nics(void **state)
+{
+        struct vmm_template t, back;
+        struct rh_error err = {0};
+        char path[PATH_MAX + 16];
+        (void)state;
+
+        make_template(&t, "one");
+        assert_int_equal(vmm_template_save(&t, &err), 0);
+        assert_int_equal(vmm_template_load(state_dir, "one", &back, &err), 0);
+        assert_int_equal(back.nics, 1);
+
+        make_template(&t, "two");
+        t.nics = 2;
+        snprintf(t.xnic[0].ip, sizeof(t.xnic[0].ip), "10.78.0.2/24");
+        rh_mac_parse("52:54:00:12:34:57", t.xnic[0].mac);
+        memcpy(t.xnic[0].nic_mac, t.xnic[0].mac, 6);
+        assert_int_equal(vmm_template_save(&t, &err), 0);
+        assert_int_equal(vmm_template_load(state_dir, "two", &back, &err), 0);
+        assert_int_equal(back.nics, 2);
+        assert_string_equal(back.xnic[0].ip, "10.78.0.2/24");
+        assert_memory_equal(back.xnic[0].mac, t.xnic[0].mac, 6);
+        assert_memory_equal(back.xnic[0].nic_mac, t.xnic[0].mac, 6);
+
+        /* "nics" that does not match "extra_nics": refused with the fix. */
+        snprintf(path, sizeof(path), "%s/meta.json", t.dir);
+        _cleanup_free_ char *text = NULL;
+        assert_int_equal(read_file_alloc(path, 1 << 20, &text, NULL), 0);
+        char *n = strstr(text, "\"nics\": 2");
+        assert_non_null(n);
+        n[8] = '3';
+        FILE *f = fopen(path, "w");
+        fputs(text, f);
+        fclose(f);
+        assert_int_equal(vmm_template_load(state_dir, "two", &back, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "bad \"nics\""));
+}
+
+/* A two-NIC clone: NIC 1's address and MAC are in use like NIC 0's, and listed. */
+static void test_clone_nics(void **state)
+{
+        struct vmm_clone a = {0}, back;
+        struct rh_error err = {0};
+        char owner[64];
+        static const uint8_t mac1[6] = {0x52, 0x54, 0x0a, 0x4e, 0x00, 0x0a};
+        (void)state;
+
+        assert_int_equal(vmm_clone_alloc(state_dir, &a, &err), 0);
+        snprintf(a.ip, sizeof(a.ip), "10.77.0.10/24");
+        a.nics = 2;
+        snprintf(a.xnic[0].ip, sizeof(a.xnic[0].ip), "10.78.0.10/24");
+        snprintf(a.xnic[0].tap, sizeof(a.xnic[0].tap), "rhc1n1");
+        snprintf(a.xnic[0].ipam.plugin, sizeof(a.xnic[0].ipam.plugin), "host-local");
+        memcpy(a.xnic[0].mac, mac1, 6);
+        assert_int_equal(vmm_clone_save(&a, &err), 0);
+        assert_int_equal(vmm_clone_load(state_dir, "c1", &back, &err), 0);
+        assert_int_equal(back.nics, 2);
+        assert_string_equal(back.xnic[0].ip, "10.78.0.10/24");
+        assert_string_equal(back.xnic[0].tap, "rhc1n1");
+        assert_string_equal(back.xnic[0].ipam.plugin, "host-local");
+        assert_memory_equal(back.xnic[0].mac, mac1, 6);
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.78.0.10", NULL, owner, sizeof(owner)), -EADDRINUSE);
+        assert_string_equal(owner, "clone c1");
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.78.0.99", mac1, owner, sizeof(owner)), -EADDRINUSE);
+        assert_int_equal(vmm_identity_in_use(state_dir, "10.78.0.11", NULL, owner, sizeof(owner)), 0);
+
+        json_t *nics = vmm_clone_nics_json(&back);
+        assert_int_equal(json_array_size(nics), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 0), "ip")), "10.77.0.10/24");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 1), "ip")), "10.78.0.10/24");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 1), "mac")), "52:54:0a:4e:00:0a");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(nics, 1), "tap")), "rhc1n1");
+        json_decref(nics);
+}
+
+/* NIC 1's address and MAC are checked against network 1 and the template's NIC 1. */
+static void test_identity_check_nic(void **state)
+{
+        struct vmm_template t;
+        struct vmm_net net1 = {.gateway = "10.78.0.1/24", .nic = 1};
+        struct rh_error err = {0};
+        struct rh_ipaddr ip;
+        uint8_t prefix, mac[6] = {0x52, 0x54, 0x0a, 0x4e, 0x00, 0x0a};
+        (void)state;
+
+        make_template(&t, "nics");
+        t.nics = 2;
+        snprintf(t.xnic[0].ip, sizeof(t.xnic[0].ip), "10.78.0.2/24");
+        rh_mac_parse("52:54:00:12:34:57", t.xnic[0].mac);
+
+        assert_int_equal(rh_ip_parse("10.78.0.10/24", &ip, &prefix), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, mac, &err), 0);
+        assert_int_equal(rh_ip_parse("10.77.0.10/24", &ip, &prefix), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, mac, &err), -EINVAL);
+        assert_string_equal(err.msg, "NIC 1: 10.77.0.10 is outside the clone network 10.78.0.1/24");
+        assert_int_equal(rh_ip_parse("10.78.0.2/24", &ip, &prefix), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, mac, &err), -EINVAL);
+        assert_string_equal(err.msg, "NIC 1: 10.78.0.2 is the template's own address");
+        assert_int_equal(rh_ip_parse("10.78.0.1/24", &ip, &prefix), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, mac, &err), -EINVAL);
+        assert_string_equal(err.msg, "NIC 1: 10.78.0.1 is the gateway's address");
+        assert_int_equal(rh_ip_parse("10.78.0.255/24", &ip, &prefix), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, mac, &err), -EINVAL);
+        assert_string_equal(err.msg, "NIC 1: 10.78.0.255 is the broadcast address of 10.78.0.1/24");
+        assert_int_equal(rh_ip_parse("10.78.0.10/24", &ip, &prefix), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, t.xnic[0].mac, &err), -EINVAL);
+        assert_string_equal(err.msg, "NIC 1: MAC 52:54:00:12:34:57 is the template's own");
+        /* NIC 0's template address is no concern of NIC 1 (another subnet), nor its MAC. */
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 1, &ip, prefix, t.mac, &err), 0);
+        assert_int_equal(vmm_identity_check_nic(&net1, &t, 2, &ip, prefix, mac, &err), -EINVAL);
+        assert_string_equal(err.msg, "NIC 2: template nics has 2 NICs");
+}
+
 static void test_count_arithmetic(void **state)
 {
         struct rh_ipaddr base, ip;
@@ -470,6 +586,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_template_roundtrip, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_template_damaged, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_clone_ids_and_addresses, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_template_nics, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_clone_nics, setup_dir, teardown_dir),
+                cmocka_unit_test_setup_teardown(test_identity_check_nic, setup_dir, teardown_dir),
                 cmocka_unit_test_setup_teardown(test_console_line, setup_dir, teardown_dir),
                 cmocka_unit_test(test_count_arithmetic),
                 cmocka_unit_test_setup_teardown(test_lock_and_marker, setup_dir, teardown_dir),
