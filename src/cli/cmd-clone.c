@@ -194,8 +194,10 @@ int cmd_clone(int argc, char **argv)
                                 json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:b}", "id", c.id,
                                                       "template", c.template_name, "ip", c.ip, "mac", mac, "pid",
                                                       (int)c.pid, "tap", c.tap, "state", state, "alive", alive);
-                                /* Every NIC (NIC 0 too: the fields above). */
-                                json_object_set_new(o, "nics", vmm_clone_nics_json(&c));
+                                /* A multi-NIC clone: every NIC (NIC 0 too: the fields above). One-NIC
+                                 * clones list as they always did. */
+                                if (c.nics > 1)
+                                        json_object_set_new(o, "nics", vmm_clone_nics_json(&c));
                                 json_array_append_new(arr, o);
                         } else {
                                 printf("%-6s %-16s %-18s %-17s %-8d %-8s %s", c.id,

@@ -376,6 +376,13 @@ static int reserve_nics(struct clone *c, const uint8_t mac0[6], struct rh_error 
                         r = vmm_identity_check_nic(net, c->t, k, &f->ip, f->prefix, mac, err);
                         if (r < 0)
                                 return r;
+                        /* Our reason (which clone holds it) before the IPAM's "not available". */
+                        rh_ip_format(&f->ip, addr);
+                        if (vmm_identity_in_use(o->state_dir, addr, mac, owner, sizeof(owner)) < 0)
+                                return rh_error_set(err, -EADDRINUSE,
+                                                    "NIC %u: %s or its MAC is already used by %s (rehome clone rm "
+                                                    "it, or pick another --nic %u,ip=/mac=)",
+                                                    k, addr, owner, k);
                         c->xip[k - 1] = f->ip;
                         c->xprefix[k - 1] = f->prefix;
                 }

@@ -154,7 +154,10 @@ static int plan(const struct vmm_template *t, const struct vmm_fork_opts *base, 
                         struct vmm_fork_nic *x = &j->opts.xnic[k - 1];
                         if (b->has_mac && (r = vmm_mac_nth(b->mac, i, x->mac, err)) < 0)
                                 return rh_error_prefix(err, r, "--count %u: NIC %u", count, k);
-                        if (b->has_ip && (r = vmm_ip_nth(&b->ip, b->prefix, i, &x->ip, err)) < 0)
+                        /* The first clone's is the one asked for: the checks below say what is wrong with it. */
+                        if (b->has_ip && i == 0)
+                                x->ip = b->ip;
+                        else if (b->has_ip && (r = vmm_ip_nth(&b->ip, b->prefix, i, &x->ip, err)) < 0)
                                 return rh_error_prefix(err, r, "--count %u: NIC %u", count, k);
                         /* Checked here too, so that no clone of the batch starts with a bad one. */
                         struct vmm_net xnet;

@@ -176,7 +176,8 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
                                               rh_signal_name(r->ack.signal), "applied", (int)r->ack.applied,
                                               "error_code", (int)r->ack.error_code, "error", r->ack.error));
         }
-        json_object_set_new(o, "nics", vmm_clone_nics_json(&r->clone));
+        if (r->clone.nics > 1) /* every NIC of a multi-NIC clone */
+                json_object_set_new(o, "nics", vmm_clone_nics_json(&r->clone));
         if (rc < 0 && err)
                 json_object_set_new(o, "error", json_string(err->msg));
         if (r->acked) {

@@ -247,16 +247,29 @@ static int template_nics(const struct vmm_template_opts *o, struct vmm_template 
                                 return rh_error_set(err, -EINVAL, "NIC %u: bad address '%s' (want A.B.C.D/P)", k,
                                                     o->nic_ip[k - 1]);
                 } else {
-                        if (rh_ip_parse(xnets[k - 1].gateway, &ip, &prefix) < 0 || ip.family != 4 ||
-                            vmm_ip_nth(&ip, prefix, 1, &ip, NULL) < 0)
+                        /* The gateway's address + 1 (10.78.0.1 -> 10.78.0.2): in its subnet, not its broadcast. */
+                        uint32_t v = 0, host = 0;
+                        bool ok = rh_ip_parse(xnets[k - 1].gateway, &ip, &prefix) == 0 && ip.family == 4 &&
+                                  prefix >= 1 && prefix <= 30;
+                        if (ok) {
+                                v = (uint32_t)ip.addr[0] << 24 | (uint32_t)ip.addr[1] << 16 |
+                                    (uint32_t)ip.addr[2] << 8 | ip.addr[3];
+                                host = (uint32_t)((1ull << (32 - prefix)) - 1);
+                                ok = ((v + 1) & ~host) == (v & ~host) && ((v + 1) & host) != host;
+                        }
+                        if (!ok)
                                 return rh_error_set(err, -EINVAL,
                                                     "NIC %u: network %s has no subnet of ours: give its address",
                                                     k, xnets[k - 1].bridge);
+                        v++;
+                        for (int i = 0; i < 4; i++)
+                                ip.addr[i] = (uint8_t)(v >> (24 - 8 * i));
                 }
                 rh_ip_format(&ip, a);
                 snprintf(x->ip, sizeof(x->ip), "%s/%u", a, prefix);
                 static const uint8_t base[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-                vmm_mac_nth(base, k, x->mac, NULL);
+                memcpy(x->mac, base, 6);
+                x->mac[5] = (uint8_t)(base[5] + k); /* 0x57..0x59 */
                 memcpy(x->nic_mac, x->mac, 6);
                 size_t n = strlen(t->append);
                 if ((size_t)snprintf(t->append + n, sizeof(t->append) - n, " rehome.ip%u=%s", k, x->ip) >=

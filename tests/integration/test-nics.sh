@@ -130,7 +130,7 @@ refuse() {
 refuse 1 "NIC 1: 10.88.0.30 is outside the clone network 10.89.0.1/24" --ip 10.88.0.30/24 --nic 1,ip=10.88.0.30/24
 refuse 1 "NIC 1: 10.89.0.1 is the gateway's address" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.1/24
 refuse 1 "NIC 1: 10.89.0.2 is the template's own address" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.2/24
-refuse 1 "NIC 1: 10.89.0.255 is the broadcast address" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.255/24
+refuse 1 "NIC 1: 10.89.0.255 is the broadcast address of 10.89.0.1/24" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.255/24
 refuse 1 "NIC 1: MAC 52:54:00:12:34:57 is the template's own" --ip 10.88.0.30/24 \
         --nic 1,ip=10.89.0.30/24,mac=52:54:00:12:34:57
 refuse 2 "multicast MAC" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.30/24,mac=01:00:5e:00:00:01
@@ -138,6 +138,28 @@ refuse 2 "NIC 2: template tpl has 2 NICs" --ip 10.88.0.30/24 --nic 2,ip=10.90.0.
 refuse 2 "two IPv4 addresses on interface 1" --request "$SD/req.json" --nic 1,ip=10.89.0.31/24
 refuse 1 "NIC 1: 10.89.0.254/24 + 1 = 10.89.0.255 leaves the subnet" --ip 10.88.0.30/24 \
         --nic 1,ip=10.89.0.254/24 --count 2
+# Taken on NIC 1: by a live clone's NIC 1, by another host on rhbr1 (a static FDB entry).
+rh fork tpl --ip 10.88.0.50/24 --nic 1,ip=10.89.0.50/24 >/dev/null 2>&1 || fail "fork for the in-use case"
+live=$(ls "$SD/clones")
+refuse_more() { # like refuse, with the one live clone kept in the count
+        want_rc=$1 pattern=$2
+        shift 2
+        before=$(our_pids | wc -l)
+        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
+        rc=$?
+        [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$(our_pids | wc -l)" ] &&
+                [ "$(ls "$SD/clones")" = "$live" ] && ok "refused ($*): $err" ||
+                fail "($*): exit $rc (want $want_rc), '$err', records $(ls "$SD/clones" | tr '\n' ' ')"
+}
+refuse_more 1 "NIC 1: 10.89.0.50 or its MAC is already used by clone $live" --ip 10.88.0.51/24 --nic 1,ip=10.89.0.50/24
+refuse_more 1 "NIC 1: 10.89.0.51 or its MAC is already used by clone $live" --ip 10.88.0.51/24 \
+        --nic 1,ip=10.89.0.51/24,mac=52:54:0a:59:00:32
+rh clone rm --all >/dev/null 2>&1
+ip -n "$NS" link add rhfake0 type veth peer name rhfake1 && ip -n "$NS" link set rhfake0 master "$BR1" up &&
+        ip netns exec "$NS" bridge fdb add 02:00:00:00:99:99 dev rhfake0 master static || fail "fake host on $BR1"
+refuse 1 "NIC 1: MAC 02:00:00:00:99:99 is already on bridge $BR1 (port rhfake0)" --ip 10.88.0.52/24 \
+        --nic 1,ip=10.89.0.52/24,mac=02:00:00:00:99:99
+ip -n "$NS" link del rhfake0 2>/dev/null
 
 # --- --count 2 on two NICs ----------------------------------------------------------------
 rh --json fork tpl --ip 10.88.0.40/24 --nic 1,ip=10.89.0.40/24 --count 2 > "$SD/count.json" 2>"$SD/count.err" ||
