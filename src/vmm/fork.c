@@ -171,6 +171,14 @@ static int plan(const struct vmm_template *t, const struct vmm_fork_opts *base, 
                         r = vmm_identity_check_nic(&xnet, t, k, &x->ip, b->prefix, mac, err);
                         if (r < 0)
                                 return r;
+                        char xaddr[48];
+                        rh_ip_format(&x->ip, xaddr);
+                        if (vmm_identity_in_use(base->state_dir, xaddr, b->has_mac ? x->mac : NULL, owner,
+                                                sizeof(owner)) < 0)
+                                return rh_error_set(err, -EADDRINUSE,
+                                                    "NIC %u: %s or its MAC is already used by %s: nothing was "
+                                                    "started (rehome clone rm it, or pick another --nic %u,ip=)",
+                                                    k, xaddr, owner, k);
                 }
                 if (!base->has_ip)
                         continue; /* the IPAM picks each address, atomically */

@@ -7,6 +7,7 @@
  *
  * State directory (default /var/lib/rehome):
  *   net.json                     the host network clones attach to
+ *   net-nicK.json                network K of multi-NIC templates' NIC K (`net up --nic K`)
  *   templates/NAME/meta.json     a template: VMM command line inputs, layout,
  *   templates/NAME/state         mailbox gpa and token, identity; device state
  *   clones/ID/meta.json          a live clone: pid (+ start time), tap, identity
