@@ -548,7 +548,7 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         struct vmm_clone c;
         struct vmm_template parent;
         char full[PATH_MAX + 16], console[PATH_MAX + 16], log[PATH_MAX + 16],
-                qmp_path[PATH_MAX + 16], guid[40];
+                qmp_path[PATH_MAX + 16] = "", guid[40];
         _cleanup_qmp_ struct qmp *cq = NULL;
         _cleanup_qmp_ struct qmp *xq = NULL;
         pid_t xpid = 0;
@@ -563,10 +563,16 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         r = vmm_template_load(o->state_dir, c.template_name, &parent, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "clone %s's template", c.id);
-        if (parent.nics > 1)
-                return rh_error_set(err, -EOPNOTSUPP,
-                                    "clone %s: fork-of-fork of a %u-NIC template is not supported yet", c.id,
-                                    parent.nics);
+        /* The converter QEMU has the parent's NICs: one tap per NIC, each on its network. */
+        struct vmm_net xnets[VMM_MAX_NICS - 1];
+        char xtaps[VMM_MAX_NICS - 1][16] = {{0}};
+        for (unsigned k = 1; k < parent.nics; k++) {
+                r = vmm_net_load_nic(o->state_dir, k, &xnets[k - 1], err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "clone %s: NIC %u", c.id, k);
+                if (c.nics != parent.nics || !c.xnic[k - 1].ip[0])
+                        return rh_error_set(err, -EINVAL, "clone %s: its record has no NIC %u", c.id, k);
+        }
 
         /* Everything but the identity and the files is the parent's. */
         char name[VMM_NAME_MAX], dir[PATH_MAX], ram[PATH_MAX], state[PATH_MAX];
@@ -584,6 +590,11 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         snprintf(t->ip, sizeof(t->ip), "%s", c.ip);
         snprintf(t->gateway, sizeof(t->gateway), "%s", c.gateway);
         memcpy(t->mac, c.mac, 6);
+        /* Every NIC's identity is the clone's; the NICs' mac= on the command line stay the parent's. */
+        for (unsigned k = 1; k < t->nics; k++) {
+                snprintf(t->xnic[k - 1].ip, sizeof(t->xnic[k - 1].ip), "%s", c.xnic[k - 1].ip);
+                memcpy(t->xnic[k - 1].mac, c.xnic[k - 1].mac, 6);
+        }
         t->created_unix = (uint64_t)time(NULL);
 
         /* The clone's agent may have re-armed: find its page and token again. */
@@ -651,6 +662,14 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         r = vmm_tap_create(net, tap, err);
         if (r < 0)
                 return r;
+        for (unsigned k = 1; k < t->nics; k++) {
+                nic_tap_name(tap, k, xtaps[k - 1]);
+                r = vmm_tap_create(&xnets[k - 1], xtaps[k - 1], err);
+                if (r < 0) {
+                        rh_error_prefix(err, r, "NIC %u", k);
+                        goto out;
+                }
+        }
         snprintf(console, sizeof(console), "%s/console.log", t->dir);
         snprintf(log, sizeof(log), "%s/qemu.log", t->dir);
         snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.sock", t->dir);
@@ -664,6 +683,8 @@ static int template_from_clone(const struct vmm_template_opts *o, struct vmm_tem
         spec.marker = marker;
         spec.vmgenid = guid;
         spec.tap = tap;
+        for (unsigned k = 1; k < t->nics; k++)
+                spec.xtap[k - 1] = xtaps[k - 1];
         spec.netns = net->netns;
         spec.qmp_path = qmp_path;
         spec.console_path = console;
@@ -691,6 +712,9 @@ out:
         if (xpid > 0)
                 qemu_kill(xpid);
         vmm_tap_delete(net, tap);
+        for (unsigned k = 1; k < t->nics; k++)
+                if (xtaps[k - 1][0])
+                        vmm_tap_delete(net, xtaps[k - 1]); /* one namespace: by name */
         if (!getenv("REHOME_KEEP_FULL"))
                 unlink(full);
         unlink(qmp_path);

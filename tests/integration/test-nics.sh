@@ -12,6 +12,8 @@
 #    its gateway/template address, a multicast MAC, a NIC the template has
 #    not got;
 #  - --count 2 on two NICs: distinct addresses and MACs on both;
+#  - fork of a two-NIC fork (template create --from-clone): the grandchild
+#    gets its own identity on both NICs, the source clone keeps its own;
 #  - clone rm gives back both NICs' IPAM reservations and taps.
 #
 # Usage: test-nics.sh REHOME IMAGE_DIR.
@@ -177,6 +179,26 @@ import json, sys
 print(len({(n["ip"], n["mac"]) for c in json.load(sys.stdin) for n in c["nics"]}))')
 [ "$n" = 4 ] && ok "--count 2: four distinct NIC identities in the records" || fail "--count 2: $n distinct identities"
 rh clone rm --all >/dev/null 2>&1
+
+# --- a fork of a two-NIC fork: the new template's NIC 1 identity is the source clone's ----------
+rh fork tpl --ip 10.88.0.60/24 --nic 1,ip=10.89.0.60/24 >/dev/null 2>"$SD/src.err" || fail "source fork: $(cat "$SD/src.err")"
+src=$(ls "$SD/clones")
+rh template create tpl2 --from-clone "$src" --ram-dir "$RAMDIR" >/dev/null 2>"$SD/tpl2.err" ||
+        fail "template create --from-clone of a two-NIC clone: $(cat "$SD/tpl2.err")"
+rh template show tpl2 | grep -q "^nic 1: *eth1 10.89.0.60/24 mac 52:54:0a:59:00:3c" &&
+        ok "tpl2 (from clone $src): NIC 1 is the clone's 10.89.0.60" || fail "tpl2: $(rh template show tpl2)"
+rh --json fork tpl2 --ip 10.88.0.70/24 --nic 1,ip=10.89.0.70/24 > "$SD/fof.json" 2>"$SD/fof.err" ||
+        fail "fork of the two-NIC fork: $(cat "$SD/fof.err")"
+gc=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["forks"][0]["clone"])' "$SD/fof.json")
+[ "$(arp_on "$BR1" 10.89.0.70)" = "52:54:0a:59:00:46" ] && [ "$(arp_on "$BR" 10.88.0.70)" = "52:54:0a:58:00:46" ] &&
+        ok "the grandchild $gc answers on both NICs with its own MACs" || fail "grandchild $gc: NIC 1 '$(arp_on "$BR1" 10.89.0.70)'"
+[ "$(arp_on "$BR1" 10.89.0.60)" = "52:54:0a:59:00:3c" ] && ok "the source clone still answers as itself on NIC 1" ||
+        fail "source clone $src lost NIC 1"
+out=$(printf 'ip -4 addr show dev eth1\n' | rh clone console "$gc" --wait 2s 2>&1 | tr -d '\r')
+echo "$out" | grep -q "inet 10.89.0.70/24" && ! echo "$out" | grep -q "inet 10.89.0.60/" &&
+        ok "the grandchild's eth1 has only its own address" || fail "grandchild eth1: '$out'"
+rh clone rm --all >/dev/null 2>&1
+rh template rm tpl2 >/dev/null 2>&1
 
 # --- the IPAM picks NIC 1's address -----------------------------------------------------------
 rh --json fork tpl > "$SD/ipam.json" 2>"$SD/ipam.err" || fail "fork without addresses: $(cat "$SD/ipam.err")"
