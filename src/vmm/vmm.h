@@ -130,7 +130,9 @@ int vmm_identity_check(const struct vmm_net *net, const struct vmm_template *t, 
 /*
  * The same checks for NIC @nic of @t on its network @net (the template's
  * address and MAC of that NIC; no gateway), every message prefixed
- * "NIC K: ". @nic 0 is vmm_identity_check without a gateway.
+ * "NIC K: ". @nic 0 is vmm_identity_check without a gateway. Returns 0,
+ * -EINVAL (one line in @err; also for a NIC the template has not got) or
+ * -ENOMEM.
  */
 int vmm_identity_check_nic(const struct vmm_net *net, const struct vmm_template *t, unsigned nic,
                            const struct rh_ipaddr *ip, uint8_t prefix, const uint8_t mac[6], struct rh_error *err);
