@@ -207,7 +207,8 @@ static bool file_unchanged(void)
 /* ------------------------------------------------------------------ */
 /* The pager process                                                   */
 
-static pid_t start_pager(const char *mem, bool with_ws)
+/* @cache_max: --cache-max's value, or NULL. */
+static pid_t start_pager(const char *mem, bool with_ws, const char *cache_max)
 {
         pid_t pid = fork();
 
@@ -234,6 +235,10 @@ static pid_t start_pager(const char *mem, bool with_ws)
                 if (with_ws) {
                         argv[n++] = "--working-set";
                         argv[n++] = ws_path;
+                }
+                if (cache_max) {
+                        argv[n++] = "--cache-max";
+                        argv[n++] = cache_max;
                 }
                 argv[n] = NULL;
                 execv(rehome, (char **)argv);
@@ -785,11 +790,66 @@ static void test_stop_and_fatal(void)
         CHECK(log_count("stopping on SIGTERM") == 1, "no stop line in the log");
         CHECK(access(sock_path, F_OK) != 0, "socket left behind");
         snprintf(missing, sizeof(missing), "%s/no-such-file", dir);
-        pid = start_pager(missing, false);
+        pid = start_pager(missing, false, NULL);
         waitpid(pid, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "missing memory file: status 0x%x", status);
         CHECK(log_count("fatal: ") == 1, "no fatal line in the log");
         printf("ok - SIGTERM: exit 0 and a log line; a missing memory file: exit 1 and a 'fatal:' line\n");
+}
+
+/*
+ * --cache-max: a pager bounded to 8 MiB serves a client all 64 MiB of a
+ * memory file on disk (not tmpfs, whose pages cannot be dropped): every byte
+ * is right, chunks were dropped, and the file's pages in the page cache
+ * (mincore) stay within the bound plus one chunk.
+ */
+static void test_cache_bound(void)
+{
+        static uint8_t chunk[1 << 20];
+        char path[] = "/var/tmp/rehome-pager-cache.XXXXXX";
+        uint8_t want[PAGE];
+        json_t *st;
+        struct fc c;
+        int fd = mkstemp(path), bad = 0;
+
+        if (fd < 0)
+                die("mkstemp %s", path);
+        for (uint64_t off = 0; off < mem_size; off += sizeof(chunk))
+                if (pwrite(fd, file_map + off, sizeof(chunk), (off_t)off) != (ssize_t)sizeof(chunk))
+                        die("write %s", path);
+        /* Clean and out of the page cache: the pager reads it from disk. */
+        if (fsync(fd) < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+                die("fsync/fadvise %s", path);
+        close(fd);
+        unlink(sock_path);
+        unlink(ctl_path);
+        pager_pid = start_pager(path, false, "8M");
+        wait_for_path(ctl_path, pager_pid);
+        fc_start(&c, sock_path, FIELDS_V1_12);
+        for (uint64_t off = 0; off < mem_size; off += PAGE) {
+                fill_template_page(want, off);
+                if (memcmp(hva_of_offset(&c, off), want, PAGE) != 0 && bad++ < 3)
+                        fprintf(stderr, "bounded cache: page at 0x%" PRIx64 " differs\n", off);
+        }
+        CHECK(bad == 0, "bounded cache: %d pages differ", bad);
+        st = pager_stats();
+        CHECK(st && stat_u64(st, "cache_max_bytes") == 8 * MiB, "cache_max_bytes");
+        CHECK(st && stat_u64(st, "evictions") > 0 && stat_u64(st, "evicted_bytes") >= mem_size - 8 * MiB,
+              "evictions %" PRIu64 ", evicted %" PRIu64 " bytes", st ? stat_u64(st, "evictions") : 0,
+              st ? stat_u64(st, "evicted_bytes") : 0);
+        CHECK(st && stat_u64(st, "cached_bytes") <= 8 * MiB, "cached_bytes %" PRIu64, st ? stat_u64(st, "cached_bytes") : 0);
+        CHECK(st && stat_u64(st, "resident_bytes") <= 10 * MiB, "resident_bytes %" PRIu64 " over 8 MiB + one chunk",
+              st ? stat_u64(st, "resident_bytes") : 0);
+        printf("%s - --cache-max 8M: 64 MiB served right from disk, %" PRIu64 " chunks dropped, %" PRIu64
+               " KiB cached, %" PRIu64 " KiB resident (mincore)\n", failures ? "not ok" : "ok",
+               st ? stat_u64(st, "evictions") : 0, st ? stat_u64(st, "cached_bytes") >> 10 : 0,
+               st ? stat_u64(st, "resident_bytes") >> 10 : 0);
+        json_decref(st);
+        fc_stop(&c);
+        kill(pager_pid, SIGTERM);
+        waitpid(pager_pid, NULL, 0);
+        pager_pid = -1;
+        unlink(path);
 }
 
 /* ------------------------------------------------------------------ */
@@ -964,7 +1024,7 @@ static void test_agent_applies_overlay(void)
 
         unlink(sock_path);
         unlink(ctl_path);
-        pager_pid = start_pager(mem2, false);
+        pager_pid = start_pager(mem2, false, NULL);
         wait_for_path(ctl_path, pager_pid);
         snprintf(json_path, sizeof(json_path), "%s/agent-request.json", dir);
         snprintf(sock2, sizeof(sock2), "%s/agent-clone.sock", dir);
@@ -1121,7 +1181,7 @@ int main(int argc, char **argv)
                 fprintf(f, "%" PRIx64 "\n", ws[i]);
         fclose(f);
 
-        pager_pid = start_pager(mem_path, true);
+        pager_pid = start_pager(mem_path, true, NULL);
         wait_for_path(ctl_path, pager_pid);
         printf("# pager pid %d, memory file %s (%" PRIu64 " MiB, layout %s, page size %" PRIu64 ")\n", (int)pager_pid,
                mem_path, mem_size / MiB, layout_spec, page_size);
@@ -1140,6 +1200,8 @@ int main(int argc, char **argv)
                 json_decref(st);
         }
         test_stop_and_fatal();
+        if (!hugetlb)
+                test_cache_bound();
         if (agent_bin && !hugetlb)
                 test_agent_applies_overlay();
         CHECK(file_unchanged(), "the snapshot file changed");
