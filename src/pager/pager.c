@@ -1557,6 +1557,7 @@ int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *
         struct pager p = { .cfg = cfg, .mem_fd = -EBADF, .epfd = -EBADF, .sigfd = -EBADF, .listen_fd = -EBADF,
                            .control_fd = -EBADF };
         struct epoll_event evs[64];
+        uint64_t faults_seen = 0, spin_until = 0;
         int r;
 
         r = pager_open(&p, err);
@@ -1572,6 +1573,13 @@ int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *
                 int timeout = -1, n;
                 uint64_t now = now_ns();
 
+                /* --spin-us: a guest that just faulted usually faults again at once; polling
+                 * saves the scheduler's wake-up of this process on the next one. */
+                if (p.st.faults != faults_seen) {
+                        faults_seen = p.st.faults;
+                        spin_until = now + (uint64_t)cfg->spin_us * 1000;
+                }
+
                 for (struct client *c = p.clients; c; c = c->next) {
                         if (c->dead)
                                 continue;
@@ -1583,6 +1591,8 @@ int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *
                                         timeout = ms;
                         }
                 }
+                if (now < spin_until)
+                        timeout = 0;
                 n = epoll_wait(p.epfd, evs, (int)ELEMENTSOF(evs), timeout);
                 if (n < 0) {
                         if (errno == EINTR)

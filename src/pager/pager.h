@@ -27,6 +27,7 @@ struct pager_config {
         const char *working_set;  /* prefetch these pages after each handshake (rehome-workingset 1); NULL: none */
         const char *record_ws;    /* write the first client's faulted pages here when it ends; NULL: no */
         uint64_t cache_max_bytes;  /* bound on the memory file's pages the pager keeps cached; 0: none (>= 4 MiB) */
+        unsigned spin_us;          /* after serving a fault, poll without sleeping this long for the next (0: sleep) */
         unsigned handshake_timeout_ms; /* a connection that has not completed its handshake by then is closed; 0: 10 s */
         /* Where log lines go (one line each, no newline). Required. */
         void (*log)(void *userdata, const char *line);
