@@ -34,8 +34,9 @@ pages = doc["config"]["working_set_bytes"] // 4096
 check(pages == 512, "working set of 2 MiB = 512 pages, got %d" % pages)
 fs = doc["fault_service"]["variants"]
 names = [v["name"] for v in fs]
-check(names[:2] == ["pager warm", "MAP_PRIVATE warm"], "fault variants %s" % names)
-check(len(fs) == (4 if doc["fault_service"]["cold_measured"] else 2), "cold variants present iff measured")
+check(names[:3] == ["pager warm", "MAP_PRIVATE warm", "pager warm, spin 100 us"], "fault variants %s" % names)
+check(fs[2].get("spin_us") == 100, "the spinning variant says its --spin-us")
+check(len(fs) == (5 if doc["fault_service"]["cold_measured"] else 3), "cold variants present iff measured")
 for v in fs:
     for k in ("p50_us", "p99_us", "faults_per_second", "pages", "faults"):
         check(k in v, "%s: %s" % (v["name"], k))

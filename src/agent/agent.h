@@ -43,6 +43,7 @@ struct agent_options {
         enum mailbox_format format;
         const char *v1_token;
         const char *mailbox_file;    /* test hook: file-backed page */
+        uint64_t mailbox_gpa;        /* test hook with mailbox_file: publish this gpa (0: pagemap's) */
         const char *kmsg_path;       /* read side; default /dev/kmsg */
         const char *vmclock_path;    /* default /dev/vmclock0 */
         const char *vmclock_notify;  /* test hook: FIFO standing in for the device's poll() */

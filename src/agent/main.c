@@ -126,6 +126,8 @@ static void help(void)
                "  --mailbox-file PATH    map a 4 KiB file MAP_SHARED as the mailbox instead of an\n"
                "                         anonymous page; implies --no-kmsg-log and leaves\n"
                "                         /proc/sys/vm/compact_unevictable_allowed alone\n"
+               "  --mailbox-gpa GPA      with --mailbox-file: publish GPA (4 KiB aligned) as the\n"
+               "                         page's guest-physical address, as a guest would\n"
                "  --kmsg PATH            read kmsg-format lines from this FIFO instead of /dev/kmsg\n"
                "  --vmclock PATH         a file laid out as struct vmclock_abi instead of\n"
                "                         /dev/vmclock0\n"
@@ -201,6 +203,7 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 OPT_NOKMSGLOG,
                 OPT_VERSION,
                 OPT_MAILBOX,
+                OPT_MAILBOXGPA,
                 OPT_KMSG,
                 OPT_VMCLOCK,
                 OPT_VMNOTIFY,
@@ -224,6 +227,7 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 {"no-mlock", no_argument, NULL, OPT_NOMLOCK},
                 {"no-kmsg-log", no_argument, NULL, OPT_NOKMSGLOG},
                 {"mailbox-file", required_argument, NULL, OPT_MAILBOX},
+                {"mailbox-gpa", required_argument, NULL, OPT_MAILBOXGPA},
                 {"kmsg", required_argument, NULL, OPT_KMSG},
                 {"vmclock", required_argument, NULL, OPT_VMCLOCK},
                 {"vmclock-notify", required_argument, NULL, OPT_VMNOTIFY},
@@ -323,6 +327,15 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                         o->kmsg_log = false;
                         o->tune_compaction = false;
                         break;
+                case OPT_MAILBOXGPA: {
+                        char *end;
+                        errno = 0;
+                        o->mailbox_gpa = strtoull(optarg, &end, 0);
+                        if (errno || end == optarg || *end || o->mailbox_gpa == 0 || (o->mailbox_gpa & 0xfff)) {
+                                return usage_error("--mailbox-gpa: '%s' is not a 4 KiB aligned address", optarg);
+                        }
+                        break;
+                }
                 case OPT_KMSG:
                         o->kmsg_path = optarg;
                         break;
@@ -355,6 +368,8 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
         }
         if (optind < argc)
                 return usage_error("unexpected argument '%s'", argv[optind]);
+        if (o->mailbox_gpa && !o->mailbox_file)
+                return usage_error("--mailbox-gpa is for --mailbox-file");
         if (o->format == FORMAT_V1) {
                 /* As hypeman's agent does, the token may come from the environment. */
                 const char *from = "--token";

@@ -30,12 +30,15 @@ enum {
         OPT_WORKING_SET,
         OPT_RECORD_WS,
         OPT_HANDSHAKE_TIMEOUT,
+        OPT_CACHE_MAX,
+        OPT_SPIN_US,
 };
 
 static void help(void)
 {
         printf("Usage: rehome pager --socket PATH --mem-file FILE [--layout SPEC] [--control PATH]\n"
                "                    [--working-set FILE] [--record-ws FILE] [--handshake-timeout MS]\n"
+               "                    [--cache-max SIZE] [--spin-us N]\n"
                "       rehome pager add-client --control PATH --socket PATH --gpa ADDR [--token HEX] REQUEST...\n"
                "       rehome pager remove-client --control PATH --socket PATH\n"
                "       rehome pager stats --control PATH\n\n"
@@ -51,7 +54,11 @@ static void help(void)
                "  --working-set FILE   copy these pages into each client right after its handshake\n"
                "                       (rehome-workingset 1 format: 'rehome template record-ws', --record-ws)\n"
                "  --record-ws FILE     record the pages the first client faults, written when it ends\n"
-               "  --handshake-timeout MS  close connections without a complete handshake by then (10000)\n\n"
+               "  --handshake-timeout MS  close connections without a complete handshake by then (10000)\n"
+               "  --cache-max SIZE     keep at most SIZE bytes of the file cached (K/M/G; >= 4M; default:\n"
+               "                       no bound): older 2 MiB chunks are dropped from the page cache\n"
+               "  --spin-us N          after a fault, poll for the next one N us without sleeping\n"
+               "                       (0..10000, default 0: burns a core while guests fault)\n\n"
                "add-client makes the pager listen on its own --socket PATH for one Firecracker; that\n"
                "client is served the mailbox page at --gpa patched with REQUEST (the same request, seq\n"
                "and nonce 'rehome patch' would write). It prints the seq and nonce to wait for with\n"
@@ -275,6 +282,8 @@ int cmd_pager(int argc, char **argv)
                 { "working-set", required_argument, NULL, OPT_WORKING_SET },
                 { "record-ws", required_argument, NULL, OPT_RECORD_WS },
                 { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+                { "cache-max", required_argument, NULL, OPT_CACHE_MAX },
+                { "spin-us", required_argument, NULL, OPT_SPIN_US },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -315,6 +324,16 @@ int cmd_pager(int argc, char **argv)
                         if (parse_u64(optarg, &v) < 0 || v == 0 || v > 3600000)
                                 return cli_usage_error("pager", "--handshake-timeout: expected 1..3600000 ms, got '%s'", optarg);
                         cfg.handshake_timeout_ms = (unsigned)v;
+                        break;
+                case OPT_CACHE_MAX:
+                        if (parse_u64(optarg, &v) < 0 || v < (4u << 20))
+                                return cli_usage_error("pager", "--cache-max: expected a size of at least 4M, got '%s'", optarg);
+                        cfg.cache_max_bytes = v;
+                        break;
+                case OPT_SPIN_US:
+                        if (parse_u64(optarg, &v) < 0 || v > 10000)
+                                return cli_usage_error("pager", "--spin-us: expected 0..10000, got '%s'", optarg);
+                        cfg.spin_us = (unsigned)v;
                         break;
                 default:
                         return cli_usage_error("pager", "unknown option");

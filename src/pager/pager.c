@@ -50,6 +50,8 @@
 #define REMOVED_MAX 64        /* REMOVE ranges kept when UFFDIO_UNREGISTER fails */
 #define PREFETCH_BATCH (4u << 20) /* bytes copied per client per loop turn before faults are looked at again */
 #define CONTROL_LINE_MAX (64u << 10)
+#define CACHE_CHUNK (2ull << 20)       /* the unit of the page cache bound: what is dropped at once */
+#define CACHE_MIN (2 * CACHE_CHUNK)
 
 enum watch_kind {
         W_SIGNAL,
@@ -132,6 +134,10 @@ struct pager {
         uint64_t *ws;
         size_t n_ws;
         uint8_t *served;   /* bitmap of 4 KiB file pages served at least once */
+        uint8_t *cached;   /* bitmap of 4 KiB file pages read through the map since their chunk was dropped */
+        uint32_t *chunk_pages; /* per CACHE_CHUNK: pages set in cached */
+        uint8_t *chunk_ref;    /* per CACHE_CHUNK: read since the clock hand last passed */
+        uint64_t n_chunks, hand;
         uint8_t *recorded; /* bitmap of the recording client's faulted pages */
         bool recorded_any; /* a client has been chosen for recording */
         const uint8_t *zeros; /* PROT_READ anonymous mapping: zero pages for any page size */
@@ -181,6 +187,67 @@ static void mark_pages(uint8_t *bitmap, uint64_t offset, uint64_t len)
 static bool bit_set(const uint8_t *bitmap, uint64_t pg)
 {
         return bitmap[pg / 8] & (1u << (pg % 8));
+}
+
+/*
+ * The page cache bound. The shared map is the page cache itself, so what is
+ * bounded is how much of the memory file the pager has read through it: per
+ * 2 MiB chunk a count of the 4 KiB pages read since the chunk was last
+ * dropped and a reference bit. Past the bound, a clock hand drops chunks not
+ * read since it last passed (MADV_DONTNEED on the map, then
+ * POSIX_FADV_DONTNEED on the file) until the count is 7/8 of the bound.
+ * Clients keep their copies (UFFDIO_COPY copied them); a dropped chunk is
+ * read from disk again if another client needs it. The kernel cannot drop
+ * pages another process maps (a QEMU that maps the same file), so
+ * resident_bytes (mincore) can stay above the bound then. Everything here is
+ * allocated when the pager starts: nothing on the fault path.
+ */
+static void cache_drop(struct pager *p, uint64_t ch)
+{
+        uint64_t off = ch * CACHE_CHUNK;
+        uint64_t len = p->mem_size - off < CACHE_CHUNK ? p->mem_size - off : CACHE_CHUNK;
+
+        (void)madvise((void *)(p->map + off), len, MADV_DONTNEED);
+        (void)posix_fadvise(p->mem_fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+        memset(p->cached + off / SMALL_PAGE / 8, 0, (len / SMALL_PAGE + 7) / 8);
+        p->st.cached_bytes -= (uint64_t)p->chunk_pages[ch] * SMALL_PAGE;
+        p->st.evicted_bytes += (uint64_t)p->chunk_pages[ch] * SMALL_PAGE;
+        p->st.evictions++;
+        p->chunk_pages[ch] = 0;
+        p->chunk_ref[ch] = 0;
+}
+
+/* [offset, offset+len) was just read through the map: account it, and drop old chunks past the bound. */
+static void cache_note_read(struct pager *p, uint64_t offset, uint64_t len)
+{
+        uint64_t first = offset / CACHE_CHUNK, last = (offset + len - 1) / CACHE_CHUNK;
+        uint64_t low;
+
+        if (!p->cfg->cache_max_bytes)
+                return;
+        for (uint64_t pg = offset / SMALL_PAGE; pg < (offset + len) / SMALL_PAGE; pg++)
+                if (!bit_set(p->cached, pg)) {
+                        p->cached[pg / 8] |= (uint8_t)(1u << (pg % 8));
+                        p->chunk_pages[pg * SMALL_PAGE / CACHE_CHUNK]++;
+                        p->st.cached_bytes += SMALL_PAGE;
+                }
+        for (uint64_t ch = first; ch <= last; ch++)
+                p->chunk_ref[ch] = 1;
+        if (p->st.cached_bytes <= p->cfg->cache_max_bytes)
+                return;
+        low = p->cfg->cache_max_bytes / 8 * 7;
+        /* Two turns of the hand at most: the first may only clear reference bits. */
+        for (uint64_t steps = 0; steps < 2 * p->n_chunks && p->st.cached_bytes > low; steps++) {
+                uint64_t ch = p->hand;
+                p->hand = (p->hand + 1) % p->n_chunks;
+                if ((ch >= first && ch <= last) || !p->chunk_pages[ch])
+                        continue;
+                if (p->chunk_ref[ch]) {
+                        p->chunk_ref[ch] = 0;
+                        continue;
+                }
+                cache_drop(p, ch);
+        }
 }
 
 static int epoll_add(struct pager *p, int fd, uint32_t events, struct watch *w)
@@ -570,6 +637,8 @@ static void serve_fault(struct pager *p, struct client *c, uint64_t addr)
                 }
                 if (src != p->zeros)
                         mark_pages(p->served, offset, ps);
+                if (src == p->map + offset)
+                        cache_note_read(p, offset, ps);
         }
         if (c->recording)
                 mark_pages(p->recorded, offset, ps);
@@ -745,6 +814,8 @@ static void prefetch_step(struct pager *p, struct client *c)
                 c->st.prefetch_bytes += (uint64_t)r;
                 p->st.prefetch_bytes += (uint64_t)r;
                 mark_pages(p->served, start, end - start);
+                if (src == p->map + start)
+                        cache_note_read(p, start, end - start);
                 budget = budget > end - start ? budget - (end - start) : 0;
         }
 }
@@ -1085,7 +1156,8 @@ static json_t *ctl_add_client(struct pager *p, json_t *cmd, struct rh_error *err
 
 static json_t *stats_json(const struct pager_stats *s)
 {
-        return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                         "s:I, s:I, s:I, s:I}",
                          "clients_now", (json_int_t)s->clients_now, "clients_total", (json_int_t)s->clients_total,
                          "handshakes_bad", (json_int_t)s->handshakes_bad, "faults", (json_int_t)s->faults,
                          "copies", (json_int_t)s->copies, "bytes_copied", (json_int_t)s->bytes_copied,
@@ -1095,7 +1167,9 @@ static json_t *stats_json(const struct pager_stats *s)
                          "prefetch_pages", (json_int_t)s->prefetch_pages, "prefetch_bytes", (json_int_t)s->prefetch_bytes,
                          "service_ns", (json_int_t)s->service_ns, "service_ns_max", (json_int_t)s->service_ns_max,
                          "cache_bytes", (json_int_t)s->cache_bytes, "resident_bytes", (json_int_t)s->resident_bytes,
-                         "overlay_bytes", (json_int_t)s->overlay_bytes);
+                         "overlay_bytes", (json_int_t)s->overlay_bytes, "cache_max_bytes", (json_int_t)s->cache_max_bytes,
+                         "cached_bytes", (json_int_t)s->cached_bytes, "evictions", (json_int_t)s->evictions,
+                         "evicted_bytes", (json_int_t)s->evicted_bytes);
 }
 
 /* Bytes of the memory file in the page cache now (mincore over the shared map, in 1 GiB steps). */
@@ -1397,6 +1471,18 @@ static int pager_open(struct pager *p, struct rh_error *err)
         p->recorded = calloc(p->mem_size / SMALL_PAGE / 8 + 1, 1);
         if (!p->served || !p->recorded)
                 return rh_error_set(err, -ENOMEM, "out of memory");
+        if (p->cfg->cache_max_bytes) {
+                if (p->cfg->cache_max_bytes < CACHE_MIN)
+                        return rh_error_set(err, -EINVAL, "cache bound %" PRIu64 " bytes: at least %llu (4 MiB)",
+                                            p->cfg->cache_max_bytes, CACHE_MIN);
+                p->n_chunks = (p->mem_size + CACHE_CHUNK - 1) / CACHE_CHUNK;
+                p->cached = calloc(p->mem_size / SMALL_PAGE / 8 + 1, 1);
+                p->chunk_pages = calloc(p->n_chunks, sizeof(*p->chunk_pages));
+                p->chunk_ref = calloc(p->n_chunks, 1);
+                if (!p->cached || !p->chunk_pages || !p->chunk_ref)
+                        return rh_error_set(err, -ENOMEM, "out of memory");
+                p->st.cache_max_bytes = p->cfg->cache_max_bytes;
+        }
         if (p->cfg->working_set) {
                 r = vmm_ws_load(p->cfg->working_set, p->mem_size, &p->ws, &p->n_ws, err);
                 if (r < 0)
@@ -1461,6 +1547,9 @@ static void pager_close(struct pager *p)
         free(p->ws);
         free(p->served);
         free(p->recorded);
+        free(p->cached);
+        free(p->chunk_pages);
+        free(p->chunk_ref);
 }
 
 int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *err)
@@ -1468,6 +1557,7 @@ int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *
         struct pager p = { .cfg = cfg, .mem_fd = -EBADF, .epfd = -EBADF, .sigfd = -EBADF, .listen_fd = -EBADF,
                            .control_fd = -EBADF };
         struct epoll_event evs[64];
+        uint64_t faults_seen = 0, spin_until = 0;
         int r;
 
         r = pager_open(&p, err);
@@ -1483,6 +1573,13 @@ int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *
                 int timeout = -1, n;
                 uint64_t now = now_ns();
 
+                /* --spin-us: a guest that just faulted usually faults again at once; polling
+                 * saves the scheduler's wake-up of this process on the next one. */
+                if (p.st.faults != faults_seen) {
+                        faults_seen = p.st.faults;
+                        spin_until = now + (uint64_t)cfg->spin_us * 1000;
+                }
+
                 for (struct client *c = p.clients; c; c = c->next) {
                         if (c->dead)
                                 continue;
@@ -1494,6 +1591,8 @@ int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *
                                         timeout = ms;
                         }
                 }
+                if (now < spin_until)
+                        timeout = 0;
                 n = epoll_wait(p.epfd, evs, (int)ELEMENTSOF(evs), timeout);
                 if (n < 0) {
                         if (errno == EINTR)

@@ -26,6 +26,8 @@ struct pager_config {
         const char *control_path; /* control socket (add-client, remove-client, stats); NULL: none */
         const char *working_set;  /* prefetch these pages after each handshake (rehome-workingset 1); NULL: none */
         const char *record_ws;    /* write the first client's faulted pages here when it ends; NULL: no */
+        uint64_t cache_max_bytes;  /* bound on the memory file's pages the pager keeps cached; 0: none (>= 4 MiB) */
+        unsigned spin_us;          /* after serving a fault, poll without sleeping this long for the next (0: sleep) */
         unsigned handshake_timeout_ms; /* a connection that has not completed its handshake by then is closed; 0: 10 s */
         /* Where log lines go (one line each, no newline). Required. */
         void (*log)(void *userdata, const char *line);
@@ -52,6 +54,10 @@ struct pager_stats {
         uint64_t cache_bytes;      /* distinct bytes of the memory file served so far (read once, shared) */
         uint64_t resident_bytes;   /* bytes of the memory file in the page cache now (mincore) */
         uint64_t overlay_bytes;    /* private overlay memory held for clients */
+        uint64_t cache_max_bytes;  /* the configured bound (0: none) */
+        uint64_t cached_bytes;     /* bytes read through the shared map since their chunk was last dropped */
+        uint64_t evictions;        /* 2 MiB chunks dropped to stay under the bound */
+        uint64_t evicted_bytes;
 };
 
 /*
@@ -61,7 +67,7 @@ struct pager_stats {
  * Returns 0 after a signal, or -errno on a fatal error (@err says which; the
  * caller exits non-zero so that a supervisor sees it), e.g. -ENOENT/-EACCES
  * (memory file), -EADDRINUSE (socket path exists and is not a socket),
- * -EINVAL (layout, working set).
+ * -EINVAL (layout, working set, a cache bound under 4 MiB).
  */
 int pager_run(const struct pager_config *cfg, int *ret_signal, struct rh_error *err);
 

@@ -21,7 +21,7 @@
  * snapshot file is byte-identical afterwards; SIGTERM stops the pager with
  * exit 0 and a log line, a missing memory file exits 1 with one.
  *
- * Usage: test-pager REHOME [--hugetlb]
+ * Usage: test-pager REHOME [--hugetlb] [--agent REHOME_AGENT]
  * Exits 77 (skip) when userfaultfd is not available to this user, or for
  * --hugetlb when no 2 MiB huge pages can be mapped.
  */
@@ -38,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -68,6 +70,9 @@ static uint64_t mailbox_off;
 static char dir[64], mem_path[128], sock_path[128], ctl_path[128], ws_path[128], log_path[128], layout_spec[128];
 static const uint8_t *file_map; /* the memory file, read-only */
 static pid_t pager_pid = -1;
+static const char *agent_bin;            /* --agent: the overlay-applies subtest */
+static pid_t agent_pid = -1;
+static char ns_guest[32], ns_host[32];   /* that subtest's network namespaces */
 static int failures;
 static const uint8_t token[RH_TOKEN_LEN] = { 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,
                                              0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
@@ -105,6 +110,18 @@ static void cleanup(void)
                 kill(pager_pid, SIGKILL);
                 waitpid(pager_pid, NULL, 0);
                 pager_pid = -1;
+        }
+        if (agent_pid > 0) {
+                kill(agent_pid, SIGKILL);
+                waitpid(agent_pid, NULL, 0);
+                agent_pid = -1;
+        }
+        for (int i = 0; i < 2; i++) {
+                const char *ns = i ? ns_host : ns_guest;
+                if (ns[0]) {
+                        snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", ns);
+                        (void)!system(cmd);
+                }
         }
         if (dir[0] && !getenv("KEEP")) {
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -190,7 +207,8 @@ static bool file_unchanged(void)
 /* ------------------------------------------------------------------ */
 /* The pager process                                                   */
 
-static pid_t start_pager(const char *mem, bool with_ws)
+/* @cache_max: --cache-max's value, or NULL. */
+static pid_t start_pager(const char *mem, bool with_ws, const char *cache_max)
 {
         pid_t pid = fork();
 
@@ -217,6 +235,10 @@ static pid_t start_pager(const char *mem, bool with_ws)
                 if (with_ws) {
                         argv[n++] = "--working-set";
                         argv[n++] = ws_path;
+                }
+                if (cache_max) {
+                        argv[n++] = "--cache-max";
+                        argv[n++] = cache_max;
                 }
                 argv[n] = NULL;
                 execv(rehome, (char **)argv);
@@ -768,11 +790,298 @@ static void test_stop_and_fatal(void)
         CHECK(log_count("stopping on SIGTERM") == 1, "no stop line in the log");
         CHECK(access(sock_path, F_OK) != 0, "socket left behind");
         snprintf(missing, sizeof(missing), "%s/no-such-file", dir);
-        pid = start_pager(missing, false);
+        pid = start_pager(missing, false, NULL);
         waitpid(pid, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "missing memory file: status 0x%x", status);
         CHECK(log_count("fatal: ") == 1, "no fatal line in the log");
         printf("ok - SIGTERM: exit 0 and a log line; a missing memory file: exit 1 and a 'fatal:' line\n");
+}
+
+/*
+ * --cache-max: a pager bounded to 8 MiB serves a client all 64 MiB of a
+ * memory file on disk (not tmpfs, whose pages cannot be dropped): every byte
+ * is right, chunks were dropped, and the file's pages in the page cache
+ * (mincore) stay within the bound plus one chunk.
+ */
+static void test_cache_bound(void)
+{
+        static uint8_t chunk[1 << 20];
+        char path[] = "/var/tmp/rehome-pager-cache.XXXXXX";
+        uint8_t want[PAGE];
+        json_t *st;
+        struct fc c;
+        int fd = mkstemp(path), bad = 0;
+
+        if (fd < 0)
+                die("mkstemp %s", path);
+        for (uint64_t off = 0; off < mem_size; off += sizeof(chunk))
+                if (pwrite(fd, file_map + off, sizeof(chunk), (off_t)off) != (ssize_t)sizeof(chunk))
+                        die("write %s", path);
+        /* Clean and out of the page cache: the pager reads it from disk. */
+        if (fsync(fd) < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+                die("fsync/fadvise %s", path);
+        close(fd);
+        unlink(sock_path);
+        unlink(ctl_path);
+        pager_pid = start_pager(path, false, "8M");
+        wait_for_path(ctl_path, pager_pid);
+        fc_start(&c, sock_path, FIELDS_V1_12);
+        for (uint64_t off = 0; off < mem_size; off += PAGE) {
+                fill_template_page(want, off);
+                if (memcmp(hva_of_offset(&c, off), want, PAGE) != 0 && bad++ < 3)
+                        fprintf(stderr, "bounded cache: page at 0x%" PRIx64 " differs\n", off);
+        }
+        CHECK(bad == 0, "bounded cache: %d pages differ", bad);
+        st = pager_stats();
+        CHECK(st && stat_u64(st, "cache_max_bytes") == 8 * MiB, "cache_max_bytes");
+        CHECK(st && stat_u64(st, "evictions") > 0 && stat_u64(st, "evicted_bytes") >= mem_size - 8 * MiB,
+              "evictions %" PRIu64 ", evicted %" PRIu64 " bytes", st ? stat_u64(st, "evictions") : 0,
+              st ? stat_u64(st, "evicted_bytes") : 0);
+        CHECK(st && stat_u64(st, "cached_bytes") <= 8 * MiB, "cached_bytes %" PRIu64, st ? stat_u64(st, "cached_bytes") : 0);
+        CHECK(st && stat_u64(st, "resident_bytes") <= 10 * MiB, "resident_bytes %" PRIu64 " over 8 MiB + one chunk",
+              st ? stat_u64(st, "resident_bytes") : 0);
+        printf("%s - --cache-max 8M: 64 MiB served right from disk, %" PRIu64 " chunks dropped, %" PRIu64
+               " KiB cached, %" PRIu64 " KiB resident (mincore)\n", failures ? "not ok" : "ok",
+               st ? stat_u64(st, "evictions") : 0, st ? stat_u64(st, "cached_bytes") >> 10 : 0,
+               st ? stat_u64(st, "resident_bytes") >> 10 : 0);
+        json_decref(st);
+        fc_stop(&c);
+        kill(pager_pid, SIGTERM);
+        waitpid(pager_pid, NULL, 0);
+        pager_pid = -1;
+        unlink(path);
+}
+
+/* ------------------------------------------------------------------ */
+/* The overlay is a request the agent really applies                   */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int sh(const char *fmt, ...)
+{
+        char cmd[1024];
+        va_list ap;
+        int st;
+
+        va_start(ap, fmt);
+        vsnprintf(cmd, sizeof(cmd), fmt, ap);
+        va_end(ap);
+        st = system(cmd);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int open_netns(const char *name)
+{
+        char path[64];
+        int fd;
+
+        snprintf(path, sizeof(path), "/run/netns/%s", name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                die("open %s", path);
+        return fd;
+}
+
+/* rehome-agent on a file page in a namespace of its own ("the guest"), armed at MAILBOX_GPA. */
+static void start_agent(const char *page_path, const char *out_path)
+{
+        char run_dir[160], resolv[160], hostname[160];
+        int ns = open_netns(ns_guest);
+
+        snprintf(run_dir, sizeof(run_dir), "%s/agent-run", dir);
+        snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
+        snprintf(hostname, sizeof(hostname), "%s/hostname", dir);
+        agent_pid = fork();
+        if (agent_pid < 0)
+                die("fork");
+        if (agent_pid == 0) {
+                const char *argv[] = { agent_bin, "--mailbox-file", page_path, "--mailbox-gpa", "0x4100000",
+                                       "--run-dir", run_dir, "--resolv-conf", resolv, "--hostname-file", hostname,
+                                       "--machine-id-file", "", "--hooks-dir", "", "--signal", "poll",
+                                       "--poll-interval-ms", "5", "--once", "-v", NULL };
+                int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (out < 0 || setns(ns, CLONE_NEWNET) < 0 || unshare(CLONE_NEWUTS) < 0)
+                        _exit(126);
+                (void)!sethostname("template", 8);
+                dup2(out, 1);
+                dup2(out, 2);
+                execv(agent_bin, (char **)argv);
+                _exit(127);
+        }
+        close(ns);
+}
+
+/* The token of the agent's "armed" line, as 32 hex digits. */
+static bool wait_armed_token(const char *out_path, char token_out[2 * RH_TOKEN_LEN + 1])
+{
+        uint64_t t0 = now_ms();
+
+        while (now_ms() - t0 < 10000) {
+                char line[512];
+                FILE *f = fopen(out_path, "re");
+                while (f && fgets(line, sizeof(line), f)) {
+                        const char *t = strstr(line, "rehome-agent: armed gpa=0x4100000 token=");
+                        if (t && sscanf(t + strlen("rehome-agent: armed gpa=0x4100000 token="), "%32[0-9a-f]",
+                                        token_out) == 1) {
+                                fclose(f);
+                                return true;
+                        }
+                }
+                if (f)
+                        fclose(f);
+                if (waitpid(agent_pid, NULL, WNOHANG) == agent_pid) {
+                        agent_pid = -1;
+                        return false;
+                }
+                usleep(10000);
+        }
+        return false;
+}
+
+/* One UDP line from the agent within 20 s (TCG-free, but the agent polls). */
+static bool recv_line(int fd, char *buf, size_t cap)
+{
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+
+        if (poll(&pfd, 1, 20000) <= 0)
+                return false;
+        n = recv(fd, buf, cap - 1, 0);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        return true;
+}
+
+/*
+ * A template whose mailbox page is the one rehome-agent armed; the pager
+ * serves a client the overlay built from it; the page as the client received
+ * it is written into the agent's page, and the agent applies that request
+ * in its namespace and acks to the "host" namespace.
+ */
+static void test_agent_applies_overlay(void)
+{
+        static uint8_t chunk[1 << 20];
+        char page_path[160], out_path[160], mem2[160], json_path[160], tok[2 * RH_TOKEN_LEN + 1] = "";
+        char sock2[160], line[512], *out;
+        uint8_t page[PAGE];
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(5555) };
+        struct rh_ack ack = {};
+        struct rh_error err = {};
+        int self, host, udp, fd, st;
+        struct fc c;
+        FILE *f;
+
+        if (geteuid() != 0) {
+                printf("# the agent-applies-overlay part needs root (network namespaces): not run\n");
+                return;
+        }
+        snprintf(ns_guest, sizeof(ns_guest), "rhpg-g-%d", (int)getpid());
+        snprintf(ns_host, sizeof(ns_host), "rhpg-h-%d", (int)getpid());
+        if (sh("ip netns add %s && ip netns add %s && "
+               "ip -n %s link add eth0 address 02:00:00:00:00:a0 type veth peer name peer0 netns %s && "
+               "ip -n %s link set lo up && ip -n %s link set eth0 up && ip -n %s addr add 10.0.0.2/24 dev eth0 && "
+               "ip -n %s link set peer0 up && ip -n %s addr add 10.0.0.1/24 dev peer0",
+               ns_guest, ns_host, ns_guest, ns_host, ns_guest, ns_guest, ns_guest, ns_host, ns_host) != 0)
+                die("network namespaces");
+        self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        host = open_netns(ns_host);
+        if (self < 0 || setns(host, CLONE_NEWNET) < 0)
+                die("enter %s", ns_host);
+        udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (udp < 0 || bind(udp, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+                die("udp :5555 in %s", ns_host);
+        if (setns(self, CLONE_NEWNET) < 0)
+                die("back to our namespace");
+        close(self);
+        close(host);
+
+        snprintf(page_path, sizeof(page_path), "%s/agent-page", dir);
+        snprintf(out_path, sizeof(out_path), "%s/agent.out", dir);
+        start_agent(page_path, out_path);
+        if (!wait_armed_token(out_path, tok)) {
+                (void)!sh("cat '%s' >&2", out_path);
+                die("the agent did not arm");
+        }
+
+        /* The template: the same memory file with the agent's armed page at the mailbox. */
+        fd = open(page_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || pread(fd, page, PAGE, 0) != (ssize_t)PAGE)
+                die("read %s", page_path);
+        close(fd);
+        snprintf(mem2, sizeof(mem2), "%s/mem-agent", dir);
+        fd = open(mem2, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                die("%s", mem2);
+        for (uint64_t off = 0; off < mem_size; off += sizeof(chunk)) {
+                memcpy(chunk, file_map + off, sizeof(chunk));
+                if (mailbox_off >= off && mailbox_off < off + sizeof(chunk))
+                        memcpy(chunk + (mailbox_off - off), page, PAGE);
+                if (pwrite(fd, chunk, sizeof(chunk), (off_t)off) != (ssize_t)sizeof(chunk))
+                        die("write %s", mem2);
+        }
+        close(fd);
+
+        unlink(sock_path);
+        unlink(ctl_path);
+        pager_pid = start_pager(mem2, false, NULL);
+        wait_for_path(ctl_path, pager_pid);
+        snprintf(json_path, sizeof(json_path), "%s/agent-request.json", dir);
+        snprintf(sock2, sizeof(sock2), "%s/agent-clone.sock", dir);
+        f = fopen(json_path, "we");
+        if (!f || fputs("{\"interfaces\":[{\"name\":\"eth0\",\"mac\":\"02:00:00:00:01:77\"}],"
+                        "\"addresses\":[{\"address\":\"10.0.0.77/24\"}],\"routes\":[{\"gateway\":\"10.0.0.1\"}],"
+                        "\"hostname\":\"pager-clone\",\"ack\":\"10.0.0.1:5555\",\"nonce\":\"0x5eed5eed\"}",
+                        f) < 0 || fclose(f) != 0)
+                die("%s", json_path);
+        out = run_capture(&st, "'%s' --json pager add-client --control '%s' --socket '%s' --gpa 0x4100000 --token %s "
+                               "--request '%s'", rehome, ctl_path, sock2, tok, json_path);
+        CHECK(st == 0, "add-client with the agent's token: exit %d: %s", st, out);
+        free(out);
+
+        fc_start(&c, sock2, FIELDS_V1_12);
+        memcpy(page, hva_of_offset(&c, mailbox_off), PAGE); /* faults it in: served from the overlay */
+        {
+                struct rh_request got;
+                uint32_t seq = 0;
+                uint64_t nonce = 0;
+                CHECK(rh_mailbox_read_request(page, &got, &seq, &nonce, &err) == 0 && nonce == 0x5eed5eed,
+                      "the served mailbox page holds no request with the nonce (%s)", err.msg);
+        }
+        fd = open(page_path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || pwrite(fd, page, PAGE, 0) != (ssize_t)PAGE)
+                die("write the served page into %s", page_path);
+        close(fd);
+
+        CHECK(recv_line(udp, line, sizeof(line)) && strstr(line, "stage=applied") &&
+                      strstr(line, "nonce=000000005eed5eed"),
+              "no applied ack with the request's nonce on UDP: '%s'", line);
+        if (agent_pid > 0) {
+                waitpid(agent_pid, &st, 0);
+                agent_pid = -1;
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "--once agent: status 0x%x", st);
+        }
+        fd = open(page_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || pread(fd, page, PAGE, 0) != (ssize_t)PAGE)
+                die("read %s", page_path);
+        close(fd);
+        CHECK(rh_mailbox_read_ack(page, &ack, &err) == 0 && ack.status == RH_ACK_APPLIED && ack.nonce == 0x5eed5eed,
+              "ack record: status %u nonce %" PRIx64 " (%s)", ack.status, ack.nonce, err.msg);
+        CHECK(sh("ip -n %s -o addr show dev eth0 | grep -q ' 10.0.0.77/24 '", ns_guest) == 0,
+              "the new address is not on eth0");
+        CHECK(sh("ip -n %s -o addr show dev eth0 | grep -q ' 10.0.0.2/24 '", ns_guest) != 0,
+              "the template address is still on eth0");
+        CHECK(sh("ip -n %s link show eth0 | grep -q 'link/ether 02:00:00:00:01:77 '", ns_guest) == 0,
+              "eth0 does not have the new MAC");
+        CHECK(sh("grep -qx pager-clone '%s/hostname'", dir) == 0, "the host name file was not written");
+        printf("%s - rehome-agent applied the overlay page the pager served (new IP, MAC and host name; "
+               "applied ack with the request's nonce on UDP and in the page)\n",
+               failures ? "not ok" : "ok");
+        fc_stop(&c);
+        close(udp);
+        kill(pager_pid, SIGTERM);
+        waitpid(pager_pid, NULL, 0);
+        pager_pid = -1;
 }
 
 int main(int argc, char **argv)
@@ -783,13 +1092,15 @@ int main(int argc, char **argv)
         FILE *f;
 
         if (argc < 2) {
-                fprintf(stderr, "usage: test-pager REHOME [--hugetlb]\n");
+                fprintf(stderr, "usage: test-pager REHOME [--hugetlb] [--agent REHOME_AGENT]\n");
                 return 2;
         }
         rehome = argv[1];
         for (int i = 2; i < argc; i++) {
                 if (strcmp(argv[i], "--hugetlb") == 0)
                         hugetlb = true;
+                else if (strcmp(argv[i], "--agent") == 0 && i + 1 < argc)
+                        agent_bin = argv[++i];
                 else {
                         fprintf(stderr, "test-pager: unknown argument '%s'\n", argv[i]);
                         return 2;
@@ -870,7 +1181,7 @@ int main(int argc, char **argv)
                 fprintf(f, "%" PRIx64 "\n", ws[i]);
         fclose(f);
 
-        pager_pid = start_pager(mem_path, true);
+        pager_pid = start_pager(mem_path, true, NULL);
         wait_for_path(ctl_path, pager_pid);
         printf("# pager pid %d, memory file %s (%" PRIu64 " MiB, layout %s, page size %" PRIu64 ")\n", (int)pager_pid,
                mem_path, mem_size / MiB, layout_spec, page_size);
@@ -889,6 +1200,10 @@ int main(int argc, char **argv)
                 json_decref(st);
         }
         test_stop_and_fatal();
+        if (!hugetlb)
+                test_cache_bound();
+        if (agent_bin && !hugetlb)
+                test_agent_applies_overlay();
         CHECK(file_unchanged(), "the snapshot file changed");
         printf("%s - the snapshot file is byte-identical after every client\n", failures ? "not ok" : "ok");
         if (failures) {
