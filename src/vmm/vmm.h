@@ -338,6 +338,9 @@ struct vmm_template_opts {
         /* Extra rehome-agent words for the guest (kernel command line
          * rehome.agent=, ',' between words: "--signal,poll"); NULL = none. */
         const char *agent_args;
+        /* One extra kernel command line word for the guest's init (e.g.
+         * rehome.ifupdown=1, guest/init); NULL = none. */
+        const char *kernel_arg;
 };
 
 struct vmm_fork_opts {
