@@ -179,7 +179,16 @@ RestartSec=0
 WantedBy=multi-user.target
 EOF
 install -m 0755 "$AGENT" "$ROOT/usr/sbin/rehome-agent"
-install -m 0644 "$HERE/rehome-agent.service" "$ROOT/etc/systemd/system/rehome-agent.service"
+# The unit as shipped arms before network-pre.target (a guest that boots to
+# serve). A template image snapshots as soon as the agent arms, so here it
+# arms last: after networkd, resolved, D-Bus and multi-user.target, and the
+# snapshot (and every clone) holds a settled system.
+sed -e '/^Before=network-pre.target/d' -e '/^Wants=network-pre.target/d' \
+        -e 's/^After=systemd-modules-load.service$/After=systemd-modules-load.service systemd-networkd.service systemd-resolved.service dbus.service rehome-console.service multi-user.target/' \
+        -e 's/^WantedBy=sysinit.target$/WantedBy=multi-user.target/' \
+        "$HERE/rehome-agent.service" > "$ROOT/etc/systemd/system/rehome-agent.service"
+grep -q '^After=.*multi-user.target' "$ROOT/etc/systemd/system/rehome-agent.service" ||
+        die "guest/rehome-agent.service changed: its After= line was not found"
 chroot "$ROOT" systemctl enable -q rehome-agent.service rehome-netconfig.service rehome-console.service \
         systemd-networkd.service systemd-resolved.service
 # Not in a microVM: the getty the console unit replaces, timers, apt, the

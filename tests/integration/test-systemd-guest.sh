@@ -56,6 +56,17 @@ only_new 10.88.0.2 10.88.0.41 "busybox ifupdown after ifdown/ifup"
 rh clone rm --all >/dev/null 2>&1
 rh template rm ifu >/dev/null 2>&1
 
+# Control: the same with the agent's handoff off brings the template back (the
+# bug this guards against), so the check above can fail.
+template_create ifx --kernel-arg rehome.ifupdown=1 --agent-args --no-handoff
+rh fork ifx --ip 10.88.0.42/24 --mac 52:54:00:88:00:42 >/dev/null 2>&1 || fail "fork ifx"
+c=$(rh --json clone list | sed -n 's/.*"id": "\(c[0-9]*\)".*/\1/p' | head -n 1)
+console "$c" 8s 'ifdown eth0; ifup eth0' >/dev/null
+[ -n "$(arp_mac 10.88.0.2)" ] && ok "control (--no-handoff): ifup brought the template address 10.88.0.2 back" ||
+        fail "control (--no-handoff): 10.88.0.2 silent after ifup: the ifupdown check proves nothing"
+rh clone rm --all >/dev/null 2>&1
+rh template rm ifx >/dev/null 2>&1
+
 # --- systemd guest --------------------------------------------------------------------
 [ -n "$SYSTEMD_IMAGE" ] && [ -f "$SYSTEMD_IMAGE/image.json" ] || {
         command -v debootstrap >/dev/null || skip "no debootstrap to build the systemd guest image (apt-get install debootstrap)"
@@ -66,7 +77,7 @@ t0=$(date +%s)
 rh template create sd --image "$SYSTEMD_IMAGE" --ram-dir "$RAMDIR" --mem 1024M --ip 10.88.0.2/24 \
         --gateway 10.88.0.1 --boot-timeout 600s > "$SD/template-sd.out" 2> "$SD/template-sd.err" ||
         die "template create sd: $(tail -n 5 "$SD/template-sd.err")"
-ok "systemd template booted and snapshotted in $(($(date +%s) - t0)) s ($(grep -o 'agent armed after [0-9]* ms' "$SD/template-sd.err"))"
+ok "systemd template created in $(($(date +%s) - t0)) s ($(grep '^boot:' "$SD/template-sd.out" | tr -s ' '))"
 
 rh --json fork sd --ip 10.88.0.51/24 --mac 52:54:00:88:00:51 --hostname sd-one --dns 10.88.0.53 \
         --search clone.test > "$SD/sd.json" 2>&1 || fail "fork sd: $(cat "$SD/sd.json")"
@@ -104,6 +115,19 @@ echo "$out" | grep -q "127.0.1.1.*sd-one" && ok "/etc/hosts: 127.0.1.1 names sd-
 only_new 10.88.0.2 10.88.0.51 "systemd-networkd after restart + reconfigure"
 rh clone rm --all >/dev/null 2>&1
 rh template rm sd >/dev/null 2>&1
+
+# Control: a template whose agent does not hand over: networkd's restart puts
+# the template address back next to the new one, as issue 10 found.
+rh template create sdx --image "$SYSTEMD_IMAGE" --ram-dir "$RAMDIR" --mem 1024M --ip 10.88.0.2/24 \
+        --gateway 10.88.0.1 --boot-timeout 600s --agent-args --no-handoff > /dev/null 2> "$SD/template-sdx.err" ||
+        die "template create sdx: $(tail -n 5 "$SD/template-sdx.err")"
+rh fork sdx --ip 10.88.0.52/24 --mac 52:54:00:88:00:52 >/dev/null 2>&1 || fail "fork sdx"
+c=$(rh --json clone list | sed -n 's/.*"id": "\(c[0-9]*\)".*/\1/p' | head -n 1)
+console "$c" 20s 'systemctl restart systemd-networkd; sleep 3; networkctl reconfigure eth0; sleep 5' >/dev/null
+[ -n "$(arp_mac 10.88.0.2)" ] && ok "control (--no-handoff): after the restart the clone answers on the template address again" ||
+        fail "control (--no-handoff): 10.88.0.2 silent: the networkd check proves nothing"
+rh clone rm --all >/dev/null 2>&1
+rh template rm sdx >/dev/null 2>&1
 
 check_nothing_left
 finish
