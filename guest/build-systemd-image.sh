@@ -13,7 +13,8 @@
 #     line `rehome template create` gives every image (rehome.ip=,
 #     rehome.gw=, rehome.hostname=) before networkd starts, with DNS= the
 #     gateway; systemd-resolved owns /etc/resolv.conf (its stub symlink),
-#   - rehome-agent as a systemd unit (guest/rehome-agent.service),
+#   - rehome-agent as a systemd unit (guest/rehome-agent.service, ordered
+#     last, extra arguments from rehome.agent= like guest/init),
 #   - a root shell on ttyS0 (rehome-console.service) for `rehome clone console`,
 #   - the Debian kernel and virtio modules of guest/build-image.sh (shared
 #     through guest/lib-kernel.sh).
@@ -179,6 +180,19 @@ RestartSec=0
 WantedBy=multi-user.target
 EOF
 install -m 0755 "$AGENT" "$ROOT/usr/sbin/rehome-agent"
+# rehome.agent=ARG,ARG (template create --agent-args), as guest/init reads it.
+cat > "$ROOT/usr/lib/rehome/agent-start" <<'EOF'
+#!/bin/sh
+args=
+for w in $(cat /proc/cmdline); do
+        case "$w" in
+        rehome.agent=*) args=$(echo "${w#rehome.agent=}" | tr ',' ' ') ;;
+        esac
+done
+# shellcheck disable=SC2086
+exec /usr/sbin/rehome-agent $args
+EOF
+chmod 755 "$ROOT/usr/lib/rehome/agent-start"
 # The unit as shipped arms before network-pre.target (a guest that boots to
 # serve). A template image snapshots as soon as the agent arms, so here it
 # arms last: after networkd, resolved, D-Bus and multi-user.target, and the
@@ -186,8 +200,10 @@ install -m 0755 "$AGENT" "$ROOT/usr/sbin/rehome-agent"
 sed -e '/^Before=network-pre.target/d' -e '/^Wants=network-pre.target/d' \
         -e 's/^After=systemd-modules-load.service$/After=systemd-modules-load.service systemd-networkd.service systemd-resolved.service dbus.service rehome-console.service multi-user.target/' \
         -e 's/^WantedBy=sysinit.target$/WantedBy=multi-user.target/' \
+        -e 's|^ExecStart=/usr/sbin/rehome-agent$|ExecStart=/usr/lib/rehome/agent-start|' \
         "$HERE/rehome-agent.service" > "$ROOT/etc/systemd/system/rehome-agent.service"
-grep -q '^After=.*multi-user.target' "$ROOT/etc/systemd/system/rehome-agent.service" ||
+grep -q '^After=.*multi-user.target' "$ROOT/etc/systemd/system/rehome-agent.service" &&
+        grep -q '^ExecStart=/usr/lib/rehome/agent-start$' "$ROOT/etc/systemd/system/rehome-agent.service" ||
         die "guest/rehome-agent.service changed: its After= line was not found"
 chroot "$ROOT" systemctl enable -q rehome-agent.service rehome-netconfig.service rehome-console.service \
         systemd-networkd.service systemd-resolved.service
