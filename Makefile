@@ -14,13 +14,13 @@ DEB_PACKAGES = meson ninja-build pkg-config gcc libc6-dev libjansson-dev libcmoc
 	qemu-system-x86 busybox-static cpio iproute2 nftables kmod \
 	dpkg-dev ca-certificates gnuplot-nox
 
-.PHONY: all deps build check check-unit check-asan check-fuzz fuzz-long demo guest clean
+.PHONY: all deps build check check-unit check-asan check-fuzz fuzz-long demo guest guest-systemd clean
 
 all: build
 
 # Install only what is missing; apt-get update only when something is.
 # What only the tests need on top (the fork IPAM tests call Debian's CNI host-local).
-CHECK_PACKAGES = containernetworking-plugins
+CHECK_PACKAGES = containernetworking-plugins debootstrap
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
@@ -41,9 +41,15 @@ build: deps $(BUILD)/build.ninja
 guest: build
 	guest/build-image.sh $(BUILD)
 
+# The systemd guest image (tests/integration/test-systemd-guest.sh): Debian
+# bookworm by debootstrap, systemd-networkd + resolved + rehome-agent.service.
+guest-systemd: EXTRA_PACKAGES += debootstrap
+guest-systemd: build
+	guest/build-systemd-image.sh $(BUILD)
+
 # Every test: unit, integration (root, netns, QEMU), sanitizers, bounded fuzzing.
 check: EXTRA_PACKAGES = $(CHECK_PACKAGES)
-check: build guest
+check: build guest guest-systemd
 	@rc=0; \
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2 || rc=1; \
 	$(MAKE) check-asan check-fuzz || rc=1; \

@@ -33,7 +33,8 @@ OUT=${REHOME_GUEST_OUT:-$HERE/out}
 CACHE=$OUT/cache
 AGENT=${REHOME_AGENT:-$BUILD/src/agent/rehome-agent.static}
 BUSYBOX=/bin/busybox
-MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
+# shellcheck source=guest/lib-kernel.sh
+. "$HERE/lib-kernel.sh"
 
 [ -f "$AGENT" ] || die "no agent binary at $AGENT: build it first (ninja -C $BUILD; needs musl-tools) or set REHOME_AGENT"
 [ -x "$BUSYBOX" ] || die "no $BUSYBOX: apt-get install busybox-static"
@@ -45,45 +46,12 @@ command -v apt-get >/dev/null || die "no apt-get"
 
 mkdir -p "$CACHE"
 
-# --- resolve the kernel package -------------------------------------------
-resolve_kernel() {
-        apt-cache depends linux-image-amd64 2>/dev/null |
-                awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
-}
-KPKG=${REHOME_KERNEL_PKG:-}
-if [ -z "$KPKG" ]; then
-        KPKG=$(resolve_kernel || true)
-        if [ -z "$KPKG" ]; then
-                say "apt has no linux-image-amd64 yet: running apt-get update"
-                apt-get update -qq >&2 || true
-                KPKG=$(resolve_kernel || true)
-        fi
-fi
-if [ -z "$KPKG" ]; then
-        # Offline: fall back to the newest kernel already in the cache.
-        DEB=$(ls -1 "$CACHE"/linux-image-*-amd64_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
-        [ -n "$DEB" ] || die "cannot resolve linux-image-amd64 (apt-cache depends) and no cached kernel in $CACHE"
-        KPKG=$(basename "$DEB" | cut -d_ -f1)
-        KVER_PKG=$(basename "$DEB" | cut -d_ -f2)
-        say "offline: using cached $KPKG $KVER_PKG"
-else
-        KVER_PKG=$(apt-cache show --no-all-versions "$KPKG" 2>/dev/null | awk '/^Version:/ { print $2; exit }')
-        [ -n "$KVER_PKG" ] || die "apt-cache show $KPKG gave no version"
-        DEB=$(ls -1 "$CACHE/${KPKG}_"*"$(echo "$KVER_PKG" | sed 's/:/%3a/')"_amd64.deb 2>/dev/null | head -n 1 || true)
-        if [ -z "$DEB" ]; then
-                say "downloading $KPKG $KVER_PKG (apt-get download)"
-                (cd "$CACHE" && apt-get download -q "$KPKG=$KVER_PKG" >&2 2>/dev/null) ||
-                        (cd "$CACHE" && apt-get download -q "$KPKG=$KVER_PKG" >&2) ||
-                        die "apt-get download $KPKG=$KVER_PKG failed"
-                DEB=$(ls -1 "$CACHE/${KPKG}_"*_amd64.deb | sort -V | tail -n 1)
-        fi
-fi
-KREL=${KPKG#linux-image-}            # e.g. 6.1.0-56-amd64
+# --- resolve the kernel package (guest/lib-kernel.sh) ------------------------
+kernel_resolve
 
 # --- cache key ----------------------------------------------------------------
-sha() { sha256sum "$1" | cut -c1-64; }
 AGENT_SHA=$(sha "$AGENT")
-KEY=$( { echo "$KPKG $KVER_PKG"; echo "$AGENT_SHA"; sha "$BUSYBOX"; sha "$HERE/init"; sha "$0"; } |
+KEY=$( { echo "$KPKG $KVER_PKG"; echo "$AGENT_SHA"; sha "$BUSYBOX"; sha "$HERE/init"; sha "$0"; sha "$HERE/lib-kernel.sh"; } |
         sha256sum | cut -c1-16)
 IMG=$OUT/img-$KEY
 
@@ -116,25 +84,7 @@ MODDIR="$WORK/kernel/lib/modules/$KREL"
 ROOT=$WORK/root
 mkdir -p "$ROOT/bin" "$ROOT/sbin" "$ROOT/lib/modules" "$ROOT/proc" "$ROOT/sys" "$ROOT/dev" \
         "$ROOT/tmp" "$ROOT/run" "$ROOT/etc"
-: > "$WORK/modules.txt"
-for m in $MODULES; do
-        f=$(find "$MODDIR" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" | head -n 1)
-        if [ -z "$f" ]; then
-                # Built into the kernel? Then there is nothing to load.
-                if grep -q "/$m.ko\$" "$MODDIR/modules.builtin" 2>/dev/null; then
-                        say "module $m is built in"
-                        continue
-                fi
-                die "module $m not found in $KPKG"
-        fi
-        case "$f" in
-        *.ko.xz) xz -dc "$f" > "$ROOT/lib/modules/$m.ko" ;;
-        *.ko.zst) zstd -qdc "$f" > "$ROOT/lib/modules/$m.ko" ;;
-        *.ko.gz) gzip -dc "$f" > "$ROOT/lib/modules/$m.ko" ;;
-        *) cp "$f" "$ROOT/lib/modules/$m.ko" ;;
-        esac
-        echo "$m" >> "$WORK/modules.txt"
-done
+kernel_modules "$MODDIR" "$ROOT/lib/modules" "$WORK/modules.txt"
 cp "$WORK/modules.txt" "$ROOT/lib/modules/order"
 
 # --- userland -----------------------------------------------------------------
@@ -184,7 +134,7 @@ mv "$WORK/img" "$IMG"
 ln -sfn "img-$KEY" "$OUT/current"
 # Keep the last few images: templates made from an older one still boot their
 # clones with its kernel and initrd. The downloaded packages stay cached.
-ls -1dt "$OUT"/img-* 2>/dev/null | tail -n +5 | while read -r old; do
+ls -1dt "$OUT"/img-* 2>/dev/null | grep -v '/img-systemd-' | tail -n +5 | while read -r old; do
         [ "$old" = "$IMG" ] || rm -rf "$old"
 done
 say "built $(du -h "$IMG/initrd.img" | cut -f1) initrd"

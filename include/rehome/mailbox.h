@@ -124,6 +124,13 @@ enum {
         RH_APPLIED_CLOCK = 1u << 9, /* realtime clock stepped (RH_TLV_REALTIME) */
         RH_APPLIED_MACHINE_ID = 1u << 10, /* /etc/machine-id replaced (RH_REQ_NEW_MACHINE_ID) */
         RH_APPLIED_HOOKS = 1u << 11,      /* post-apply hooks ran, every one exited 0 */
+        /* Handoff to the guest's own network managers (docs/AGENT.md, "Guest
+         * integration"); bits 16..20 so other steps can take 12..15. */
+        RH_APPLIED_NETWORKD = 1u << 16,   /* runtime .network written for every link networkd manages */
+        RH_APPLIED_IFUPDOWN = 1u << 17,   /* the link's static stanza in /etc/network/interfaces rewritten */
+        RH_APPLIED_HOSTS = 1u << 18,      /* /etc/hosts names the new host name */
+        RH_APPLIED_RESOLVED = 1u << 19,   /* DNS handed to systemd-resolved (after the ack; record rewritten) */
+        RH_APPLIED_RELOADED = 1u << 20,   /* networkd reloaded the runtime .network (after the ack; rewritten) */
 };
 
 /* ------------------------------------------------------------------ */

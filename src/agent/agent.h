@@ -62,6 +62,8 @@ struct agent_options {
         bool tune_compaction;        /* write compact_unevictable_allowed=0 */
         bool verbose;
         bool apply_shell;            /* --apply shell: `ip` via sh -c (benchmark comparison) */
+        bool handoff;                /* hand the identity to networkd/ifupdown/resolved/hosts */
+        const char *handoff_root;    /* test hook: prefix of the handoff's paths (NULL = /) */
 };
 
 /* What the apply step did, for the ack and for a half-way failure report. */
@@ -152,6 +154,27 @@ int apply_validate(struct agent *a, const struct rh_request *req, struct rh_erro
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res);
 /* apply-shell.c: the same through `ip` commands in /bin/sh -c (--apply shell). */
 int apply_request_shell(struct agent *a, const struct rh_request *req, struct apply_result *res);
+
+/* render.c: the handoff's file texts (no I/O). Each returns the length
+ * rendered into @buf (NUL-terminated) or -ENOBUFS; render_ifupdown returns
+ * -ENOENT when @old has no `iface IFNAME inet|inet6 static` stanza for a
+ * family the request has an address of. */
+int render_networkd(const struct rh_request *req, unsigned iface, const char *ifname, char *buf, size_t cap);
+int render_ifupdown(const char *old, size_t old_len, const struct rh_request *req, unsigned iface,
+                    const char *ifname, char *buf, size_t cap);
+int render_hosts(const char *old, size_t old_len, const char *old_name, const char *new_name, char *buf,
+                 size_t cap);
+
+/* handoff.c */
+/* Before the apply: remember the host name /etc/hosts may still carry. */
+void handoff_snapshot(struct agent *a);
+/* True if @path is a symlink into /run/systemd/resolve/ (never replaced). */
+bool handoff_resolv_is_resolved(const char *path);
+/* After the apply, before the ack: write the managers' files; sets the
+ * RH_APPLIED_NETWORKD/IFUPDOWN/HOSTS bits. -errno with res->what on failure. */
+int handoff_write(struct agent *a, const struct rh_request *req, struct apply_result *res);
+/* After the ack: networkctl reload, resolvectl; rewrites the ack record. */
+void handoff_after_ack(struct agent *a, const struct rh_request *req, const struct apply_result *res);
 
 /* announce.c */
 int announce_setup(struct agent *a, struct rh_error *err);

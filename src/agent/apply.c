@@ -483,6 +483,9 @@ static int apply_dns(struct agent *a, const struct rh_request *req, struct apply
         int r;
 
         res->failed_step = RH_APPLIED_DNS;
+        /* systemd-resolved's symlink is never replaced: handoff.c gives it the DNS. */
+        if (a->opt.handoff && handoff_resolv_is_resolved(path))
+                return 1;
         len += (size_t)snprintf(text + len, cap - len, "# written by rehome-agent\n");
         for (unsigned i = 0; i < req->n_dns; i++) {
                 char ip[64];
@@ -809,8 +812,8 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
         }
         if (r >= 0 && (req->n_dns || req->n_search)) {
                 r = apply_dns(a, req, res, &e);
-                if (r >= 0)
-                        res->applied |= RH_APPLIED_DNS;
+                if (r == 0)
+                        res->applied |= RH_APPLIED_DNS; /* 1: left to resolved (RH_APPLIED_RESOLVED) */
         }
         if (r >= 0 && (req->flags & RH_REQ_NEW_MACHINE_ID)) {
                 res->failed_step = RH_APPLIED_MACHINE_ID;

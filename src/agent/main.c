@@ -113,6 +113,8 @@ static void help(void)
                "                         with REHOME_* in the environment (default\n"
                "                         /etc/rehome/hooks.d; '' = none); a failing hook fails the ack\n"
                "  --hook-timeout-ms N    per hook (default 5000)\n"
+               "  --no-handoff           do not hand the identity to the guest's network managers\n"
+               "                         (networkd, ifupdown, resolved, /etc/hosts; docs/AGENT.md)\n"
                "  --once                 exit after one handoff\n"
                "  --handoffs N           exit after N handoffs\n"
                "  --no-mlock             do not mlockall (the mailbox page stays mlocked)\n"
@@ -131,7 +133,9 @@ static void help(void)
                "  --kmsg PATH            read kmsg-format lines from this FIFO instead of /dev/kmsg\n"
                "  --vmclock PATH         a file laid out as struct vmclock_abi instead of\n"
                "                         /dev/vmclock0\n"
-               "  --vmclock-notify PATH  a FIFO standing in for the device's poll() notification\n\n"
+               "  --vmclock-notify PATH  a FIFO standing in for the device's poll() notification\n"
+               "  --handoff-root DIR     prefix of the handoff's paths; without it, --mailbox-file\n"
+               "                         implies --no-handoff (a host's own networkd is never touched)\n\n"
                "Exit codes: 0 done (--once/--handoffs), 1 failure, 2 usage error.\n",
                RH_V1_TOKEN_MAX);
 }
@@ -210,6 +214,8 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 OPT_APPLY,
                 OPT_MACHINEID,
                 OPT_HOOKS,
+                OPT_NO_HANDOFF,
+                OPT_HANDOFF_ROOT,
                 OPT_HOOKTIMEOUT,
         };
         static const struct option options[] = {
@@ -234,6 +240,8 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 {"apply", required_argument, NULL, OPT_APPLY},
                 {"machine-id-file", required_argument, NULL, OPT_MACHINEID},
                 {"hooks-dir", required_argument, NULL, OPT_HOOKS},
+                {"no-handoff", no_argument, NULL, OPT_NO_HANDOFF},
+                {"handoff-root", required_argument, NULL, OPT_HANDOFF_ROOT},
                 {"hook-timeout-ms", required_argument, NULL, OPT_HOOKTIMEOUT},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
@@ -252,6 +260,7 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 .hostname_file = "/etc/hostname",
                 .machine_id_file = "/etc/machine-id",
                 .hooks_dir = "/etc/rehome/hooks.d",
+                .handoff = true,
                 .hook_timeout_ms = 5000,
                 .poll_interval_ms = 250,
                 .prearm_interval_us = 1000,
@@ -301,6 +310,12 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                         break;
                 case OPT_MACHINEID:
                         o->machine_id_file = optarg;
+                        break;
+                case OPT_NO_HANDOFF:
+                        o->handoff = false;
+                        break;
+                case OPT_HANDOFF_ROOT:
+                        o->handoff_root = optarg;
                         break;
                 case OPT_HOOKS:
                         o->hooks_dir = optarg;
@@ -370,6 +385,9 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 return usage_error("unexpected argument '%s'", argv[optind]);
         if (o->mailbox_gpa && !o->mailbox_file)
                 return usage_error("--mailbox-gpa is for --mailbox-file");
+        /* A file-backed mailbox is a test on a host: its networkd is not ours. */
+        if (o->mailbox_file && !o->handoff_root)
+                o->handoff = false;
         if (o->format == FORMAT_V1) {
                 /* As hypeman's agent does, the token may come from the environment. */
                 const char *from = "--token";
@@ -540,8 +558,11 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         if (a->req.flags & RH_REQ_ACK_EARLY)
                 ack_send_udp(a, &a->req, "mailbox");
 
+        handoff_snapshot(a);
         r = a->opt.apply_shell ? apply_request_shell(a, &a->req, &a->result)
                                : apply_request(a, &a->req, &a->result);
+        if (r >= 0)
+                r = handoff_write(a, &a->req, &a->result);
         a->ack.t_applied_ns = now_ns();
         a->ack.applied = a->result.applied;
         if (r < 0) {
@@ -550,6 +571,7 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         }
         a->ack.status = RH_ACK_APPLIED;
         finish(a, &a->req, "applied");
+        handoff_after_ack(a, &a->req, &a->result);
         if (a->opt.verbose) {
                 const uint64_t *t = a->result.t_step_ns;
                 agent_log(a,

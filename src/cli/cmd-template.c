@@ -54,6 +54,8 @@ static void help(void)
                "  --boot-timeout DUR  how long to wait for the agent (default 180s)\n"
                "  --agent-args WORDS  extra rehome-agent arguments on the guest kernel command\n"
                "                      line, ',' between words (e.g. --hooks-dir,/etc/hooks)\n"
+               "  --kernel-arg WORD   one more guest kernel command line word for the image's\n"
+               "                      init (e.g. rehome.ifupdown=1: busybox ifupdown manages eth0)\n"
                "  -h, --help\n"
                "Exit status: 0 ok, 1 failure, 2 usage.\n",
                vmm_default_image_dir(), VMM_DEFAULT_TEMPLATE_IP, VMM_MAX_NICS, VMM_DEFAULT_RAM_DIR);
@@ -121,7 +123,7 @@ static void print_template(const struct vmm_template *t)
 
 static int do_create(int argc, char **argv)
 {
-        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT, O_NICS, O_NIC_IP };
+        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT, O_NICS, O_NIC_IP, O_KARG };
         static const struct option options[] = {
                 {"image", required_argument, NULL, O_IMAGE},
                 {"mem", required_argument, NULL, O_MEM},
@@ -135,6 +137,7 @@ static int do_create(int argc, char **argv)
                 {"agent-args", required_argument, NULL, O_AGENT},
                 {"nics", required_argument, NULL, O_NICS},
                 {"nic-ip", required_argument, NULL, O_NIC_IP},
+                {"kernel-arg", required_argument, NULL, O_KARG},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -224,6 +227,9 @@ static int do_create(int argc, char **argv)
                         o.nic_ip[k - 1] = end + 1;
                         break;
                 }
+                case O_KARG:
+                        o.kernel_arg = optarg;
+                        break;
                 case O_BOOT:
                         if (vmm_parse_duration_ms(optarg, &o.boot_timeout_ms) < 0)
                                 return cli_usage_error("template", "bad --boot-timeout '%s'", optarg);

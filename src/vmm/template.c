@@ -427,10 +427,23 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                                 goto fail;
                         }
         }
+        if (o->kernel_arg) {
+                const char *p = o->kernel_arg;
+
+                while (*p && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                              strchr("-_=,./:", *p)))
+                        p++;
+                if (*p || !*o->kernel_arg) {
+                        r = rh_error_set(err, -EINVAL, "kernel argument '%s': one word of [A-Za-z0-9-_=,./:]",
+                                         o->kernel_arg);
+                        goto fail;
+                }
+        }
         snprintf(t.append, sizeof(t.append),
-                 "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s%s%s", t.ip,
+                 "console=ttyS0 quiet panic=-1 rehome.ip=%s%s%s rehome.hostname=%s%s%s%s%s", t.ip,
                  t.gateway[0] ? " rehome.gw=" : "", t.gateway, t.name,
-                 o->agent_args && *o->agent_args ? " rehome.agent=" : "", o->agent_args ? o->agent_args : "");
+                 o->agent_args && *o->agent_args ? " rehome.agent=" : "", o->agent_args ? o->agent_args : "",
+                 o->kernel_arg ? " " : "", o->kernel_arg ? o->kernel_arg : "");
         r = template_nics(o, &t, xnets, err);
         if (r < 0)
                 goto fail;

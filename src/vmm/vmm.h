@@ -393,6 +393,9 @@ struct vmm_template_opts {
          * (NULL: the gateway's address + 1 in its subnet). */
         unsigned nics;
         const char *nic_ip[VMM_MAX_NICS - 1];
+        /* One extra kernel command line word for the guest's init (e.g.
+         * rehome.ifupdown=1, guest/init); NULL = none. */
+        const char *kernel_arg;
 };
 
 struct vmm_fork_opts {
