@@ -410,6 +410,43 @@ int clone_load_state(struct clone *c, struct rh_error *err)
         return r;
 }
 
+/*
+ * The request's named payloads into the agent's payload pages (before the
+ * request, whose CRC covers them), and hypeman fork mailboxes by marker.
+ */
+static int write_payloads(struct clone *c, struct rh_error *err)
+{
+        const struct rh_payload_set *set = c->o->payloads;
+        struct rh_payload views[RH_PAYLOADS_MAX];
+        unsigned n;
+        int r;
+
+        if (!set)
+                return 0;
+        n = rh_payload_set_views(set, views);
+        if (n) {
+                r = rh_payloads_write(c->target, c->t->mailbox_gpa, c->t->token, views, n, &c->req, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "payloads");
+                for (unsigned i = 0; i < n; i++)
+                        snprintf(c->res->payload_names[i], sizeof(c->res->payload_names[i]), "%s", views[i].name);
+                c->res->n_payloads = n;
+        }
+        for (unsigned i = 0; i < set->n_hypeman; i++) {
+                const struct rh_named_json *m = &set->hypeman[i];
+                const char *tok = m->token[0] ? m->token : NULL;
+                uint64_t gpa;
+
+                r = rh_hfm_locate(c->target, m->name, tok, &gpa, err);
+                if (r == 0)
+                        r = rh_hfm_patch(c->target, gpa, m->name, tok, m->data, m->len, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "hypeman mailbox %s", m->name);
+        }
+        c->res->n_hypeman = set->n_hypeman;
+        return 0;
+}
+
 int clone_handoff(struct clone *c, struct rh_error *err)
 {
         const struct vmm_template *t = c->t;
@@ -438,6 +475,9 @@ int clone_handoff(struct clone *c, struct rh_error *err)
                 clock_gettime(CLOCK_REALTIME, &rt);
                 c->req.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
         }
+        r = write_payloads(c, err);
+        if (r < 0)
+                return r;
         /* One read (verifies magic, token and recorded gpa) and the three writes. */
         r = rh_mailbox_patch(c->target, t->mailbox_gpa, t->token, &c->req, &c->seq, err);
         if (r < 0)
