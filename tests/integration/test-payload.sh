@@ -26,7 +26,7 @@ template_create tpl --agent-args "--hypeman-mailbox,kernel.identity.v1=tok-1"
 # --- a waiting app, snapshotted while it waits -------------------------------------
 rh fork tpl --ip 10.88.0.50/24 >/dev/null 2>"$SD/c1.err" || die "fork c1: $(cat "$SD/c1.err")"
 c1=$(rh --json clone list | sed -n 's/.*"id": "\(c[0-9]*\)".*/\1/p' | head -n 1)
-out=$(console "$c1" 'setsid sh -c "rehome-payload-wait --new --timeout 900000 app.cfg > /run/got.app.cfg 2>&1; echo rc=\$? >> /run/got.app.cfg" </dev/null >/dev/null 2>&1 & sleep 1; pidof rehome-payload-wait')
+out=$(console "$c1" 'setsid sh -c "rehome-payload-wait --new --timeout 900000 app.cfg > /run/got.app.cfg 2>&1; r=\$?; echo >> /run/got.app.cfg; echo rc=\$r >> /run/got.app.cfg" </dev/null >/dev/null 2>&1 & sleep 1; pidof rehome-payload-wait')
 echo "$out" | grep -qE '^[0-9]+$' && ok "app waiting in $c1 (pid $(echo "$out" | grep -E '^[0-9]+$'))" ||
         die "no waiting app in $c1: '$out'"
 rh template create tpl2 --from-clone "$c1" --ram-dir "$RAMDIR" > "$SD/tpl2.out" 2> "$SD/tpl2.err" ||
