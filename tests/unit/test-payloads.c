@@ -19,6 +19,7 @@
 
 #include "rehome/mailbox.h"
 #include "rehome/payloads.h"
+#include "rehome/request.h"
 
 static struct rh_payload pl(const char *name, const char *json)
 {
@@ -361,6 +362,51 @@ static void test_hfm_ack(void **state)
         assert_false(rh_hfm_ack_matches("stage=applied", 13, "a"));
 }
 
+static void test_payload_set_json(void **state)
+{
+        struct rh_payload_set set = {};
+        struct rh_payload v[RH_PAYLOADS_MAX];
+        struct rh_request req;
+        struct rh_error err = {};
+        uint8_t *out = NULL;
+        size_t outlen = 0;
+        const char *doc = "{\"interfaces\":[{\"name\":\"eth0\"}],"
+                          "\"payloads\":{\"app.cfg\":{\"a\":1,\"b\":[true]},\"kernel:id\":{}},"
+                          "\"hypeman_mailboxes\":[{\"name\":\"kernel.identity.v1\",\"token\":\"t\",\"payload\":{\"x\":\"y\"}}]}";
+
+        (void)state;
+        assert_int_equal(rh_request_from_json(doc, strlen(doc), &req, &err), 0);
+        assert_int_equal(rh_payload_set_from_json(doc, strlen(doc), &set, &err), 0);
+        assert_int_equal(set.n_payloads, 2);
+        assert_string_equal(set.payloads[0].name, "app.cfg");
+        assert_int_equal(set.payloads[0].len, 18);
+        assert_memory_equal(set.payloads[0].data, "{\"a\":1,\"b\":[true]}", 18);
+        assert_int_equal(set.n_hypeman, 1);
+        assert_string_equal(set.hypeman[0].token, "t");
+        assert_int_equal(rh_payload_set_views(&set, v), 2);
+        assert_string_equal(v[1].name, "kernel:id");
+        /* A name given twice, across flags and the document. */
+        assert_int_equal(rh_payload_set_add(&set, false, "app.cfg", NULL, (const uint8_t *)"{}", 2, &err), -EINVAL);
+        assert_string_equal(err.msg, "payload app.cfg given twice");
+        assert_int_equal(rh_payload_set_add(&set, true, "big", "t", (const uint8_t *)"{}", RH_HFM_JSON_MAX + 1, &err),
+                         -EFBIG);
+        rh_payload_set_clear(&set);
+        assert_int_equal(set.n_payloads, 0);
+
+        assert_int_equal(rh_payload_set_from_json("{\"payloads\":{\"a\":[1]}}", 22, &set, &err), -EBADMSG);
+        assert_string_equal(err.msg, "payloads a: the value must be a JSON object");
+        assert_int_equal(rh_payload_set_from_json("{\"hypeman_mailboxes\":[{\"name\":\"a\",\"payload\":{},\"x\":1}]}",
+                                                  55, &set, &err), -EBADMSG);
+        rh_payload_set_clear(&set);
+
+        assert_int_equal(rh_hfm_json_with_ack_port((const uint8_t *)"{\"a\":1,\"ack_port\":5}", 20, 9999, &out, &outlen,
+                                                   &err), 0);
+        assert_int_equal(outlen, strlen("{\"a\":1,\"ack_port\":9999}"));
+        assert_memory_equal(out, "{\"a\":1,\"ack_port\":9999}", outlen);
+        free(out);
+        assert_int_equal(rh_hfm_json_with_ack_port((const uint8_t *)"[]", 2, 1, &out, &outlen, &err), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -369,7 +415,7 @@ int main(void)
                 cmocka_unit_test(test_stream_tamper),   cmocka_unit_test(test_paydir),
                 cmocka_unit_test(test_tlv_and_ack),     cmocka_unit_test(test_hfm_marker),
                 cmocka_unit_test(test_hfm_find),        cmocka_unit_test(test_hfm_frame),
-                cmocka_unit_test(test_hfm_ack),
+                cmocka_unit_test(test_hfm_ack),         cmocka_unit_test(test_payload_set_json),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
