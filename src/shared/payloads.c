@@ -347,6 +347,8 @@ int rh_payloads_stream_decode(const uint8_t *buf, const struct rh_payloads_ref *
                         return rh_error_set(err, EBADMSG, "payload %u: reserved index bytes set", i);
                 if (nl == 0 || nl > RH_PAYLOAD_NAME_MAX)
                         return rh_error_set(err, EBADMSG, "payload %u: name length %u out of range 1..64", i, nl);
+                if (memchr(e + 16, 0, nl))
+                        return rh_error_set(err, EBADMSG, "payload %u: name contains a NUL", i);
                 for (unsigned k = nl; k < RH_PAYLOAD_NAME_MAX; k++)
                         if (e[16 + k])
                                 return rh_error_set(err, EBADMSG, "payload %u: name not NUL-padded", i);

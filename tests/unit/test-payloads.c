@@ -183,6 +183,14 @@ static void test_stream_tamper(void **state)
         assert_int_equal(rh_payloads_stream_decode(copy, &bad, out, &err), -EBADMSG);
         assert_string_equal(err.msg, "payload b: offset 163 length 7 do not follow the index");
 
+        /* A name length that covers NUL bytes (found by fuzz-payloads). */
+        memcpy(copy, buf, sizeof(buf));
+        copy[80] = 5;
+        bad = ref;
+        bad.stream_crc = rh_crc32c(0, copy, ref.stream_len);
+        assert_int_equal(rh_payloads_stream_decode(copy, &bad, out, &err), -EBADMSG);
+        assert_string_equal(err.msg, "payload 1: name contains a NUL");
+
         bad = ref;
         bad.count = 0;
         assert_int_equal(rh_payloads_stream_decode(buf, &bad, out, &err), -EBADMSG);
