@@ -395,6 +395,9 @@ struct vmm_fork_result {
         unsigned n_payloads;
         char payload_names[RH_PAYLOADS_MAX][RH_PAYLOAD_NAME_MAX + 1];
         unsigned n_hypeman; /* hypeman fork mailboxes written */
+        char hypeman_names[RH_PAYLOADS_MAX][RH_PAYLOAD_NAME_MAX + 1];
+        uint32_t hypeman_awaited; /* bit i: rehome injected ack_port and waits for mailbox i's ack */
+        uint32_t hypeman_acked;   /* bit i: "stage=applied mailbox=NAME" arrived */
         /* The guest's CLOCK_REALTIME at its UDP ack minus the host's when the line came (ms). */
         double clock_offset_ms;
         bool have_clock_offset;

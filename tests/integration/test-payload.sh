@@ -105,6 +105,16 @@ c3=$(rh --json clone list | sed -n 's/.*"id": "\(c[0-9]*\)".*/\1/p' | head -n 1)
 got=$(console "$c3" 'cat /run/rehome/payloads/kernel.identity.v1; echo')
 echo "$got" | grep -qxF "$(cat "$SD/hm.json")" && ok "the fork mailbox was delivered as /run/rehome/payloads/kernel.identity.v1" ||
         fail "fork mailbox file: '$got'"
+# Without an ack_port of ours, rehome fork puts its own in (as hypeman's host does) and waits.
+rh clone rm --all >/dev/null 2>&1
+printf '{"instance_name":"forked-2"}' > "$SD/hm2.json"
+rh --json fork tpl --ip 10.88.0.54/24 --hypeman-mailbox kernel.identity.v1="$SD/hm2.json" --hypeman-token tok-1 \
+        > "$SD/hm2.out" 2>&1 || fail "fork waiting for the hypeman ack: $(cat "$SD/hm2.out")"
+python3 - "$SD/hm2.out" <<'PY' && ok "rehome fork injected ack_port and saw stage=applied mailbox=kernel.identity.v1" || fail "hypeman ack in fork: $(cat "$SD/hm2.out")"
+import json, sys
+f = json.load(open(sys.argv[1]))["forks"][0]
+assert f["ok"] and f["hypeman_mailboxes"] == {"kernel.identity.v1": "applied"}, f
+PY
 err=$(rh fork tpl --ip 10.88.0.53/24 --hypeman-mailbox kernel.identity.v1="$SD/hm.json" --hypeman-token wrong 2>&1 >/dev/null)
 [ $? = 1 ] && echo "$err" | grep -q "no fork mailbox kernel.identity.v1 with that token" &&
         ok "a wrong token finds no marker: $(echo "$err" | tail -n 1)" || fail "wrong token: '$err'"
