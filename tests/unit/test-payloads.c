@@ -415,6 +415,47 @@ static void test_payload_set_json(void **state)
         assert_int_equal(rh_hfm_json_with_ack_port((const uint8_t *)"[]", 2, 1, &out, &outlen, &err), -EINVAL);
 }
 
+/* The example of docs/MAILBOX.md 14.6, byte for byte. */
+static void test_doc_example_payloads(void **state)
+{
+        struct rh_payload p = pl("app.cfg", "{\"k\":1}");
+        struct rh_request req = { .n_ifaces = 1 };
+        struct rh_payloads_ref ref;
+        struct rh_error err = {};
+        uint8_t buf[128], want[87] = { 7, 0, 0, 0, 0x50, 0, 0, 0, 7 }, dir[4096], tlv[RH_PAYLOAD_MAX];
+        uint8_t token[RH_TOKEN_LEN];
+        uint64_t gpas[2] = { 0x9def000, 0x9df0000 };
+        static const uint8_t dir_head[0x50] = {
+                'R', 'H', 'P', 'A', 'Y', 'D', 'I', 'R', 2, 0, 0, 0, 0, 0x10, 0, 0,
+                0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+                [0x3c] = 0xa6, 0x8b, 0xf0, 0x8b,
+                [0x40] = 0x00, 0xf0, 0xde, 0x09, 0, 0, 0, 0, 0x00, 0x00, 0xdf, 0x09, 0, 0, 0, 0,
+        };
+        static const uint8_t want_tlv[16] = { 10, 0, 12, 0, 1, 0, 0, 0, 0x57, 0, 0, 0, 0x83, 0x9c, 0x63, 0x49 };
+        size_t len;
+
+        (void)state;
+        memcpy(want + 16, "app.cfg", 7);
+        memcpy(want + 80, "{\"k\":1}", 7);
+        assert_int_equal(rh_payloads_stream_encode(&p, 1, buf, sizeof(buf), &ref, &err), 0);
+        assert_int_equal(ref.stream_len, 87);
+        assert_int_equal(ref.stream_crc, 0x49639c83);
+        assert_memory_equal(buf, want, sizeof(want));
+        req.ifaces[0].match = RH_MATCH_NAME;
+        strcpy(req.ifaces[0].name, "eth0");
+        req.payloads_count = ref.count;
+        req.payloads_len = ref.stream_len;
+        req.payloads_crc = ref.stream_crc;
+        assert_int_equal(rh_request_encode(&req, tlv, sizeof(tlv), &len, &err), 0);
+        assert_memory_equal(tlv + len - 16, want_tlv, 16);
+        for (unsigned i = 0; i < RH_TOKEN_LEN; i++)
+                token[i] = (uint8_t)(0xa0 + i);
+        rh_paydir_write(dir, token, gpas, 2);
+        assert_memory_equal(dir, dir_head, sizeof(dir_head));
+        for (size_t i = sizeof(dir_head); i < sizeof(dir); i++)
+                assert_int_equal(dir[i], 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -424,6 +465,7 @@ int main(void)
                 cmocka_unit_test(test_tlv_and_ack),     cmocka_unit_test(test_hfm_marker),
                 cmocka_unit_test(test_hfm_find),        cmocka_unit_test(test_hfm_frame),
                 cmocka_unit_test(test_hfm_ack),         cmocka_unit_test(test_payload_set_json),
+                cmocka_unit_test(test_doc_example_payloads),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
