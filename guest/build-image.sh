@@ -32,6 +32,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${REHOME_GUEST_OUT:-$HERE/out}
 CACHE=$OUT/cache
 AGENT=${REHOME_AGENT:-$BUILD/src/agent/rehome-agent.static}
+# The payload waiter for guest apps and tests (optional: older build dirs lack it).
+PAYLOAD_WAIT=${REHOME_PAYLOAD_WAIT:-$BUILD/src/payload/rehome-payload-wait.static}
 BUSYBOX=/bin/busybox
 # shellcheck source=guest/lib-kernel.sh
 . "$HERE/lib-kernel.sh"
@@ -51,7 +53,9 @@ kernel_resolve
 
 # --- cache key ----------------------------------------------------------------
 AGENT_SHA=$(sha "$AGENT")
-KEY=$( { echo "$KPKG $KVER_PKG"; echo "$AGENT_SHA"; sha "$BUSYBOX"; sha "$HERE/init"; sha "$0"; sha "$HERE/lib-kernel.sh"; } |
+PAYLOAD_WAIT_SHA=none
+[ -x "$PAYLOAD_WAIT" ] && file_is_static "$PAYLOAD_WAIT" && PAYLOAD_WAIT_SHA=$(sha "$PAYLOAD_WAIT")
+KEY=$( { echo "$KPKG $KVER_PKG"; echo "$AGENT_SHA"; [ "$PAYLOAD_WAIT_SHA" = none ] || echo "$PAYLOAD_WAIT_SHA"; sha "$BUSYBOX"; sha "$HERE/init"; sha "$0"; sha "$HERE/lib-kernel.sh"; } |
         sha256sum | cut -c1-16)
 IMG=$OUT/img-$KEY
 
@@ -92,6 +96,10 @@ cp "$BUSYBOX" "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
 cp "$AGENT" "$ROOT/sbin/rehome-agent"
 chmod 0755 "$ROOT/sbin/rehome-agent"
+if [ "$PAYLOAD_WAIT_SHA" != none ]; then
+        cp "$PAYLOAD_WAIT" "$ROOT/sbin/rehome-payload-wait"
+        chmod 0755 "$ROOT/sbin/rehome-payload-wait"
+fi
 cp "$HERE/init" "$ROOT/init"
 chmod 0755 "$ROOT/init"
 echo "rehome-guest" > "$ROOT/etc/hostname"

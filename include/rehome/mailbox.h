@@ -76,6 +76,7 @@ enum {
         RH_CAP_CLOCK = 1u << 15,                /* steps CLOCK_REALTIME (RH_TLV_REALTIME) */
         RH_CAP_MACHINE_ID = 1u << 16,           /* honours RH_REQ_NEW_MACHINE_ID */
         RH_CAP_HOOKS = 1u << 17,                /* runs post-apply hooks (agent --hooks-dir) */
+        RH_CAP_PAYLOADS = 1u << 18,             /* named payloads: payload pages armed (rehome/payloads.h) */
 };
 
 /* Which signal made the agent look (ack `signal`). */
@@ -124,6 +125,7 @@ enum {
         RH_APPLIED_CLOCK = 1u << 9, /* realtime clock stepped (RH_TLV_REALTIME) */
         RH_APPLIED_MACHINE_ID = 1u << 10, /* /etc/machine-id replaced (RH_REQ_NEW_MACHINE_ID) */
         RH_APPLIED_HOOKS = 1u << 11,      /* post-apply hooks ran, every one exited 0 */
+        RH_APPLIED_PAYLOADS = 1u << 12,   /* every named payload delivered (RH_TLV_PAYLOADS) */
         /* Handoff to the guest's own network managers (docs/AGENT.md, "Guest
          * integration"); bits 16..20 so other steps can take 12..15. */
         RH_APPLIED_NETWORKD = 1u << 16,   /* runtime .network written for every link networkd manages */
@@ -147,8 +149,8 @@ struct rh_wire_arm {
         uint32_t agent_version;         /* 0x28 major << 16 | minor << 8 | patch */
         uint32_t caps;                  /* 0x2c RH_CAP_* */
         uint32_t page_size;             /* 0x30 always 4096 */
-        uint32_t reserved0;             /* 0x34 zero */
-        uint32_t reserved1;             /* 0x38 zero */
+        uint32_t payload_dir_pfn;       /* 0x34 gpa >> 12 of the payload directory page, 0 = none */
+        uint32_t payload_pages;         /* 0x38 data pages the directory lists, 0 = none */
         uint32_t crc32c;                /* 0x3c CRC32C of bytes 0x00..0x3b */
 };
 
@@ -184,9 +186,12 @@ struct rh_wire_ack {
         uint64_t t_applied_ns;          /* 0x30 network applied */
         uint64_t t_ack_ns;              /* 0x38 ack written */
         uint32_t arm_generation;        /* 0x40 arm generation that served it */
-        uint32_t reserved[7];           /* 0x44 */
+        uint32_t payloads_total;        /* 0x44 named payloads in the request (0..16) */
+        uint32_t payloads_delivered;    /* 0x48 bit i: payload i delivered */
+        uint32_t reserved[5];           /* 0x4c */
         char error[RH_ACK_ERROR_MAX];   /* 0x60 NUL-terminated */
-        uint8_t reserved2[224];         /* 0x160 */
+        uint8_t payload_errno[16];      /* 0x160 positive errno per payload, 0 = delivered/none */
+        uint8_t reserved2[208];         /* 0x170 */
 };
 
 /* Request header, 32 bytes at 0x300. Written by the host, seq last. */
@@ -256,6 +261,7 @@ enum rh_tlv_type {
         RH_TLV_FLAGS = 7,
         RH_TLV_ACK_UDP = 8,
         RH_TLV_REALTIME = 9,
+        RH_TLV_PAYLOADS = 10, /* 12 B: u32 count, u32 stream_len, u32 stream_crc (rehome/payloads.h) */
 };
 
 enum {
@@ -321,6 +327,8 @@ struct rh_request {
         struct rh_ipaddr ack_addr;
         uint16_t ack_port;
         uint64_t realtime_ns; /* RH_TLV_REALTIME; 0 = leave the guest's clock alone */
+        /* RH_TLV_PAYLOADS: count 0 = none; the stream lives in the payload pages. */
+        uint32_t payloads_count, payloads_len, payloads_crc;
 };
 
 struct rh_arm {
@@ -330,6 +338,8 @@ struct rh_arm {
         uint64_t gpa;
         uint32_t agent_version;
         uint32_t caps;
+        uint32_t payload_dir_pfn;       /* 0 = no payload pages */
+        uint32_t payload_pages;
 };
 
 struct rh_ack {
@@ -341,6 +351,9 @@ struct rh_ack {
         int32_t error_code;
         uint64_t t_signal_ns, t_read_ns, t_applied_ns, t_ack_ns;
         uint32_t arm_generation;
+        uint32_t payloads_total;        /* 0..16 */
+        uint32_t payloads_delivered;    /* bit i = payload i delivered */
+        uint8_t payload_errno[16];
         char error[RH_ACK_ERROR_MAX];
 };
 

@@ -218,6 +218,46 @@ int rh_v1_locate(struct rh_target *target, uint64_t hint_gpa, const char *token,
 int rh_v1_patch(struct rh_target *target, uint64_t gpa, const char *token, const struct rh_request *req,
                 uint32_t *ret_seq, struct rh_error *err);
 
+struct rh_payload;
+
+/*
+ * rh_payloads_write - write @n named payloads into the payload pages of the
+ * agent whose mailbox is at @gpa (verified as rh_mailbox_patch does): read
+ * the arm header (RH_CAP_PAYLOADS, payload_dir_pfn, payload_pages), read
+ * and verify the directory page, write the payload stream across the data
+ * pages, and fill @req's payloads_count/len/crc so that the request written
+ * next (rh_mailbox_patch) carries the RH_TLV_PAYLOADS record. @n 0 clears
+ * those fields. Call it before rh_mailbox_patch, with the guest paused.
+ * Returns 0, or -EOPNOTSUPP (the agent armed no payload pages), -ENOSPC
+ * (the payloads do not fit the pages armed), -E2BIG/-EINVAL/-EFBIG (see
+ * rh_payloads_stream_size), -EBADMSG (bad directory), or as
+ * rh_mailbox_patch / rh_target_write.
+ */
+int rh_payloads_write(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                      const struct rh_payload *payloads, unsigned n, struct rh_request *req, struct rh_error *err);
+
+/*
+ * rh_hfm_locate - find hypeman fork mailbox @name (marker
+ * "HYPEMAN_FORK_MAILBOX_V1\0" NAME "\0" TOKEN, token followed by a NUL) at
+ * any byte offset of guest RAM, as rh_v1_locate scans (memory file first,
+ * chunks overlapping by 255 bytes so a marker across a chunk or page
+ * boundary is found; the whole 4 KiB must lie in guest RAM). @token NULL:
+ * any token. Returns 0 (*ret_gpa = the marker's address), -EINVAL (bad
+ * name/token), -ENOENT (not found), or a read error.
+ */
+int rh_hfm_locate(struct rh_target *target, const char *name, const char *token, uint64_t *ret_gpa,
+                  struct rh_error *err);
+
+/*
+ * rh_hfm_patch - write @json (a JSON object, 1..3832 bytes) into the fork
+ * mailbox whose marker is at @gpa, after checking the marker: length and
+ * JSON first, then seq 1 (hypeman's host writes 1 every time; the guest
+ * writes 0 back once it delivered). Returns 0, -ENOENT (no such marker at
+ * @gpa), -EMSGSIZE/-EINVAL (rh_hfm_encode), or as rh_target_read/write.
+ */
+int rh_hfm_patch(struct rh_target *target, uint64_t gpa, const char *name, const char *token, const uint8_t *json,
+                 size_t len, struct rh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -87,6 +87,62 @@ struct rh_ack_line {
 int rh_ack_line_parse(const char *line, size_t len, struct rh_ack_line *ret_line,
                       struct rh_error *err);
 
+
+/* ------------------------------------------------------------------ */
+/* Named payloads and hypeman fork mailboxes carried with a request.   */
+
+#include "rehome/payloads.h"
+
+/* One named JSON document (payload or hypeman fork mailbox); owns its bytes. */
+struct rh_named_json {
+        char name[RH_PAYLOAD_NAME_MAX + 1];
+        char token[RH_HFM_TOKEN_MAX + 1]; /* hypeman fork mailbox: its token; "" = any */
+        uint8_t *data;                    /* malloc'd, exactly the JSON object's bytes */
+        uint32_t len;
+};
+
+/* The payloads of one request (rehome's own) and the hypeman fork mailboxes to write. */
+struct rh_payload_set {
+        unsigned n_payloads;
+        struct rh_named_json payloads[RH_PAYLOADS_MAX];
+        unsigned n_hypeman;
+        struct rh_named_json hypeman[RH_PAYLOADS_MAX];
+};
+
+/*
+ * rh_payload_set_add - add a copy of @json (@len bytes, one JSON object) as
+ * payload @name, or with @hypeman as the hypeman fork mailbox @name with
+ * @token (NULL or "": match any token). Returns 0, -EINVAL (bad name, bad
+ * token, not a JSON object, a name given twice), -E2BIG (a 17th entry),
+ * -EFBIG (payload over 1 MiB; hypeman: over 3832 bytes), -ENOMEM.
+ */
+int rh_payload_set_add(struct rh_payload_set *set, bool hypeman, const char *name, const char *token,
+                       const uint8_t *json, size_t len, struct rh_error *err);
+
+/*
+ * rh_payload_set_from_json - read the "payloads" ({"NAME": {...}, ...}) and
+ * "hypeman_mailboxes" ([{"name": N, "token": T, "payload": {...}}, ...])
+ * keys of a request document into @set (added to what it holds). Other
+ * keys are left to rh_request_from_json. Returns 0, -EBADMSG (not JSON,
+ * wrong type, unknown key), or as rh_payload_set_add.
+ */
+int rh_payload_set_from_json(const char *text, size_t len, struct rh_payload_set *set, struct rh_error *err);
+
+/* rh_payload_set_views - the payloads as struct rh_payload views (for rh_payloads_write); returns their number. */
+unsigned rh_payload_set_views(const struct rh_payload_set *set, struct rh_payload ret[RH_PAYLOADS_MAX]);
+
+/* rh_payload_set_clear - free the bytes and empty @set. */
+void rh_payload_set_clear(struct rh_payload_set *set);
+
+/*
+ * rh_hfm_json_with_ack_port - a copy of @json with the top-level key
+ * "ack_port" set to @port (added or replaced), compact, as hypeman's host
+ * does when it waits for the guest's ack. Returns 0 (*ret malloc'd, *ret_len),
+ * -EINVAL (not an object), -EMSGSIZE (over 3832 bytes after), -ENOMEM.
+ */
+int rh_hfm_json_with_ack_port(const uint8_t *json, size_t len, uint16_t port, uint8_t **ret, size_t *ret_len,
+                              struct rh_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 
 #include "netlink.h"
 #include "rehome/mailbox.h"
+#include "rehome/payloads.h"
 #include "vmclock-abi.h"
 
 /* Signal sources (bit mask of enabled ones). */
@@ -64,6 +65,11 @@ struct agent_options {
         bool apply_shell;            /* --apply shell: `ip` via sh -c (benchmark comparison) */
         bool handoff;                /* hand the identity to networkd/ifupdown/resolved/hosts */
         const char *handoff_root;    /* test hook: prefix of the handoff's paths (NULL = /) */
+        unsigned payload_pages;      /* --payload-pages N: data pages armed for payloads (0 = none) */
+        unsigned n_hfm;              /* --hypeman-mailbox NAME=TOKEN */
+        struct {
+                const char *name, *token;
+        } hfm[RH_PAYLOADS_MAX];
 };
 
 /* What the apply step did, for the ack and for a half-way failure report. */
@@ -125,6 +131,12 @@ struct agent {
         struct kmsg_scan kmsg_scan;
         char io_buf[8192];
         char line[1024];
+
+        /* Named payloads (payloads.c). */
+        uint8_t *paydir, *paydata;      /* directory page, then payload_pages data pages */
+        unsigned n_payloads;            /* of the request being served */
+        struct rh_payload payloads[RH_PAYLOADS_MAX];
+        uint8_t *hfm_page[RH_PAYLOADS_MAX]; /* hypeman fork mailboxes */
 };
 
 /* main.c */
@@ -137,6 +149,21 @@ int arm_write(struct agent *a, struct rh_error *err);
 /* V1 mode: write seq 0 at +64, as hypeman's guest does once it has answered. */
 void v1_seq_reset(struct agent *a);
 void arm_tune_compaction(struct agent *a);
+
+/* The gpa of one mlocked page of ours (/proc/self/pagemap). */
+int arm_page_gpa(const void *addr, uint64_t *ret_gpa);
+
+/* payloads.c */
+int payloads_setup(struct agent *a, struct rh_error *err);
+/* Write the directory and fill the arm header's payload fields (arm_write calls it). */
+void payloads_arm(struct agent *a);
+/* Check the request's payload stream before anything is applied. */
+int payloads_check(struct agent *a, const struct rh_request *req, struct rh_error *err);
+/* Deliver every payload; fills the ack's payload fields. 0 or the first -errno (text in @what). */
+int payloads_deliver(struct agent *a, char *what, size_t cap);
+/* hypeman fork mailboxes: any seq != 0? / deliver, ack and reset every pending one. */
+bool hfm_pending(const struct agent *a);
+void hfm_serve(struct agent *a);
 
 /* wait.c */
 int wait_setup(struct agent *a, struct rh_error *err);

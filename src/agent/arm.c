@@ -79,6 +79,11 @@ static int page_gpa(const void *addr, uint64_t *ret_gpa)
         return 0;
 }
 
+int arm_page_gpa(const void *addr, uint64_t *ret_gpa)
+{
+        return page_gpa(addr, ret_gpa);
+}
+
 static uint32_t agent_caps(const struct agent *a)
 {
         uint32_t caps = RH_CAP_IPV6 | RH_CAP_ROUTES | RH_CAP_DNS | RH_CAP_HOSTNAME | RH_CAP_ANNOUNCE |
@@ -256,6 +261,7 @@ int arm_write(struct agent *a, struct rh_error *err)
                          gpa, token);
         } else {
                 a->arm.arm_generation++;
+                payloads_arm(a);
                 rh_mailbox_arm_write(a->page, &a->arm);
                 snprintf(a->line, sizeof(a->line), "rehome-agent: armed gpa=0x%" PRIx64 " token=%s abi=%u.%u",
                          gpa, a->token_hex, a->arm.abi_major, a->arm.abi_minor);

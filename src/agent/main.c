@@ -115,6 +115,10 @@ static void help(void)
                "  --hook-timeout-ms N    per hook (default 5000)\n"
                "  --no-handoff           do not hand the identity to the guest's network managers\n"
                "                         (networkd, ifupdown, resolved, /etc/hosts; docs/AGENT.md)\n"
+               "  --payload-pages N      arm N data pages for named payloads, delivered as\n"
+               "                         <run-dir>/payloads/NAME (default 16 = 64 KiB; 0 = none)\n"
+               "  --hypeman-mailbox NAME=TOKEN  arm a hypeman fork mailbox (repeatable, up to 16):\n"
+               "                         delivered the same way, acked stage=applied mailbox=NAME\n"
                "  --once                 exit after one handoff\n"
                "  --handoffs N           exit after N handoffs\n"
                "  --no-mlock             do not mlockall (the mailbox page stays mlocked)\n"
@@ -217,6 +221,8 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 OPT_NO_HANDOFF,
                 OPT_HANDOFF_ROOT,
                 OPT_HOOKTIMEOUT,
+                OPT_PAYLOADPAGES,
+                OPT_HFM,
         };
         static const struct option options[] = {
                 {"signal", required_argument, NULL, OPT_SIGNAL},
@@ -243,6 +249,8 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 {"no-handoff", no_argument, NULL, OPT_NO_HANDOFF},
                 {"handoff-root", required_argument, NULL, OPT_HANDOFF_ROOT},
                 {"hook-timeout-ms", required_argument, NULL, OPT_HOOKTIMEOUT},
+                {"payload-pages", required_argument, NULL, OPT_PAYLOADPAGES},
+                {"hypeman-mailbox", required_argument, NULL, OPT_HFM},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, OPT_VERSION},
@@ -262,6 +270,7 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                 .hooks_dir = "/etc/rehome/hooks.d",
                 .handoff = true,
                 .hook_timeout_ms = 5000,
+                .payload_pages = RH_PAYLOAD_PAGES_DEFAULT,
                 .poll_interval_ms = 250,
                 .prearm_interval_us = 1000,
                 .spin_interval_us = 50,
@@ -324,6 +333,32 @@ static int parse_options(int argc, char **argv, struct agent_options *o)
                         if (parse_uint(optarg, 600000, &o->hook_timeout_ms) < 0 || o->hook_timeout_ms == 0)
                                 return usage_error("--hook-timeout-ms: '%s' is not 1..600000", optarg);
                         break;
+                case OPT_PAYLOADPAGES:
+                        if (parse_uint(optarg, RH_PAYLOAD_PAGES_MAX, &o->payload_pages) < 0)
+                                return usage_error("--payload-pages: '%s' is not 0..%u", optarg, RH_PAYLOAD_PAGES_MAX);
+                        break;
+                case OPT_HFM: {
+                        /* NAME=TOKEN: the name never holds '=', the token may. */
+                        char *eq = strchr(optarg, '=');
+
+                        if (!eq)
+                                return usage_error("--hypeman-mailbox: expected NAME=TOKEN, got '%s'", optarg);
+                        *eq = '\0';
+                        if (o->n_hfm >= RH_PAYLOADS_MAX)
+                                return usage_error("--hypeman-mailbox: at most %u", RH_PAYLOADS_MAX);
+                        /* Checked without building the marker: a second copy of it anywhere in
+                         * guest memory (this stack) could be found by a host scan first. */
+                        if (!rh_payload_name_valid(optarg) || !rh_hfm_token_valid(eq + 1))
+                                return usage_error("--hypeman-mailbox: bad name '%s' (^[A-Za-z0-9._:-]{1,64}$) or token (1..%u bytes)",
+                                                   optarg, RH_HFM_TOKEN_MAX);
+                        for (unsigned i = 0; i < o->n_hfm; i++)
+                                if (strcmp(o->hfm[i].name, optarg) == 0)
+                                        return usage_error("--hypeman-mailbox: %s given twice", optarg);
+                        o->hfm[o->n_hfm].name = optarg;
+                        o->hfm[o->n_hfm].token = eq + 1;
+                        o->n_hfm++;
+                        break;
+                }
                 case OPT_ONCE:
                         o->handoffs = 1;
                         break;
@@ -545,6 +580,8 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         a->ack.nonce = a->opt.format == FORMAT_V1 ? 0 : a->req.nonce;
 
         r = apply_validate(a, &a->req, &e);
+        if (r == 0 && a->opt.format == FORMAT_NATIVE)
+                r = payloads_check(a, &a->req, &e);
         t_validated = now_ns();
         if (r < 0) {
                 rh_error_prefix(&e, r, "request %u rejected", seq);
@@ -565,6 +602,11 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
                 r = handoff_write(a, &a->req, &a->result);
         a->ack.t_applied_ns = now_ns();
         a->ack.applied = a->result.applied;
+        if (r < 0) {
+                reject(a, &a->req, RH_ACK_FAILED, r, a->result.what);
+                return true;
+        }
+        r = payloads_deliver(a, a->result.what, sizeof(a->result.what));
         if (r < 0) {
                 reject(a, &a->req, RH_ACK_FAILED, r, a->result.what);
                 return true;
@@ -603,7 +645,7 @@ int main(int argc, char **argv)
 
         if ((r = arm_setup(a, &err)) < 0 || (r = rh_nl_open(&a->nl, &err)) < 0 ||
             (r = announce_setup(a, &err)) < 0 || (r = ack_setup(a, &err)) < 0 ||
-            (r = wait_setup(a, &err)) < 0) {
+            (r = payloads_setup(a, &err)) < 0 || (r = wait_setup(a, &err)) < 0) {
                 agent_log(a, "%s", err.msg);
                 return 1;
         }
@@ -627,7 +669,12 @@ int main(int argc, char **argv)
                         agent_log(a, "%s", err.msg);
                         return 1;
                 }
-                if (!handoff(a, signal, t_signal))
+                bool served = handoff(a, signal, t_signal);
+
+                /* After the network (the ack goes to the new gateway): hypeman fork mailboxes. */
+                if (hfm_pending(a))
+                        hfm_serve(a);
+                if (!served)
                         continue;
                 wait_handoff_done(a);
                 /* Re-arm: a clone can itself be snapshotted and forked again. */

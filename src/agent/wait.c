@@ -491,7 +491,7 @@ int wait_for_handoff(struct agent *a, uint64_t *ret_t_signal_ns, struct rh_error
                 {
                         uint32_t seq = request_seq(a);
 
-                        if (seq != 0 && seq != a->last_seq) {
+                        if ((seq != 0 && seq != a->last_seq) || hfm_pending(a)) {
                                 *ret_t_signal_ns = now;
                                 return signal;
                         }

@@ -308,6 +308,10 @@ int cmd_fork(int argc, char **argv)
                         return r;
                 o.request = &req;
         }
+        r = payloads_finish(&ro, "fork");
+        if (r != 0)
+                return r;
+        o.payloads = &ro.payloads;
         if (strcmp(ipam.plugin, "none") == 0) {
                 if (!o.has_ip)
                         return cli_usage_error("fork", "--ipam none needs --ip A.B.C.D/P");

@@ -191,6 +191,8 @@ static int add_client(int argc, char **argv)
                 return cli_usage_error("pager add-client", "--control, --socket and --gpa are required");
         if ((r = request_finish(&ro, "pager add-client", &req)) != 0)
                 return r;
+        if (ro.payloads.n_payloads || ro.payloads.n_hypeman)
+                return cli_usage_error("pager add-client", "--payload/--hypeman-mailbox: the pager's overlay page cannot carry them");
         req_text = rh_request_to_json(&req, 0);
         jreq = req_text ? json_loads(req_text, 0, NULL) : NULL;
         if (!jreq)

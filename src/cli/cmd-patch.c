@@ -108,8 +108,33 @@ static int v1_refuse(const struct request_opts *ro, const struct rh_request *req
         return 0;
 }
 
-static int patch_v1(struct target_opts *t, bool writable, struct rh_request *req, uint32_t *ret_seq,
-                    uint64_t *ret_gpa, struct rh_error *err)
+/* Every --hypeman-mailbox: found by its marker anywhere in guest RAM, JSON written, seq 1 last. */
+static int patch_hypeman(struct rh_target *target, const struct rh_payload_set *set, struct rh_error *err)
+{
+        for (unsigned i = 0; i < set->n_hypeman; i++) {
+                const struct rh_named_json *m = &set->hypeman[i];
+                const char *tok = m->token[0] ? m->token : NULL;
+                uint64_t gpa;
+                int r;
+
+                r = rh_hfm_locate(target, m->name, tok, &gpa, err);
+                if (r < 0)
+                        return r;
+                r = rh_hfm_patch(target, gpa, m->name, tok, m->data, m->len, err);
+                if (r < 0)
+                        return r;
+                if (cli.json)
+                        printf("{\"hypeman_mailbox\":\"%s\",\"gpa\":\"0x%" PRIx64 "\",\"seq\":1,\"length\":%u}\n",
+                               m->name, gpa, m->len);
+                else
+                        printf("patched hypeman-mailbox=%s gpa=0x%" PRIx64 " seq=1 length=%u\n", m->name, gpa,
+                               m->len);
+        }
+        return 0;
+}
+
+static int patch_v1(struct target_opts *t, bool writable, struct rh_request *req,
+                    const struct rh_payload_set *payloads, uint32_t *ret_seq, uint64_t *ret_gpa, struct rh_error *err)
 {
         /* Declared in this order so the target (which points at the layout) goes first. */
         _cleanup_(rh_layout_freep) struct rh_layout *layout = NULL;
@@ -127,6 +152,9 @@ static int patch_v1(struct target_opts *t, bool writable, struct rh_request *req
         if (r < 0)
                 return rh_error_prefix(err, r, "V1 mailbox at gpa 0x%" PRIx64, gpa);
         *ret_gpa = gpa;
+        r = patch_hypeman(target, payloads, err);
+        if (r < 0)
+                return r;
         return 0;
 }
 
@@ -186,6 +214,19 @@ int cmd_patch(int argc, char **argv)
                 t.token_arg = v1_token;
         }
         t.v1 = v1;
+        /* Only hypeman fork mailboxes: no rehome request, no mailbox gpa needed. */
+        if (!v1 && !ro.any_flag && !ro.json_path && ro.payloads.n_hypeman && !ro.payloads.n_payloads) {
+                if ((r = target_check(&t, "patch", false)) != 0)
+                        return r;
+                if ((r = payloads_finish(&ro, "patch")) != 0)
+                        return r;
+                r = target_open(&t, true, &layout, &target, &err);
+                if (r >= 0)
+                        r = patch_hypeman(target, &ro.payloads, &err);
+                if (r < 0)
+                        return cli_fail("hypeman mailbox: %s", err.msg);
+                return EXIT_OK;
+        }
         if ((r = target_check(&t, "patch", !v1)) != 0)
                 return r;
         if (v1 && !t.token_arg)
@@ -200,7 +241,9 @@ int cmd_patch(int argc, char **argv)
 
                 if ((r = v1_refuse(&ro, &req)) != 0)
                         return r;
-                r = patch_v1(&t, true, &req, &seq, &gpa, &err);
+                if (ro.payloads.n_payloads)
+                        return cli_usage_error("patch", "--payload: V1 cannot carry it (--hypeman-mailbox can)");
+                r = patch_v1(&t, true, &req, &ro.payloads, &seq, &gpa, &err);
                 if (r < 0)
                         return cli_fail("patch V1 mailbox: %s", err.msg);
                 memcpy(a.addr, req.addrs[0].addr, 16);
@@ -216,6 +259,20 @@ int cmd_patch(int argc, char **argv)
         }
 
         r = target_open(&t, true, &layout, &target, &err);
+        if (r >= 0 && ro.payloads.n_payloads) {
+                struct rh_payload views[RH_PAYLOADS_MAX];
+                unsigned n = rh_payload_set_views(&ro.payloads, views);
+
+                /* The stream goes into the payload pages first; the request (with its CRC over it) last. */
+                r = rh_payloads_write(target, t.gpa, t.has_token ? t.token : NULL, views, n, &req, &err);
+                if (r < 0)
+                        return cli_fail("payloads: %s", err.msg);
+        }
+        if (r >= 0 && ro.payloads.n_hypeman) {
+                r = patch_hypeman(target, &ro.payloads, &err);
+                if (r < 0)
+                        return cli_fail("hypeman mailbox: %s", err.msg);
+        }
         if (r >= 0)
                 r = rh_mailbox_patch(target, t.gpa, t.has_token ? t.token : NULL, &req, &seq, &err);
         if (r < 0)

@@ -250,6 +250,7 @@ static int once(struct request_opts *o, int c, const char *verb)
                 {OPT_REQUEST, "--request"}, {OPT_IFACE, "--iface"}, {OPT_MATCH_MAC, "--match-mac"},
                 {OPT_MAC, "--mac"},         {OPT_MTU, "--mtu"},     {OPT_HOSTNAME, "--hostname"},
                 {OPT_ACK, "--ack"},         {OPT_SEQ, "--seq"},     {OPT_NONCE, "--nonce"},
+                {OPT_HYPEMAN_TOKEN, "--hypeman-token"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(single); i++)
@@ -260,6 +261,37 @@ static int once(struct request_opts *o, int c, const char *verb)
                         o->seen |= bit;
                 }
         return 0;
+}
+
+/* --payload / --hypeman-mailbox NAME=FILE.json: the file must hold exactly one JSON object. */
+static int payload_opt(struct request_opts *o, bool hypeman, const char *arg, const char *verb)
+{
+        const char *opt = hypeman ? "--hypeman-mailbox" : "--payload";
+        const char *eq = strchr(arg, '=');
+        _cleanup_free_ char *text = NULL;
+        char name[RH_PAYLOAD_NAME_MAX + 1];
+        struct rh_error err = {};
+        size_t len;
+        int r;
+
+        if (!eq || eq == arg || !eq[1])
+                return cli_usage_error(verb, "%s: expected NAME=FILE.json, got '%s'", opt, arg);
+        if ((size_t)(eq - arg) > RH_PAYLOAD_NAME_MAX)
+                return cli_usage_error(verb, "%s: name longer than %u characters", opt, RH_PAYLOAD_NAME_MAX);
+        memcpy(name, arg, (size_t)(eq - arg));
+        name[eq - arg] = 0;
+        if (!rh_payload_name_valid(name))
+                return cli_usage_error(verb, "%s: invalid name '%s' (want ^[A-Za-z0-9._:-]{1,64}$)", opt, name);
+        r = read_file_alloc(eq + 1, RH_PAYLOAD_PAGES_MAX * 4096u, &text, &len);
+        if (r == -EFBIG || r == -E2BIG || r == -EMSGSIZE)
+                return cli_usage_error(verb, "%s %s: %s is larger than %u bytes", opt, name, eq + 1,
+                                       RH_PAYLOAD_PAGES_MAX * 4096u);
+        if (r < 0)
+                return cli_usage_error(verb, "%s %s: %s: %s", opt, name, eq + 1, strerror(-r));
+        r = rh_payload_set_add(&o->payloads, hypeman, name, NULL, (const uint8_t *)text, len, &err);
+        if (r < 0)
+                return cli_usage_error(verb, "%s: %s (%s)", opt, err.msg, eq + 1);
+        return 1;
 }
 
 int request_opt(struct request_opts *o, int c, const char *arg, const char *verb)
@@ -275,6 +307,14 @@ int request_opt(struct request_opts *o, int c, const char *arg, const char *verb
         switch (c) {
         case OPT_REQUEST:
                 o->json_path = arg;
+                return 1;
+        case OPT_PAYLOAD:
+        case OPT_HYPEMAN_MAILBOX:
+                return payload_opt(o, c == OPT_HYPEMAN_MAILBOX, arg, verb);
+        case OPT_HYPEMAN_TOKEN:
+                if (!rh_hfm_token_valid(arg))
+                        return cli_usage_error(verb, "--hypeman-token: must be 1..%u bytes", RH_HFM_TOKEN_MAX);
+                o->hypeman_token = arg;
                 return 1;
         case OPT_SEQ:
                 if (parse_u64(arg, &v) < 0 || v > UINT32_MAX)
@@ -386,6 +426,18 @@ static bool is_zero_route(const struct rh_route *rt)
         return memcmp(rt->dst, zero, 16) == 0;
 }
 
+int payloads_finish(struct request_opts *o, const char *verb)
+{
+        /* --hypeman-token applies to every fork mailbox that names none (a JSON "token" wins). */
+        if (o->hypeman_token && !o->payloads.n_hypeman)
+                return cli_usage_error(verb, "--hypeman-token without --hypeman-mailbox");
+        for (unsigned i = 0; i < o->payloads.n_hypeman; i++)
+                if (!o->payloads.hypeman[i].token[0] && o->hypeman_token)
+                        snprintf(o->payloads.hypeman[i].token, sizeof(o->payloads.hypeman[i].token), "%s",
+                                 o->hypeman_token);
+        return 0;
+}
+
 int request_finish(struct request_opts *o, const char *verb, struct rh_request *ret_req)
 {
         struct rh_error err = {};
@@ -402,6 +454,9 @@ int request_finish(struct request_opts *o, const char *verb, struct rh_request *
                 if (r < 0)
                         return cli_fail("%s: %s", o->json_path, strerror(-r));
                 r = rh_request_from_json(text, len, &req, &err);
+                if (r < 0)
+                        return cli_fail("%s: %s", o->json_path, err.msg);
+                r = rh_payload_set_from_json(text, len, &o->payloads, &err);
                 if (r < 0)
                         return cli_fail("%s: %s", o->json_path, err.msg);
                 if (o->req.seq)
@@ -426,6 +481,9 @@ int request_finish(struct request_opts *o, const char *verb, struct rh_request *
                 if (r < 0)
                         return cli_usage_error(verb, "%s", err.msg);
         }
+        r = payloads_finish(o, verb);
+        if (r != 0)
+                return r;
         if (req.nonce == 0)
                 req.nonce = random_nonce();
         *ret_req = req;

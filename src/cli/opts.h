@@ -16,6 +16,7 @@
 #include "rehome/layout.h"
 #include "rehome/mailbox.h"
 #include "rehome/patch.h"
+#include "rehome/request.h"
 
 enum {
         OPT_FILE = 0x100,
@@ -44,6 +45,9 @@ enum {
         OPT_KEEP_ADDRS,
         OPT_SEQ,
         OPT_NONCE,
+        OPT_PAYLOAD,
+        OPT_HYPEMAN_MAILBOX,
+        OPT_HYPEMAN_TOKEN,
         OPT_VERB_BASE = 0x200, /* verbs number their own options from here */
 };
 
@@ -89,7 +93,10 @@ enum {
         { "ack-early", no_argument, NULL, OPT_ACK_EARLY },                                         \
         { "keep-addrs", no_argument, NULL, OPT_KEEP_ADDRS },                                       \
         { "seq", required_argument, NULL, OPT_SEQ },                                               \
-        { "nonce", required_argument, NULL, OPT_NONCE }
+        { "nonce", required_argument, NULL, OPT_NONCE },                                           \
+        { "payload", required_argument, NULL, OPT_PAYLOAD },                                       \
+        { "hypeman-mailbox", required_argument, NULL, OPT_HYPEMAN_MAILBOX },                       \
+        { "hypeman-token", required_argument, NULL, OPT_HYPEMAN_TOKEN }
 
 #define REQUEST_HELP                                                                               \
         "The request (flags, or --request FILE.json; see docs/MAILBOX.md):\n"                      \
@@ -109,7 +116,12 @@ enum {
         "  --ack-early         also send a stage=mailbox line when the request is read\n"          \
         "  --keep-addrs        add addresses without removing the old ones\n"                      \
         "  --seq N             request sequence (default: one more than the page's)\n"             \
-        "  --nonce HEX         per-fork nonce echoed in acks (default: random)\n"
+        "  --nonce HEX         per-fork nonce echoed in acks (default: random)\n"             \
+        "  --payload NAME=FILE.json  a named JSON object for apps in the guest, delivered as\n"  \
+        "                      /run/rehome/payloads/NAME (repeatable, up to 16; docs/AGENT.md)\n" \
+        "  --hypeman-mailbox NAME=FILE.json  write a hypeman fork mailbox NAME found by its\n"   \
+        "                      marker anywhere in guest memory (repeatable, up to 16)\n"         \
+        "  --hypeman-token T   the fork mailboxes' token (1..128 bytes; default: any)\n"
 
 struct target_opts {
         const char *file;
@@ -133,6 +145,8 @@ struct request_opts {
         bool has_nonce;
         unsigned n_gateways;
         uint64_t seen; /* single-valued options given so far (bit = code - OPT_FILE) */
+        struct rh_payload_set payloads; /* --payload, --hypeman-mailbox, "payloads" in --request */
+        const char *hypeman_token;
 };
 
 /* Parse a number with 0x/K/M/G handling for addresses ("0x9dee000", "4096"). */
@@ -156,6 +170,9 @@ void request_opts_init(struct request_opts *o);
 int request_opt(struct request_opts *o, int c, const char *arg, const char *verb);
 /* Build the request (from the JSON file or the flags); 0 or EXIT_USAGE/EXIT_FAIL after printing. */
 int request_finish(struct request_opts *o, const char *verb, struct rh_request *ret_req);
+
+/* Settle the payload set (--hypeman-token); request_finish calls it. 0 or EXIT_USAGE. */
+int payloads_finish(struct request_opts *o, const char *verb);
 
 /* A random 64-bit nonce from getrandom(). */
 uint64_t random_nonce(void);

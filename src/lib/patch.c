@@ -24,6 +24,7 @@
 
 #include "cleanup.h"
 #include "rehome/patch.h"
+#include "rehome/payloads.h"
 #include "target.h"
 #include "unaligned.h"
 
@@ -85,7 +86,18 @@ struct scan_want {
         bool v1;
         const uint8_t *token; /* rehome: RH_TOKEN_LEN bytes or NULL */
         const char *v1_token; /* V1: the token or NULL */
+        bool hfm;             /* hypeman fork mailbox (with v1: byte-offset scan) */
+        const char *hfm_name, *hfm_token;
 };
+
+/* The hypeman fork mailbox at @gpa: 4 KiB in guest RAM, marker read back through the target. */
+static bool hfm_confirm(struct rh_target *t, uint64_t gpa, const char *name, const char *token)
+{
+        uint8_t live[RH_HFM_SIZE];
+
+        return rh_target_read(t, gpa, live, sizeof(live), NULL) == 0 &&
+               rh_hfm_marker_at(live, sizeof(live), name, token, NULL);
+}
 
 /*
  * The V1 buffer at @gpa: its 4 KiB lie in guest RAM and, read through the
@@ -104,24 +116,30 @@ static bool v1_confirm(struct rh_target *t, uint64_t gpa, const char *token)
  * overlap by 63 bytes so a marker across a chunk boundary is seen once.
  */
 static int scan_stretch_v1(struct rh_target *t, bool from_file, uint64_t off, uint64_t end, uint64_t gpa,
-                           const char *token, uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
+                           const struct scan_want *want, uint8_t *chunk, uint64_t *ret_gpa, struct rh_error *err)
 {
+        /* The marker area: 64 bytes for V1, 256 for a fork mailbox (chunks overlap by one less). */
+        const size_t mlen = want->hfm ? RH_HFM_OFF_SEQ : RH_V1_OFF_SEQ;
+        const char *magic = want->hfm ? RH_HFM_MAGIC : RH_V1_MAGIC;
+        const size_t magic_len = want->hfm ? RH_HFM_MAGIC_LEN : RH_V1_MAGIC_LEN;
         int r;
 
-        while (end - off >= RH_V1_OFF_SEQ) {
+        while (end - off >= mlen) {
                 size_t n = end - off < RH_SCAN_CHUNK ? (size_t)(end - off) : RH_SCAN_CHUNK;
-                const uint8_t *p = chunk, *last = chunk + n - RH_V1_OFF_SEQ;
+                const uint8_t *p = chunk, *last = chunk + n - mlen;
 
                 r = from_file ? target_read_file(t, off, chunk, n, err)
                               : target_read_offset(t, off, chunk, n, err);
                 if (r < 0)
                         return r;
-                while (p <= last && (p = memmem(p, (size_t)(chunk + n - p), RH_V1_MAGIC, RH_V1_MAGIC_LEN))) {
+                while (p <= last && (p = memmem(p, (size_t)(chunk + n - p), magic, magic_len))) {
                         uint64_t at = gpa + (uint64_t)(p - chunk);
 
                         if (p > last)
                                 break;
-                        if (rh_v1_marker_matches(p, token) && v1_confirm(t, at, token)) {
+                        if (want->hfm ? (rh_hfm_marker_at(p, mlen, want->hfm_name, want->hfm_token, NULL) &&
+                                         hfm_confirm(t, at, want->hfm_name, want->hfm_token))
+                                      : (rh_v1_marker_matches(p, want->v1_token) && v1_confirm(t, at, want->v1_token))) {
                                 *ret_gpa = at;
                                 return 1;
                         }
@@ -129,8 +147,8 @@ static int scan_stretch_v1(struct rh_target *t, bool from_file, uint64_t off, ui
                 }
                 if (n == end - off)
                         break;
-                off += n - (RH_V1_OFF_SEQ - 1);
-                gpa += n - (RH_V1_OFF_SEQ - 1);
+                off += n - (mlen - 1);
+                gpa += n - (mlen - 1);
         }
         return 0;
 }
@@ -147,8 +165,8 @@ static int scan_stretch(struct rh_target *t, bool from_file, uint64_t off, uint6
         uint8_t live[RH_MAILBOX_SIZE];
         int r;
 
-        if (want->v1)
-                return scan_stretch_v1(t, from_file, off, end, gpa, want->v1_token, chunk, ret_gpa, err);
+        if (want->v1 || want->hfm)
+                return scan_stretch_v1(t, from_file, off, end, gpa, want, chunk, ret_gpa, err);
 
         if (skip >= end - off)
                 return 0;
@@ -491,4 +509,106 @@ int rh_v1_patch(struct rh_target *target, uint64_t gpa, const char *token, const
         if (ret_seq)
                 *ret_seq = seq;
         return 0;
+}
+
+/* ---- named payloads (rehome/payloads.h) ---- */
+
+int rh_payloads_write(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                      const struct rh_payload *payloads, unsigned n, struct rh_request *req, struct rh_error *err)
+{
+        _cleanup_free_ uint64_t *gpas = NULL;
+        _cleanup_free_ uint8_t *stream = NULL;
+        uint8_t page[RH_MAILBOX_SIZE], dir[PAGE];
+        struct rh_payloads_ref ref;
+        struct rh_arm arm;
+        size_t size;
+        int r;
+
+        if (n == 0) {
+                req->payloads_count = req->payloads_len = req->payloads_crc = 0;
+                return 0;
+        }
+        r = rh_payloads_stream_size(payloads, n, &size, err);
+        if (r < 0)
+                return r;
+        r = load_page(target, gpa, token, page, err);
+        if (r < 0)
+                return r;
+        r = rh_mailbox_arm_read(page, sizeof(page), &arm, err);
+        if (r < 0)
+                return r;
+        if (!(arm.caps & RH_CAP_PAYLOADS) || arm.payload_pages == 0 || arm.payload_dir_pfn == 0)
+                return rh_error_set(err, EOPNOTSUPP,
+                                    "the guest agent announces no payload pages (RH_CAP_PAYLOADS); upgrade rehome-agent or start it with --payload-pages N");
+        if (arm.payload_pages > RH_PAYLOAD_PAGES_MAX)
+                return rh_error_set(err, EBADMSG, "arm header announces %u payload pages (max %u)", arm.payload_pages,
+                                    RH_PAYLOAD_PAGES_MAX);
+        r = rh_target_read(target, (uint64_t)arm.payload_dir_pfn * PAGE, dir, sizeof(dir), err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "payload directory at gpa 0x%" PRIx64, (uint64_t)arm.payload_dir_pfn * PAGE);
+        gpas = calloc(arm.payload_pages, sizeof(*gpas));
+        stream = calloc(arm.payload_pages, PAGE);
+        if (!gpas || !stream)
+                return rh_error_set(err, ENOMEM, "payloads: out of memory");
+        r = rh_paydir_read(dir, arm.token, arm.payload_pages, gpas, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "payload directory at gpa 0x%" PRIx64, (uint64_t)arm.payload_dir_pfn * PAGE);
+        r = rh_payloads_stream_encode(payloads, n, stream, (size_t)arm.payload_pages * PAGE, &ref, err);
+        if (r < 0)
+                return r;
+        for (size_t off = 0; off < ref.stream_len; off += PAGE) {
+                size_t chunk = ref.stream_len - off < PAGE ? ref.stream_len - off : PAGE;
+
+                r = rh_target_write(target, gpas[off / PAGE], stream + off, chunk, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "payload page %zu", off / PAGE);
+        }
+        req->payloads_count = ref.count;
+        req->payloads_len = ref.stream_len;
+        req->payloads_crc = ref.stream_crc;
+        return 0;
+}
+
+/* ---- hypeman fork mailboxes ---- */
+
+int rh_hfm_locate(struct rh_target *target, const char *name, const char *token, uint64_t *ret_gpa,
+                  struct rh_error *err)
+{
+        uint64_t gpa = 0, scanned = 0;
+        int r;
+
+        if (!rh_payload_name_valid(name))
+                return rh_error_set(err, EINVAL, "fork mailbox name \"%.64s\" is invalid", name);
+        if (token && !rh_hfm_token_valid(token))
+                return rh_error_set(err, EINVAL, "fork mailbox token must be 1..%u bytes", RH_HFM_TOKEN_MAX);
+        r = scan(target, &(struct scan_want){.hfm = true, .hfm_name = name, .hfm_token = token}, &gpa, &scanned,
+                 err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "scan for fork mailbox %s", name);
+        if (r == 0)
+                return rh_error_set(err, ENOENT, "no fork mailbox %s%s in 0x%" PRIx64 " bytes of guest RAM", name,
+                                    token ? " with that token" : "", scanned);
+        *ret_gpa = gpa;
+        return 0;
+}
+
+int rh_hfm_patch(struct rh_target *target, uint64_t gpa, const char *name, const char *token, const uint8_t *json,
+                 size_t len, struct rh_error *err)
+{
+        uint8_t buf[RH_HFM_SIZE];
+        int r;
+
+        r = rh_target_read(target, gpa, buf, sizeof(buf), err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "fork mailbox %s at gpa 0x%" PRIx64, name, gpa);
+        if (!rh_hfm_marker_at(buf, sizeof(buf), name, token, NULL))
+                return rh_error_set(err, ENOENT, "no fork mailbox %s marker at gpa 0x%" PRIx64, name, gpa);
+        r = rh_hfm_encode(buf, json, len, err);
+        if (r < 0)
+                return rh_error_prefix(err, r, "fork mailbox %s", name);
+        /* JSON (and zero fill) and length first, seq last: hypeman's host order. */
+        r = rh_target_write(target, gpa + RH_HFM_OFF_LEN, buf + RH_HFM_OFF_LEN, RH_HFM_SIZE - RH_HFM_OFF_LEN, err);
+        if (r < 0)
+                return r;
+        return rh_target_write(target, gpa + RH_HFM_OFF_SEQ, buf + RH_HFM_OFF_SEQ, 4, err);
 }

@@ -275,7 +275,8 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
 {
         static const char *const keys[] = {
                 "interfaces", "addresses", "routes", "dns", "search", "hostname", "flush_neighbours",
-                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", "realtime_ns", "new_machine_id", NULL,
+                "announce", "ack_early", "replace_addresses", "ack", "seq", "nonce", "version", "realtime_ns", "new_machine_id",
+                "payloads", "hypeman_mailboxes", /* rh_payload_set_from_json */ NULL,
         };
         _cleanup_json_ json_t *root = NULL;
         struct rh_request req = { .flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS };

@@ -276,6 +276,13 @@ int rh_request_validate(const struct rh_request *req, struct rh_error *err)
                 if (req->ack_port == 0)
                         return rh_error_set(err, EINVAL, "ack port is 0");
         }
+        if (req->payloads_count > 16u)
+                return rh_error_set(err, EINVAL, "payload count %u out of range 0..16", req->payloads_count);
+        if (req->payloads_count && req->payloads_len < req->payloads_count * 80u)
+                return rh_error_set(err, EINVAL, "payload stream length %u too short for %u payloads",
+                                    req->payloads_len, req->payloads_count);
+        if (!req->payloads_count && (req->payloads_len || req->payloads_crc))
+                return rh_error_set(err, EINVAL, "payload stream without payloads");
         return 0;
 }
 
@@ -287,6 +294,7 @@ int rh_request_validate(const struct rh_request *req, struct rh_error *err)
 #define TLV_IP_LEN 20u
 #define TLV_FLAGS_LEN 4u
 #define TLV_REALTIME_LEN 8u
+#define TLV_PAYLOADS_LEN 12u
 
 struct tlv_writer {
         uint8_t *buf;
@@ -400,6 +408,14 @@ int rh_request_encode(const struct rh_request *req, uint8_t *buf, size_t cap, si
                 if (v)
                         unaligned_write_le64(v, req->realtime_ns);
         }
+        if (req->payloads_count) {
+                v = tlv_put(&w, RH_TLV_PAYLOADS, TLV_PAYLOADS_LEN);
+                if (v) {
+                        unaligned_write_le32(v, req->payloads_count);
+                        unaligned_write_le32(v + 4, req->payloads_len);
+                        unaligned_write_le32(v + 8, req->payloads_crc);
+                }
+        }
 
         if (w.overflow)
                 return rh_error_set(err, ENOBUFS, "encoded request does not fit in %zu bytes", cap);
@@ -436,7 +452,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                 [RH_TLV_IFACE] = TLV_IFACE_LEN, [RH_TLV_ADDR] = TLV_ADDR_LEN,
                 [RH_TLV_ROUTE] = TLV_ROUTE_LEN, [RH_TLV_DNS] = TLV_IP_LEN,
                 [RH_TLV_FLAGS] = TLV_FLAGS_LEN, [RH_TLV_ACK_UDP] = TLV_IP_LEN,
-                [RH_TLV_REALTIME] = TLV_REALTIME_LEN,
+                [RH_TLV_REALTIME] = TLV_REALTIME_LEN, [RH_TLV_PAYLOADS] = TLV_PAYLOADS_LEN,
         };
         struct rh_request req = {};
         size_t off = 0;
@@ -565,6 +581,15 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
                         if (req.realtime_ns == 0)
                                 return rh_error_set(err, EBADMSG, "record %u: realtime 0", idx);
                         break;
+                case RH_TLV_PAYLOADS:
+                        if (req.payloads_count)
+                                return rh_error_set(err, EBADMSG, "record %u: second payloads record", idx);
+                        req.payloads_count = unaligned_read_le32(v);
+                        req.payloads_len = unaligned_read_le32(v + 4);
+                        req.payloads_crc = unaligned_read_le32(v + 8);
+                        if (req.payloads_count == 0)
+                                return rh_error_set(err, EBADMSG, "record %u: payload count 0", idx);
+                        break;
                 default:
                         return rh_error_set(err, EBADMSG, "record %u: unknown type %u", idx, type);
                 }
@@ -594,6 +619,8 @@ void rh_mailbox_arm_write(uint8_t *page, const struct rh_arm *arm)
         unaligned_write_le32(h + 0x28, arm->agent_version);
         unaligned_write_le32(h + 0x2c, arm->caps);
         unaligned_write_le32(h + 0x30, RH_MAILBOX_SIZE);
+        unaligned_write_le32(h + 0x34, arm->payload_dir_pfn);
+        unaligned_write_le32(h + 0x38, arm->payload_pages);
         unaligned_write_le32(h + 0x3c, rh_crc32c(0, h, 0x3c));
         memset(page + RH_OFF_PREARM_CONFIRM, 0, sizeof(struct rh_wire_prearm_confirm));
 }
@@ -624,6 +651,8 @@ int rh_mailbox_arm_read(const uint8_t *page, size_t len, struct rh_arm *ret_arm,
         arm.gpa = unaligned_read_le64(h + 0x20);
         arm.agent_version = unaligned_read_le32(h + 0x28);
         arm.caps = unaligned_read_le32(h + 0x2c);
+        arm.payload_dir_pfn = unaligned_read_le32(h + 0x34);
+        arm.payload_pages = unaligned_read_le32(h + 0x38);
         *ret_arm = arm;
         return 0;
 }
@@ -736,6 +765,9 @@ void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack)
         unaligned_write_le64(rec + 0x30, ack->t_applied_ns);
         unaligned_write_le64(rec + 0x38, ack->t_ack_ns);
         unaligned_write_le32(rec + 0x40, ack->arm_generation);
+        unaligned_write_le32(rec + 0x44, ack->payloads_total);
+        unaligned_write_le32(rec + 0x48, ack->payloads_delivered);
+        memcpy(rec + 0x160, ack->payload_errno, sizeof(ack->payload_errno));
         memcpy(rec + 0x60, ack->error, n);
         unaligned_write_le32(rec + 0x04, rh_crc32c(0, rec + 0x08, sizeof(rec) - 0x08));
         /* Unpublish first, for the reason given in rh_mailbox_write_request. */
@@ -773,6 +805,12 @@ int rh_mailbox_read_ack(const uint8_t *page, struct rh_ack *ret_ack, struct rh_e
         ack.t_applied_ns = unaligned_read_le64(rec + 0x30);
         ack.t_ack_ns = unaligned_read_le64(rec + 0x38);
         ack.arm_generation = unaligned_read_le32(rec + 0x40);
+        ack.payloads_total = unaligned_read_le32(rec + 0x44);
+        ack.payloads_delivered = unaligned_read_le32(rec + 0x48);
+        memcpy(ack.payload_errno, rec + 0x160, sizeof(ack.payload_errno));
+        if (ack.payloads_total > 16u || (ack.payloads_delivered >> ack.payloads_total) != 0)
+                return rh_error_set(err, EBADMSG, "ack payload counts out of range (%u, 0x%x)", ack.payloads_total,
+                                    ack.payloads_delivered);
         if (ack.status > RH_ACK_STATUS_MAX_)
                 return rh_error_set(err, EBADMSG, "ack status %u out of range", ack.status);
         if (ack.signal > RH_SIGNAL_MAX_)

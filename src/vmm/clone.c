@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -495,6 +496,7 @@ int clone_prepare(struct clone *c, const struct vmm_template *t, const struct vm
         c->ops = &vmm_qemu_ops;
         c->res = res;
         c->udp_fd = -EBADF;
+        c->hfm_fd = -EBADF;
         c->t_start = now_ns();
         r = stage_begin(c, "prepare", err);
         if (r < 0)
@@ -555,6 +557,62 @@ int clone_load_state(struct clone *c, struct rh_error *err)
         return r;
 }
 
+/*
+ * The request's named payloads into the agent's payload pages (before the
+ * request, whose CRC covers them), and hypeman fork mailboxes by marker.
+ */
+static int write_payloads(struct clone *c, struct rh_error *err)
+{
+        const struct rh_payload_set *set = c->o->payloads;
+        struct rh_payload views[RH_PAYLOADS_MAX];
+        unsigned n;
+        int r;
+
+        if (!set)
+                return 0;
+        n = rh_payload_set_views(set, views);
+        if (n) {
+                r = rh_payloads_write(c->target, c->t->mailbox_gpa, c->t->token, views, n, &c->req, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "payloads");
+                for (unsigned i = 0; i < n; i++)
+                        snprintf(c->res->payload_names[i], sizeof(c->res->payload_names[i]), "%s", views[i].name);
+                c->res->n_payloads = n;
+        }
+        for (unsigned i = 0; i < set->n_hypeman; i++) {
+                const struct rh_named_json *m = &set->hypeman[i];
+                const char *tok = m->token[0] ? m->token : NULL;
+                _cleanup_free_ uint8_t *json = NULL;
+                size_t len = m->len;
+                uint32_t port = 0;
+                uint64_t gpa;
+
+                snprintf(c->res->hypeman_names[i], sizeof(c->res->hypeman_names[i]), "%s", m->name);
+                /* No ack_port of the caller's: as hypeman's host does, put ours in and wait for the ack. */
+                (void)rh_json_object_check(m->data, m->len, &port);
+                if (port == 0) {
+                        struct rh_ipaddr gw;
+                        uint16_t p = 0;
+
+                        if (c->hfm_fd < 0)
+                                c->hfm_fd = udp_ack_socket(&c->net, &gw, &p);
+                        if (c->hfm_fd >= 0 && p) {
+                                r = rh_hfm_json_with_ack_port(m->data, m->len, p, &json, &len, err);
+                                if (r < 0)
+                                        return rh_error_prefix(err, r, "hypeman mailbox %s", m->name);
+                                c->res->hypeman_awaited |= 1u << i;
+                        }
+                }
+                r = rh_hfm_locate(c->target, m->name, tok, &gpa, err);
+                if (r == 0)
+                        r = rh_hfm_patch(c->target, gpa, m->name, tok, json ? json : m->data, len, err);
+                if (r < 0)
+                        return rh_error_prefix(err, r, "hypeman mailbox %s", m->name);
+        }
+        c->res->n_hypeman = set->n_hypeman;
+        return 0;
+}
+
 int clone_handoff(struct clone *c, struct rh_error *err)
 {
         const struct vmm_template *t = c->t;
@@ -583,6 +641,9 @@ int clone_handoff(struct clone *c, struct rh_error *err)
                 clock_gettime(CLOCK_REALTIME, &rt);
                 c->req.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
         }
+        r = write_payloads(c, err);
+        if (r < 0)
+                return r;
         /* One read (verifies magic, token and recorded gpa) and the three writes. */
         r = rh_mailbox_patch(c->target, t->mailbox_gpa, t->token, &c->req, &c->seq, err);
         if (r < 0)
@@ -672,6 +733,38 @@ static void guest_timings(struct clone *c)
         }
 }
 
+/*
+ * The hypeman fork mailbox acks rehome asked for (ack_port injected):
+ * "stage=applied mailbox=NAME" per name, within the fork's timeout.
+ */
+static int wait_hfm_acks(struct clone *c, struct rh_error *err)
+{
+        struct vmm_fork_result *res = c->res;
+        uint64_t deadline = now_ns() + (uint64_t)c->o->timeout_ms * 1000000ull;
+        char line[1500];
+
+        while ((res->hypeman_acked & res->hypeman_awaited) != res->hypeman_awaited) {
+                struct pollfd pfd = {.fd = c->hfm_fd, .events = POLLIN};
+                uint64_t now = now_ns();
+                ssize_t n;
+
+                if (now >= deadline) {
+                        for (unsigned i = 0; i < res->n_hypeman; i++)
+                                if ((res->hypeman_awaited >> i & 1) && !(res->hypeman_acked >> i & 1))
+                                        return rh_error_set(err, -ETIMEDOUT,
+                                                            "no ack from hypeman mailbox %s within %d ms",
+                                                            res->hypeman_names[i], c->o->timeout_ms);
+                }
+                if (poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1) < 0 && errno != EINTR)
+                        return rh_error_set(err, -errno, "hypeman mailbox acks: poll: %s", strerror(errno));
+                while ((n = recv(c->hfm_fd, line, sizeof(line) - 1, 0)) > 0)
+                        for (unsigned i = 0; i < res->n_hypeman; i++)
+                                if (rh_hfm_ack_matches(line, (size_t)n, res->hypeman_names[i]))
+                                        res->hypeman_acked |= 1u << i;
+        }
+        return 0;
+}
+
 int clone_wait_ack(struct clone *c, struct rh_error *err)
 {
         struct rh_ack_wait_opts w = {
@@ -721,7 +814,7 @@ int clone_wait_ack(struct clone *c, struct rh_error *err)
         }
         guest_timings(c);
         if (c->wait.applied)
-                return 0;
+                return res->hypeman_awaited ? wait_hfm_acks(c, err) : 0;
         /* Guest-written text: escaped, so it cannot forge lines or drive the terminal. */
         const char *why = c->wait.have_record ? c->wait.ack.error : c->wait.line.error;
         rh_text_escape(why, RH_ACK_ERROR_MAX, text, sizeof(text));
@@ -740,7 +833,10 @@ void clone_free(struct clone *c)
         c->layout = rh_layout_free(c->layout);
         if (c->udp_fd >= 0)
                 close(c->udp_fd);
+        if (c->hfm_fd >= 0)
+                close(c->hfm_fd);
         c->udp_fd = -EBADF;
+        c->hfm_fd = -EBADF;
 }
 
 /* A QEMU that exited before or during a stage: name the cause in the error. */

@@ -38,6 +38,7 @@ struct clone {
         struct rh_layout *layout;
         struct rh_target *target;
         int udp_fd;
+        int hfm_fd; /* UDP socket for hypeman fork mailbox acks (-EBADF: none) */
         struct rh_ipaddr ip; /* the clone's address: asked for, or from the IPAM */
         uint8_t prefix;
         /* The extra NICs of a multi-NIC template (NIC K at [K - 1]): network, address. */

@@ -188,6 +188,29 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
         }
         if (r->seen[0])
                 json_object_set_new(o, "seen", json_string(r->seen));
+        if (r->n_payloads) {
+                /* Per name: "delivered", the agent's errno text, or "unknown" without an ack record. */
+                json_t *p = json_object();
+                for (unsigned i = 0; i < r->n_payloads; i++) {
+                        const char *st = "unknown";
+                        if (r->acked && r->ack.payloads_total == r->n_payloads)
+                                st = (r->ack.payloads_delivered >> i) & 1 ? "delivered"
+                                     : r->ack.payload_errno[i]        ? strerror(r->ack.payload_errno[i])
+                                                                       : "not delivered";
+                        json_object_set_new(p, r->payload_names[i], json_string(st));
+                }
+                json_object_set_new(o, "payloads", p);
+        }
+        if (r->n_hypeman) {
+                /* "applied": its ack arrived; "waiting": asked for, not (yet) seen; "written": the caller's ack_port. */
+                json_t *h = json_object();
+                for (unsigned i = 0; i < r->n_hypeman; i++)
+                        json_object_set_new(h, r->hypeman_names[i],
+                                            json_string(r->hypeman_acked >> i & 1     ? "applied"
+                                                        : r->hypeman_awaited >> i & 1 ? "waiting"
+                                                                                      : "written"));
+                json_object_set_new(o, "hypeman_mailboxes", h);
+        }
         json_object_set_new(o, "clock_offset_ms", r->have_clock_offset ? json_real(r->clock_offset_ms) : json_null());
         json_object_set_new(o, "prefetched_bytes", json_integer((json_int_t)r->prefetched_bytes));
         return o;

@@ -26,6 +26,7 @@
 
 #include "rehome/error.h"
 #include "rehome/mailbox.h"
+#include "rehome/request.h"
 
 /*
  * Paths here are built with snprintf into PATH_MAX buffers from a state
@@ -424,6 +425,8 @@ struct vmm_fork_opts {
          * replace its first IPv4 address and first interface's MAC.
          */
         const struct rh_request *request;
+        /* Named payloads and hypeman fork mailboxes written at the handoff (NULL or empty: none). */
+        const struct rh_payload_set *payloads;
         /* The network the clone's tap and VMM go in (NULL = the state directory's net.json). */
         const struct vmm_net *net;
         /*
@@ -460,6 +463,13 @@ struct vmm_fork_result {
         const char *ack_channel; /* "mailbox" or "udp": which showed the final ack first */
         double udp_ack_seen;     /* cont returned -> UDP ack line arrived (ms), -1 if none */
         uint64_t prefetched_bytes; /* the template's working set read before resume */
+        /* The named payloads written (by index of the request's stream); their status is in ack. */
+        unsigned n_payloads;
+        char payload_names[RH_PAYLOADS_MAX][RH_PAYLOAD_NAME_MAX + 1];
+        unsigned n_hypeman; /* hypeman fork mailboxes written */
+        char hypeman_names[RH_PAYLOADS_MAX][RH_PAYLOAD_NAME_MAX + 1];
+        uint32_t hypeman_awaited; /* bit i: rehome injected ack_port and waits for mailbox i's ack */
+        uint32_t hypeman_acked;   /* bit i: "stage=applied mailbox=NAME" arrived */
         /* The guest's CLOCK_REALTIME at its UDP ack minus the host's when the line came (ms). */
         double clock_offset_ms;
         bool have_clock_offset;

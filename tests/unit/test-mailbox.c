@@ -396,8 +396,8 @@ static void test_decode_bad_records(void **state)
         expect_decode(buf, 132, EBADMSG, "record 4 (type 7): length 8, expected 4");
         /* Unknown types, including 0 and the first one past the end. */
         RESET();
-        unaligned_write_le16(buf + S_FLAGS, 10);
-        expect_decode(buf, 128, EBADMSG, "record 4: unknown type 10");
+        unaligned_write_le16(buf + S_FLAGS, 11);
+        expect_decode(buf, 128, EBADMSG, "record 4: unknown type 11");
         /* RH_TLV_REALTIME is 8 bytes. */
         RESET();
         unaligned_write_le16(buf + S_FLAGS, 9);

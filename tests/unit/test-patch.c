@@ -29,6 +29,7 @@
 
 #include "rehome/ack.h"
 #include "rehome/patch.h"
+#include "rehome/payloads.h"
 #include "unaligned.h"
 
 #define MiB (1ull << 20)
@@ -898,6 +899,134 @@ static void test_v1_ack_wait(void **state)
                                      "and a timeout > 0");
 }
 
+/* Named payloads: the host reads the directory the agent announced and writes the stream. */
+static void test_payloads_write(void **state)
+{
+        struct rh_layout *l = layout_of(SPEC_2R);
+        struct rh_target *t = NULL;
+        struct rh_request req, got;
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE], dir[4096], d0[4096], d1[4096];
+        /* Data pages out of order and apart: the stream follows the directory, not the addresses. */
+        uint64_t gpas[2] = { 0x100009000ull, 0x100005000ull };
+        struct rh_payload p[2] = { { .name = "a.cfg" }, { .name = "big" } };
+        static uint8_t bigjson[5000];
+        struct rh_payload out[RH_PAYLOADS_MAX];
+        struct rh_payloads_ref ref;
+        static uint8_t stream[8192];
+        struct rh_arm arm = { .abi_major = 1, .arm_generation = 1, .gpa = MB_GPA, .caps = RH_CAP_SIGNAL_POLL };
+        uint32_t seq;
+
+        memcpy(arm.token, token, RH_TOKEN_LEN);
+        make_file(2 * MiB);
+        /* An agent without RH_CAP_PAYLOADS. */
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+        make_request(&req);
+        p[0].data = (const uint8_t *)"{\"k\":1}";
+        p[0].len = 7;
+        memset(bigjson, ' ', sizeof(bigjson));
+        bigjson[0] = '{';
+        bigjson[sizeof(bigjson) - 1] = '}';
+        p[1].data = bigjson;
+        p[1].len = sizeof(bigjson);
+        assert_int_equal(rh_payloads_write(t, MB_GPA, token, p, 2, &req, &err), -EOPNOTSUPP);
+
+        /* Armed with a directory at 0x100007000 listing two pages. */
+        arm.caps |= RH_CAP_PAYLOADS;
+        arm.payload_dir_pfn = (uint32_t)(0x100007000ull >> 12);
+        arm.payload_pages = 2;
+        memset(page, 0, sizeof(page));
+        rh_mailbox_arm_write(page, &arm);
+        put_page(MB_OFF, page);
+        rh_paydir_write(dir, token, gpas, 2);
+        put_page(0x107000, dir);
+        assert_int_equal(rh_payloads_write(t, MB_GPA, token, p, 2, &req, &err), 0);
+        assert_int_equal(req.payloads_count, 2);
+        assert_int_equal(req.payloads_len, 160 + 7 + 5000);
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), 0);
+
+        get_page(0x109000, d0);
+        get_page(0x105000, d1);
+        memcpy(stream, d0, 4096);
+        memcpy(stream + 4096, d1, 4096);
+        get_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_read_request(page, &got, &seq, NULL, &err), 0);
+        ref = (struct rh_payloads_ref){ got.payloads_count, got.payloads_len, got.payloads_crc };
+        assert_int_equal(rh_payloads_stream_decode(stream, &ref, out, &err), 0);
+        assert_string_equal(out[0].name, "a.cfg");
+        assert_memory_equal(out[0].data, "{\"k\":1}", 7);
+        assert_string_equal(out[1].name, "big");
+        assert_memory_equal(out[1].data, bigjson, sizeof(bigjson));
+
+        /* More than the two pages armed. */
+        p[1].len = 8192 - 160 - 7 + 1;
+        static uint8_t bigger[8192];
+        memset(bigger, ' ', sizeof(bigger));
+        bigger[0] = '{';
+        bigger[p[1].len - 1] = '}';
+        p[1].data = bigger;
+        assert_int_equal(rh_payloads_write(t, MB_GPA, token, p, 2, &req, &err), -ENOSPC);
+        assert_string_equal(err.msg, "payloads need 8193 bytes, the agent armed 8192");
+
+        /* A directory of another token. */
+        rh_paydir_write(dir, other_token, gpas, 2);
+        put_page(0x107000, dir);
+        p[1].len = 10;
+        bigger[9] = '}';
+        assert_int_equal(rh_payloads_write(t, MB_GPA, token, p, 2, &req, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "token does not match"));
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
+/* hypeman fork mailboxes: found at any byte offset, across a chunk boundary, past false markers. */
+static void test_hfm_locate_patch(void **state)
+{
+        struct rh_layout *l = layout_of("regions:0:4M");
+        struct rh_target *t = NULL;
+        struct rh_error err = {};
+        uint8_t m[RH_HFM_OFF_SEQ] = {}, page[RH_MAILBOX_SIZE];
+        uint64_t gpa = 0;
+        const char *json = "{\"instance_name\":\"forked\"}";
+        int n, fd;
+        /* 1 MiB - 100: the marker straddles the first scan chunk's end. */
+        const uint64_t at = MiB - 100;
+
+        make_file(4 * MiB);
+        n = rh_hfm_marker("kernel.identity.v1", "template-token", m, &err);
+        assert_true(n > 0);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        /* False markers: a token prefix, and the same name with another token. */
+        assert_int_equal(pwrite(fd, "HYPEMAN_FORK_MAILBOX_V1\0kernel.identity.v1\0template-tok", 56, 5000), 56);
+        assert_int_equal(pwrite(fd, "HYPEMAN_FORK_MAILBOX_V1\0kernel.identity.v1\0other", 49, 9001), 49);
+        assert_int_equal(pwrite(fd, m, (size_t)n, (off_t)at), n);
+        close(fd);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+        assert_int_equal(rh_hfm_locate(t, "kernel.identity.v1", "template-token", &gpa, &err), 0);
+        assert_int_equal(gpa, at);
+        assert_int_equal(rh_hfm_locate(t, "kernel.identity.v1", "other", &gpa, &err), 0);
+        assert_int_equal(gpa, 9001);
+        assert_int_equal(rh_hfm_locate(t, "kernel.identity.v2", NULL, &gpa, &err), -ENOENT);
+        assert_string_equal(err.msg, "no fork mailbox kernel.identity.v2 in 0x400000 bytes of guest RAM");
+
+        assert_int_equal(rh_hfm_patch(t, at, "kernel.identity.v1", "template-token", (const uint8_t *)json,
+                                      strlen(json), &err), 0);
+        get_page(at, page);
+        assert_memory_equal(page, m, (size_t)n);
+        assert_int_equal(unaligned_read_le32(page + 256), 1);
+        assert_int_equal(unaligned_read_le32(page + 260), strlen(json));
+        assert_memory_equal(page + 264, json, strlen(json));
+        assert_int_equal(rh_hfm_patch(t, at + 1, "kernel.identity.v1", "template-token", (const uint8_t *)json,
+                                      strlen(json), &err), -ENOENT);
+        assert_int_equal(rh_hfm_patch(t, at, "kernel.identity.v1", "template-token", (const uint8_t *)"[]", 2, &err),
+                         -EINVAL);
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -910,6 +1039,8 @@ int main(void)
                 cmocka_unit_test_teardown(test_pid_patch, teardown),
                 cmocka_unit_test_teardown(test_v1_locate_patch, teardown),
                 cmocka_unit_test(test_v1_ack_wait),
+                cmocka_unit_test_teardown(test_payloads_write, teardown),
+                cmocka_unit_test_teardown(test_hfm_locate_patch, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
