@@ -42,6 +42,10 @@ static void help(void)
                "  --ip A.B.C.D/P      the template's address (default %s)\n"
                "  --gateway A.B.C.D   default route (default: the clone network's gateway)\n"
                "  --accel auto|kvm|tcg   (default auto)\n"
+               "  --icount            TCG with -icount shift=0,sleep=off: guest time counts guest\n"
+               "                      instructions (1 ns each), so the agent's stamps and\n"
+               "                      `rehome bench` report load-independent counts; clones\n"
+               "                      inherit it (needs TCG: --accel tcg or auto without KVM)\n"
                "  --ram-dir DIR       where the RAM file lives (default %s/<tag>, tmpfs: a\n"
                "                      directory of this state directory's own)\n"
                "  --from-clone ID     fork-of-fork: snapshot a running clone instead of booting\n"
@@ -75,6 +79,7 @@ static json_t *template_json(const struct vmm_template *t)
                  t->agent_version & 0xff);
         json_object_set_new(j, "agent_version", json_string(ver));
         json_object_set_new(j, "agent_caps", json_integer(t->agent_caps));
+        json_object_set_new(j, "icount", json_boolean(t->icount));
         return j;
 }
 
@@ -83,8 +88,8 @@ static void print_template(const struct vmm_template *t)
         char mac[18];
         rh_mac_format(t->mac, mac);
         printf("name:         %s\n", t->name);
-        printf("machine:      %s, %s -cpu %s, %" PRIu64 " MiB\n", t->machine, t->accel, t->cpu,
-               t->mem_size >> 20);
+        printf("machine:      %s, %s -cpu %s%s, %" PRIu64 " MiB\n", t->machine, t->accel, t->cpu,
+               t->icount ? " -icount shift=0,sleep=off" : "", t->mem_size >> 20);
         printf("kernel:       %s (%s)\n", t->kernel, t->kernel_release);
         printf("ram:          %s\n", t->ram_path);
         printf("state:        %s\n", t->state_path);
@@ -102,7 +107,7 @@ static void print_template(const struct vmm_template *t)
 
 static int do_create(int argc, char **argv)
 {
-        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT };
+        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT, O_ICOUNT };
         static const struct option options[] = {
                 {"image", required_argument, NULL, O_IMAGE},
                 {"mem", required_argument, NULL, O_MEM},
@@ -114,6 +119,7 @@ static int do_create(int argc, char **argv)
                 {"no-prearm", no_argument, NULL, O_NOPRE},
                 {"boot-timeout", required_argument, NULL, O_BOOT},
                 {"agent-args", required_argument, NULL, O_AGENT},
+                {"icount", no_argument, NULL, O_ICOUNT},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -179,6 +185,9 @@ static int do_create(int argc, char **argv)
                 case O_AGENT:
                         o.agent_args = optarg;
                         break;
+                case O_ICOUNT:
+                        o.icount = true;
+                        break;
                 case O_BOOT:
                         if (vmm_parse_duration_ms(optarg, &o.boot_timeout_ms) < 0)
                                 return cli_usage_error("template", "bad --boot-timeout '%s'", optarg);
@@ -194,6 +203,9 @@ static int do_create(int argc, char **argv)
         if (optind + 1 != argc)
                 return cli_usage_error("template", "create takes exactly one NAME");
         o.name = argv[optind];
+        if (o.icount && o.from_clone)
+                return cli_usage_error("template", "--icount and --from-clone: a fork-of-fork template "
+                                                   "inherits its parent's -icount");
         if (!gw[0]) {
                 struct vmm_net net;
                 if (vmm_net_load(cli.state_dir, &net, NULL) == 0 && net.gateway[0]) {

@@ -119,6 +119,9 @@ struct vmm_template {
         char machine[32];
         char accel[16];
         char cpu[32];
+        /* -icount shift=0,sleep=off (TCG only): one guest nanosecond per guest
+         * instruction, so the agent's stamps count instructions; clones inherit it. */
+        bool icount;
         uint64_t mem_size;
         char layout[64]; /* rh_layout_parse spec, "qemu-q35:256M" */
         uint64_t mailbox_gpa;
@@ -256,6 +259,7 @@ void vmm_strv_free(char **v);
 
 struct qemu_spec {
         const char *accel, *cpu, *machine;
+        bool icount; /* -icount shift=0,sleep=off */
         uint64_t mem_size;
         const char *kernel, *initrd, *append;
         const char *ram_path;
@@ -334,6 +338,7 @@ struct vmm_template_opts {
         const char *from_clone; /* fork-of-fork: snapshot this live clone instead of booting */
         int boot_timeout_ms;
         bool prearm;
+        bool icount;   /* -icount shift=0,sleep=off (TCG only; ignored with from_clone: inherited) */
         bool progress; /* stage lines on stderr */
         /* Extra rehome-agent words for the guest (kernel command line
          * rehome.agent=, ',' between words: "--signal,poll"); NULL = none. */
