@@ -70,9 +70,14 @@ struct apply_result {
         unsigned changes;            /* kernel objects actually changed */
         char what[RH_ACK_ERROR_MAX]; /* failure text */
         int ifindex[RH_MAX_IFACES];  /* resolved interfaces */
-        uint64_t t_step_ns[8];       /* CLOCK_MONOTONIC after link, addrs, routes, neigh,
-                                      * announce, hostname, dns (for -v) */
+        /* CLOCK_MONOTONIC ns per step (enum rh_ack_step; apply fills CLOCK..HOOKS,
+         * main.c VALIDATE and ACK_READ): instructions under QEMU -icount shift=0. */
+        uint64_t step_ns[RH_STEP_COUNT];
 };
+
+/* Count one system call the agent makes on the handoff path (the ack's
+ * `syscalls`, with the netlink socket's own count, rh_nl.n_syscalls). */
+#define AGENT_SYSCALL(a) ((a)->syscalls++)
 
 /* parse.c: no I/O, no agent state. */
 struct kmsg_scan {
@@ -110,6 +115,7 @@ struct agent {
 
         /* Preallocated for the hot path. */
         struct rh_nl nl;
+        uint32_t syscalls; /* AGENT_SYSCALL: never reset, the handoff takes deltas */
         int packet_fd;
         int udp4_fd, udp6_fd;
         struct rh_request req;

@@ -446,8 +446,10 @@ static int apply_hostname(struct agent *a, const char *name, struct apply_result
         size_t len = strlen(name);
 
         res->failed_step = RH_APPLIED_HOSTNAME;
+        AGENT_SYSCALL(a);
         if (uname(&u) == 0 && strcmp(u.nodename, name) == 0)
                 return 0;
+        AGENT_SYSCALL(a);
         if (sethostname(name, len) < 0)
                 return rh_error_set(err, -errno, "set host name %s: %s", name, strerror(errno));
         res->changes++;
@@ -458,6 +460,7 @@ static int apply_hostname(struct agent *a, const char *name, struct apply_result
 
                 snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", a->opt.hostname_file);
                 snprintf(line, sizeof(line), "%s\n", name);
+                a->syscalls += 4; /* open, write, rename, close */
                 fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
                 if (fd < 0)
                         return rh_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
@@ -496,8 +499,10 @@ static int apply_dns(struct agent *a, const struct rh_request *req, struct apply
                 len += (size_t)snprintf(text + len, cap - len, "\n");
         }
         /* Unchanged? Compare without allocating: the tail of io_buf. */
+        AGENT_SYSCALL(a);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
+                a->syscalls += 2; /* read, close */
                 char *old = a->io_buf + len + 1;
                 ssize_t n = read(fd, old, cap - len - 1);
 
@@ -506,6 +511,7 @@ static int apply_dns(struct agent *a, const struct rh_request *req, struct apply
                 close(TAKE_FD(fd));
         }
         snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", path);
+        a->syscalls += 4; /* open, write, rename, close */
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
                 return rh_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
@@ -567,8 +573,10 @@ static int apply_machine_id(struct agent *a, struct apply_result *res, struct rh
         struct stat st;
         int r;
 
+        AGENT_SYSCALL(a);
         if (!path || !*path || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
                 return 0;
+        a->syscalls += 5; /* getrandom, open, write, close, rename */
         if (getrandom(b, sizeof(b), 0) != sizeof(b))
                 return rh_error_set(err, -EIO, "machine-id: no randomness");
         b[6] = (b[6] & 0x0f) | 0x40; /* a v4 UUID, as systemd-machine-id-setup writes */
@@ -659,6 +667,7 @@ static int run_hooks(struct agent *a, const struct rh_request *req, const struct
         (void)res_in;
         if (!dir || !*dir)
                 return 0;
+        AGENT_SYSCALL(a); /* the open of scandir (more if the directory exists) */
         n = scandir(dir, &names, NULL, name_sort);
         if (n < 0)
                 return errno == ENOENT ? 0 : rh_error_set(err, -errno, "hooks %s: %s", dir, strerror(errno));
@@ -753,9 +762,19 @@ static void describe_failure(const struct rh_request *req, struct apply_result *
                 }
 }
 
+/* Close step @step: its cost is the time since *@t, which moves on to now. */
+static void step_mark(struct apply_result *res, unsigned step, uint64_t *t)
+{
+        uint64_t now = now_ns();
+
+        res->step_ns[step] += now - *t;
+        *t = now;
+}
+
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res)
 {
         struct rh_error e = {0};
+        uint64_t t = now_ns();
         int r = 0;
 
         res->applied = 0;
@@ -763,31 +782,32 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
         res->changes = 0;
         res->what[0] = '\0';
 
-        memset(res->t_step_ns, 0, sizeof(res->t_step_ns));
         /* The clock first: everything after (TLS, logs, the DHCP lease of a
          * network manager) must see the host's time, not the snapshot's. */
         if (req->realtime_ns) {
                 struct timespec ts = {(time_t)(req->realtime_ns / 1000000000ull),
                                       (long)(req->realtime_ns % 1000000000ull)};
                 res->failed_step = RH_APPLIED_CLOCK;
+                AGENT_SYSCALL(a);
                 if (clock_settime(CLOCK_REALTIME, &ts) < 0)
                         r = rh_error_set(&e, -errno, "clock_settime: %s", strerror(errno));
                 else
                         res->applied |= RH_APPLIED_CLOCK;
         }
+        step_mark(res, RH_STEP_CLOCK, &t);
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_link(a, &req->ifaces[i], res->ifindex[i], res, &e);
-        res->t_step_ns[0] = now_ns();
+        step_mark(res, RH_STEP_LINK, &t);
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_addrs(a, req, i, res->ifindex[i], res, &e);
         if (r >= 0)
                 res->applied |= RH_APPLIED_ADDRS;
-        res->t_step_ns[1] = now_ns();
+        step_mark(res, RH_STEP_ADDRS, &t);
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_routes(a, req, i, res->ifindex[i], res, &e);
         if (r >= 0)
                 res->applied |= RH_APPLIED_ROUTES;
-        res->t_step_ns[2] = now_ns();
+        step_mark(res, RH_STEP_ROUTES, &t);
         if (r >= 0 && (req->flags & RH_REQ_FLUSH_NEIGH)) {
                 res->failed_step = RH_APPLIED_NEIGH;
                 for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
@@ -795,32 +815,36 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
                 if (r >= 0)
                         res->applied |= RH_APPLIED_NEIGH;
         }
-        res->t_step_ns[3] = now_ns();
+        step_mark(res, RH_STEP_NEIGH, &t);
         if (r >= 0 && (req->flags & RH_REQ_ANNOUNCE)) {
                 r = apply_announce(a, req, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_ANNOUNCE;
         }
-        res->t_step_ns[4] = now_ns();
+        step_mark(res, RH_STEP_ANNOUNCE, &t);
         if (r >= 0 && req->hostname[0]) {
                 r = apply_hostname(a, req->hostname, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_HOSTNAME;
         }
+        step_mark(res, RH_STEP_HOSTNAME, &t);
         if (r >= 0 && (req->n_dns || req->n_search)) {
                 r = apply_dns(a, req, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_DNS;
         }
+        step_mark(res, RH_STEP_DNS, &t);
         if (r >= 0 && (req->flags & RH_REQ_NEW_MACHINE_ID)) {
                 res->failed_step = RH_APPLIED_MACHINE_ID;
                 r = apply_machine_id(a, res, &e);
         }
+        step_mark(res, RH_STEP_MACHINE_ID, &t);
         if (r >= 0) {
                 /* Last: hooks see the whole new identity in place. */
                 res->failed_step = RH_APPLIED_HOOKS;
                 r = run_hooks(a, req, res, res, &e);
         }
+        step_mark(res, RH_STEP_HOOKS, &t);
         if (r < 0) {
                 describe_failure(req, res, &e);
                 return r;

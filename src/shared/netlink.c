@@ -130,8 +130,9 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
 
         if (nl->fd < 0)
                 return rh_error_set(err, -EBADF, "%s: netlink socket not open", what);
+        nl->n_round_trips++;
         do
-                n = sendto(nl->fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+                nl->n_syscalls++, n = sendto(nl->fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return rh_error_set(err, -errno, "%s: netlink send: %s", what, strerror(errno));
@@ -147,6 +148,7 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
                 };
                 size_t len;
 
+                nl->n_syscalls++;
                 n = recvmsg(nl->fd, &mh, 0);
                 if (n < 0) {
                         if (errno == EINTR)

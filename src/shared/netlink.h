@@ -32,6 +32,9 @@ struct rh_nl {
         int fd;          /* -EBADF when closed */
         uint32_t seq;    /* last sequence number used */
         uint32_t portid; /* our netlink port id (from getsockname) */
+        /* Counters for cost accounting (never reset here; callers take deltas). */
+        uint32_t n_round_trips; /* requests sent and answered (or failed) */
+        uint32_t n_syscalls;    /* sendto + recvmsg calls, EINTR retries included */
         uint8_t send_buf[RH_NL_SEND_BUF] __attribute__((aligned(8)));
         uint8_t recv_buf[RH_NL_RECV_BUF] __attribute__((aligned(8)));
 };
