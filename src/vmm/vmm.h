@@ -493,6 +493,14 @@ void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rc
 /* One JSON object per fork (clone, identity, ack, timings). New reference. */
 struct json_t;
 struct json_t *vmm_fork_result_json(const struct vmm_fork_result *res, int rc, const struct rh_error *err);
+/*
+ * The guest's own view of a handoff from its ack record, in guest
+ * CLOCK_MONOTONIC ns (guest instructions on an -icount template):
+ * {"signal_read", "read_applied", "applied_ack", "steps": {name: ns},
+ * "syscalls", "netlink_round_trips"}; the last three only from agents that
+ * report them. NULL when the record's stamps are missing or out of order.
+ */
+struct json_t *vmm_guest_costs_json(const struct rh_ack *ack);
 /* Median of the successful forks' stage @offset (offsetof in struct vmm_fork_timing). */
 double vmm_timing_median(const struct vmm_fork_result *res, const int *rcs, unsigned n, size_t offset);
 
