@@ -459,6 +459,32 @@ static void base_fork_opts(const struct vmm_bench_opts *o, const struct vmm_temp
                 fo->has_gateway = true;
         fo->no_prefetch = true; /* the cold section prefetches itself, and times it */
         (void)h;
+        if (o->icount) {
+                /*
+                 * Counting runs use issue 12's reference request: one NIC, IPv4
+                 * (the clone's, added by the engine) + IPv6 + default route + DNS
+                 * + host name, with the default flags (replace addresses, flush
+                 * neighbours, announce) and a fresh machine id.
+                 */
+                static struct rh_request req;
+
+                memset(&req, 0, sizeof(req));
+                req.flags = RH_REQ_FLUSH_NEIGH | RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS;
+                req.n_ifaces = 1;
+                req.ifaces[0].match = RH_MATCH_NAME;
+                snprintf(req.ifaces[0].name, sizeof(req.ifaces[0].name), "eth0");
+                req.n_addrs = 1;
+                req.addrs[0].family = 6;
+                req.addrs[0].prefix = 64;
+                static const uint8_t v6[16] = {0xfd, 0x00, 0, 0x78, [15] = 0x10};
+                memcpy(req.addrs[0].addr, v6, 16);
+                if (fo->has_gateway) {
+                        req.n_dns = 1;
+                        req.dns[0] = fo->gateway;
+                }
+                snprintf(req.hostname, sizeof(req.hostname), "bench-clone");
+                fo->request = &req;
+        }
 }
 
 /* One fork, measured; the clone is removed afterwards. */
