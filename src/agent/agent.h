@@ -124,6 +124,10 @@ struct agent {
         struct rh_nl_link links[64];
         size_t n_links; /* entries of links[] filled by the last apply_validate() */
         struct rh_nl_addr addrs[64];
+        /* addrs[] holds every address of link addrs_ifindex (0: none) as the
+         * kernel has it now: relink_local's dump, reused by apply_addrs. */
+        int addrs_ifindex;
+        size_t n_addrs;
         struct rh_nl_route routes[64];
         struct kmsg_scan kmsg_scan;
         char io_buf[8192];

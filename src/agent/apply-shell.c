@@ -76,8 +76,10 @@ int apply_request_shell(struct agent *a, const struct rh_request *req, struct ap
                         if (ad->iface != i)
                                 continue;
                         inet_ntop(ad->family == 6 ? AF_INET6 : AF_INET, ad->addr, ip, sizeof(ip));
-                        r = append(s, cap, &len, "ip %s addr add %s/%u dev %s%s && ", ad->family == 6 ? "-6" : "-4",
-                                   ip, ad->prefix, name, ad->family == 6 ? " nodad" : "");
+                        /* No "nodad": busybox ip (the guest's) rejects it. The kernel's DAD
+                         * then runs on timers after the ack: if anything, in the shell's favour. */
+                        r = append(s, cap, &len, "ip %s addr add %s/%u dev %s && ", ad->family == 6 ? "-6" : "-4",
+                                   ip, ad->prefix, name);
                 }
                 for (unsigned k = 0; k < req->n_routes && r == 0; k++) {
                         const struct rh_route *rt = &req->routes[k];

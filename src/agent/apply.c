@@ -216,11 +216,12 @@ static int relink_local(struct agent *a, int ifindex, const uint8_t old_mac[6], 
 
         link_local_eui64(old_mac, old_ll.addr);
         link_local_eui64(new_mac, new_ll.addr);
-        r = rh_nl_addr_list(&a->nl, ifindex, AF_INET6, a->addrs, ELEMENTSOF(a->addrs), &n, err);
-        if (r == -EAFNOSUPPORT || r == -EOPNOTSUPP)
-                return 0; /* no IPv6 in this kernel */
+        /* Every family: the address step reuses this dump (a->addrs_ifindex). */
+        r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "link-local address");
+        a->addrs_ifindex = ifindex;
+        a->n_addrs = n;
         for (size_t i = 0; i < n; i++) {
                 if (a->addrs[i].family != AF_INET6 || a->addrs[i].prefix != 64)
                         continue;
@@ -233,15 +234,31 @@ static int relink_local(struct agent *a, int ifindex, const uint8_t old_mac[6], 
                 return 0;
         if (!have_new) {
                 r = rh_nl_addr_add(&a->nl, &new_ll, err);
-                if (r < 0)
+                if (r < 0) {
+                        a->addrs_ifindex = 0;
                         return rh_error_prefix(err, r, "add the new MAC's link-local address");
+                }
                 res->changes++;
         }
         r = rh_nl_addr_del(&a->nl, &old_ll, err);
-        if (r < 0 && r != -EADDRNOTAVAIL)
+        if (r < 0 && r != -EADDRNOTAVAIL) {
+                a->addrs_ifindex = 0;
                 return rh_error_prefix(err, r, "remove the old MAC's link-local address");
+        }
         if (r >= 0)
                 res->changes++;
+        /* Keep the copy current: old link-local out, new one in. */
+        for (size_t i = 0; i < a->n_addrs; i++)
+                if (a->addrs[i].family == AF_INET6 && a->addrs[i].prefix == 64 &&
+                    memcmp(a->addrs[i].addr, old_ll.addr, 16) == 0)
+                        a->addrs[i--] = a->addrs[--a->n_addrs];
+        if (!have_new) {
+                if (a->n_addrs < ELEMENTSOF(a->addrs)) {
+                        new_ll.scope = RT_SCOPE_LINK;
+                        a->addrs[a->n_addrs++] = new_ll;
+                } else
+                        a->addrs_ifindex = 0; /* no room: the address step dumps again */
+        }
         return 0;
 }
 
@@ -317,9 +334,14 @@ static int apply_addrs(struct agent *a, const struct rh_request *req, unsigned i
         int r;
 
         res->failed_step = RH_APPLIED_ADDRS;
-        r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
-        if (r < 0)
-                return r;
+        if (a->addrs_ifindex == ifindex)
+                n = a->n_addrs; /* the link step's dump, kept current */
+        else {
+                r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
+                if (r < 0)
+                        return r;
+        }
+        a->addrs_ifindex = 0; /* changed from here on */
         if (req->flags & RH_REQ_REPLACE_ADDRS) {
                 /* Only global addresses: link-local IPv6 belongs to the link. */
                 for (size_t i = 0; i < n; i++) {
@@ -781,6 +803,7 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
         res->failed_step = 0;
         res->changes = 0;
         res->what[0] = '\0';
+        a->addrs_ifindex = 0;
 
         /* The clock first: everything after (TLS, logs, the DHCP lease of a
          * network manager) must see the host's time, not the snapshot's. */
