@@ -123,6 +123,10 @@ struct agent {
         struct apply_result result;
         struct rh_nl_link links[64];
         size_t n_links; /* entries of links[] filled by the last apply_validate() */
+        /* links[] was dumped when the agent armed (apply_capture), before the
+         * snapshot: the next handoff validates from it instead of dumping. */
+        bool links_at_arm;
+        bool links_stale_ok; /* this handoff uses the arm-time copy (apply_link re-checks) */
         struct rh_nl_addr addrs[64];
         /* addrs[] holds every address of link addrs_ifindex (0: none) as the
          * kernel has it now: relink_local's dump, reused by apply_addrs. */
@@ -157,6 +161,9 @@ void wait_handoff_done(struct agent *a);
 /* Resolve interfaces and check the request against the kernel's view:
  * no change made. Returns 0 or -errno with the reason in @err. */
 int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err);
+/* Dump the links into a->links now (at arm time): the next apply_validate()
+ * resolves from this copy when it can. Best effort (no copy: it dumps). */
+void apply_capture(struct agent *a);
 /* Apply; on failure result.applied/failed_step/what say how far it got. */
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res);
 /* apply-shell.c: the same through `ip` commands in /bin/sh -c (--apply shell). */

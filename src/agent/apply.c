@@ -110,13 +110,41 @@ static bool in_subnet(const uint8_t *addr, const uint8_t *net, unsigned prefix)
         return true;
 }
 
+void apply_capture(struct agent *a)
+{
+        struct rh_error ignore = {0};
+
+        a->links_at_arm = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, &ignore) == 0;
+}
+
+/* True if every interface of @req resolves in a->links as it is. */
+static bool resolves(struct agent *a, const struct rh_request *req)
+{
+        for (unsigned i = 0; i < req->n_ifaces; i++) {
+                int ifindex;
+                if (resolve_iface(a, &req->ifaces[i], &ifindex) < 0)
+                        return false;
+        }
+        return true;
+}
+
 int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err)
 {
         int r;
 
-        r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, err);
-        if (r < 0)
-                return r;
+        /*
+         * A restored clone's links are the snapshot's, as the agent saw them
+         * when it armed: resolve from that copy and skip a dump (one netlink
+         * round trip). The copy is used once; anything it does not resolve,
+         * and every later check, goes to the kernel.
+         */
+        a->links_stale_ok = a->links_at_arm && resolves(a, req);
+        a->links_at_arm = false;
+        if (!a->links_stale_ok) {
+                r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, err);
+                if (r < 0)
+                        return r;
+        }
         for (unsigned i = 0; i < req->n_ifaces; i++) {
                 char what[64];
 
@@ -274,14 +302,30 @@ static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, 
         mac_change = ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0);
         mtu_change = ifc->mtu && ifc->mtu != l->mtu;
         up_change = !(l->flags & IFF_UP);
+        if (a->links_stale_ok && !mac_change && !mtu_change && !up_change) {
+                /* Nothing to do by the arm-time copy: make sure with the kernel. */
+                struct rh_nl_link now;
+                size_t k = (size_t)(l - a->links);
+
+                r = rh_nl_link_get(&a->nl, ifindex, &now, err);
+                if (r < 0)
+                        return r;
+                a->links[k] = now;
+                l = &a->links[k];
+                mac_change = ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0);
+                mtu_change = ifc->mtu && ifc->mtu != l->mtu;
+                up_change = !(l->flags & IFF_UP);
+        }
 
         /* One message for all three: every round trip counts after a resume. */
         if (mac_change || mtu_change || up_change) {
                 res->failed_step = mac_change   ? RH_APPLIED_MAC
                                    : mtu_change ? RH_APPLIED_MTU
                                                 : RH_APPLIED_LINK_UP;
+                /* Up in the same message whenever one is sent: free, and right even
+                 * if the arm-time copy said up and something took it down since. */
                 r = rh_nl_link_set(&a->nl, ifindex, mac_change ? ifc->mac : NULL, mtu_change ? ifc->mtu : 0,
-                                   up_change ? 1 : -1, err);
+                                   up_change || a->links_stale_ok ? 1 : -1, err);
                 if (r == -EBUSY && mac_change && (l->flags & IFF_UP)) {
                         /* Drivers without IFF_LIVE_ADDR_CHANGE want the link
                          * down for a new MAC: down, change, up. */

@@ -598,6 +598,8 @@ int main(int argc, char **argv)
                 if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
                         agent_log(a, "mlockall: %s (continuing without)", strerror(errno));
         }
+        /* Before the armed line: a host may snapshot as soon as it sees it. */
+        apply_capture(a);
         if ((r = arm_write(a, &err)) < 0) {
                 agent_log(a, "%s", err.msg);
                 return 1;
@@ -615,6 +617,7 @@ int main(int argc, char **argv)
                         continue;
                 wait_handoff_done(a);
                 /* Re-arm: a clone can itself be snapshotted and forked again. */
+                apply_capture(a);
                 if ((r = arm_write(a, &err)) < 0) {
                         agent_log(a, "%s", err.msg);
                         return 1;
