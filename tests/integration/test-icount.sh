@@ -7,7 +7,12 @@
 # guest instructions. Checks that the record says icount, that the clones'
 # QEMU carries -icount, that every fork's ack has the per-stage counts and
 # the agent's per-step costs, non-zero where the step does work, and that two
-# forks of the same request shape agree within 5 % on read -> applied.
+# forks of the same request shape agree within 5 % on read -> applied: of
+# three forks, the two closest. The count is of every guest instruction in
+# the window, so an asynchronous event that lands inside it (the vmgenid ACPI
+# notify, a packet from the bridge, a guest timer), whose instruction depends
+# on host timing, can add to one fork; a third fork keeps that from failing
+# the check while a real regression (no two alike) still does.
 #
 # Usage: test-icount.sh REHOME IMAGE_DIR. Exit 77 (skip) without root, QEMU or
 # the guest image.
@@ -18,7 +23,7 @@ template_create tpl --icount --accel tcg
 rh --json template show tpl 2>/dev/null | grep -q '"icount": true' && ok "template record: icount" ||
         fail "template show tpl does not say icount: $(rh --json template show tpl 2>&1 | head -c 400)"
 
-for i in 1 2; do
+for i in 1 2 3; do
         ip=10.88.0.$((20 + i))
         rh --json fork tpl --ip "$ip/24" --timeout 120s > "$SD/fork$i.json" 2> "$SD/fork$i.err" ||
                 { cat "$SD/fork$i.err"; die "fork $i failed"; }
@@ -31,7 +36,7 @@ for i in 1 2; do
         rh clone rm --all >/dev/null 2>&1
 done
 
-python3 - "$SD/fork1.json" "$SD/fork2.json" <<'PY' && ok "instruction counts present, non-zero, two forks within 5 %" || fail "instruction counts (above)"
+python3 - "$SD/fork1.json" "$SD/fork2.json" "$SD/fork3.json" <<'PY' && ok "instruction counts present, non-zero, two of three forks within 5 %" || fail "instruction counts (above)"
 import json, sys
 runs = []
 for path in sys.argv[1:]:
@@ -50,12 +55,14 @@ for path in sys.argv[1:]:
     print("  %s: read->applied %d instructions, signal->read %d, applied->ack %d, %d syscalls, "
           "%d netlink round trips; steps %s" % (path.split("/")[-1], g["read_applied"], g["signal_read"],
           g["applied_ack"], g["syscalls"], g["netlink_round_trips"], s))
-a, b = runs[0]["read_applied"], runs[1]["read_applied"]
-spread = abs(a - b) / max(a, b)
-print("  read->applied: %d vs %d instructions, %.2f %% apart" % (a, b, 100 * spread))
+ra = sorted(r["read_applied"] for r in runs)
+pairs = [(abs(ra[i + 1] - ra[i]) / ra[i + 1], ra[i], ra[i + 1]) for i in range(len(ra) - 1)]
+spread, a, b = min(pairs)
+print("  read->applied: %s instructions; closest pair %d vs %d, %.2f %% apart" % (ra, a, b, 100 * spread))
 assert spread <= 0.05, spread
-assert runs[0]["syscalls"] == runs[1]["syscalls"], (runs[0]["syscalls"], runs[1]["syscalls"])
-assert runs[0]["netlink_round_trips"] == runs[1]["netlink_round_trips"]
+# What the agent does is exact: the same syscalls and netlink round trips every time.
+assert len(set(r["syscalls"] for r in runs)) == 1, [r["syscalls"] for r in runs]
+assert len(set(r["netlink_round_trips"] for r in runs)) == 1
 PY
 
 check_nothing_left
