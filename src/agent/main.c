@@ -526,6 +526,10 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         a->ack.seq = seq;
         a->ack.nonce = a->opt.format == FORMAT_V1 ? 0 : a->req.nonce;
 
+        /* The arm-time copy of the links describes a restored snapshot; a
+         * plain poll may be a live guest whose links changed since: dump. */
+        if (signal == RH_SIGNAL_POLL || signal == RH_SIGNAL_NONE)
+                a->links_at_arm = false;
         r = apply_validate(a, &a->req, &e);
         t_validated = now_ns();
         a->result.step_ns[RH_STEP_VALIDATE] = t_validated - a->ack.t_read_ns;
