@@ -203,6 +203,8 @@ static int do_create(int argc, char **argv)
         if (optind + 1 != argc)
                 return cli_usage_error("template", "create takes exactly one NAME");
         o.name = argv[optind];
+        if (o.icount && strcmp(o.accel, "kvm") == 0)
+                return cli_usage_error("template", "--icount needs TCG: not with --accel kvm");
         if (o.icount && o.from_clone)
                 return cli_usage_error("template", "--icount and --from-clone: a fork-of-fork template "
                                                    "inherits its parent's -icount");
