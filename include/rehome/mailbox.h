@@ -135,6 +135,30 @@ enum {
         RH_APPLIED_RELOADED = 1u << 20,   /* networkd reloaded the runtime .network (after the ack; rewritten) */
 };
 
+/*
+ * The agent's per-step costs (ack record 0x170.., struct rh_wire_ack): each
+ * step's CLOCK_MONOTONIC delta in ns (guest instructions under QEMU -icount
+ * shift=0), in the order the agent runs them. A step the request did not ask
+ * for costs only its check. Agents before this addition leave the block zero
+ * (no magic): rh_ack.has_stats false.
+ */
+enum rh_ack_step {
+        RH_STEP_VALIDATE = 0, /* apply_validate: interfaces resolved, request checked */
+        RH_STEP_ACK_READ,     /* the READ ack record and the early UDP line */
+        RH_STEP_CLOCK,
+        RH_STEP_LINK, /* MAC, MTU, up, link-local */
+        RH_STEP_ADDRS,
+        RH_STEP_ROUTES,
+        RH_STEP_NEIGH,
+        RH_STEP_ANNOUNCE,
+        RH_STEP_HOSTNAME,
+        RH_STEP_DNS,
+        RH_STEP_MACHINE_ID,
+        RH_STEP_HOOKS,
+        RH_STEP_COUNT /* 12 */
+};
+#define RH_ACK_STATS_MAGIC 0x31545352u /* "RST1" little-endian */
+
 /* ------------------------------------------------------------------ */
 /* Wire layout (packed only where natural alignment already holds).     */
 
@@ -191,7 +215,13 @@ struct rh_wire_ack {
         uint32_t reserved[5];           /* 0x4c */
         char error[RH_ACK_ERROR_MAX];   /* 0x60 NUL-terminated */
         uint8_t payload_errno[16];      /* 0x160 positive errno per payload, 0 = delivered/none */
-        uint8_t reserved2[208];         /* 0x170 */
+        /* Agent statistics (all zero from agents without them). */
+        uint32_t stats_magic;           /* 0x170 RH_ACK_STATS_MAGIC */
+        uint32_t syscalls;              /* 0x174 system calls, read -> ack record */
+        uint32_t nl_round_trips;        /* 0x178 netlink request/reply exchanges */
+        uint32_t n_steps;               /* 0x17c entries of step_ns (RH_STEP_COUNT) */
+        uint32_t step_ns[RH_STEP_COUNT]; /* 0x180 enum rh_ack_step, saturated at 2^32-1 */
+        uint8_t reserved2[144];         /* 0x1b0 */
 };
 
 /* Request header, 32 bytes at 0x300. Written by the host, seq last. */
@@ -355,6 +385,10 @@ struct rh_ack {
         uint32_t payloads_delivered;    /* bit i = payload i delivered */
         uint8_t payload_errno[16];
         char error[RH_ACK_ERROR_MAX];
+        /* Agent statistics (enum rh_ack_step): present when has_stats. */
+        bool has_stats;
+        uint32_t syscalls, nl_round_trips;
+        uint32_t step_ns[RH_STEP_COUNT];
 };
 
 /* ------------------------------------------------------------------ */
@@ -443,6 +477,8 @@ void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack);
  */
 int rh_mailbox_read_ack(const uint8_t *page, struct rh_ack *ret_ack, struct rh_error *err);
 
+/* Name of an enum rh_ack_step ("validate", "link", ...); "unknown" out of range. */
+const char *rh_ack_step_name(unsigned step);
 /* Names for printing; never NULL ("unknown" for out-of-range values). */
 const char *rh_signal_name(uint32_t signal);
 const char *rh_ack_status_name(uint32_t status);

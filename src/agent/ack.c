@@ -143,6 +143,7 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
 
                 memcpy(&sin.sin_addr, target.addr, 4);
                 fd = a->udp4_fd;
+                AGENT_SYSCALL(a);
                 if (sendto(fd, line, (size_t)len, 0, (struct sockaddr *)&sin, sizeof(sin)) < 0)
                         agent_log(a, "UDP ack to port %u: %s", req->ack_port, strerror(errno));
         } else {
@@ -150,6 +151,7 @@ void ack_send_udp(struct agent *a, const struct rh_request *req, const char *sta
 
                 memcpy(&sin6.sin6_addr, target.addr, 16);
                 fd = a->udp6_fd;
+                AGENT_SYSCALL(a);
                 if (fd < 0 || sendto(fd, line, (size_t)len, 0, (struct sockaddr *)&sin6, sizeof(sin6)) < 0)
                         agent_log(a, "UDP ack to port %u: %s", req->ack_port,
                                   fd < 0 ? "no IPv6" : strerror(errno));

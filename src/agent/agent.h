@@ -79,9 +79,14 @@ struct apply_result {
         unsigned changes;            /* kernel objects actually changed */
         char what[RH_ACK_ERROR_MAX]; /* failure text */
         int ifindex[RH_MAX_IFACES];  /* resolved interfaces */
-        uint64_t t_step_ns[8];       /* CLOCK_MONOTONIC after link, addrs, routes, neigh,
-                                      * announce, hostname, dns (for -v) */
+        /* CLOCK_MONOTONIC ns per step (enum rh_ack_step; apply fills CLOCK..HOOKS,
+         * main.c VALIDATE and ACK_READ): instructions under QEMU -icount shift=0. */
+        uint64_t step_ns[RH_STEP_COUNT];
 };
+
+/* Count one system call the agent makes on the handoff path (the ack's
+ * `syscalls`, with the netlink socket's own count, rh_nl.n_syscalls). */
+#define AGENT_SYSCALL(a) ((a)->syscalls++)
 
 /* parse.c: no I/O, no agent state. */
 struct kmsg_scan {
@@ -119,6 +124,7 @@ struct agent {
 
         /* Preallocated for the hot path. */
         struct rh_nl nl;
+        uint32_t syscalls; /* AGENT_SYSCALL: never reset, the handoff takes deltas */
         int packet_fd;
         int udp4_fd, udp6_fd;
         struct rh_request req;
@@ -126,7 +132,15 @@ struct agent {
         struct apply_result result;
         struct rh_nl_link links[64];
         size_t n_links; /* entries of links[] filled by the last apply_validate() */
+        /* links[] was dumped when the agent armed (apply_capture), before the
+         * snapshot: the next handoff validates from it instead of dumping. */
+        bool links_at_arm;
+        bool links_stale_ok; /* this handoff uses the arm-time copy (apply_link re-checks) */
         struct rh_nl_addr addrs[64];
+        /* addrs[] holds every address of link addrs_ifindex (0: none) as the
+         * kernel has it now: relink_local's dump, reused by apply_addrs. */
+        int addrs_ifindex;
+        size_t n_addrs;
         struct rh_nl_route routes[64];
         struct kmsg_scan kmsg_scan;
         char io_buf[8192];
@@ -177,6 +191,9 @@ void wait_handoff_done(struct agent *a);
 /* Resolve interfaces and check the request against the kernel's view:
  * no change made. Returns 0 or -errno with the reason in @err. */
 int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err);
+/* Dump the links into a->links now (at arm time): the next apply_validate()
+ * resolves from this copy when it can. Best effort (no copy: it dumps). */
+void apply_capture(struct agent *a);
 /* Apply; on failure result.applied/failed_step/what say how far it got. */
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res);
 /* apply-shell.c: the same through `ip` commands in /bin/sh -c (--apply shell). */

@@ -38,7 +38,7 @@ static int send_frame(struct agent *a, int ifindex, uint16_t proto, const uint8_
 
         memcpy(sll.sll_addr, dst, 6);
         do
-                n = sendto(a->packet_fd, frame, len, 0, (struct sockaddr *)&sll, sizeof(sll));
+                AGENT_SYSCALL(a), n = sendto(a->packet_fd, frame, len, 0, (struct sockaddr *)&sll, sizeof(sll));
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;

@@ -110,13 +110,41 @@ static bool in_subnet(const uint8_t *addr, const uint8_t *net, unsigned prefix)
         return true;
 }
 
+void apply_capture(struct agent *a)
+{
+        struct rh_error ignore = {0};
+
+        a->links_at_arm = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, &ignore) == 0;
+}
+
+/* True if every interface of @req resolves in a->links as it is. */
+static bool resolves(struct agent *a, const struct rh_request *req)
+{
+        for (unsigned i = 0; i < req->n_ifaces; i++) {
+                int ifindex;
+                if (resolve_iface(a, &req->ifaces[i], &ifindex) < 0)
+                        return false;
+        }
+        return true;
+}
+
 int apply_validate(struct agent *a, const struct rh_request *req, struct rh_error *err)
 {
         int r;
 
-        r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, err);
-        if (r < 0)
-                return r;
+        /*
+         * A restored clone's links are the snapshot's, as the agent saw them
+         * when it armed: resolve from that copy and skip a dump (one netlink
+         * round trip). The copy is used once; anything it does not resolve,
+         * and every later check, goes to the kernel.
+         */
+        a->links_stale_ok = a->links_at_arm && resolves(a, req);
+        a->links_at_arm = false;
+        if (!a->links_stale_ok) {
+                r = rh_nl_link_list(&a->nl, a->links, ELEMENTSOF(a->links), &a->n_links, err);
+                if (r < 0)
+                        return r;
+        }
         for (unsigned i = 0; i < req->n_ifaces; i++) {
                 char what[64];
 
@@ -216,11 +244,12 @@ static int relink_local(struct agent *a, int ifindex, const uint8_t old_mac[6], 
 
         link_local_eui64(old_mac, old_ll.addr);
         link_local_eui64(new_mac, new_ll.addr);
-        r = rh_nl_addr_list(&a->nl, ifindex, AF_INET6, a->addrs, ELEMENTSOF(a->addrs), &n, err);
-        if (r == -EAFNOSUPPORT || r == -EOPNOTSUPP)
-                return 0; /* no IPv6 in this kernel */
+        /* Every family: the address step reuses this dump (a->addrs_ifindex). */
+        r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "link-local address");
+        a->addrs_ifindex = ifindex;
+        a->n_addrs = n;
         for (size_t i = 0; i < n; i++) {
                 if (a->addrs[i].family != AF_INET6 || a->addrs[i].prefix != 64)
                         continue;
@@ -233,15 +262,31 @@ static int relink_local(struct agent *a, int ifindex, const uint8_t old_mac[6], 
                 return 0;
         if (!have_new) {
                 r = rh_nl_addr_add(&a->nl, &new_ll, err);
-                if (r < 0)
+                if (r < 0) {
+                        a->addrs_ifindex = 0;
                         return rh_error_prefix(err, r, "add the new MAC's link-local address");
+                }
                 res->changes++;
         }
         r = rh_nl_addr_del(&a->nl, &old_ll, err);
-        if (r < 0 && r != -EADDRNOTAVAIL)
+        if (r < 0 && r != -EADDRNOTAVAIL) {
+                a->addrs_ifindex = 0;
                 return rh_error_prefix(err, r, "remove the old MAC's link-local address");
+        }
         if (r >= 0)
                 res->changes++;
+        /* Keep the copy current: old link-local out, new one in. */
+        for (size_t i = 0; i < a->n_addrs; i++)
+                if (a->addrs[i].family == AF_INET6 && a->addrs[i].prefix == 64 &&
+                    memcmp(a->addrs[i].addr, old_ll.addr, 16) == 0)
+                        a->addrs[i--] = a->addrs[--a->n_addrs];
+        if (!have_new) {
+                if (a->n_addrs < ELEMENTSOF(a->addrs)) {
+                        new_ll.scope = RT_SCOPE_LINK;
+                        a->addrs[a->n_addrs++] = new_ll;
+                } else
+                        a->addrs_ifindex = 0; /* no room: the address step dumps again */
+        }
         return 0;
 }
 
@@ -257,14 +302,30 @@ static int apply_link(struct agent *a, const struct rh_iface *ifc, int ifindex, 
         mac_change = ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0);
         mtu_change = ifc->mtu && ifc->mtu != l->mtu;
         up_change = !(l->flags & IFF_UP);
+        if (a->links_stale_ok && !mac_change && !mtu_change && !up_change) {
+                /* Nothing to do by the arm-time copy: make sure with the kernel. */
+                struct rh_nl_link now;
+                size_t k = (size_t)(l - a->links);
+
+                r = rh_nl_link_get(&a->nl, ifindex, &now, err);
+                if (r < 0)
+                        return r;
+                a->links[k] = now;
+                l = &a->links[k];
+                mac_change = ifc->has_mac && (l->mac_len != 6 || memcmp(l->mac, ifc->mac, 6) != 0);
+                mtu_change = ifc->mtu && ifc->mtu != l->mtu;
+                up_change = !(l->flags & IFF_UP);
+        }
 
         /* One message for all three: every round trip counts after a resume. */
         if (mac_change || mtu_change || up_change) {
                 res->failed_step = mac_change   ? RH_APPLIED_MAC
                                    : mtu_change ? RH_APPLIED_MTU
                                                 : RH_APPLIED_LINK_UP;
+                /* Up in the same message whenever one is sent: free, and right even
+                 * if the arm-time copy said up and something took it down since. */
                 r = rh_nl_link_set(&a->nl, ifindex, mac_change ? ifc->mac : NULL, mtu_change ? ifc->mtu : 0,
-                                   up_change ? 1 : -1, err);
+                                   up_change || a->links_stale_ok ? 1 : -1, err);
                 if (r == -EBUSY && mac_change && (l->flags & IFF_UP)) {
                         /* Drivers without IFF_LIVE_ADDR_CHANGE want the link
                          * down for a new MAC: down, change, up. */
@@ -317,9 +378,14 @@ static int apply_addrs(struct agent *a, const struct rh_request *req, unsigned i
         int r;
 
         res->failed_step = RH_APPLIED_ADDRS;
-        r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
-        if (r < 0)
-                return r;
+        if (a->addrs_ifindex == ifindex)
+                n = a->n_addrs; /* the link step's dump, kept current */
+        else {
+                r = rh_nl_addr_list(&a->nl, ifindex, AF_UNSPEC, a->addrs, ELEMENTSOF(a->addrs), &n, err);
+                if (r < 0)
+                        return r;
+        }
+        a->addrs_ifindex = 0; /* changed from here on */
         if (req->flags & RH_REQ_REPLACE_ADDRS) {
                 /* Only global addresses: link-local IPv6 belongs to the link. */
                 for (size_t i = 0; i < n; i++) {
@@ -446,8 +512,10 @@ static int apply_hostname(struct agent *a, const char *name, struct apply_result
         size_t len = strlen(name);
 
         res->failed_step = RH_APPLIED_HOSTNAME;
+        AGENT_SYSCALL(a);
         if (uname(&u) == 0 && strcmp(u.nodename, name) == 0)
                 return 0;
+        AGENT_SYSCALL(a);
         if (sethostname(name, len) < 0)
                 return rh_error_set(err, -errno, "set host name %s: %s", name, strerror(errno));
         res->changes++;
@@ -458,6 +526,7 @@ static int apply_hostname(struct agent *a, const char *name, struct apply_result
 
                 snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", a->opt.hostname_file);
                 snprintf(line, sizeof(line), "%s\n", name);
+                a->syscalls += 4; /* open, write, rename, close */
                 fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
                 if (fd < 0)
                         return rh_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
@@ -499,8 +568,10 @@ static int apply_dns(struct agent *a, const struct rh_request *req, struct apply
                 len += (size_t)snprintf(text + len, cap - len, "\n");
         }
         /* Unchanged? Compare without allocating: the tail of io_buf. */
+        AGENT_SYSCALL(a);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
+                a->syscalls += 2; /* read, close */
                 char *old = a->io_buf + len + 1;
                 ssize_t n = read(fd, old, cap - len - 1);
 
@@ -509,6 +580,7 @@ static int apply_dns(struct agent *a, const struct rh_request *req, struct apply
                 close(TAKE_FD(fd));
         }
         snprintf(tmp, sizeof(tmp), "%s.rehome-tmp", path);
+        a->syscalls += 4; /* open, write, rename, close */
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
                 return rh_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
@@ -570,8 +642,10 @@ static int apply_machine_id(struct agent *a, struct apply_result *res, struct rh
         struct stat st;
         int r;
 
+        AGENT_SYSCALL(a);
         if (!path || !*path || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
                 return 0;
+        a->syscalls += 5; /* getrandom, open, write, close, rename */
         if (getrandom(b, sizeof(b), 0) != sizeof(b))
                 return rh_error_set(err, -EIO, "machine-id: no randomness");
         b[6] = (b[6] & 0x0f) | 0x40; /* a v4 UUID, as systemd-machine-id-setup writes */
@@ -662,6 +736,7 @@ static int run_hooks(struct agent *a, const struct rh_request *req, const struct
         (void)res_in;
         if (!dir || !*dir)
                 return 0;
+        AGENT_SYSCALL(a); /* the open of scandir (more if the directory exists) */
         n = scandir(dir, &names, NULL, name_sort);
         if (n < 0)
                 return errno == ENOENT ? 0 : rh_error_set(err, -errno, "hooks %s: %s", dir, strerror(errno));
@@ -756,41 +831,53 @@ static void describe_failure(const struct rh_request *req, struct apply_result *
                 }
 }
 
+/* Close step @step: its cost is the time since *@t, which moves on to now. */
+static void step_mark(struct apply_result *res, unsigned step, uint64_t *t)
+{
+        uint64_t now = now_ns();
+
+        res->step_ns[step] += now - *t;
+        *t = now;
+}
+
 int apply_request(struct agent *a, const struct rh_request *req, struct apply_result *res)
 {
         struct rh_error e = {0};
+        uint64_t t = now_ns();
         int r = 0;
 
         res->applied = 0;
         res->failed_step = 0;
         res->changes = 0;
         res->what[0] = '\0';
+        a->addrs_ifindex = 0;
 
-        memset(res->t_step_ns, 0, sizeof(res->t_step_ns));
         /* The clock first: everything after (TLS, logs, the DHCP lease of a
          * network manager) must see the host's time, not the snapshot's. */
         if (req->realtime_ns) {
                 struct timespec ts = {(time_t)(req->realtime_ns / 1000000000ull),
                                       (long)(req->realtime_ns % 1000000000ull)};
                 res->failed_step = RH_APPLIED_CLOCK;
+                AGENT_SYSCALL(a);
                 if (clock_settime(CLOCK_REALTIME, &ts) < 0)
                         r = rh_error_set(&e, -errno, "clock_settime: %s", strerror(errno));
                 else
                         res->applied |= RH_APPLIED_CLOCK;
         }
+        step_mark(res, RH_STEP_CLOCK, &t);
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_link(a, &req->ifaces[i], res->ifindex[i], res, &e);
-        res->t_step_ns[0] = now_ns();
+        step_mark(res, RH_STEP_LINK, &t);
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_addrs(a, req, i, res->ifindex[i], res, &e);
         if (r >= 0)
                 res->applied |= RH_APPLIED_ADDRS;
-        res->t_step_ns[1] = now_ns();
+        step_mark(res, RH_STEP_ADDRS, &t);
         for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
                 r = apply_routes(a, req, i, res->ifindex[i], res, &e);
         if (r >= 0)
                 res->applied |= RH_APPLIED_ROUTES;
-        res->t_step_ns[2] = now_ns();
+        step_mark(res, RH_STEP_ROUTES, &t);
         if (r >= 0 && (req->flags & RH_REQ_FLUSH_NEIGH)) {
                 res->failed_step = RH_APPLIED_NEIGH;
                 for (unsigned i = 0; i < req->n_ifaces && r >= 0; i++)
@@ -798,32 +885,36 @@ int apply_request(struct agent *a, const struct rh_request *req, struct apply_re
                 if (r >= 0)
                         res->applied |= RH_APPLIED_NEIGH;
         }
-        res->t_step_ns[3] = now_ns();
+        step_mark(res, RH_STEP_NEIGH, &t);
         if (r >= 0 && (req->flags & RH_REQ_ANNOUNCE)) {
                 r = apply_announce(a, req, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_ANNOUNCE;
         }
-        res->t_step_ns[4] = now_ns();
+        step_mark(res, RH_STEP_ANNOUNCE, &t);
         if (r >= 0 && req->hostname[0]) {
                 r = apply_hostname(a, req->hostname, res, &e);
                 if (r >= 0)
                         res->applied |= RH_APPLIED_HOSTNAME;
         }
+        step_mark(res, RH_STEP_HOSTNAME, &t);
         if (r >= 0 && (req->n_dns || req->n_search)) {
                 r = apply_dns(a, req, res, &e);
                 if (r == 0)
                         res->applied |= RH_APPLIED_DNS; /* 1: left to resolved (RH_APPLIED_RESOLVED) */
         }
+        step_mark(res, RH_STEP_DNS, &t);
         if (r >= 0 && (req->flags & RH_REQ_NEW_MACHINE_ID)) {
                 res->failed_step = RH_APPLIED_MACHINE_ID;
                 r = apply_machine_id(a, res, &e);
         }
+        step_mark(res, RH_STEP_MACHINE_ID, &t);
         if (r >= 0) {
                 /* Last: hooks see the whole new identity in place. */
                 res->failed_step = RH_APPLIED_HOOKS;
                 r = run_hooks(a, req, res, res, &e);
         }
+        step_mark(res, RH_STEP_HOOKS, &t);
         if (r < 0) {
                 describe_failure(req, res, &e);
                 return r;

@@ -501,6 +501,18 @@ static void reject(struct agent *a, const struct rh_request *req, uint32_t statu
         finish(a, req, "error");
 }
 
+/* The ack's statistics: the steps so far, and the system calls and netlink
+ * round trips since the handoff began (counter values @sys0...). The final
+ * ack record and UDP line come after, so they are not in their own counts. */
+static void stats_fill(struct agent *a, uint32_t sys0, uint32_t nl_sys0, uint32_t nl_rt0)
+{
+        a->ack.has_stats = true;
+        a->ack.syscalls = (a->syscalls - sys0) + (a->nl.n_syscalls - nl_sys0);
+        a->ack.nl_round_trips = a->nl.n_round_trips - nl_rt0;
+        for (unsigned i = 0; i < RH_STEP_COUNT; i++)
+                a->ack.step_ns[i] = a->result.step_ns[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)a->result.step_ns[i];
+}
+
 /* Read the request, retrying a torn read; ENODATA means nothing new. */
 static int read_request(struct agent *a, uint32_t *ret_seq, uint64_t *ret_nonce, bool *ret_header_ok,
                         struct rh_error *err)
@@ -531,6 +543,7 @@ static int read_request(struct agent *a, uint32_t *ret_seq, uint64_t *ret_nonce,
                         return r;
                 {
                         struct timespec ts = {.tv_nsec = 200000};
+                        AGENT_SYSCALL(a);
                         nanosleep(&ts, NULL);
                 }
         }
@@ -544,10 +557,12 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         uint32_t seq = 0;
         uint64_t nonce = 0;
         bool header_ok = false;
-        uint64_t t_validated;
+        uint64_t t_validated, t_acked_read;
+        const uint32_t sys0 = a->syscalls, nl_sys0 = a->nl.n_syscalls, nl_rt0 = a->nl.n_round_trips;
         int r;
 
         memset(&a->ack, 0, sizeof(a->ack));
+        memset(a->result.step_ns, 0, sizeof(a->result.step_ns));
         a->ack.signal = (uint32_t)signal;
         a->ack.t_signal_ns = t_signal;
         a->ack.arm_generation = a->arm.arm_generation;
@@ -579,11 +594,17 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         a->ack.seq = seq;
         a->ack.nonce = a->opt.format == FORMAT_V1 ? 0 : a->req.nonce;
 
+        /* The arm-time copy of the links describes a restored snapshot; a
+         * plain poll may be a live guest whose links changed since: dump. */
+        if (signal == RH_SIGNAL_POLL || signal == RH_SIGNAL_NONE)
+                a->links_at_arm = false;
         r = apply_validate(a, &a->req, &e);
         if (r == 0 && a->opt.format == FORMAT_NATIVE)
                 r = payloads_check(a, &a->req, &e);
         t_validated = now_ns();
+        a->result.step_ns[RH_STEP_VALIDATE] = t_validated - a->ack.t_read_ns;
         if (r < 0) {
+                stats_fill(a, sys0, nl_sys0, nl_rt0);
                 rh_error_prefix(&e, r, "request %u rejected", seq);
                 reject(a, &a->req, RH_ACK_INVALID, r, e.msg);
                 return true;
@@ -594,6 +615,8 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         }
         if (a->req.flags & RH_REQ_ACK_EARLY)
                 ack_send_udp(a, &a->req, "mailbox");
+        t_acked_read = now_ns();
+        a->result.step_ns[RH_STEP_ACK_READ] = t_acked_read - t_validated;
 
         handoff_snapshot(a);
         r = a->opt.apply_shell ? apply_request_shell(a, &a->req, &a->result)
@@ -602,6 +625,7 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
                 r = handoff_write(a, &a->req, &a->result);
         a->ack.t_applied_ns = now_ns();
         a->ack.applied = a->result.applied;
+        stats_fill(a, sys0, nl_sys0, nl_rt0);
         if (r < 0) {
                 reject(a, &a->req, RH_ACK_FAILED, r, a->result.what);
                 return true;
@@ -615,13 +639,14 @@ static bool handoff(struct agent *a, int signal, uint64_t t_signal)
         finish(a, &a->req, "applied");
         handoff_after_ack(a, &a->req, &a->result);
         if (a->opt.verbose) {
-                const uint64_t *t = a->result.t_step_ns;
-                agent_log(a,
-                          "seq %u: %u kernel objects changed; us: validate %" PRIu64 " link %" PRIu64
-                          " addrs %" PRIu64 " routes %" PRIu64 " neigh %" PRIu64 " announce %" PRIu64,
-                          seq, a->result.changes, (t_validated - a->ack.t_read_ns) / 1000,
-                          (t[0] - t_validated) / 1000, (t[1] - t[0]) / 1000, (t[2] - t[1]) / 1000,
-                          (t[3] - t[2]) / 1000, (t[4] - t[3]) / 1000);
+                char steps[512];
+                size_t len = 0;
+
+                for (unsigned i = 0; i < RH_STEP_COUNT; i++)
+                        len += (size_t)snprintf(steps + len, sizeof(steps) - len, " %s %" PRIu32,
+                                                rh_ack_step_name(i), a->ack.step_ns[i]);
+                agent_log(a, "seq %u: %u kernel objects changed; %u syscalls, %u netlink round trips; ns:%s",
+                          seq, a->result.changes, a->ack.syscalls, a->ack.nl_round_trips, steps);
         }
         return true;
 }
@@ -656,6 +681,8 @@ int main(int argc, char **argv)
                 if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
                         agent_log(a, "mlockall: %s (continuing without)", strerror(errno));
         }
+        /* Before the armed line: a host may snapshot as soon as it sees it. */
+        apply_capture(a);
         if ((r = arm_write(a, &err)) < 0) {
                 agent_log(a, "%s", err.msg);
                 return 1;
@@ -678,6 +705,7 @@ int main(int argc, char **argv)
                         continue;
                 wait_handoff_done(a);
                 /* Re-arm: a clone can itself be snapshotted and forked again. */
+                apply_capture(a);
                 if ((r = arm_write(a, &err)) < 0) {
                         agent_log(a, "%s", err.msg);
                         return 1;

@@ -45,6 +45,9 @@ static void help(void)
                "rhbench, 10.78.0.1/24) there when it has none.\n\n"
                "Options:\n"
                "  --quick             fewer forks (5 per mode), scale 1,4, short drivers (< 5 min)\n"
+               "  --icount            templates bench-MODE-icount under TCG with -icount\n"
+               "                      shift=0,sleep=off: the guest stages are counted in guest\n"
+               "                      instructions (load-independent) beside the wall times\n"
                "  --forks N           forks per mode after the first (default 20)\n"
                "  --modes LIST        signal modes, comma-separated (default auto,vmgenid-kmsg,poll;\n"
                "                      vmclock, vmclock-spin are reported as skipped without a device;\n"
@@ -117,6 +120,62 @@ static void print_group(json_t *g, bool first)
                 print_val(num(s, "avg"));
                 print_val(num(s, "p50"));
                 print_val(num(s, "p99"));
+                print_val(num(s, "max"));
+                printf(" %5.0f\n", num(s, "n"));
+        }
+}
+
+/* The guest's counts of a mode: stages, the agent's steps, pages. */
+static void print_counts(json_t *g)
+{
+        static const char *const rows[][2] = {
+                { "signal_read", "signal -> read" },
+                { "read_applied", "read -> applied (apply)" },
+                { "applied_ack", "applied -> ack record" },
+                { "step_validate", "  validate" },
+                { "step_ack_read", "  READ ack + early UDP line" },
+                { "step_clock", "  clock" },
+                { "step_link", "  link (MAC, MTU, up, fe80::)" },
+                { "step_addresses", "  addresses" },
+                { "step_routes", "  routes" },
+                { "step_neighbours", "  neighbours" },
+                { "step_announce", "  announce (GARP/NA)" },
+                { "step_hostname", "  hostname" },
+                { "step_dns", "  DNS (resolv.conf)" },
+                { "step_machine_id", "  machine-id" },
+                { "step_hooks", "  hooks" },
+                { "syscalls", "system calls (agent)" },
+                { "netlink_round_trips", "netlink round trips" },
+        };
+        bool icount = json_is_true(json_object_get(g, "icount"));
+        json_t *gi = json_object_get(g, icount ? "guest_instructions" : "guest_ns");
+        json_t *pages = json_object_get(g, "pages");
+
+        if (!gi)
+                return;
+        printf("guest counts (%s; resume -> signal has no guest stamp: wall only):\n",
+               json_string_value(json_object_get(gi, "unit")));
+        printf("  %-32s %9s %9s %9s %9s %5s\n", "", "avg", "p50", "min", "max", "n");
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                json_t *s = json_object_get(gi, rows[i][0]);
+                if (!json_is_object(s))
+                        continue;
+                printf("  %-32s", rows[i][1]);
+                print_val(num(s, "avg"));
+                print_val(num(s, "p50"));
+                print_val(num(s, "min"));
+                print_val(num(s, "max"));
+                printf(" %5.0f\n", num(s, "n"));
+        }
+        const char *k;
+        json_t *s;
+        json_object_foreach(pages, k, s) {
+                if (!json_is_object(s))
+                        continue;
+                printf("  pages %-26s", k);
+                print_val(num(s, "avg"));
+                print_val(num(s, "p50"));
+                print_val(num(s, "min"));
                 print_val(num(s, "max"));
                 printf(" %5.0f\n", num(s, "n"));
         }
@@ -232,11 +291,13 @@ static void print_doc(json_t *doc, const char *plot)
                        json_integer_value(json_object_get(g, "acked")));
                 print_signals(g);
                 print_group(g, true);
+                print_counts(g);
                 json_t *ex = json_object_get(g, "exact_pages");
                 if (ex) {
                         printf("exact page counts: %" JSON_INTEGER_FORMAT " more forks whose RAM was mapped before resume "
                                "(no fault-around in the handoff):\n", json_integer_value(json_object_get(ex, "forks")));
                         print_group(ex, false);
+                        print_counts(ex);
                 }
         }
         json_t *warm = json_object_get(doc, "warm");
@@ -533,9 +594,10 @@ static int parse_list(const char *s, const char **out, size_t max, char *store, 
 
 int cmd_bench(int argc, char **argv)
 {
-        enum { O_QUICK = 0x400, O_FORKS, O_MODES, O_SECTIONS, O_SCALE, O_MEM, O_IMAGE, O_RAM, O_DISK, O_PLOT, O_JSON };
+        enum { O_QUICK = 0x400, O_FORKS, O_MODES, O_SECTIONS, O_SCALE, O_MEM, O_IMAGE, O_RAM, O_DISK, O_PLOT, O_JSON, O_ICOUNT };
         static const struct option options[] = {
                 { "quick", no_argument, NULL, O_QUICK },
+                { "icount", no_argument, NULL, O_ICOUNT },
                 { "forks", required_argument, NULL, O_FORKS },
                 { "modes", required_argument, NULL, O_MODES },
                 { "sections", required_argument, NULL, O_SECTIONS },
@@ -565,6 +627,7 @@ int cmd_bench(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case O_QUICK: o.quick = true; break;
+                case O_ICOUNT: o.icount = true; break;
                 case O_FORKS: {
                         char *end;
                         unsigned long v = strtoul(optarg, &end, 10);

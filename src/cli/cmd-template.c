@@ -47,6 +47,10 @@ static void help(void)
                "  --nic-ip K=A.B.C.D/P  NIC K's template address (default: its network's\n"
                "                      gateway + 1, e.g. 10.78.0.2/24)\n"
                "  --accel auto|kvm|tcg   (default auto)\n"
+               "  --icount            TCG with -icount shift=0,sleep=off: guest time counts guest\n"
+               "                      instructions (1 ns each), so the agent's stamps and\n"
+               "                      `rehome bench` report load-independent counts; clones\n"
+               "                      inherit it (needs TCG: --accel tcg or auto without KVM)\n"
                "  --ram-dir DIR       where the RAM file lives (default %s/<tag>, tmpfs: a\n"
                "                      directory of this state directory's own)\n"
                "  --from-clone ID     fork-of-fork: snapshot a running clone instead of booting\n"
@@ -91,6 +95,7 @@ static json_t *template_json(const struct vmm_template *t)
                                                     "mac", xmac));
         }
         json_object_set_new(j, "extra_nics", xs);
+        json_object_set_new(j, "icount", json_boolean(t->icount));
         return j;
 }
 
@@ -99,8 +104,8 @@ static void print_template(const struct vmm_template *t)
         char mac[18];
         rh_mac_format(t->mac, mac);
         printf("name:         %s\n", t->name);
-        printf("machine:      %s, %s -cpu %s, %" PRIu64 " MiB\n", t->machine, t->accel, t->cpu,
-               t->mem_size >> 20);
+        printf("machine:      %s, %s -cpu %s%s, %" PRIu64 " MiB\n", t->machine, t->accel, t->cpu,
+               t->icount ? " -icount shift=0,sleep=off" : "", t->mem_size >> 20);
         printf("kernel:       %s (%s)\n", t->kernel, t->kernel_release);
         printf("ram:          %s\n", t->ram_path);
         printf("state:        %s\n", t->state_path);
@@ -123,7 +128,7 @@ static void print_template(const struct vmm_template *t)
 
 static int do_create(int argc, char **argv)
 {
-        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT, O_NICS, O_NIC_IP, O_KARG };
+        enum { O_IMAGE = 0x300, O_MEM, O_IP, O_GW, O_ACCEL, O_RAM, O_FROM, O_NOPRE, O_BOOT, O_AGENT, O_NICS, O_NIC_IP, O_KARG, O_ICOUNT };
         static const struct option options[] = {
                 {"image", required_argument, NULL, O_IMAGE},
                 {"mem", required_argument, NULL, O_MEM},
@@ -138,6 +143,7 @@ static int do_create(int argc, char **argv)
                 {"nics", required_argument, NULL, O_NICS},
                 {"nic-ip", required_argument, NULL, O_NIC_IP},
                 {"kernel-arg", required_argument, NULL, O_KARG},
+                {"icount", no_argument, NULL, O_ICOUNT},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -230,6 +236,9 @@ static int do_create(int argc, char **argv)
                 case O_KARG:
                         o.kernel_arg = optarg;
                         break;
+                case O_ICOUNT:
+                        o.icount = true;
+                        break;
                 case O_BOOT:
                         if (vmm_parse_duration_ms(optarg, &o.boot_timeout_ms) < 0)
                                 return cli_usage_error("template", "bad --boot-timeout '%s'", optarg);
@@ -250,6 +259,11 @@ static int do_create(int argc, char **argv)
                         return cli_usage_error("template", "--nic-ip %u without --nics %u or more", k, k + 1);
         if (o.from_clone && o.nics > 1)
                 return cli_usage_error("template", "--nics with --from-clone (the clone's template decides)");
+        if (o.icount && strcmp(o.accel, "kvm") == 0)
+                return cli_usage_error("template", "--icount needs TCG: not with --accel kvm");
+        if (o.icount && o.from_clone)
+                return cli_usage_error("template", "--icount and --from-clone: a fork-of-fork template "
+                                                   "inherits its parent's -icount");
         if (!gw[0]) {
                 struct vmm_net net;
                 if (vmm_net_load(cli.state_dir, &net, NULL) == 0 && net.gateway[0]) {

@@ -143,6 +143,16 @@ char *rh_ack_to_json(const struct rh_ack *ack, int indent)
                       (json_int_t)ack->arm_generation, "error", text);
         if (!o)
                 return NULL;
+        if (ack->has_stats) {
+                /* The agent's own costs (docs/MAILBOX.md, ack statistics). */
+                json_t *steps = json_object();
+
+                for (unsigned i = 0; i < RH_STEP_COUNT; i++)
+                        json_object_set_new(steps, rh_ack_step_name(i), json_integer(ack->step_ns[i]));
+                json_object_set_new(o, "step_ns", steps);
+                json_object_set_new(o, "syscalls", json_integer(ack->syscalls));
+                json_object_set_new(o, "netlink_round_trips", json_integer(ack->nl_round_trips));
+        }
         s = json_dumps(o, JSON_PRESERVE_ORDER | (indent > 0 ? JSON_INDENT(indent) : JSON_COMPACT));
         json_decref(o);
         return s;

@@ -63,6 +63,19 @@ const char *rh_signal_name(uint32_t signal)
         return signal <= RH_SIGNAL_MAX_ ? signal_names[signal] : "unknown";
 }
 
+const char *rh_ack_step_name(unsigned step)
+{
+        static const char *const names[RH_STEP_COUNT] = {
+                [RH_STEP_VALIDATE] = "validate", [RH_STEP_ACK_READ] = "ack-read",
+                [RH_STEP_CLOCK] = "clock",       [RH_STEP_LINK] = "link",
+                [RH_STEP_ADDRS] = "addresses",   [RH_STEP_ROUTES] = "routes",
+                [RH_STEP_NEIGH] = "neighbours",  [RH_STEP_ANNOUNCE] = "announce",
+                [RH_STEP_HOSTNAME] = "hostname", [RH_STEP_DNS] = "dns",
+                [RH_STEP_MACHINE_ID] = "machine-id", [RH_STEP_HOOKS] = "hooks",
+        };
+        return step < RH_STEP_COUNT ? names[step] : "unknown";
+}
+
 const char *rh_ack_status_name(uint32_t status)
 {
         return status <= RH_ACK_STATUS_MAX_ ? status_names[status] : "unknown";
@@ -769,6 +782,14 @@ void rh_mailbox_write_ack(uint8_t *page, const struct rh_ack *ack)
         unaligned_write_le32(rec + 0x48, ack->payloads_delivered);
         memcpy(rec + 0x160, ack->payload_errno, sizeof(ack->payload_errno));
         memcpy(rec + 0x60, ack->error, n);
+        if (ack->has_stats) {
+                unaligned_write_le32(rec + 0x170, RH_ACK_STATS_MAGIC);
+                unaligned_write_le32(rec + 0x174, ack->syscalls);
+                unaligned_write_le32(rec + 0x178, ack->nl_round_trips);
+                unaligned_write_le32(rec + 0x17c, RH_STEP_COUNT);
+                for (unsigned i = 0; i < RH_STEP_COUNT; i++)
+                        unaligned_write_le32(rec + 0x180 + 4 * i, ack->step_ns[i]);
+        }
         unaligned_write_le32(rec + 0x04, rh_crc32c(0, rec + 0x08, sizeof(rec) - 0x08));
         /* Unpublish first, for the reason given in rh_mailbox_write_request. */
         seq_store(page + RH_OFF_ACK, 0);
@@ -818,6 +839,18 @@ int rh_mailbox_read_ack(const uint8_t *page, struct rh_ack *ret_ack, struct rh_e
         if (memchr(rec + 0x60, '\0', RH_ACK_ERROR_MAX) == NULL)
                 return rh_error_set(err, EBADMSG, "ack error text not terminated");
         memcpy(ack.error, rec + 0x60, RH_ACK_ERROR_MAX);
+        if (unaligned_read_le32(rec + 0x170) == RH_ACK_STATS_MAGIC) {
+                /* A later agent may have more steps: read the ones we know. */
+                uint32_t n = unaligned_read_le32(rec + 0x17c);
+
+                if (n > 40)
+                        return rh_error_set(err, EBADMSG, "ack statistics: %u steps", n);
+                ack.has_stats = true;
+                ack.syscalls = unaligned_read_le32(rec + 0x174);
+                ack.nl_round_trips = unaligned_read_le32(rec + 0x178);
+                for (unsigned i = 0; i < RH_STEP_COUNT && i < n; i++)
+                        ack.step_ns[i] = unaligned_read_le32(rec + 0x180 + 4 * i);
+        }
         *ret_ack = ack;
         return 0;
 }

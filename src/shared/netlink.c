@@ -130,8 +130,9 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
 
         if (nl->fd < 0)
                 return rh_error_set(err, -EBADF, "%s: netlink socket not open", what);
+        nl->n_round_trips++;
         do
-                n = sendto(nl->fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+                nl->n_syscalls++, n = sendto(nl->fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return rh_error_set(err, -errno, "%s: netlink send: %s", what, strerror(errno));
@@ -147,6 +148,7 @@ static int nl_transact(struct rh_nl *nl, msg_cb cb, void *userdata, struct rh_er
                 };
                 size_t len;
 
+                nl->n_syscalls++;
                 n = recvmsg(nl->fd, &mh, 0);
                 if (n < 0) {
                         if (errno == EINTR)
@@ -218,6 +220,8 @@ int rh_nl_open(struct rh_nl *nl, struct rh_error *err)
         /* Best effort: older kernels lack these; errors are still reported. */
         (void)setsockopt(nl->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
         (void)setsockopt(nl->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+        /* Kernel-side dump filters (4.20+); without, the callbacks filter alone. */
+        nl->strict = setsockopt(nl->fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof(one)) == 0;
         nl->portid = sa.nl_pid;
         nl->seq = (uint32_t)getpid() << 8; /* distinct from a previous socket's replies */
         return 0;
@@ -301,6 +305,8 @@ int rh_nl_link_list(struct rh_nl *nl, struct rh_nl_link *links, size_t cap, size
         int r;
 
         ifi->ifi_family = AF_UNSPEC;
+        /* No counters: a link's stats (and IPv6's per-link stats) are most of its message. */
+        attr_put_u32(n, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
         r = nl_transact(nl, link_cb, &d, err, "list links");
         if (r < 0)
                 return r;
@@ -319,6 +325,7 @@ int rh_nl_link_get(struct rh_nl *nl, int ifindex, struct rh_nl_link *ret_link, s
 
         ifi->ifi_family = AF_UNSPEC;
         ifi->ifi_index = ifindex;
+        attr_put_u32(n, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
         snprintf(what, sizeof(what), "get link %d", ifindex);
         r = nl_transact(nl, link_cb, &d, err, what);
         if (r < 0)
@@ -529,7 +536,15 @@ int rh_nl_addr_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_addr
         int r;
 
         ifa->ifa_family = (uint8_t)family;
+        if (nl->strict && ifindex > 0)
+                ifa->ifa_index = (uint32_t)ifindex; /* the kernel dumps only this link's */
         r = nl_transact(nl, addr_cb, &d, err, "list addresses");
+        if (r == -ENODEV && nl->strict && ifindex > 0) {
+                /* The kernel's filter on a link that does not exist: none, as unfiltered. */
+                if (err)
+                        memset(err, 0, sizeof(*err));
+                r = 0, d.n = 0;
+        }
         if (r < 0)
                 return r;
         *ret_n = d.n;
@@ -668,7 +683,20 @@ int rh_nl_route_list(struct rh_nl *nl, int ifindex, int family, struct rh_nl_rou
         int r;
 
         rtm->rtm_family = (uint8_t)family;
+        if (nl->strict) {
+                /* What route_cb keeps: unicast routes of the main table (on @ifindex). */
+                rtm->rtm_table = RT_TABLE_MAIN;
+                rtm->rtm_type = RTN_UNICAST;
+                if (ifindex > 0)
+                        attr_put_u32(n, RTA_OIF, (uint32_t)ifindex);
+        }
         r = nl_transact(nl, route_cb, &d, err, "list routes");
+        if (r == -ENODEV && nl->strict && ifindex > 0) {
+                /* The kernel's filter on a link that does not exist: none, as unfiltered. */
+                if (err)
+                        memset(err, 0, sizeof(*err));
+                r = 0, d.n = 0;
+        }
         if (r < 0)
                 return r;
         *ret_n = d.n;
@@ -791,6 +819,8 @@ int rh_nl_neigh_flush(struct rh_nl *nl, int ifindex, int family, unsigned *ret_f
                 struct ndmsg *ndm = msg_put_header(n, sizeof(*ndm));
 
                 ndm->ndm_family = (uint8_t)family;
+                if (nl->strict)
+                        attr_put_u32(n, NDA_IFINDEX, (uint32_t)ifindex); /* this link's only */
                 memset(&d, 0, sizeof(d));
                 d.ifindex = ifindex;
                 d.family = family;

@@ -32,6 +32,12 @@ struct rh_nl {
         int fd;          /* -EBADF when closed */
         uint32_t seq;    /* last sequence number used */
         uint32_t portid; /* our netlink port id (from getsockname) */
+        /* Counters for cost accounting (never reset here; callers take deltas). */
+        uint32_t n_round_trips; /* requests sent and answered (or failed) */
+        uint32_t n_syscalls;    /* sendto + recvmsg calls, EINTR retries included */
+        /* NETLINK_GET_STRICT_CHK is on: dumps ask the kernel to filter (by
+         * link, table, type), so it builds only the messages we keep. */
+        bool strict;
         uint8_t send_buf[RH_NL_SEND_BUF] __attribute__((aligned(8)));
         uint8_t recv_buf[RH_NL_RECV_BUF] __attribute__((aligned(8)));
 };
@@ -71,7 +77,9 @@ struct rh_nl_route {
 
 /*
  * rh_nl_open - open a NETLINK_ROUTE socket into @nl (close-on-exec, extended
- * acks and capped acks when the kernel has them). Returns 0 or -errno
+ * acks, capped acks and strict dump checking when the kernel has them; with
+ * strict checking the dumps below are filtered in the kernel, the results
+ * are the same). Returns 0 or -errno
  * (socket/bind failures).
  */
 int rh_nl_open(struct rh_nl *nl, struct rh_error *err);

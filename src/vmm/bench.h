@@ -138,6 +138,7 @@ struct vmm_bench_opts {
         unsigned sections;      /* BENCH_* */
         bool quick;
         bool progress;
+        bool icount; /* templates bench-MODE-icount: TCG -icount shift=0,sleep=off (counts, not times) */
 };
 
 /*

@@ -170,6 +170,7 @@ void qemu_spec_from_template(struct qemu_spec *spec, const struct vmm_template *
         *spec = (struct qemu_spec){
                 .accel = t->accel,
                 .cpu = t->cpu,
+                .icount = t->icount,
                 .machine = t->machine,
                 .mem_size = t->mem_size,
                 .kernel = t->kernel,
@@ -208,6 +209,12 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
         arg(a, "%s", s->accel);
         arg(a, "-cpu");
         arg(a, "%s", s->cpu);
+        if (s->icount) {
+                /* Deterministic guest time: 1 ns per instruction (2^0), and no
+                 * sleeping while idle (the clock jumps to the next timer). */
+                arg(a, "-icount");
+                arg(a, "shift=0,sleep=off");
+        }
         arg(a, "-m");
         arg(a, "%llu", (unsigned long long)(s->mem_size >> 20));
         arg(a, "-object");

@@ -152,6 +152,27 @@ void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rc
                 "(milliseconds; resume>* are guest stamps anchored at the ack, see 'rehome fork --help')\n");
 }
 
+json_t *vmm_guest_costs_json(const struct rh_ack *ack)
+{
+        json_t *o, *steps;
+
+        if (!(ack->t_signal_ns > 0 && ack->t_read_ns >= ack->t_signal_ns && ack->t_applied_ns >= ack->t_read_ns &&
+              ack->t_ack_ns >= ack->t_applied_ns))
+                return NULL;
+        o = json_pack("{s:I, s:I, s:I}", "signal_read", (json_int_t)(ack->t_read_ns - ack->t_signal_ns),
+                      "read_applied", (json_int_t)(ack->t_applied_ns - ack->t_read_ns), "applied_ack",
+                      (json_int_t)(ack->t_ack_ns - ack->t_applied_ns));
+        if (!o || !ack->has_stats)
+                return o;
+        steps = json_object();
+        for (unsigned i = 0; i < RH_STEP_COUNT; i++)
+                json_object_set_new(steps, rh_ack_step_name(i), json_integer(ack->step_ns[i]));
+        json_object_set_new(o, "steps", steps);
+        json_object_set_new(o, "syscalls", json_integer(ack->syscalls));
+        json_object_set_new(o, "netlink_round_trips", json_integer(ack->nl_round_trips));
+        return o;
+}
+
 json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const struct rh_error *err)
 {
         char mac[18];
@@ -185,6 +206,11 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
                                     json_string(r->ack_channel ? r->ack_channel : "mailbox"));
                 json_object_set_new(t, "udp_ack_seen",
                                     r->udp_ack_seen >= 0 ? json_real(r->udp_ack_seen) : json_null());
+        }
+        if (r->acked) {
+                json_t *g = vmm_guest_costs_json(&r->ack);
+                if (g)
+                        json_object_set_new(o, "guest_ns", g);
         }
         if (r->seen[0])
                 json_object_set_new(o, "seen", json_string(r->seen));

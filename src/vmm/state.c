@@ -187,6 +187,8 @@ int vmm_template_save(const struct vmm_template *t, struct rh_error *err)
                 json_object_set_new(j, "nics", json_integer(t->nics));
                 json_object_set_new(j, "extra_nics", xs);
         }
+        if (t->icount)
+                json_object_set_new(j, "icount", json_true());
         {
                 char ver[32];
                 snprintf(ver, sizeof(ver), "%u.%u.%u", t->agent_version >> 16, (t->agent_version >> 8) & 0xff,
@@ -283,6 +285,7 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
                                     "rehome template rm %s && rehome template create %s",
                                     name, path, name, name);
         t.mailbox_gpa = (uint64_t)json_integer_value(gpa);
+        t.icount = json_is_true(json_object_get(j, "icount")); /* absent: older records, no icount */
         t.mem_size = (uint64_t)json_integer_value(mem);
         t.created_unix = (uint64_t)json_integer_value(json_object_get(j, "created_unix"));
         t.boot_ms = json_number_value(json_object_get(j, "boot_ms"));

@@ -410,6 +410,15 @@ int qemu_template_create(const struct vmm_template_opts *o, struct vmm_template 
                 snprintf(reason, sizeof(reason), "%s (forced by --accel)", o->accel);
         }
         progress(o, "accelerator: %s", reason);
+        if (o->icount) {
+                if (strcmp(t.accel, "tcg") != 0) {
+                        r = rh_error_set(err, -EINVAL, "--icount needs TCG (accelerator: %s; add --accel tcg)",
+                                         t.accel);
+                        goto fail;
+                }
+                t.icount = true;
+                progress(o, "-icount shift=0,sleep=off: guest time counts instructions");
+        }
 
         snprintf(t.ip, sizeof(t.ip), "%s", o->ip);
         snprintf(t.gateway, sizeof(t.gateway), "%s", o->gateway ? o->gateway : "");

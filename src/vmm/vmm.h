@@ -151,6 +151,9 @@ struct vmm_template {
         char machine[32];
         char accel[16];
         char cpu[32];
+        /* -icount shift=0,sleep=off (TCG only): one guest nanosecond per guest
+         * instruction, so the agent's stamps count instructions; clones inherit it. */
+        bool icount;
         uint64_t mem_size;
         char layout[64]; /* rh_layout_parse spec, "qemu-q35:256M" */
         uint64_t mailbox_gpa;
@@ -304,6 +307,7 @@ void vmm_strv_free(char **v);
 
 struct qemu_spec {
         const char *accel, *cpu, *machine;
+        bool icount; /* -icount shift=0,sleep=off */
         uint64_t mem_size;
         const char *kernel, *initrd, *append;
         const char *ram_path;
@@ -386,6 +390,7 @@ struct vmm_template_opts {
         const char *from_clone; /* fork-of-fork: snapshot this live clone instead of booting */
         int boot_timeout_ms;
         bool prearm;
+        bool icount;   /* -icount shift=0,sleep=off (TCG only; ignored with from_clone: inherited) */
         bool progress; /* stage lines on stderr */
         /* Extra rehome-agent words for the guest (kernel command line
          * rehome.agent=, ',' between words: "--signal,poll"); NULL = none. */
@@ -570,6 +575,14 @@ void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rc
 /* One JSON object per fork (clone, identity, ack, timings). New reference. */
 struct json_t;
 struct json_t *vmm_fork_result_json(const struct vmm_fork_result *res, int rc, const struct rh_error *err);
+/*
+ * The guest's own view of a handoff from its ack record, in guest
+ * CLOCK_MONOTONIC ns (guest instructions on an -icount template):
+ * {"signal_read", "read_applied", "applied_ack", "steps": {name: ns},
+ * "syscalls", "netlink_round_trips"}; the last three only from agents that
+ * report them. NULL when the record's stamps are missing or out of order.
+ */
+struct json_t *vmm_guest_costs_json(const struct rh_ack *ack);
 /* Median of the successful forks' stage @offset (offsetof in struct vmm_fork_timing). */
 double vmm_timing_median(const struct vmm_fork_result *res, const int *rcs, unsigned n, size_t offset);
 

@@ -1289,6 +1289,65 @@ static void test_ack(void **state)
         assert_int_equal(strlen(got.error), RH_ACK_ERROR_MAX - 1);
 }
 
+/* The agent's statistics block (0x170..): exact layout, round trip, and
+ * an older agent's zero block read as "no statistics". */
+static void test_ack_stats(void **state)
+{
+        struct rh_ack ack, got;
+        struct rh_error err = {};
+        const uint8_t *a = page + RH_OFF_ACK;
+
+        sample_ack(&ack);
+        memset(page, 0, sizeof(page));
+        rh_mailbox_write_ack(page, &ack);
+        assert_int_equal(rh_mailbox_read_ack(page, &got, &err), 0);
+        assert_false(got.has_stats);
+        for (unsigned i = 0x170; i < 576; i++)
+                assert_int_equal(a[i], 0);
+
+        ack.has_stats = true;
+        ack.syscalls = 41;
+        ack.nl_round_trips = 17;
+        for (unsigned i = 0; i < RH_STEP_COUNT; i++)
+                ack.step_ns[i] = 1000u * (i + 1);
+        ack.step_ns[RH_STEP_HOOKS] = UINT32_MAX;
+        rh_mailbox_write_ack(page, &ack);
+        assert_int_equal(unaligned_read_le32(a + 0x04), rh_crc32c(0, a + 0x08, 576 - 8));
+        assert_int_equal(unaligned_read_le32(a + 0x170), RH_ACK_STATS_MAGIC);
+        assert_memory_equal(a + 0x170, "RST1", 4);
+        assert_int_equal(unaligned_read_le32(a + 0x174), 41);
+        assert_int_equal(unaligned_read_le32(a + 0x178), 17);
+        assert_int_equal(unaligned_read_le32(a + 0x17c), RH_STEP_COUNT);
+        assert_int_equal(unaligned_read_le32(a + 0x180), 1000);
+        assert_int_equal(unaligned_read_le32(a + 0x180 + 4 * RH_STEP_LINK), 4000);
+        assert_int_equal(unaligned_read_le32(a + 0x180 + 4 * RH_STEP_HOOKS), UINT32_MAX);
+        for (unsigned i = 0x1b0; i < 576; i++)
+                assert_int_equal(a[i], 0);
+        memset(&got, 0, sizeof(got));
+        assert_int_equal(rh_mailbox_read_ack(page, &got, &err), 0);
+        assert_true(got.has_stats);
+        assert_int_equal(got.syscalls, 41);
+        assert_int_equal(got.nl_round_trips, 17);
+        assert_memory_equal(got.step_ns, ack.step_ns, sizeof(ack.step_ns));
+        assert_string_equal(rh_ack_step_name(RH_STEP_VALIDATE), "validate");
+        assert_string_equal(rh_ack_step_name(RH_STEP_NEIGH), "neighbours");
+        assert_string_equal(rh_ack_step_name(RH_STEP_HOOKS), "hooks");
+        assert_string_equal(rh_ack_step_name(RH_STEP_COUNT), "unknown");
+
+        /* A later agent with more steps: the known ones are read. */
+        uint8_t *w = page + RH_OFF_ACK;
+        unaligned_write_le32(w + 0x17c, 14);
+        unaligned_write_le32(w + 0x04, rh_crc32c(0, w + 0x08, 576 - 8));
+        assert_int_equal(rh_mailbox_read_ack(page, &got, &err), 0);
+        assert_true(got.has_stats);
+        assert_int_equal(got.step_ns[RH_STEP_DNS], 10000);
+        /* An absurd step count is a bad record. */
+        unaligned_write_le32(w + 0x17c, 1000);
+        unaligned_write_le32(w + 0x04, rh_crc32c(0, w + 0x08, 576 - 8));
+        assert_int_equal(rh_mailbox_read_ack(page, &got, &err), -EBADMSG);
+        assert_string_equal(err.msg, "ack statistics: 1000 steps");
+}
+
 static void test_ack_errors(void **state)
 {
         struct rh_ack ack, got, untouched;
@@ -1634,6 +1693,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_request_errors),
                 cmocka_unit_test(test_request_live_writer),
                 cmocka_unit_test(test_ack),
+                cmocka_unit_test(test_ack_stats),
                 cmocka_unit_test(test_ack_errors),
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_mac),
