@@ -637,7 +637,7 @@ int cmd_bench(int argc, char **argv)
                 case O_RAM: o.ram_dir = optarg; break;
                 case O_DISK: o.disk_dir = optarg; break;
                 case O_PLOT: snprintf(plot, sizeof(plot), "%s", optarg); break;
-                case O_JSON: cli.json = true; break;
+                case O_JSON: cli_json_enable(); break;
                 case 'h': help(); return EXIT_OK;
                 default: return cli_usage_error("bench", "unknown option");
                 }
@@ -698,10 +698,9 @@ int cmd_bench(int argc, char **argv)
         if (json_dump_file(doc, saved, JSON_INDENT(2)) == 0)
                 fprintf(stderr, "bench: every sample in %s\n", saved);
         int failures = count_failures(doc);
-        if (cli.json) {
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-        } else
+        if (cli.json)
+                cli_result(json_incref(doc));
+        else
                 print_doc(doc, plot[0] ? plot : NULL);
         json_decref(doc);
         return failures ? EXIT_FAIL : EXIT_OK;
@@ -791,9 +790,7 @@ int cmd_template_record_ws(int argc, char **argv)
                                       (json_int_t)runs);
                 if (!j)
                         return cli_fail("template record-ws %s: cannot build the JSON document", t.name);
-                json_dumpf(j, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(j);
+                cli_result(j);
         } else
                 printf("working set of %s: %zu pages (%.1f MiB) in %s/%s; last run referenced %ld pages\n", t.name,
                        pages, pages * 4096.0 / 1048576, t.dir, VMM_WS_FILE, referenced);

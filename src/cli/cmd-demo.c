@@ -97,7 +97,7 @@ int cmd_demo(int argc, char **argv)
                         image = optarg;
                         break;
                 case 'j':
-                        cli.json = true;
+                        cli_json_enable();
                         break;
                 case 'h':
                         help();
@@ -225,9 +225,7 @@ int cmd_demo(int argc, char **argv)
                         json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:o, s:b}", "template", t.name, "accel",
                                   t.accel, "cpu", t.cpu, "template_reused", reused, "template_ip", tip,
                                   "template_ip_silent", template_silent, "forks", arr, "ok", rc == EXIT_OK);
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(doc);
+                cli_result(doc);
         } else {
                 printf("template %s: %s -cpu %s%s, mailbox gpa 0x%llx\n\n", t.name, t.accel, t.cpu,
                        reused ? " (reused)" : "", (unsigned long long)t.mailbox_gpa);
@@ -253,8 +251,10 @@ int cmd_demo(int argc, char **argv)
                         printf("\n(TCG: every figure is inflated compared with KVM)\n");
         }
         for (unsigned long i = 0; i < count; i++)
-                if (rcs[i] < 0)
+                if (rcs[i] < 0) {
                         fprintf(stderr, "rehome: %s\n", errs[i].msg);
+                        cli_error_note("%s", errs[i].msg);
+                }
         if (!keep)
                 for (unsigned long i = 0; i < count; i++)
                         if (rcs[i] == 0)

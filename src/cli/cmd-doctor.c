@@ -64,7 +64,7 @@ int cmd_doctor(int argc, char **argv)
                         return EXIT_OK;
                 }
                 if (strcmp(argv[i], "--json") == 0)
-                        cli.json = true;
+                        cli_json_enable();
                 else
                         return cli_usage_error("doctor", "unknown argument '%s'", argv[i]);
         }
@@ -165,9 +165,7 @@ int cmd_doctor(int argc, char **argv)
 
         if (cli.json) {
                 json_t *doc = json_pack("{s:b, s:o}", "ok", c.ok, "checks", c.arr);
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(doc);
+                cli_result(doc);
         } else
                 json_decref(c.arr);
         return c.ok ? EXIT_OK : EXIT_FAIL;

@@ -50,6 +50,9 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fprintf(stderr, "\nTry 'rehome %s --help'\n", verb);
+        va_start(ap, fmt);
+        cli_error_notev(fmt, ap);
+        va_end(ap);
         return EXIT_USAGE;
 }
 
@@ -62,6 +65,9 @@ int cli_fail(const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fputc('\n', stderr);
+        va_start(ap, fmt);
+        cli_error_notev(fmt, ap);
+        va_end(ap);
         return EXIT_FAIL;
 }
 
@@ -73,6 +79,7 @@ int cli_interrupted(const char *verb, const char *what)
                 return -1;
         fprintf(stderr, "rehome: %s: interrupted by SIG%s: %s\n", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
                 what);
+        cli_error_note("%s: interrupted by SIG%s: %s", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", what);
         return 128 + sig;
 }
 
@@ -119,8 +126,11 @@ int main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
+        static char verb_argv0[64];
         int c;
 
+        /* getopt names argv[0] in its messages: "rehome", never the binary's path. */
+        argv[0] = (char *)"rehome";
         /* '+': stop at the verb; its options are its own. */
         while ((c = getopt_long(argc, argv, "+vh", options, NULL)) != -1) {
                 switch (c) {
@@ -141,20 +151,28 @@ int main(int argc, char **argv)
                         return EXIT_OK;
                 default:
                         fprintf(stderr, "Try 'rehome --help'\n");
-                        return EXIT_USAGE;
+                        cli_error_note("unknown global option or missing value: '%s'", argv[optind - 1]);
+                        return cli_json_finish(NULL, EXIT_USAGE);
                 }
         }
         if (optind >= argc) {
                 fprintf(stderr, "rehome: no verb given\nTry 'rehome --help'\n");
-                return EXIT_USAGE;
+                cli_error_note("no verb given");
+                return cli_json_finish(NULL, EXIT_USAGE);
         }
         for (const struct verb *v = verbs; v->name; v++)
                 if (strcmp(argv[optind], v->name) == 0) {
                         int vargc = argc - optind;
                         char **vargv = argv + optind;
+                        /* The verb's getopt messages start "rehome VERB: ". */
+                        snprintf(verb_argv0, sizeof(verb_argv0), "rehome %s", v->name);
+                        vargv[0] = verb_argv0;
                         optind = 0; /* reset getopt for the verb (0: full re-init in glibc) */
-                        return v->fn(vargc, vargv);
+                        if (cli.json)
+                                cli_json_begin();
+                        return cli_json_finish(v->name, v->fn(vargc, vargv));
                 }
         fprintf(stderr, "rehome: unknown verb '%s'\nTry 'rehome --help'\n", argv[optind]);
-        return EXIT_USAGE;
+        cli_error_note("unknown verb '%s'", argv[optind]);
+        return cli_json_finish(NULL, EXIT_USAGE);
 }

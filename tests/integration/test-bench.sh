@@ -81,9 +81,9 @@ cols = ["fork_total_ms", "resume_signal_ms", "mailbox_ack_ms", "reconfigure_ms",
         "spawn_ms", "incoming_ms", "patch_ms", "ready_to_resume_ms", "pages_referenced", "pages_written",
         "pages_rss"]
 # measured column -> the engine's per-fork timing it is taken from
-from_timing = {"fork_total_ms": "total", "resume_signal_ms": "resume>signal", "mailbox_ack_ms": "resume>read",
-               "reconfigure_ms": "resume>applied", "spawn_ms": "spawn", "incoming_ms": "incoming",
-               "patch_ms": "patch"}
+from_timing = {"fork_total_ms": "total_ms", "resume_signal_ms": "resume_to_signal_ms",
+               "mailbox_ack_ms": "resume_to_read_ms", "reconfigure_ms": "resume_to_applied_ms",
+               "spawn_ms": "spawn_ms", "incoming_ms": "incoming_ms", "patch_ms": "patch_ms"}
 
 def mac_of(ip):
     """The identity rehome gives an IPv4 address: 52:54 + the four octets."""
