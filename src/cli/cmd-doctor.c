@@ -39,6 +39,7 @@ static void help(void)
 struct check {
         json_t *arr;
         bool ok;
+        char failed[256]; /* the needed checks that are missing or denied, for the last line */
 };
 
 enum state { ST_OK, ST_WARN, ST_MISSING, ST_DENIED, ST_NOTE };
@@ -63,10 +64,13 @@ static void report_state(struct check *c, const char *what, enum state st, bool 
 {
         bool ok = st == ST_OK || st == ST_WARN;
 
-        if (!ok && needed)
+        if (!ok && needed) {
+                size_t len = strlen(c->failed);
                 c->ok = false;
+                snprintf(c->failed + len, sizeof(c->failed) - len, "%s%s", len ? ", " : "", what);
+        }
         if (cli.json) {
-                json_array_append_new(c->arr, json_pack("{s:s, s:s, s:b, s:b, s:s, s:s?}", "check", what, "state",
+                json_array_append_new(c->arr, json_pack("{s:s, s:s, s:b, s:b, s:s, s:s*}", "check", what, "state",
                                                         state_names[st].json, "ok", ok, "needed", needed, "detail",
                                                         detail, "fix", st == ST_OK ? NULL : fix));
                 return;
@@ -235,9 +239,9 @@ int cmd_doctor(int argc, char **argv)
         if (cli.json) {
                 json_t *doc = json_pack("{s:b, s:o}", "ok", c.ok, "checks", c.arr);
                 cli_result(doc);
-                if (!c.ok)
-                        cli_error_note("something needed is missing or denied (see \"checks\")");
         } else
                 json_decref(c.arr);
-        return c.ok ? EXIT_OK : EXIT_FAIL;
+        if (!c.ok)
+                return cli_fail("doctor: missing or denied: %s", c.failed);
+        return EXIT_OK;
 }

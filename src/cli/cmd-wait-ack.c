@@ -282,7 +282,7 @@ int cmd_wait_ack(int argc, char **argv)
                 rc = strcmp(line.stage, "applied") == 0 ? EXIT_OK : EXIT_FAIL;
                 if (cli.json) {
                         json_t *o = json_pack("{s:s,s:f,s:s,s:s,s:s,s:s}", "channel", "udp", "waited_ms", waited_ms,
-                                              "stage", line.stage, "mac", line.mac, "ip", line.ip, "error", line.error);
+                                              "stage", line.stage, "mac", line.mac, "ip", line.ip, "agent_error", line.error);
                         cli_result(o);
                 } else
                         printf("ack stage=%s mac=%s ip=%s waited=%.3f ms (udp)\n", line.stage, line.mac, line.ip,

@@ -155,6 +155,7 @@ static void add_bit_names(json_t *v)
         } masks[] = {
                 {"applied", "applied_names", cli_applied_names},
                 {"caps", "caps_names", cli_cap_names},
+                {"agent_caps", "agent_caps_names", cli_cap_names},
         };
         const char *k;
         json_t *x;

@@ -154,7 +154,7 @@ wait $sender
 python3 - "$dir/out" <<'PY' && ok "UDP ack with our nonce wins" || fail "udp out: $(cat "$dir/out")"
 import json,sys
 d=json.load(open(sys.argv[1]))
-assert (d["channel"],d["stage"],d["mac"],d["ip"],d["error"])==("udp","applied","02:00:00:00:00:05","10.0.0.5/24",""), d
+assert (d["channel"],d["stage"],d["mac"],d["ip"],d["agent_error"])==("udp","applied","02:00:00:00:00:05","10.0.0.5/24",""), d
 PY
 # Only a foreign final line and our stage=mailbox line: no answer, and it says so.
 port=$((20000 + RANDOM % 20000))
