@@ -39,6 +39,8 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * signal; else return -1.
  */
 int cli_interrupted(const char *verb, const char *what);
+/* Progress lines on stderr: when it is a terminal, or with -v; silent otherwise. */
+bool cli_progress(void);
 /* Reconcile the state directory (vmm_reconcile) and say on stderr what it ended; never fails the verb. */
 void cli_reconcile(void);
 

@@ -554,7 +554,7 @@ int cmd_bench(int argc, char **argv)
                 .state_dir = cli.state_dir, .image_dir = vmm_default_image_dir(),
                 .ram_dir = "/dev/shm/rehome-bench", .disk_dir = "/var/tmp/rehome-bench",
                 .modes = { "auto", "vmgenid-kmsg", "poll" }, .forks = 20, .mem_size = 256ull << 20,
-                .sections = BENCH_ALL, .scale = { 1, 4, 16, 32 }, .progress = true,
+                .sections = BENCH_ALL, .scale = { 1, 4, 16, 32 }, .progress = cli_progress(),
         };
         char plot[PATH_MAX] = "", tools[PATH_MAX] = "", agent[PATH_MAX] = "";
         bool forks_set = false, scale_set = false;
@@ -695,7 +695,7 @@ int cmd_bench(int argc, char **argv)
         /* Every run leaves its full document behind, whatever was printed. */
         char saved[PATH_MAX + 32];
         snprintf(saved, sizeof(saved), "%s/bench-last.json", cli.state_dir);
-        if (json_dump_file(doc, saved, JSON_INDENT(2)) == 0)
+        if (json_dump_file(doc, saved, JSON_INDENT(2)) == 0 && cli_progress())
                 fprintf(stderr, "bench: every sample in %s\n", saved);
         int failures = count_failures(doc);
         if (cli.json)

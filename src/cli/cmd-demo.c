@@ -43,6 +43,8 @@ static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
         va_list ap;
+        if (!cli_progress())
+                return;
         fprintf(stderr, "demo: ");
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
@@ -158,7 +160,7 @@ int cmd_demo(int argc, char **argv)
                         .accel = "auto",
                         .boot_timeout_ms = 180000,
                         .prearm = true,
-                        .progress = isatty(STDERR_FILENO) || cli.verbose,
+                        .progress = cli_progress(),
                 };
                 r = vmm_qemu_ops.template_create(&o, &t, &err);
                 if (r < 0)

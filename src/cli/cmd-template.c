@@ -126,7 +126,7 @@ static int do_create(int argc, char **argv)
                 .accel = "auto",
                 .boot_timeout_ms = 180000,
                 .prearm = true,
-                .progress = isatty(STDERR_FILENO) || cli.verbose,
+                .progress = cli_progress(),
         };
         char gw[64] = "";
         struct rh_error err = {0};

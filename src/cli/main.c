@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "src/vmm/vmm.h"
@@ -81,6 +82,11 @@ int cli_interrupted(const char *verb, const char *what)
                 what);
         cli_error_note("%s: interrupted by SIG%s: %s", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", what);
         return 128 + sig;
+}
+
+bool cli_progress(void)
+{
+        return cli.verbose || isatty(STDERR_FILENO);
 }
 
 void cli_reconcile(void)
