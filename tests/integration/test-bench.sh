@@ -52,6 +52,9 @@ except Exception as e:  # no document, or a broken one: everything below is moot
     print("FAIL: bench --json output does not parse: %s" % e)
     sys.exit(1)
 
+check(doc.get("schema_version") == 1 and doc.get("verb") == "bench" and "error" not in doc,
+      "the --json contract: schema_version 1, verb bench, no error (docs/JSON.md)")
+check(all(k in doc for k in ("modes", "host", "targets")), "docs/JSON.md's keys of bench: host, targets, and modes (run)")
 check(doc.get("accel") in ("tcg", "kvm"), "accelerator named: %r" % doc.get("accel"))
 check(doc.get("quick") is True, "quick run recorded")
 check(nonneg(doc.get("seconds")) and doc["seconds"] > 0, "run time recorded: %r s" % doc.get("seconds"))
