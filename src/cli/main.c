@@ -44,16 +44,14 @@ static const struct verb verbs[] = {
 
 int cli_usage_error(const char *verb, const char *fmt, ...)
 {
+        char msg[1024];
         va_list ap;
 
-        fprintf(stderr, "rehome %s: ", verb);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        fprintf(stderr, "\nTry 'rehome %s --help'\n", verb);
-        va_start(ap, fmt);
-        cli_error_notev(fmt, ap);
-        va_end(ap);
+        fprintf(stderr, "rehome %s: %s\nTry 'rehome %s --help'\n", verb, msg, verb);
+        cli_error_note("%s: %s", verb, msg);
         return EXIT_USAGE;
 }
 
