@@ -39,8 +39,11 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * signal; else return -1.
  */
 int cli_interrupted(const char *verb, const char *what);
-/* Progress lines on stderr: when it is a terminal, or with -v; silent otherwise. */
+/* Progress lines on stderr (progress.c): when it is a terminal, or with -v; silent otherwise. */
 bool cli_progress(void);
+/* On a terminal only: "  ... STEP N s" every second until cli_ticker_stop() (one at a time). */
+void cli_ticker_start(const char *step);
+void cli_ticker_stop(void);
 /* Reconcile the state directory (vmm_reconcile) and say on stderr what it ended; never fails the verb. */
 void cli_reconcile(void);
 

@@ -776,7 +776,9 @@ int cmd_template_record_ws(int argc, char **argv)
         if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
                 fo.has_gateway = true;
         vmm_signals_install();
+        cli_ticker_start("record-ws");
         r = vmm_ws_record(&t, &fo, (unsigned)runs, &pages, &referenced, &err);
+        cli_ticker_stop();
         if (r < 0)
                 return cli_fail("template record-ws %s: %s", t.name, err.msg);
         if (cli.json) {

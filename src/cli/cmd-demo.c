@@ -162,7 +162,9 @@ int cmd_demo(int argc, char **argv)
                         .prearm = true,
                         .progress = cli_progress(),
                 };
+                cli_ticker_start("template");
                 r = vmm_qemu_ops.template_create(&o, &t, &err);
+                cli_ticker_stop();
                 if (r < 0)
                         return cli_fail("demo: template: %s", err.msg);
         }
@@ -180,7 +182,9 @@ int cmd_demo(int argc, char **argv)
         if (!res || !rcs || !errs || !arp_ok || !icmp_ok || !arp_mac)
                 return cli_fail("demo: out of memory");
         say("forking %lu clones concurrently from %s", count, DEMO_FIRST_IP);
+        cli_ticker_start("forks");
         r = vmm_fork_batch(&t, &fo, (unsigned)count, false, res, rcs, errs, &err);
+        cli_ticker_stop();
         int irc = cli_interrupted("demo", "the unfinished clones were removed");
         if (irc >= 0)
                 return irc;

@@ -265,7 +265,9 @@ int cmd_fork(int argc, char **argv)
         struct rh_error *errs = calloc(count, sizeof(*errs));
         if (!res || !rcs || !errs)
                 return cli_fail("fork: out of memory");
+        cli_ticker_start("fork");
         r = vmm_fork_batch(&t, &o, (unsigned)count, warm, res, rcs, errs, &err);
+        cli_ticker_stop();
         if (r == -EADDRINUSE && rcs[0] == 0 && !res[0].clone.id[0]) {
                 free(res);
                 free(rcs);

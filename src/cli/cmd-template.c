@@ -212,7 +212,9 @@ static int do_create(int argc, char **argv)
         }
         vmm_signals_install();
         cli_reconcile(); /* a dead creator's leftovers go before the name is claimed */
+        cli_ticker_start("template create");
         r = vmm_qemu_ops.template_create(&o, &t, &err);
+        cli_ticker_stop();
         int irc = cli_interrupted("template create", "its QEMU, tap, RAM file and directory were removed");
         if (irc >= 0)
                 return irc;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "src/vmm/vmm.h"
@@ -80,11 +79,6 @@ int cli_interrupted(const char *verb, const char *what)
                 what);
         cli_error_note("%s: interrupted by SIG%s: %s", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", what);
         return 128 + sig;
-}
-
-bool cli_progress(void)
-{
-        return cli.verbose || isatty(STDERR_FILENO);
 }
 
 void cli_reconcile(void)
