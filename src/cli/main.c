@@ -125,6 +125,7 @@ int main(int argc, char **argv)
                 {},
         };
         static char verb_argv0[64];
+        bool want_help = false, want_version = false;
         int c;
 
         /* getopt names argv[0] in its messages: "rehome", never the binary's path. */
@@ -142,16 +143,27 @@ int main(int argc, char **argv)
                         cli.state_dir = optarg;
                         break;
                 case 'h':
-                        help();
-                        return EXIT_OK;
+                        want_help = true; /* after the loop: a --json after --help counts too */
+                        break;
                 case 'V':
-                        printf("rehome %s\n", REHOME_VERSION);
-                        return EXIT_OK;
+                        want_version = true;
+                        break;
                 default:
                         fprintf(stderr, "Try 'rehome --help'\n");
                         cli_error_note("unknown global option or missing value: '%s'", argv[optind - 1]);
                         return cli_json_finish(NULL, EXIT_USAGE);
                 }
+        }
+        if (want_help || want_version) {
+                if (cli.json)
+                        cli_json_begin();
+                if (want_help)
+                        help();
+                else if (cli.json)
+                        cli_result(json_pack("{s:s}", "version", REHOME_VERSION));
+                else
+                        printf("rehome %s\n", REHOME_VERSION);
+                return cli_json_finish(NULL, EXIT_OK);
         }
         if (optind >= argc) {
                 fprintf(stderr, "rehome: no verb given\nTry 'rehome --help'\n");

@@ -314,6 +314,10 @@ def stateless_verbs(d):
     rh("bench", ["bench", "--forks", "x"], 2, sd=sd)
     rh("help", ["locate", "--help"], 0, doc_cmd="VERB --help",
        check=lambda j: None if j["text"].startswith("Usage: rehome locate") else "help %r" % j)
+    rh("--version", ["--version"], 0, check=lambda j: None if re.fullmatch(r"\d+\.\d+\.\d+", j["version"])
+       else "version %r" % j)
+    rh("--help", ["--help"], 0, doc_cmd="VERB --help",
+       check=lambda j: None if j["text"].startswith("Usage: rehome [--json]") else "help %r" % j)
     # Before the verb: no verb, an unknown one, an unknown global option ("verb": null).
     for args in ([], ["sideways"], ["--bogus"]):
         p = subprocess.run([REHOME, "--json"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
