@@ -25,7 +25,6 @@
 #include "cleanup.h"
 #include "cli.h"
 #include "io.h"
-#include "rehome/mailbox.h"
 
 static json_t *result;          /* the verb's document (an object), owned here */
 static char error_message[1024]; /* the first error the verb reported */
@@ -106,6 +105,35 @@ void cli_error_notev(const char *fmt, va_list ap)
 {
         if (!error_message[0])
                 vsnprintf(error_message, sizeof(error_message), fmt, ap);
+}
+
+/* The two ways a verb reports a failure: the line on stderr, and the reason for the document. */
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "rehome %s: %s\nTry 'rehome %s --help'\n", verb, msg, verb);
+        cli_error_note("%s: %s", verb, msg);
+        return EXIT_USAGE;
+}
+
+int cli_fail(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "rehome: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        va_start(ap, fmt);
+        cli_error_notev(fmt, ap);
+        va_end(ap);
+        return EXIT_FAIL;
 }
 
 /* What the verb printed to the captured stdout (NUL-terminated), and the real stdout back. */
@@ -197,8 +225,10 @@ int cli_json_finish(const char *verb, int rc)
         size_t len = 0;
         json_t *doc;
 
-        if (!cli.json)
+        if (!cli.json) {
+                error_message[0] = '\0';
                 return rc;
+        }
         text = end_capture(&len);
         doc = json_pack("{s:i, s:s?}", "schema_version", CLI_JSON_SCHEMA_VERSION, "verb", verb);
         if (result && json_is_object(result))
@@ -221,5 +251,6 @@ int cli_json_finish(const char *verb, int rc)
         json_decref(doc);
         json_decref(result);
         result = NULL;
+        error_message[0] = '\0';
         return rc;
 }

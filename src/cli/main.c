@@ -41,34 +41,6 @@ static const struct verb verbs[] = {
         {},
 };
 
-int cli_usage_error(const char *verb, const char *fmt, ...)
-{
-        char msg[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "rehome %s: %s\nTry 'rehome %s --help'\n", verb, msg, verb);
-        cli_error_note("%s: %s", verb, msg);
-        return EXIT_USAGE;
-}
-
-int cli_fail(const char *fmt, ...)
-{
-        va_list ap;
-
-        fprintf(stderr, "rehome: ");
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        va_start(ap, fmt);
-        cli_error_notev(fmt, ap);
-        va_end(ap);
-        return EXIT_FAIL;
-}
-
 int cli_interrupted(const char *verb, const char *what)
 {
         int sig = vmm_interrupted();
