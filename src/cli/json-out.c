@@ -8,8 +8,9 @@
  * with "error": {"code", "exit", "message"} added when the exit code is not
  * 0. Bitmasks get their names next to them ("applied" -> "applied_names").
  * While a --json verb runs its stdout is a memfd: text a verb prints there
- * (its --help, clone logs) becomes {"text": ...} when it produced no
- * document, and goes to stderr otherwise, so stdout never mixes the two.
+ * (its --help) becomes {"text": ...} when it produced no document, and
+ * goes to stderr otherwise, so stdout never mixes the two (more than 64 MiB
+ * of such text is dropped: no verb prints that much).
  */
 #include <errno.h>
 #include <fcntl.h>
