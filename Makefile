@@ -19,8 +19,10 @@ DEB_PACKAGES = meson ninja-build pkg-config gcc libc6-dev libjansson-dev libcmoc
 all: build
 
 # Install only what is missing; apt-get update only when something is.
-# What only the tests need on top (the fork IPAM tests call Debian's CNI host-local).
-CHECK_PACKAGES = containernetworking-plugins debootstrap
+# What only the tests need on top (the fork IPAM tests call Debian's CNI host-local;
+# the systemd guest is built with debootstrap; meson test 'go' builds and tests
+# go/rehome with Debian's Go).
+CHECK_PACKAGES = containernetworking-plugins debootstrap golang-go
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \

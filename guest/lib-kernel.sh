@@ -45,7 +45,10 @@ kernel_resolve() {
                 DEB=$(ls -1 "$CACHE/${KPKG}_"*"$(echo "$KVER_PKG" | sed 's/:/%3a/')"_amd64.deb 2>/dev/null | head -n 1 || true)
                 if [ -z "$DEB" ]; then
                         say "downloading $KPKG $KVER_PKG (apt-get download)"
-                        (cd "$CACHE" && apt-get download -q "$KPKG=$KVER_PKG" >&2 2>/dev/null) ||
+                        # apt's progress bar on a terminal; -q (no progress) into a log or a pipe.
+                        APT_Q=-q
+                        [ -t 2 ] && APT_Q=
+                        (cd "$CACHE" && apt-get download $APT_Q "$KPKG=$KVER_PKG" >&2 2>/dev/null) ||
                                 (cd "$CACHE" && apt-get download -q "$KPKG=$KVER_PKG" >&2) ||
                                 die "apt-get download $KPKG=$KVER_PKG failed"
                         DEB=$(ls -1 "$CACHE/${KPKG}_"*_amd64.deb | sort -V | tail -n 1)

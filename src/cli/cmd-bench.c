@@ -616,7 +616,7 @@ int cmd_bench(int argc, char **argv)
                 .state_dir = cli.state_dir, .image_dir = vmm_default_image_dir(),
                 .ram_dir = "/dev/shm/rehome-bench", .disk_dir = "/var/tmp/rehome-bench",
                 .modes = { "auto", "vmgenid-kmsg", "poll" }, .forks = 20, .mem_size = 256ull << 20,
-                .sections = BENCH_ALL, .scale = { 1, 4, 16, 32 }, .progress = true,
+                .sections = BENCH_ALL, .scale = { 1, 4, 16, 32 }, .progress = cli_progress(),
         };
         char plot[PATH_MAX] = "", tools[PATH_MAX] = "", agent[PATH_MAX] = "";
         bool forks_set = false, scale_set = false;
@@ -700,7 +700,7 @@ int cmd_bench(int argc, char **argv)
                 case O_RAM: o.ram_dir = optarg; break;
                 case O_DISK: o.disk_dir = optarg; break;
                 case O_PLOT: snprintf(plot, sizeof(plot), "%s", optarg); break;
-                case O_JSON: cli.json = true; break;
+                case O_JSON: cli_json_enable(); break;
                 case 'h': help(); return EXIT_OK;
                 default: return cli_usage_error("bench", "unknown option");
                 }
@@ -758,13 +758,12 @@ int cmd_bench(int argc, char **argv)
         /* Every run leaves its full document behind, whatever was printed. */
         char saved[PATH_MAX + 32];
         snprintf(saved, sizeof(saved), "%s/bench-last.json", cli.state_dir);
-        if (json_dump_file(doc, saved, JSON_INDENT(2)) == 0)
+        if (json_dump_file(doc, saved, JSON_INDENT(2)) == 0 && cli_progress())
                 fprintf(stderr, "bench: every sample in %s\n", saved);
         int failures = count_failures(doc);
-        if (cli.json) {
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-        } else
+        if (cli.json)
+                cli_result(json_incref(doc));
+        else
                 print_doc(doc, plot[0] ? plot : NULL);
         json_decref(doc);
         return failures ? EXIT_FAIL : EXIT_OK;
@@ -840,7 +839,9 @@ int cmd_template_record_ws(int argc, char **argv)
         if (t.gateway[0] && rh_ip_parse(t.gateway, &fo.gateway, NULL) == 0)
                 fo.has_gateway = true;
         vmm_signals_install();
+        cli_ticker_start("record-ws");
         r = vmm_ws_record(&t, &fo, (unsigned)runs, &pages, &referenced, &err);
+        cli_ticker_stop();
         if (r < 0)
                 return cli_fail("template record-ws %s: %s", t.name, err.msg);
         if (cli.json) {
@@ -854,9 +855,7 @@ int cmd_template_record_ws(int argc, char **argv)
                                       (json_int_t)runs);
                 if (!j)
                         return cli_fail("template record-ws %s: cannot build the JSON document", t.name);
-                json_dumpf(j, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(j);
+                cli_result(j);
         } else
                 printf("working set of %s: %zu pages (%.1f MiB) in %s/%s; last run referenced %ld pages\n", t.name,
                        pages, pages * 4096.0 / 1048576, t.dir, VMM_WS_FILE, referenced);

@@ -68,6 +68,22 @@ static int clone_logs(const struct vmm_clone *c)
 
         if (r < 0)
                 return cli_fail("clone logs %s: %s: %s", c->id, c->console_path, strerror(-r));
+        if (cli.json) {
+                /* The same text as without --json, in "log" (jansson escapes what JSON must). */
+                _cleanup_free_ char *safe = malloc(4 * n + 1);
+                size_t k = 0;
+                if (!safe)
+                        return cli_fail("clone logs %s: out of memory", c->id);
+                for (size_t i = 0; i < n; i++) {
+                        unsigned char ch = (unsigned char)text[i];
+                        if (ch == '\n' || ch == '\t' || (ch >= 0x20 && ch < 0x7f))
+                                safe[k++] = (char)ch;
+                        else if (ch != '\r')
+                                k += (size_t)sprintf(safe + k, "\\x%02x", ch);
+                }
+                cli_result(json_pack("{s:s, s:s, s:s%}", "id", c->id, "console_path", c->console_path, "log", safe, k));
+                return EXIT_OK;
+        }
         for (size_t i = 0; i < n; i++) {
                 unsigned char ch = (unsigned char)text[i];
                 if (ch == '\n' || ch == '\t' || (ch >= 0x20 && ch < 0x7f))
@@ -213,10 +229,8 @@ int cmd_clone(int argc, char **argv)
                                 putchar('\n');
                         }
                 }
-                if (cli.json) {
-                        json_dumpf(arr, stdout, JSON_INDENT(2));
-                        putchar('\n');
-                }
+                if (cli.json)
+                        cli_result(json_pack("{s:O}", "clones", arr));
                 json_decref(arr);
                 vmm_strv_free(ids);
                 return EXIT_OK;
@@ -233,24 +247,33 @@ int cmd_clone(int argc, char **argv)
                                 return cli_fail("clone rm: %s", err.msg);
                 }
                 char **list = all ? ids : argv + 2;
+                json_t *removed = json_array(), *failed = json_array();
                 for (size_t i = 0; list[i]; i++) {
                         struct vmm_clone c;
                         struct rh_error e = {0};
+                        char why[sizeof(e.msg) + 128];
                         if (vmm_clone_load(cli.state_dir, list[i], &c, &e) < 0) {
                                 rc = cli_fail("clone rm: %s", e.msg);
+                                json_array_append_new(failed, json_pack("{s:s, s:s}", "id", list[i], "error", e.msg));
                                 continue;
                         }
                         if (vmm_clone_in_flight(&c)) {
                                 /* Its fork owns it: removing the record would orphan the QEMU it is starting. */
-                                rc = cli_fail("clone rm %s: still being set up by rehome pid %d (it removes it "
-                                              "itself if it fails; retry when it is done)",
-                                              c.id, (int)c.owner);
+                                snprintf(why, sizeof(why), "still being set up by rehome pid %d (it removes it "
+                                         "itself if it fails; retry when it is done)", (int)c.owner);
+                                rc = cli_fail("clone rm %s: %s", c.id, why);
+                                json_array_append_new(failed, json_pack("{s:s, s:s}", "id", c.id, "error", why));
                                 continue;
                         }
                         vmm_clone_destroy(cli.state_dir, &c, NULL);
+                        json_array_append_new(removed, json_string(list[i]));
                         if (!cli.json)
                                 fprintf(stderr, "removed clone %s\n", list[i]);
                 }
+                if (cli.json)
+                        cli_result(json_pack("{s:O, s:O}", "removed", removed, "failed", failed));
+                json_decref(removed);
+                json_decref(failed);
                 vmm_strv_free(ids);
                 /* A QEMU of this state directory whose record was just removed (or never had one) ends too. */
                 cli_reconcile();
@@ -270,6 +293,8 @@ int cmd_clone(int argc, char **argv)
                         return cli_fail("clone %s: %s", argv[1], e.msg);
                 if (argv[1][0] == 'l')
                         return clone_logs(&c);
+                if (cli.json)
+                        return cli_usage_error("clone", "console is interactive: no --json (use 'clone logs')");
                 if (!vmm_clone_alive(&c) || c.pid <= 0)
                         return cli_fail("clone console %s: its QEMU is not running (rehome clone logs %s)", c.id,
                                         c.id);

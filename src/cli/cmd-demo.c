@@ -43,6 +43,8 @@ static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
         va_list ap;
+        if (!cli_progress())
+                return;
         fprintf(stderr, "demo: ");
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
@@ -97,7 +99,7 @@ int cmd_demo(int argc, char **argv)
                         image = optarg;
                         break;
                 case 'j':
-                        cli.json = true;
+                        cli_json_enable();
                         break;
                 case 'h':
                         help();
@@ -158,9 +160,11 @@ int cmd_demo(int argc, char **argv)
                         .accel = "auto",
                         .boot_timeout_ms = 180000,
                         .prearm = true,
-                        .progress = isatty(STDERR_FILENO) || cli.verbose,
+                        .progress = cli_progress(),
                 };
+                cli_ticker_start("template");
                 r = vmm_qemu_ops.template_create(&o, &t, &err);
+                cli_ticker_stop();
                 if (r < 0)
                         return cli_fail("demo: template: %s", err.msg);
         }
@@ -178,7 +182,9 @@ int cmd_demo(int argc, char **argv)
         if (!res || !rcs || !errs || !arp_ok || !icmp_ok || !arp_mac)
                 return cli_fail("demo: out of memory");
         say("forking %lu clones concurrently from %s", count, DEMO_FIRST_IP);
+        cli_ticker_start("forks");
         r = vmm_fork_batch(&t, &fo, (unsigned)count, false, res, rcs, errs, &err);
+        cli_ticker_stop();
         int irc = cli_interrupted("demo", "the unfinished clones were removed");
         if (irc >= 0)
                 return irc;
@@ -225,9 +231,7 @@ int cmd_demo(int argc, char **argv)
                         json_pack("{s:s, s:s, s:s, s:b, s:s, s:b, s:o, s:b}", "template", t.name, "accel",
                                   t.accel, "cpu", t.cpu, "template_reused", reused, "template_ip", tip,
                                   "template_ip_silent", template_silent, "forks", arr, "ok", rc == EXIT_OK);
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(doc);
+                cli_result(doc);
         } else {
                 printf("template %s: %s -cpu %s%s, mailbox gpa 0x%llx\n\n", t.name, t.accel, t.cpu,
                        reused ? " (reused)" : "", (unsigned long long)t.mailbox_gpa);
@@ -253,8 +257,10 @@ int cmd_demo(int argc, char **argv)
                         printf("\n(TCG: every figure is inflated compared with KVM)\n");
         }
         for (unsigned long i = 0; i < count; i++)
-                if (rcs[i] < 0)
+                if (rcs[i] < 0) {
                         fprintf(stderr, "rehome: %s\n", errs[i].msg);
+                        cli_error_note("%s", errs[i].msg);
+                }
         if (!keep)
                 for (unsigned long i = 0; i < count; i++)
                         if (rcs[i] == 0)

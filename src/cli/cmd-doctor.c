@@ -2,7 +2,10 @@
 /*
  * rehome doctor: what this host has for running clones (QEMU, a usable KVM or
  * TCG, tun, network namespaces, tmpfs for templates, the guest image,
- * busybox for the probes) and, for each thing missing, the fix.
+ * busybox for the probes) and, for each thing missing, the fix. Each check
+ * is in one state: ok; warn (there but degraded: KVM that fails its probe
+ * boot, so clones run under TCG); missing; denied (there, but this user may
+ * not use it: EACCES is not "missing"); note (optional and absent).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,28 +31,74 @@ static void help(void)
 {
         printf("Usage: rehome doctor [--json]\n\n"
                "Check this host for what clones need and print the fix for anything missing.\n"
-               "Exit status: 0 everything needed is there, 1 something is missing.\n");
+               "Each check is ok, warn (usable but degraded), MISS (missing), DENY (there but\n"
+               "this user may not use it) or note (optional, absent).\n"
+               "Exit status: 0 everything needed is there and usable, 1 something is missing or denied.\n");
 }
 
 struct check {
         json_t *arr;
         bool ok;
+        char failed[256]; /* the needed checks that are missing or denied, for the last line */
 };
 
-static void report(struct check *c, const char *what, bool ok, bool needed, const char *detail,
-                   const char *fix)
+enum state { ST_OK, ST_WARN, ST_MISSING, ST_DENIED, ST_NOTE };
+
+static const struct {
+        const char *json, *text;
+} state_names[] = {
+        [ST_OK] = {"ok", "ok"},           [ST_WARN] = {"warn", "warn"}, [ST_MISSING] = {"missing", "MISS"},
+        [ST_DENIED] = {"denied", "DENY"}, [ST_NOTE] = {"note", "note"},
+};
+
+/* Absent, or there but not ours to use: errno after a failed access()/open(). */
+static enum state absent_state(int errnum, bool needed)
 {
-        if (!ok && needed)
+        if (errnum == EACCES || errnum == EPERM)
+                return ST_DENIED;
+        return needed ? ST_MISSING : ST_NOTE;
+}
+
+static void report_state(struct check *c, const char *what, enum state st, bool needed, const char *detail,
+                         const char *fix)
+{
+        bool ok = st == ST_OK || st == ST_WARN;
+
+        if (!ok && needed) {
+                size_t len = strlen(c->failed);
                 c->ok = false;
+                snprintf(c->failed + len, sizeof(c->failed) - len, "%s%s", len ? ", " : "", what);
+        }
         if (cli.json) {
-                json_array_append_new(c->arr,
-                                      json_pack("{s:s, s:b, s:b, s:s, s:s?}", "check", what, "ok", ok,
-                                                "needed", needed, "detail", detail, "fix", ok ? NULL : fix));
+                json_array_append_new(c->arr, json_pack("{s:s, s:s, s:b, s:b, s:s, s:s*}", "check", what, "state",
+                                                        state_names[st].json, "ok", ok, "needed", needed, "detail",
+                                                        detail, "fix", st == ST_OK ? NULL : fix));
                 return;
         }
-        printf("%-5s %-14s %s\n", ok ? "ok" : needed ? "MISS" : "note", what, detail);
-        if (!ok && fix)
+        printf("%-5s %-14s %s\n", state_names[st].text, what, detail);
+        if (st != ST_OK && fix)
                 printf("      %-14s fix: %s\n", "", fix);
+}
+
+static void report(struct check *c, const char *what, bool ok, bool needed, const char *detail, const char *fix)
+{
+        report_state(c, what, ok ? ST_OK : needed ? ST_MISSING : ST_NOTE, needed, detail, fix);
+}
+
+/* A file check: ok, or missing/denied by access()'s errno, the detail saying which. */
+static void report_access(struct check *c, const char *what, const char *path, int mode, bool needed,
+                          const char *ok_detail, const char *fix)
+{
+        char detail[PATH_MAX + 64];
+        int e = access(path, mode) == 0 ? 0 : errno;
+
+        if (!e) {
+                report_state(c, what, ST_OK, needed, ok_detail, fix);
+                return;
+        }
+        snprintf(detail, sizeof(detail), "%s: %s", path, e == ENOENT ? "missing" : strerror(e));
+        report_state(c, what, absent_state(e, needed), needed, detail,
+                     e == EACCES || e == EPERM ? "run as root (or give this user access)" : fix);
 }
 
 int cmd_doctor(int argc, char **argv)
@@ -64,7 +113,7 @@ int cmd_doctor(int argc, char **argv)
                         return EXIT_OK;
                 }
                 if (strcmp(argv[i], "--json") == 0)
-                        cli.json = true;
+                        cli_json_enable();
                 else
                         return cli_usage_error("doctor", "unknown argument '%s'", argv[i]);
         }
@@ -93,8 +142,11 @@ int cmd_doctor(int argc, char **argv)
         snprintf(kernel, sizeof(kernel), "%s/vmlinuz", image);
         snprintf(initrd, sizeof(initrd), "%s/initrd.img", image);
         snprintf(img_json, sizeof(img_json), "%s/image.json", image);
-        bool have_image =
-                access(img_json, R_OK) == 0 && access(kernel, R_OK) == 0 && access(initrd, R_OK) == 0;
+        int image_errno = 0;
+        for (const char *f = img_json; f && !image_errno; f = f == img_json ? kernel : f == kernel ? initrd : NULL)
+                if (access(f, R_OK) < 0)
+                        image_errno = errno;
+        bool have_image = image_errno == 0;
         {
                 _cleanup_free_ char *text = NULL;
                 const char *rel = NULL;
@@ -102,31 +154,54 @@ int cmd_doctor(int argc, char **argv)
                 if (have_image && read_file_alloc(img_json, 1 << 16, &text, NULL) == 0 &&
                     (j = json_loads(text, 0, NULL)))
                         rel = json_string_value(json_object_get(j, "kernel_release"));
-                snprintf(detail, sizeof(detail), "%s%s%s%s", image, have_image ? " (kernel " : ": missing",
-                         have_image ? (rel ? rel : "?") : "", have_image ? ")" : "");
+                snprintf(detail, sizeof(detail), "%s%s%s%s", image,
+                         have_image                ? " (kernel "
+                         : image_errno == ENOENT ? ": missing"
+                                                 : ": ",
+                         have_image ? (rel ? rel : "?") : image_errno == ENOENT ? "" : strerror(image_errno),
+                         have_image ? ")" : "");
                 if (j)
                         json_decref(j);
         }
-        report(&c, "guest image", have_image, true, detail,
-               "make guest (guest/build-image.sh BUILD_DIR), or set REHOME_IMAGE");
+        report_state(&c, "guest image", have_image ? ST_OK : absent_state(image_errno, true), true, detail,
+                     image_errno == EACCES ? "run as root, or set REHOME_IMAGE to an image this user can read"
+                                           : "make guest (guest/build-image.sh BUILD_DIR), or set REHOME_IMAGE");
 
+        /* ok only when KVM is what clones get: a /dev/kvm that does not open, or
+         * opens but fails the probe boot, leaves them on TCG (warn, not ok). */
         int kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        int kvm_errno = kfd >= 0 ? 0 : errno;
+        enum state accel_state = ST_WARN;
+        const char *accel_fix = "load kvm_intel/kvm_amd and give this user /dev/kvm (group kvm), or accept TCG";
         if (kfd >= 0)
                 close(kfd);
-        snprintf(detail, sizeof(detail), "/dev/kvm %s", kfd >= 0 ? "opens" : strerror(errno));
+        snprintf(detail, sizeof(detail), "/dev/kvm %s", kfd >= 0 ? "opens" : strerror(kvm_errno));
         if (kfd >= 0 && have_image && qemu) {
                 char accel[16], cpu[32], reason[512];
+                struct rh_error aerr = {0};
                 if (qemu_detect_accel(cli.state_dir, kernel, initrd, accel, cpu, reason, sizeof(reason),
-                                      NULL) == 0)
+                                      &aerr) == 0) {
                         snprintf(detail, sizeof(detail), "%s", reason);
+                        if (strcmp(accel, "kvm") == 0)
+                                accel_state = ST_OK;
+                        else
+                                accel_fix = "KVM opens but its probe boot failed: check dmesg and nested "
+                                            "virtualisation; clones run under TCG meanwhile";
+                } else
+                        snprintf(detail, sizeof(detail), "/dev/kvm opens, but the probe failed: %s; clones run "
+                                 "under TCG", aerr.msg);
+        } else if (kfd >= 0) {
+                accel_fix = "build the guest image (and install QEMU) so that KVM can be probed";
+                snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+                         " but was not probed (%s): clones may run under TCG",
+                         !qemu ? "no QEMU" : "no guest image");
         } else
                 snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
                          ": clones run under TCG (-cpu max), slower but real");
-        report(&c, "accelerator", true, false, detail, NULL);
+        report_state(&c, "accelerator", accel_state, false, detail, accel_fix);
 
-        bool tun = access("/dev/net/tun", R_OK | W_OK) == 0;
-        report(&c, "tun", tun, true, tun ? "/dev/net/tun" : "/dev/net/tun missing",
-               "modprobe tun (and in a container: --device /dev/net/tun)");
+        report_access(&c, "tun", "/dev/net/tun", R_OK | W_OK, true, "/dev/net/tun",
+                      "modprobe tun (and in a container: --device /dev/net/tun)");
 
         bool netns = access("/proc/self/ns/net", R_OK) == 0 && access("/usr/bin/ip", X_OK) == 0;
         report(&c, "netns + ip", netns, true,
@@ -140,10 +215,8 @@ int cmd_doctor(int argc, char **argv)
         report(&c, "tmpfs", tmpfs, false, detail,
                "mount -t tmpfs tmpfs /dev/shm, or pass --ram-dir on a tmpfs to template create");
 
-        bool busybox = access("/bin/busybox", X_OK) == 0;
-        report(&c, "busybox", busybox, true,
-               busybox ? "/bin/busybox (guest userland; arping/ping for the probes)" : "missing",
-               "apt-get install busybox-static");
+        report_access(&c, "busybox", "/bin/busybox", X_OK, true,
+                      "/bin/busybox (guest userland; arping/ping for the probes)", "apt-get install busybox-static");
 
         struct vmm_net net;
         struct rh_error e2 = {0};
@@ -165,10 +238,10 @@ int cmd_doctor(int argc, char **argv)
 
         if (cli.json) {
                 json_t *doc = json_pack("{s:b, s:o}", "ok", c.ok, "checks", c.arr);
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(doc);
+                cli_result(doc);
         } else
                 json_decref(c.arr);
-        return c.ok ? EXIT_OK : EXIT_FAIL;
+        if (!c.ok)
+                return cli_fail("doctor: missing or denied: %s", c.failed);
+        return EXIT_OK;
 }

@@ -361,7 +361,9 @@ int cmd_fork(int argc, char **argv)
         struct rh_error *errs = calloc(count, sizeof(*errs));
         if (!res || !rcs || !errs)
                 return cli_fail("fork: out of memory");
+        cli_ticker_start("fork");
         r = vmm_fork_batch(&t, &o, (unsigned)count, warm, res, rcs, errs, &err);
+        cli_ticker_stop();
         if (r == -EADDRINUSE && rcs[0] == 0 && !res[0].clone.id[0]) {
                 free(res);
                 free(rcs);
@@ -402,15 +404,15 @@ int cmd_fork(int argc, char **argv)
                         json_array_append_new(arr, vmm_fork_result_json(&res[i], rcs[i], &errs[i]));
                 json_t *doc =
                         json_pack("{s:s, s:s, s:o}", "template", t.name, "accel", t.accel, "forks", arr);
-                json_dumpf(doc, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(doc);
+                cli_result(doc);
         } else {
                 vmm_print_timings(stdout, res, rcs, (unsigned)count);
         }
         for (unsigned long i = 0; i < count; i++)
-                if (rcs[i] < 0)
+                if (rcs[i] < 0) {
                         fprintf(stderr, "rehome: %s\n", errs[i].msg);
+                        cli_error_note("%s", errs[i].msg);
+                }
         free(res);
         free(rcs);
         free(errs);

@@ -36,16 +36,6 @@ static void help(void)
                "Exit codes: 0 printed, 1 no mailbox or error, 2 usage.\n");
 }
 
-static const char *const cap_names[] = {
-        [0] = "vmclock", [1] = "vmclock-spin", [2] = "vmgenid-uevent", [3] = "vmgenid-kmsg",
-        [4] = "poll", [8] = "ipv6", [9] = "routes", [10] = "dns", [11] = "hostname",
-        [12] = "announce", [13] = "udp-ack", [14] = "prearm",
-};
-
-static const char *const applied_names[] = {
-        "mac", "mtu", "addrs", "routes", "neigh", "link-up", "announce", "hostname", "dns",
-};
-
 static void bits_string(uint32_t bits, const char *const *names, size_t n, char *buf, size_t cap)
 {
         size_t len = 0;
@@ -159,9 +149,7 @@ static int inspect_v1(const struct target_opts *t, struct rh_target *target)
                         json_object_set_new(o, "state", json_string("empty"));
                 else
                         json_object_set_new(o, "request", json_pack("{s:s}", "error", req_err.msg));
-                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
-                putchar('\n');
-                json_decref(o);
+                cli_result(o);
                 return EXIT_OK;
         }
         printf("V1 mailbox  gpa %s  token \"%s\"  seq %u  length %u\n", hex, safe, seq, len);
@@ -241,14 +229,15 @@ int cmd_inspect(int argc, char **argv)
                 snprintf(hex, sizeof(hex), "0x%" PRIx64, gpa);
                 json_object_set_new(o, "gpa", json_string(hex));
                 if (arm_r >= 0) {
-                        bits_string(arm.caps, cap_names, sizeof(cap_names) / sizeof(cap_names[0]), buf, sizeof(buf));
                         snprintf(hex, sizeof(hex), "0x%" PRIx64, arm.gpa);
-                        json_object_set_new(o, "arm", json_pack("{s:s,s:i,s:i,s:I,s:s,s:I,s:s}", "token",
+                        /* caps: the RH_CAP_* bits; "caps_names" is added with the names (json-out.c). */
+                        json_object_set_new(o, "arm", json_pack("{s:s,s:i,s:i,s:I,s:s,s:I,s:I}", "token",
                                                                  format_token(arm.token, tok), "abi_major",
                                                                  arm.abi_major, "abi_minor", arm.abi_minor,
                                                                  "arm_generation", (json_int_t)arm.arm_generation,
                                                                  "gpa", hex, "agent_version",
-                                                                 (json_int_t)arm.agent_version, "caps", buf));
+                                                                 (json_int_t)arm.agent_version, "caps",
+                                                                 (json_int_t)arm.caps));
                 } else
                         json_object_set_new(o, "arm", json_pack("{s:s}", "error", arm_err.msg));
                 json_object_set_new(o, "prearm",
@@ -272,15 +261,13 @@ int cmd_inspect(int argc, char **argv)
                         free(s);
                 } else
                         json_object_set_new(o, "ack", json_pack("{s:s}", "error", ack_err.msg));
-                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
-                putchar('\n');
-                json_decref(o);
+                cli_result(o);
                 return EXIT_OK;
         }
 
         printf("mailbox  gpa 0x%" PRIx64 "\n", gpa);
         if (arm_r >= 0) {
-                bits_string(arm.caps, cap_names, sizeof(cap_names) / sizeof(cap_names[0]), buf, sizeof(buf));
+                bits_string(arm.caps, cli_cap_names, 32, buf, sizeof(buf));
                 printf("arm      abi %u.%u  generation %u  agent %u.%u.%u  gpa 0x%" PRIx64 "\n"
                        "         token %s\n         caps %s\n",
                        arm.abi_major, arm.abi_minor, arm.arm_generation, arm.agent_version >> 16,
@@ -300,8 +287,7 @@ int cmd_inspect(int argc, char **argv)
         else
                 printf("request  invalid (seq %u): %s\n", req_seq, req_err.msg);
         if (ack_r >= 0) {
-                bits_string(ack.applied, applied_names, sizeof(applied_names) / sizeof(applied_names[0]), buf,
-                            sizeof(buf));
+                bits_string(ack.applied, cli_applied_names, 32, buf, sizeof(buf));
                 printf("ack      seq %u  nonce %016" PRIx64 "  status %s  signal %s  applied %s\n", ack.seq,
                        ack.nonce, rh_ack_status_name(ack.status), rh_signal_name(ack.signal), buf);
                 printf("         guest clock: signal->read %s  read->applied %s  ->ack %s\n",

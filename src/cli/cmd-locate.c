@@ -63,9 +63,7 @@ static int locate_v1(const struct target_opts *t, struct rh_target *target)
                         o = json_pack("{s:s,s:s,s:s,s:I,s:I}", "gpa", gpa_hex, "format", "v1", "token_escaped", safe,
                                       "seq", (json_int_t)unaligned_read_le32(buf + RH_V1_OFF_SEQ), "length",
                                       (json_int_t)unaligned_read_le32(buf + RH_V1_OFF_LEN));
-                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
-                putchar('\n');
-                json_decref(o);
+                cli_result(o);
         } else
                 printf("V1 mailbox gpa=0x%" PRIx64 " token=\"%s\" seq=%u length=%u (read %" PRIu64 " bytes in %" PRIu64
                        " calls)\n",
@@ -148,9 +146,7 @@ int cmd_locate(int argc, char **argv)
                                       "arm_generation", (json_int_t)arm.arm_generation, "caps",
                                       (json_int_t)arm.caps, "bytes_read", (json_int_t)stats.bytes_read,
                                       "read_calls", (json_int_t)stats.read_calls);
-                json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_INDENT(2));
-                putchar('\n');
-                json_decref(o);
+                cli_result(o);
         } else
                 printf("mailbox gpa=0x%" PRIx64 " token=%s abi=%u.%u generation=%u (read %" PRIu64
                        " bytes in %" PRIu64 " calls)\n",

@@ -36,6 +36,13 @@ static void help(void)
                VMM_DEFAULT_BRIDGE, VMM_DEFAULT_GATEWAY, VMM_DEFAULT_NETNS, VMM_DEFAULT_STATE_DIR, VMM_MAX_NICS - 1);
 }
 
+/* {"netns", "bridge", "gateway"}: null where there is none (a bridge of yours: no namespace, no gateway). */
+static json_t *net_json(const struct vmm_net *net)
+{
+        return json_pack("{s:s?, s:s, s:s?, s:b}", "netns", net->netns[0] ? net->netns : NULL, "bridge",
+                         net->bridge, "gateway", net->gateway[0] ? net->gateway : NULL, "ours", net->ours);
+}
+
 int cmd_net(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -92,8 +99,7 @@ int cmd_net(int argc, char **argv)
                 if (r < 0)
                         return cli_fail("net up: %s", err.msg);
                 if (cli.json)
-                        printf("{\"netns\": \"%s\", \"bridge\": \"%s\", \"gateway\": \"%s\"}\n", net.netns,
-                               net.bridge, net.gateway);
+                        cli_result(net_json(&net));
                 else
                         printf("clone network: %s%s%sbridge %s, gateway %s\n",
                                net.netns[0] ? "namespace " : "", net.netns, net.netns[0] ? ", " : "",
@@ -116,21 +122,39 @@ int cmd_net(int argc, char **argv)
                                         "net down: %u clone%s still running: rehome clone rm --all first",
                                         live, live == 1 ? " is" : "s are");
                 }
+                struct vmm_net was;
+                bool had = vmm_net_load(cli.state_dir, &was, NULL) == 0;
                 r = vmm_net_down(cli.state_dir, &err);
                 if (r < 0)
                         return cli_fail("net down: %s", err.msg);
+                if (cli.json)
+                        cli_result(json_pack("{s:o}", "removed", had ? net_json(&was) : json_null()));
                 return EXIT_OK;
         }
         if (strcmp(sub, "show") == 0) {
                 r = vmm_net_load(cli.state_dir, &net, &err);
                 if (r < 0)
                         return cli_fail("net show: %s", err.msg);
-                printf("netns %s bridge %s gateway %s\n", net.netns[0] ? net.netns : "-", net.bridge,
-                       net.gateway[0] ? net.gateway : "-");
-                for (unsigned k = 1; k < VMM_MAX_NICS; k++)
-                        if (vmm_net_load_nic(cli.state_dir, k, &net, NULL) == 0)
-                                printf("nic %u: netns %s bridge %s gateway %s\n", k, net.netns[0] ? net.netns : "-",
-                                       net.bridge, net.gateway[0] ? net.gateway : "-");
+                if (cli.json) {
+                        json_t *j = net_json(&net), *nics = json_array();
+                        for (unsigned k = 1; k < VMM_MAX_NICS; k++) {
+                                struct vmm_net x;
+                                if (vmm_net_load_nic(cli.state_dir, k, &x, NULL) == 0) {
+                                        json_t *n = net_json(&x);
+                                        json_object_set_new(n, "nic", json_integer(k));
+                                        json_array_append_new(nics, n);
+                                }
+                        }
+                        json_object_set_new(j, "nics", nics);
+                        cli_result(j);
+                } else {
+                        printf("netns %s bridge %s gateway %s\n", net.netns[0] ? net.netns : "-", net.bridge,
+                               net.gateway[0] ? net.gateway : "-");
+                        for (unsigned k = 1; k < VMM_MAX_NICS; k++)
+                                if (vmm_net_load_nic(cli.state_dir, k, &net, NULL) == 0)
+                                        printf("nic %u: netns %s bridge %s gateway %s\n", k, net.netns[0] ? net.netns : "-",
+                                               net.bridge, net.gateway[0] ? net.gateway : "-");
+                }
                 return EXIT_OK;
         }
         return cli_usage_error("net", "unknown subcommand '%s' (up, down, show)", sub);

@@ -207,10 +207,9 @@ static int add_client(int argc, char **argv)
         json_decref(cmd);
         if (r < 0)
                 return cli_fail("pager add-client %s: %s", sock, err.msg);
-        if (cli.json) {
-                _cleanup_free_ char *out = json_dumps(reply, JSON_COMPACT);
-                printf("%s\n", out ? out : "{}");
-        } else
+        if (cli.json)
+                cli_result(json_incref(reply));
+        else
                 printf("client socket=%s gpa=%s seq=%" JSON_INTEGER_FORMAT " nonce=%s\n", sock,
                        json_string_value(json_object_get(reply, "gpa")),
                        json_integer_value(json_object_get(reply, "seq")),
@@ -265,8 +264,10 @@ static int simple_call(int argc, char **argv, const char *op)
         json_decref(cmd);
         if (r < 0)
                 return cli_fail("%s: %s", verb, err.msg);
-        if (strcmp(op, "stats") == 0 || cli.json) {
-                _cleanup_free_ char *out = json_dumps(reply, strcmp(op, "stats") == 0 && !cli.json ? JSON_INDENT(2) : JSON_COMPACT);
+        if (cli.json)
+                cli_result(json_incref(reply));
+        else if (strcmp(op, "stats") == 0) {
+                _cleanup_free_ char *out = json_dumps(reply, JSON_INDENT(2));
                 printf("%s\n", out ? out : "{}");
         } else
                 printf("removed %s\n", sock);
@@ -293,10 +294,18 @@ int cmd_pager(int argc, char **argv)
         struct rh_error err = {};
         int c, r, sig = 0;
 
-        if (argc >= 2 && strcmp(argv[1], "add-client") == 0)
+        /* argv[0] of a subcommand is what getopt's messages start with. */
+        static char sub_argv0[48];
+        if (argc >= 2 && strcmp(argv[1], "add-client") == 0) {
+                argv[1] = (char *)"rehome pager add-client";
                 return add_client(argc - 1, argv + 1);
-        if (argc >= 2 && (strcmp(argv[1], "remove-client") == 0 || strcmp(argv[1], "stats") == 0))
-                return simple_call(argc - 1, argv + 1, argv[1]);
+        }
+        if (argc >= 2 && (strcmp(argv[1], "remove-client") == 0 || strcmp(argv[1], "stats") == 0)) {
+                const char *op = strcmp(argv[1], "stats") == 0 ? "stats" : "remove-client";
+                snprintf(sub_argv0, sizeof(sub_argv0), "rehome pager %s", op);
+                argv[1] = sub_argv0;
+                return simple_call(argc - 1, argv + 1, op);
+        }
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 uint64_t v;
@@ -351,7 +360,11 @@ int cmd_pager(int argc, char **argv)
         r = pager_run(&cfg, &sig, &err);
         if (r < 0) {
                 fprintf(stderr, "rehome pager[%d]: fatal: %s\n", (int)getpid(), err.msg);
+                cli_error_note("pager: %s", err.msg);
                 return EXIT_FAIL;
         }
+        if (cli.json)
+                cli_result(json_pack("{s:s, s:s?}", "socket", cfg.socket_path, "stopped_by",
+                                     sig ? sigabbrev_np(sig) : NULL));
         return EXIT_OK;
 }

@@ -249,11 +249,12 @@ int cmd_patch(int argc, char **argv)
                 memcpy(a.addr, req.addrs[0].addr, 16);
                 rh_mac_format(req.ifaces[0].mac, mac);
                 rh_ip_format(&a, ip);
-                if (cli.json)
-                        printf("{\"gpa\":\"0x%" PRIx64 "\",\"format\":\"v1\",\"seq\":%" PRIu32
-                               ",\"mac\":\"%s\",\"ip\":\"%s\"}\n",
-                               gpa, seq, mac, ip);
-                else
+                if (cli.json) {
+                        char hex[24];
+                        snprintf(hex, sizeof(hex), "0x%" PRIx64, gpa);
+                        cli_result(json_pack("{s:s, s:s, s:I, s:s, s:s}", "gpa", hex, "format", "v1", "seq",
+                                             (json_int_t)seq, "mac", mac, "ip", ip));
+                } else
                         printf("patched gpa=0x%" PRIx64 " format=v1 seq=%" PRIu32 " mac=%s ip=%s\n", gpa, seq, mac, ip);
                 return EXIT_OK;
         }
@@ -278,10 +279,13 @@ int cmd_patch(int argc, char **argv)
         if (r < 0)
                 return cli_fail("patch mailbox at gpa 0x%" PRIx64 ": %s", t.gpa, err.msg);
 
-        if (cli.json)
-                printf("{\"gpa\":\"0x%" PRIx64 "\",\"seq\":%" PRIu32 ",\"nonce\":\"%016" PRIx64 "\"}\n", t.gpa,
-                       seq, req.nonce);
-        else
+        if (cli.json) {
+                char hex[24], nonce[20];
+                snprintf(hex, sizeof(hex), "0x%" PRIx64, t.gpa);
+                snprintf(nonce, sizeof(nonce), "%016" PRIx64, req.nonce);
+                cli_result(json_pack("{s:s, s:s, s:I, s:s}", "gpa", hex, "format", "rehome", "seq", (json_int_t)seq,
+                                     "nonce", nonce));
+        } else
                 printf("patched gpa=0x%" PRIx64 " seq=%" PRIu32 " nonce=%016" PRIx64 "\n", t.gpa, seq, req.nonce);
         return EXIT_OK;
 }

@@ -156,7 +156,7 @@ static int do_create(int argc, char **argv)
                 .accel = "auto",
                 .boot_timeout_ms = 180000,
                 .prearm = true,
-                .progress = isatty(STDERR_FILENO) || cli.verbose,
+                .progress = cli_progress(),
         };
         char gw[64] = "";
         struct rh_error err = {0};
@@ -282,7 +282,9 @@ static int do_create(int argc, char **argv)
         }
         vmm_signals_install();
         cli_reconcile(); /* a dead creator's leftovers go before the name is claimed */
+        cli_ticker_start("template create");
         r = vmm_qemu_ops.template_create(&o, &t, &err);
+        cli_ticker_stop();
         int irc = cli_interrupted("template create", "its QEMU, tap, RAM file and directory were removed");
         if (irc >= 0)
                 return irc;
@@ -290,9 +292,7 @@ static int do_create(int argc, char **argv)
                 return cli_fail("template create %s: %s", o.name, err.msg);
         if (cli.json) {
                 json_t *j = template_json(&t);
-                json_dumpf(j, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(j);
+                cli_result(j);
         } else
                 print_template(&t);
         return EXIT_OK;
@@ -375,10 +375,8 @@ static int do_warm(int argc, char **argv)
                         printf("warm clone %s of %s: QEMU pid %d paused in -incoming defer, tap %s\n",
                                jobs[i].c.id, t.name, (int)jobs[i].c.pid, jobs[i].c.tap);
         }
-        if (cli.json) {
-                json_dumpf(arr, stdout, JSON_INDENT(2));
-                putchar('\n');
-        }
+        if (cli.json)
+                cli_result(json_pack("{s:s, s:O}", "template", t.name, "warm_clones", arr));
         json_decref(arr);
         free(jobs);
         free(th);
@@ -438,10 +436,8 @@ int cmd_template(int argc, char **argv)
                                 printf("%-20s %-8s %-6s %-16s %-14s broken: %s\n", names[i], "-", "-", "-",
                                        "-", e.msg);
                 }
-                if (cli.json) {
-                        json_dumpf(arr, stdout, JSON_INDENT(2));
-                        putchar('\n');
-                }
+                if (cli.json)
+                        cli_result(json_pack("{s:O}", "templates", arr));
                 json_decref(arr);
                 vmm_strv_free(names);
                 return EXIT_OK;
@@ -454,7 +450,7 @@ int cmd_template(int argc, char **argv)
                         if (r < 0)
                                 return cli_fail("template rm %s: %s", argv[2], err.msg);
                         if (cli.json)
-                                printf("{\"removed\": \"%s\"}\n", argv[2]);
+                                cli_result(json_pack("{s:s}", "removed", argv[2]));
                         return EXIT_OK;
                 }
                 struct vmm_template t;
@@ -463,9 +459,7 @@ int cmd_template(int argc, char **argv)
                         return cli_fail("template show: %s", err.msg);
                 if (cli.json) {
                         json_t *j = template_json(&t);
-                        json_dumpf(j, stdout, JSON_INDENT(2));
-                        putchar('\n');
-                        json_decref(j);
+                        cli_result(j);
                 } else
                         print_template(&t);
                 return EXIT_OK;

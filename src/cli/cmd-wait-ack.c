@@ -245,17 +245,15 @@ int cmd_wait_ack(int argc, char **argv)
                                               waited_ms, "seen", seen, "saw_read", res.saw_read, "saw_stale",
                                               res.saw_stale, "saw_invalid", res.saw_invalid, "foreign_lines",
                                               (int)res.foreign_lines);
-                        json_dumpf(o, stdout, JSON_COMPACT);
-                        putchar('\n');
-                        json_decref(o);
+                        cli_result(o);
                 }
                 if (v1) {
                         char mac[18], ip[46];
-                        fprintf(stderr, "rehome: wait-ack: no V1 ack for mac=%s ip=%s within %" PRIu64 " ms; seen: %s\n",
-                                rh_mac_format(v1_mac, mac), rh_ip_format(&v1_ip, ip), timeout_ms, seen);
+                        cli_fail("wait-ack: no V1 ack for mac=%s ip=%s within %" PRIu64 " ms; seen: %s",
+                                 rh_mac_format(v1_mac, mac), rh_ip_format(&v1_ip, ip), timeout_ms, seen);
                 } else
-                        fprintf(stderr, "rehome: wait-ack: no ack for nonce %016" PRIx64 " within %" PRIu64 " ms; seen: %s\n",
-                                nonce, timeout_ms, seen);
+                        cli_fail("wait-ack: no ack for nonce %016" PRIx64 " within %" PRIu64 " ms; seen: %s", nonce,
+                                 timeout_ms, seen);
                 return EXIT_TIMEOUT;
         }
         if (r == -ESRCH || r == -EIO)
@@ -269,31 +267,29 @@ int cmd_wait_ack(int argc, char **argv)
         if (strcmp(channel, "mailbox") == 0) {
                 rc = ack.status == RH_ACK_APPLIED ? EXIT_OK : EXIT_FAIL;
                 if (cli.json) {
-                        char *s = rh_ack_to_json(&ack, 0);
-                        printf("{\"channel\":\"mailbox\",\"waited_ms\":%.3f,\"ack\":%s}\n", waited_ms, s ? s : "null");
-                        free(s);
+                        _cleanup_free_ char *s = rh_ack_to_json(&ack, 0);
+                        cli_result(json_pack("{s:s, s:f, s:o}", "channel", "mailbox", "waited_ms", waited_ms, "ack",
+                                             s ? json_loads(s, 0, NULL) : json_null()));
                 } else
                         printf("ack seq=%u status=%s signal=%s waited=%.3f ms (mailbox)\n", ack.seq,
                                rh_ack_status_name(ack.status), rh_signal_name(ack.signal), waited_ms);
                 if (rc != EXIT_OK) {
                         rh_text_escape(ack.error, sizeof(ack.error), safe, sizeof(safe));
-                        fprintf(stderr, "rehome: wait-ack: agent %s the request: %s\n",
-                                ack.status == RH_ACK_INVALID ? "rejected" : "failed to apply", safe);
+                        cli_fail("wait-ack: agent %s the request: %s",
+                                 ack.status == RH_ACK_INVALID ? "rejected" : "failed to apply", safe);
                 }
         } else {
                 rc = strcmp(line.stage, "applied") == 0 ? EXIT_OK : EXIT_FAIL;
                 if (cli.json) {
                         json_t *o = json_pack("{s:s,s:f,s:s,s:s,s:s,s:s}", "channel", "udp", "waited_ms", waited_ms,
-                                              "stage", line.stage, "mac", line.mac, "ip", line.ip, "error", line.error);
-                        json_dumpf(o, stdout, JSON_COMPACT);
-                        putchar('\n');
-                        json_decref(o);
+                                              "stage", line.stage, "mac", line.mac, "ip", line.ip, "agent_error", line.error);
+                        cli_result(o);
                 } else
                         printf("ack stage=%s mac=%s ip=%s waited=%.3f ms (udp)\n", line.stage, line.mac, line.ip,
                                waited_ms); /* parsed fields: no blanks or quotes, bounded */
                 if (rc != EXIT_OK) {
                         rh_text_escape(line.error, sizeof(line.error), safe, sizeof(safe));
-                        fprintf(stderr, "rehome: wait-ack: agent reported stage=%s: %s\n", line.stage, safe);
+                        cli_fail("wait-ack: agent reported stage=%s: %s", line.stage, safe);
                 }
         }
         return rc;

@@ -41,30 +41,6 @@ static const struct verb verbs[] = {
         {},
 };
 
-int cli_usage_error(const char *verb, const char *fmt, ...)
-{
-        va_list ap;
-
-        fprintf(stderr, "rehome %s: ", verb);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "\nTry 'rehome %s --help'\n", verb);
-        return EXIT_USAGE;
-}
-
-int cli_fail(const char *fmt, ...)
-{
-        va_list ap;
-
-        fprintf(stderr, "rehome: ");
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return EXIT_FAIL;
-}
-
 int cli_interrupted(const char *verb, const char *what)
 {
         int sig = vmm_interrupted();
@@ -73,6 +49,7 @@ int cli_interrupted(const char *verb, const char *what)
                 return -1;
         fprintf(stderr, "rehome: %s: interrupted by SIG%s: %s\n", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?",
                 what);
+        cli_error_note("%s: interrupted by SIG%s: %s", verb, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", what);
         return 128 + sig;
 }
 
@@ -119,8 +96,12 @@ int main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
+        static char verb_argv0[64];
+        bool want_help = false, want_version = false;
         int c;
 
+        /* getopt names argv[0] in its messages: "rehome", never the binary's path. */
+        argv[0] = (char *)"rehome";
         /* '+': stop at the verb; its options are its own. */
         while ((c = getopt_long(argc, argv, "+vh", options, NULL)) != -1) {
                 switch (c) {
@@ -134,27 +115,46 @@ int main(int argc, char **argv)
                         cli.state_dir = optarg;
                         break;
                 case 'h':
-                        help();
-                        return EXIT_OK;
+                        want_help = true; /* after the loop: a --json after --help counts too */
+                        break;
                 case 'V':
-                        printf("rehome %s\n", REHOME_VERSION);
-                        return EXIT_OK;
+                        want_version = true;
+                        break;
                 default:
                         fprintf(stderr, "Try 'rehome --help'\n");
-                        return EXIT_USAGE;
+                        cli_error_note("unknown global option or missing value: '%s'", argv[optind - 1]);
+                        return cli_json_finish(NULL, EXIT_USAGE);
                 }
+        }
+        if (want_help || want_version) {
+                if (cli.json)
+                        cli_json_begin();
+                if (want_help)
+                        help();
+                else if (cli.json)
+                        cli_result(json_pack("{s:s}", "version", REHOME_VERSION));
+                else
+                        printf("rehome %s\n", REHOME_VERSION);
+                return cli_json_finish(NULL, EXIT_OK);
         }
         if (optind >= argc) {
                 fprintf(stderr, "rehome: no verb given\nTry 'rehome --help'\n");
-                return EXIT_USAGE;
+                cli_error_note("no verb given");
+                return cli_json_finish(NULL, EXIT_USAGE);
         }
         for (const struct verb *v = verbs; v->name; v++)
                 if (strcmp(argv[optind], v->name) == 0) {
                         int vargc = argc - optind;
                         char **vargv = argv + optind;
+                        /* The verb's getopt messages start "rehome VERB: ". */
+                        snprintf(verb_argv0, sizeof(verb_argv0), "rehome %s", v->name);
+                        vargv[0] = verb_argv0;
                         optind = 0; /* reset getopt for the verb (0: full re-init in glibc) */
-                        return v->fn(vargc, vargv);
+                        if (cli.json)
+                                cli_json_begin();
+                        return cli_json_finish(v->name, v->fn(vargc, vargv));
                 }
         fprintf(stderr, "rehome: unknown verb '%s'\nTry 'rehome --help'\n", argv[optind]);
-        return EXIT_USAGE;
+        cli_error_note("unknown verb '%s'", argv[optind]);
+        return cli_json_finish(NULL, EXIT_USAGE);
 }

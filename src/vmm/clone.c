@@ -232,6 +232,9 @@ static int check_state_file(const struct vmm_template *t, struct rh_error *err)
 {
         struct stat st;
 
+        if (stat(t->state_path, &st) < 0 && (errno == EACCES || errno == EPERM))
+                return rh_error_set(err, -errno, "template %s: device state %s: %s (run as root, or as the user "
+                                    "that created the template)", t->name, t->state_path, strerror(errno));
         if (stat(t->state_path, &st) < 0)
                 return rh_error_set(err, -errno, "template %s: device state %s: %s (rehome template rm %s && "
                                     "rehome template create %s)", t->name, t->state_path, strerror(errno),

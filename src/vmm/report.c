@@ -107,18 +107,19 @@ double vmm_timing_median(const struct vmm_fork_result *res, const int *rcs, unsi
         return m;
 }
 
+/* name: the text table's column; key: its JSON key, one a shell can use (docs/JSON.md). */
 static const struct {
-        const char *name;
+        const char *name, *key;
         size_t off;
 } stages[] = {
-        {"spawn", offsetof(struct vmm_fork_timing, spawn)},
-        {"incoming", offsetof(struct vmm_fork_timing, incoming)},
-        {"patch", offsetof(struct vmm_fork_timing, patch)},
-        {"resume>signal", offsetof(struct vmm_fork_timing, resume_signal)},
-        {"resume>read", offsetof(struct vmm_fork_timing, resume_read)},
-        {"resume>applied", offsetof(struct vmm_fork_timing, resume_applied)},
-        {"resume>ack", offsetof(struct vmm_fork_timing, resume_ack)},
-        {"total", offsetof(struct vmm_fork_timing, total)},
+        {"spawn", "spawn_ms", offsetof(struct vmm_fork_timing, spawn)},
+        {"incoming", "incoming_ms", offsetof(struct vmm_fork_timing, incoming)},
+        {"patch", "patch_ms", offsetof(struct vmm_fork_timing, patch)},
+        {"resume>signal", "resume_to_signal_ms", offsetof(struct vmm_fork_timing, resume_signal)},
+        {"resume>read", "resume_to_read_ms", offsetof(struct vmm_fork_timing, resume_read)},
+        {"resume>applied", "resume_to_applied_ms", offsetof(struct vmm_fork_timing, resume_applied)},
+        {"resume>ack", "resume_to_ack_ms", offsetof(struct vmm_fork_timing, resume_ack)},
+        {"total", "total_ms", offsetof(struct vmm_fork_timing, total)},
 };
 
 void vmm_print_timings(FILE *f, const struct vmm_fork_result *res, const int *rcs, unsigned n)
@@ -183,11 +184,11 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
         for (size_t s = 0; s < sizeof(stages) / sizeof(stages[0]); s++) {
                 double v = stage(r, stages[s].off);
                 bool guest = s >= 3 && s <= 6;
-                json_object_set_new(t, stages[s].name,
+                json_object_set_new(t, stages[s].key,
                                     (guest && !r->t.have_guest) || v < 0 ? json_null() : json_real(v));
         }
-        json_object_set_new(t, "cont", json_real(r->t.cont));
-        json_object_set_new(t, "host_ack_seen", json_real(r->t.host_ack_seen));
+        json_object_set_new(t, "cont_ms", json_real(r->t.cont));
+        json_object_set_new(t, "host_ack_seen_ms", json_real(r->t.host_ack_seen));
         o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:o}", "clone", r->clone.id, "ip", r->clone.ip, "mac",
                       mac, "pid", (int)r->clone.pid, "tap", r->clone.tap, "ok", rc == 0, "timings_ms", t);
         if (r->acked) {
@@ -204,7 +205,7 @@ json_t *vmm_fork_result_json(const struct vmm_fork_result *r, int rc, const stru
         if (r->acked) {
                 json_object_set_new(o, "ack_channel",
                                     json_string(r->ack_channel ? r->ack_channel : "mailbox"));
-                json_object_set_new(t, "udp_ack_seen",
+                json_object_set_new(t, "udp_ack_seen_ms",
                                     r->udp_ack_seen >= 0 ? json_real(r->udp_ack_seen) : json_null());
         }
         if (r->acked) {

@@ -303,6 +303,12 @@ int vmm_template_load(const char *state_dir, const char *name, struct vmm_templa
         };
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
                 const char *p = (const char *)&t + files[i].off;
+                if (access(p, R_OK) < 0 && (errno == EACCES || errno == EPERM))
+                        /* Not damaged: ours is not the user that may read it (a root template, run as a user). */
+                        return rh_error_set(err, -errno,
+                                            "template %s: %s %s: %s (run as root, or as the user that created "
+                                            "the template)",
+                                            name, files[i].what, p, strerror(errno));
                 if (access(p, R_OK) < 0)
                         return rh_error_set(err, -errno,
                                             "template %s: %s %s: %s; recreate it: rehome template rm %s && "

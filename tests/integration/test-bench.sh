@@ -52,6 +52,9 @@ except Exception as e:  # no document, or a broken one: everything below is moot
     print("FAIL: bench --json output does not parse: %s" % e)
     sys.exit(1)
 
+check(doc.get("schema_version") == 1 and doc.get("verb") == "bench" and "error" not in doc,
+      "the --json contract: schema_version 1, verb bench, no error (docs/JSON.md)")
+check(all(k in doc for k in ("modes", "host", "targets")), "docs/JSON.md's keys of bench: host, targets, and modes (run)")
 check(doc.get("accel") in ("tcg", "kvm"), "accelerator named: %r" % doc.get("accel"))
 check(doc.get("quick") is True, "quick run recorded")
 check(nonneg(doc.get("seconds")) and doc["seconds"] > 0, "run time recorded: %r s" % doc.get("seconds"))
@@ -81,9 +84,9 @@ cols = ["fork_total_ms", "resume_signal_ms", "mailbox_ack_ms", "reconfigure_ms",
         "spawn_ms", "incoming_ms", "patch_ms", "ready_to_resume_ms", "pages_referenced", "pages_written",
         "pages_rss"]
 # measured column -> the engine's per-fork timing it is taken from
-from_timing = {"fork_total_ms": "total", "resume_signal_ms": "resume>signal", "mailbox_ack_ms": "resume>read",
-               "reconfigure_ms": "resume>applied", "spawn_ms": "spawn", "incoming_ms": "incoming",
-               "patch_ms": "patch"}
+from_timing = {"fork_total_ms": "total_ms", "resume_signal_ms": "resume_to_signal_ms",
+               "mailbox_ack_ms": "resume_to_read_ms", "reconfigure_ms": "resume_to_applied_ms",
+               "spawn_ms": "spawn_ms", "incoming_ms": "incoming_ms", "patch_ms": "patch_ms"}
 
 def mac_of(ip):
     """The identity rehome gives an IPv4 address: 52:54 + the four octets."""

@@ -42,7 +42,8 @@ grep -q "^Try 'rehome locate --help'" "$dir/err" && ok "usage error points at --
 cp "$MEM" "$dir/mem.orig"
 expect_rc 0 "patch file" "$REHOME" --json patch --file "$MEM" --gpa 0x3ff0000 --token $TOKEN \
         --ip 10.0.0.5/24 --mac 02:00:00:00:00:05 --gateway 10.0.0.1 --ack 10.0.0.1:5555 --nonce abc123 --hostname c5
-grep -q '"seq":1,"nonce":"0000000000abc123"' "$dir/out" && ok "patch prints seq 1 + nonce" || fail "patch out: $(cat "$dir/out")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if (d["seq"],d["nonce"],d["gpa"])==(1,"0000000000abc123","0x3ff0000") else 1)' "$dir/out" &&
+        ok "patch prints seq 1 + nonce" || fail "patch out: $(cat "$dir/out")"
 expect_rc 0 "inspect --json" "$REHOME" --json inspect --file "$MEM" --gpa 0x3ff0000
 python3 - "$dir/out" <<'PY' && ok "inspect decodes the request" || fail "inspect json: $(cat "$dir/out")"
 import json,sys
@@ -153,7 +154,7 @@ wait $sender
 python3 - "$dir/out" <<'PY' && ok "UDP ack with our nonce wins" || fail "udp out: $(cat "$dir/out")"
 import json,sys
 d=json.load(open(sys.argv[1]))
-assert (d["channel"],d["stage"],d["mac"],d["ip"],d["error"])==("udp","applied","02:00:00:00:00:05","10.0.0.5/24",""), d
+assert (d["channel"],d["stage"],d["mac"],d["ip"],d["agent_error"])==("udp","applied","02:00:00:00:00:05","10.0.0.5/24",""), d
 PY
 # Only a foreign final line and our stage=mailbox line: no answer, and it says so.
 port=$((20000 + RANDOM % 20000))

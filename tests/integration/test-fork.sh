@@ -25,7 +25,7 @@ out=$(rh --json fork tpl --ip 10.88.0.10/24 --count 4 --timeout 60s)
 rc=$?
 [ $rc = 0 ] && ok "4 concurrent forks acked" || { echo "$out"; fail "fork --count 4 exited $rc"; }
 # Second ack channel: the agent's UDP line to the socket rehome bound on the gateway.
-n_udp=$(echo "$out" | grep -c '"udp_ack_seen": [0-9]')
+n_udp=$(echo "$out" | grep -c '"udp_ack_seen_ms": [0-9]')
 [ "$n_udp" -ge 1 ] && ok "UDP ack line received for $n_udp of 4 forks" || fail "no UDP ack line for any fork"
 
 for i in 0 1 2 3; do
@@ -76,6 +76,7 @@ rc=$?
 python3 - "$SD/record-ws.json" "$SD" <<'PY' && ok "record-ws --json: $(tr -d '\n ' < "$SD/record-ws.json")" || fail "record-ws --json output: '$(cat "$SD/record-ws.json")'"
 import json, os, sys
 d = json.load(open(sys.argv[1]))
+assert d.pop("schema_version") == 1 and d.pop("verb") == "template", d
 assert sorted(d) == ["file", "pages", "referenced_last_run", "runs", "template"], d
 want_file = os.path.realpath(os.path.join(sys.argv[2], "templates", "tpl", "workingset"))
 assert d["template"] == "tpl" and os.path.realpath(d["file"]) == want_file, d

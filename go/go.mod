@@ -1,0 +1,3 @@
+module rehome.local/go
+
+go 1.19
