@@ -36,11 +36,13 @@ const char *const cli_cap_names[32] = {
         [0] = "vmclock",   [1] = "vmclock-spin", [2] = "vmgenid-uevent", [3] = "vmgenid-kmsg", [4] = "poll",
         [8] = "ipv6",      [9] = "routes",       [10] = "dns",           [11] = "hostname",    [12] = "announce",
         [13] = "udp-ack",  [14] = "prearm",      [15] = "clock",         [16] = "machine-id",  [17] = "hooks",
+        [18] = "payloads",
 };
 
 const char *const cli_applied_names[32] = {
         [0] = "mac",   [1] = "mtu",      [2] = "addrs",    [3] = "routes", [4] = "neigh",      [5] = "link-up",
         [6] = "announce", [7] = "hostname", [8] = "dns", [9] = "clock",  [10] = "machine-id", [11] = "hooks",
+        [12] = "payloads", [16] = "networkd", [17] = "ifupdown", [18] = "hosts", [19] = "resolved", [20] = "reloaded",
 };
 
 json_t *cli_bits_json(uint32_t bits, const char *const names[32])

@@ -66,12 +66,12 @@ const char *rh_signal_name(uint32_t signal)
 const char *rh_ack_step_name(unsigned step)
 {
         static const char *const names[RH_STEP_COUNT] = {
-                [RH_STEP_VALIDATE] = "validate", [RH_STEP_ACK_READ] = "ack-read",
+                [RH_STEP_VALIDATE] = "validate", [RH_STEP_ACK_READ] = "ack_read",
                 [RH_STEP_CLOCK] = "clock",       [RH_STEP_LINK] = "link",
                 [RH_STEP_ADDRS] = "addresses",   [RH_STEP_ROUTES] = "routes",
                 [RH_STEP_NEIGH] = "neighbours",  [RH_STEP_ANNOUNCE] = "announce",
                 [RH_STEP_HOSTNAME] = "hostname", [RH_STEP_DNS] = "dns",
-                [RH_STEP_MACHINE_ID] = "machine-id", [RH_STEP_HOOKS] = "hooks",
+                [RH_STEP_MACHINE_ID] = "machine_id", [RH_STEP_HOOKS] = "hooks",
         };
         return step < RH_STEP_COUNT ? names[step] : "unknown";
 }

@@ -41,7 +41,7 @@ arp_on() {
 nic_field() {
         rh --json clone list | python3 -c '
 import json, sys
-for c in json.load(sys.stdin):
+for c in json.load(sys.stdin)["clones"]:
     if c["id"] == sys.argv[1]:
         print(c["nics"][int(sys.argv[2])][sys.argv[3]])' "$1" "$2" "$3"
 }
@@ -176,7 +176,7 @@ set -- $ids
         ok "--count 2: NIC 0 at 10.88.0.40 and .41" || fail "--count 2 NIC 0"
 n=$(rh --json clone list | python3 -c '
 import json, sys
-print(len({(n["ip"], n["mac"]) for c in json.load(sys.stdin) for n in c["nics"]}))')
+print(len({(n["ip"], n["mac"]) for c in json.load(sys.stdin)["clones"] for n in c["nics"]}))')
 [ "$n" = 4 ] && ok "--count 2: four distinct NIC identities in the records" || fail "--count 2: $n distinct identities"
 rh clone rm --all >/dev/null 2>&1
 
