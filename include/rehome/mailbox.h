@@ -42,6 +42,11 @@ extern "C" {
 #define RH_STATIC_ASSERT _Static_assert
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RH_MAILBOX_SIZE 4096u
 #define RH_MAILBOX_MAGIC "REHOMEMB"     /* 8 bytes, no NUL */
 #define RH_MAILBOX_MAGIC_LEN 8u
@@ -515,6 +520,10 @@ char *rh_mac_format(const uint8_t mac[6], char *buf);
 int rh_ip_parse(const char *s, struct rh_ipaddr *ret_ip, uint8_t *ret_prefix);
 /* Format @ip into @buf (>= 46 bytes). Returns @buf. */
 char *rh_ip_format(const struct rh_ipaddr *ip, char *buf);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

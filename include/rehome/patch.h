@@ -29,6 +29,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* Where guest memory can be read and written. Opaque. */
 struct rh_target;
 
@@ -217,6 +222,10 @@ int rh_v1_locate(struct rh_target *target, uint64_t hint_gpa, const char *token,
  */
 int rh_v1_patch(struct rh_target *target, uint64_t gpa, const char *token, const struct rh_request *req,
                 uint32_t *ret_seq, struct rh_error *err);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* The request JSON schema this library reads and writes (docs/REQUEST.md, key "version"). */
 #define RH_REQUEST_JSON_VERSION 1u
 
@@ -86,6 +91,10 @@ struct rh_ack_line {
  */
 int rh_ack_line_parse(const char *line, size_t len, struct rh_ack_line *ret_line,
                       struct rh_error *err);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
