@@ -55,7 +55,8 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
 /*
  * rh_request_to_json - the JSON form of @req (same schema, seq and nonce
  * included), pretty-printed when @indent > 0. Returns a malloc'd string, or
- * NULL on allocation failure.
+ * NULL with errno ENOMEM (allocation failure) or EINVAL (@req->size is
+ * neither 0 nor a layout this library knows).
  */
 char *rh_request_to_json(const struct rh_request *req, int indent);
 
