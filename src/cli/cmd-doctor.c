@@ -108,7 +108,7 @@ int cmd_doctor(int argc, char **argv)
                         json_decref(j);
         }
         report(&c, "guest image", have_image, true, detail,
-               "make guest (guest/build-image.sh BUILD_DIR), or set REHOME_IMAGE");
+               "rehome image build (installed), make guest + REHOME_IMAGE=guest/out/current (source tree), or --image");
 
         int kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
         if (kfd >= 0)
