@@ -13,7 +13,7 @@
 # root; the installed librehome.so's SONAME is librehome.so.0. Last, a program
 # with its own read_full() and now_ns() (internal names of the library) links
 # against the installed librehome.a and librehome.so and runs.
-set -euo pipefail
+set -eu
 SRC=${1:?source root}
 BUILD=${2:?build dir}
 command -v nm >/dev/null && command -v readelf >/dev/null || { echo "SKIP: no binutils"; exit 77; }

@@ -10,7 +10,8 @@
 # source or build path in an installed binary, and `rehome image build`
 # from the installed files (when a kernel package is cached: SOURCE/guest/
 # out/cache or $REHOME_KERNEL_CACHE; no download here).
-set -euo pipefail
+# No pipefail: `producer | grep -q` must not fail when grep stops reading early.
+set -eu
 BUILD=${1:?build dir}
 SRC=${2:-$(cd "$(dirname "$0")/../.." && pwd)}
 dest=$(mktemp -d /tmp/rehome-install.XXXXXX)
