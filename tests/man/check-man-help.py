@@ -6,7 +6,8 @@ The manual pages say what --help says: every option that `rehome --help`
 names appears in rehome(1)'s GLOBAL OPTIONS; every verb of `rehome --help`
 has a `## rehome VERB` section in man/rehome.1.scd and every option its
 --help (and each of its sub-verbs' own --help, such as `template record-ws
---help`) names appears in that verb's sections; no section is left for a
+--help`) names appears in that verb's sections or, for the global options
+(--json, --verbose, --state-dir, --help, --version), in GLOBAL OPTIONS; no section is left for a
 verb that no longer exists; every option of `rehome-agent --help` appears in
 man/rehome-agent.8.scd. Prints one TAP-style line per check.
 """
@@ -87,7 +88,8 @@ def main():
         if not mine:
             report(False, f"rehome(1): no section '## rehome {v}'")
             continue
-        check(f"rehome(1) rehome {v}", want, "".join(sec[k] for k in mine))
+        # The global options (--json, --help, ...) are documented once, for every verb.
+        check(f"rehome(1) rehome {v}", want, "".join(sec[k] for k in mine) + sec.get("GLOBAL OPTIONS", ""))
 
     stale = sorted(k for k in sec if k.startswith("rehome ") and k.split()[1] not in verbs)
     report(not stale, "rehome(1): no section for a verb rehome lacks" + (": " + ", ".join(stale) if stale else ""))
