@@ -91,6 +91,9 @@ if command -v man >/dev/null; then
                 ok "man -l rehome.1 renders the verbs" || notok "man -l rehome.1"
 fi
 bash -n "$root/share/bash-completion/completions/rehome" && ok "bash completion parses" || notok "bash completion"
+if command -v zsh >/dev/null; then
+        zsh -n "$root/share/zsh/vendor-completions/_rehome" && ok "zsh completion parses" || notok "zsh completion"
+fi
 # No path of the source or build tree in an installed binary (debug info
 # aside: DW_AT_comp_dir names the build directory; packages strip it).
 srcreal=$(cd "$SRC" && pwd -P) buildreal=$(cd "$BUILD" && pwd -P)
