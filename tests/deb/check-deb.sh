@@ -11,7 +11,8 @@
 # script, the image builder, rehome-agent(8)); then, from that root,
 # `rehome --version`, `rehome doctor --json` (one JSON document, exit 0 or 1),
 # a C consumer built through pkg-config against the installed headers and
-# library, and `man` rendering rehome(1). Last, lintian: no error, and
+# library, `man` rendering rehome(1), and `rehome image build` + `rehome demo`
+# with the packaged binaries (when root and QEMU are there). Last, lintian: no error, and
 # every warning is one that debian/README.source explains.
 # No pipefail: `producer | grep -q` must not fail when grep stops reading early.
 set -eu
@@ -123,6 +124,35 @@ fi
 if command -v man >/dev/null; then
         MANPAGER=cat man -l "$root/usr/share/man/man1/rehome.1.gz" 2>/dev/null | grep -q 'rehome image' &&
                 ok "man rehome (the root's rehome.1.gz) renders" || notok "man rehome"
+fi
+
+# The demo from the packages: `rehome image build` with the packaged agent
+# and builder (offline: the kernel package `make guest` cached), then
+# `rehome demo --count 1` on that image, in a state directory (and so a
+# network namespace) of its own. Root, QEMU and /dev/net/tun, else skipped.
+cache=${REHOME_KERNEL_CACHE:-$(dirname "$0")/../../guest/out/cache}
+kdeb=$(ls -1 "$cache"/linux-image-*-amd64_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+if [ "$(id -u)" = 0 ] && [ -n "$kdeb" ] && command -v qemu-system-x86_64 >/dev/null && [ -c /dev/net/tun ] &&
+        [ -x /bin/busybox ] && command -v cpio >/dev/null; then
+        g=$root/usr/lib/rehome/guest
+        mkdir -p "$root/images/cache"
+        ln "$kdeb" "$root/images/cache/" 2>/dev/null || cp "$kdeb" "$root/images/cache/"
+        if REHOME_KERNEL_PKG=$(basename "$kdeb" | cut -d_ -f1) "$root/usr/bin/rehome" image build --out "$root/images" \
+                --agent "$g/rehome-agent" --builder "$g/build-image.sh" > "$root/image.log" 2>&1; then
+                ok "rehome image build (packaged agent and builder)"
+                set +e
+                "$root/usr/bin/rehome" --state-dir "$root/state" demo --count 1 --image "$root/images/current" > "$root/demo.log" 2>&1
+                rc=$?
+                set -e
+                [ "$rc" = 0 ] && grep -q 'ICMP ok' "$root/demo.log" && ok "rehome demo from the packages (1 clone, ARP + ICMP)" ||
+                        { tail -n 20 "$root/demo.log"; notok "rehome demo from the packages (exit $rc)"; }
+                "$root/usr/bin/rehome" --state-dir "$root/state" template rm demo > /dev/null 2>&1 || true
+                "$root/usr/bin/rehome" --state-dir "$root/state" net down > /dev/null 2>&1 || true
+        else
+                tail -n 10 "$root/image.log"; notok "rehome image build"
+        fi
+else
+        echo "# skipped the demo from the packages: needs root, QEMU, /dev/net/tun, busybox, cpio and a cached kernel in $cache"
 fi
 
 # lintian: errors fail; each warning must be explained in debian/README.source.
