@@ -42,6 +42,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 enum rh_ack_channel {
         RH_ACK_CHANNEL_NONE = 0,
         RH_ACK_CHANNEL_MAILBOX = 1,
@@ -115,6 +120,10 @@ const char *rh_ack_wait_seen(const struct rh_ack_wait_result *res);
  * Returns the length written (without the NUL).
  */
 size_t rh_text_escape(const char *text, size_t len, char *out, size_t cap);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RH_ERROR_MSG_MAX 512
 
 struct rh_error {
@@ -46,6 +51,10 @@ int rh_error_set(struct rh_error *err, int code, const char *fmt, ...)
  */
 int rh_error_prefix(struct rh_error *err, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

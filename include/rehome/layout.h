@@ -26,6 +26,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RH_LAYOUT_MAX_REGIONS 64
 /* Largest guest memory any constructor accepts (64 TiB). */
 #define RH_LAYOUT_MAX_MEM (1ull << 46)
@@ -198,6 +203,10 @@ const struct rh_region *rh_layout_region(const struct rh_layout *layout, size_t 
 uint64_t rh_layout_file_size(const struct rh_layout *layout);
 /* Short name of the layout kind ("firecracker-x86_64", "qemu-q35", ...). */
 const char *rh_layout_kind(const struct rh_layout *layout);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

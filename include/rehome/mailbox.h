@@ -42,6 +42,11 @@ extern "C" {
 #define RH_STATIC_ASSERT _Static_assert
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RH_MAILBOX_SIZE 4096u
 #define RH_MAILBOX_MAGIC "REHOMEMB"     /* 8 bytes, no NUL */
 #define RH_MAILBOX_MAGIC_LEN 8u
@@ -342,7 +347,20 @@ struct rh_ipaddr {
         uint8_t addr[16];
 };
 
+/*
+ * struct rh_request will grow (more interfaces, addresses, routes; new
+ * TLVs), so it carries its own size (docs/ABI.md, "Growing structs"):
+ * @size is sizeof(struct rh_request) as the caller was compiled, or 0, which
+ * means the LIBREHOME_0.1 layout (what a zero-initialised request is: every
+ * caller written against 0.1). Functions that read a request refuse a size
+ * they do not know with -EINVAL; functions that fill one set @size to the
+ * layout they wrote. Initialise with RH_REQUEST_INIT (or memset 0, then set
+ * .size = sizeof) so a rebuild against a newer header says so.
+ */
+#define RH_REQUEST_INIT { .size = sizeof(struct rh_request) }
+
 struct rh_request {
+        uint32_t size;                  /* sizeof(struct rh_request), or 0 = the LIBREHOME_0.1 layout */
         uint32_t seq;                   /* filled by rh_mailbox_read_request */
         uint64_t nonce;
         uint32_t flags;                 /* RH_REQ_* */
@@ -403,7 +421,8 @@ uint32_t rh_crc32c(uint32_t crc, const void *buf, size_t len);
 /*
  * rh_request_validate - check a decoded request for semantic validity.
  * Returns 0, or -EINVAL (bad MAC, prefix, family, index, empty match,
- * bad name), -E2BIG (too many entries), with the reason in @err.
+ * bad name; a @size this library does not know), -E2BIG (too many
+ * entries), with the reason in @err.
  */
 int rh_request_validate(const struct rh_request *req, struct rh_error *err);
 
@@ -571,6 +590,10 @@ char *rh_mac_format(const uint8_t mac[6], char *buf);
 int rh_ip_parse(const char *s, struct rh_ipaddr *ret_ip, uint8_t *ret_prefix);
 /* Format @ip into @buf (>= 46 bytes). Returns @buf. */
 char *rh_ip_format(const struct rh_ipaddr *ip, char *buf);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

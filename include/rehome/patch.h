@@ -29,6 +29,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* Where guest memory can be read and written. Opaque. */
 struct rh_target;
 
@@ -137,22 +142,38 @@ int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t
  * of the page, then written in three writes: seq 0 at 0x300, the header
  * body and payload [0x304, 0x320 + payload_len), the new seq at 0x300 last,
  * so a guest that runs meanwhile never pairs a seq with another body.
+ * @req->nonce 0 means "draw one": a random nonzero nonce from getrandom()
+ * is written instead (never nonce 0, which would let an ack of any earlier
+ * request pass for this one); rh_mailbox_patch_nonce returns it.
  * @ret_seq:  optional; the seq written
  * Returns 0, or
  *   -EINVAL  @gpa not 4 KiB aligned; invalid request (rh_mailbox_write_request)
  *   -ENOENT  no mailbox at @gpa: bad magic, token or recorded gpa differ
  *   -EPROTONOSUPPORT / -EBADMSG   arm header of another ABI / corrupt
- *   or as rh_target_read / rh_target_write / rh_request_encode.
+ *   or as rh_target_read / rh_target_write / rh_request_encode, or the
+ *   -errno of getrandom() when a nonce had to be drawn.
  */
 int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
                      const struct rh_request *req, uint32_t *ret_seq, struct rh_error *err);
+
+/*
+ * rh_mailbox_patch_nonce - rh_mailbox_patch, and the nonce written (the
+ * caller's @req->nonce, or the one drawn for 0) in @ret_nonce (optional):
+ * the value to wait for in the ack (rh_ack_wait_opts). Returns as
+ * rh_mailbox_patch.
+ */
+int rh_mailbox_patch_nonce(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                           const struct rh_request *req, uint32_t *ret_seq, uint64_t *ret_nonce,
+                           struct rh_error *err);
 
 /*
  * rh_mailbox_patch_overlay - strategy (c): copy @template_page, verify it as
  * rh_mailbox_patch does (@gpa: expected recorded gpa, or RH_GPA_NONE to skip
  * that check), apply @req and write the whole patched page to @ret_page
  * (RH_MAILBOX_SIZE bytes; may equal @template_page). @ret_page is written
- * only on success. Returns as rh_mailbox_patch.
+ * only on success. A @req->nonce of 0 draws a random one, as
+ * rh_mailbox_patch does (read it back with rh_mailbox_read_request on
+ * @ret_page). Returns as rh_mailbox_patch.
  */
 int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
                              const struct rh_request *req, uint8_t *ret_page, uint32_t *ret_seq,
@@ -257,6 +278,9 @@ int rh_hfm_locate(struct rh_target *target, const char *name, const char *token,
  */
 int rh_hfm_patch(struct rh_target *target, uint64_t gpa, const char *name, const char *token, const uint8_t *json,
                  size_t len, struct rh_error *err);
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define RH_PAYLOADS_MAX 16u             /* named payloads per request */
 #define RH_PAYLOAD_NAME_MAX 64u         /* ^[A-Za-z0-9._:-]{1,64}$ */
 #define RH_PAYLOAD_PAGES_MAX 256u       /* data pages one agent may arm (1 MiB) */
@@ -170,6 +175,10 @@ int rh_hfm_decode(const uint8_t *mb, uint32_t *ret_seq, const uint8_t **ret_json
  * separated), hypeman's host rule.
  */
 bool rh_hfm_ack_matches(const char *line, size_t len, const char *name);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,11 @@
 extern "C" {
 #endif
 
+/* Exported from librehome.so (built with -fvisibility=hidden; docs/ABI.md). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* The request JSON schema this library reads and writes (docs/REQUEST.md, key "version"). */
 #define RH_REQUEST_JSON_VERSION 1u
 
@@ -50,7 +55,8 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
 /*
  * rh_request_to_json - the JSON form of @req (same schema, seq and nonce
  * included), pretty-printed when @indent > 0. Returns a malloc'd string, or
- * NULL on allocation failure.
+ * NULL with errno ENOMEM (allocation failure) or EINVAL (@req->size is
+ * neither 0 nor a layout this library knows).
  */
 char *rh_request_to_json(const struct rh_request *req, int indent);
 
@@ -142,6 +148,9 @@ void rh_payload_set_clear(struct rh_payload_set *set);
  */
 int rh_hfm_json_with_ack_port(const uint8_t *json, size_t len, uint16_t port, uint8_t **ret, size_t *ret_len,
                               struct rh_error *err);
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -83,6 +83,8 @@ int cmd_net(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* rehome image build (cmd-image.c). */
+int cmd_image(int argc, char **argv);
 /* The userfaultfd page server (src/pager) and its control commands. */
 int cmd_pager(int argc, char **argv);
 /* rehome template record-ws (cmd-bench.c), dispatched by cmd_template. */

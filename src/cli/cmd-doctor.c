@@ -165,7 +165,7 @@ int cmd_doctor(int argc, char **argv)
         }
         report_state(&c, "guest image", have_image ? ST_OK : absent_state(image_errno, true), true, detail,
                      image_errno == EACCES ? "run as root, or set REHOME_IMAGE to an image this user can read"
-                                           : "make guest (guest/build-image.sh BUILD_DIR), or set REHOME_IMAGE");
+                                           : "rehome image build (installed), make guest + REHOME_IMAGE=guest/out/current (source tree), or --image");
 
         /* ok only when KVM is what clones get: a /dev/kvm that does not open, or
          * opens but fails the probe boot, leaves them on TCG (warn, not ok). */

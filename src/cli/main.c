@@ -37,6 +37,7 @@ static const struct verb verbs[] = {
         { "doctor", cmd_doctor, "what this host has for running clones, and fixes" },
         { "bench", cmd_bench, "measure handoffs: stage table per signal mode, side by side" },
         { "pager", cmd_pager, "userfaultfd page server for Firecracker restores, with mailbox overlays" },
+        { "image", cmd_image, "build the guest image (kernel, busybox, static agent) for template create" },
         /* VERBS: one row per verb; keep this marker line for easy merges. */
         {},
 };

@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cleanup.h"
 #include "rehome/patch.h"
@@ -294,11 +295,38 @@ int rh_mailbox_locate(struct rh_target *target, uint64_t hint_gpa, const uint8_t
 }
 
 /* Apply @req to the verified page copy; returns the seq used in *ret_seq. */
-static int apply_request(uint8_t *page, const struct rh_request *req, uint32_t *ret_seq, struct rh_error *err)
+/*
+ * A nonzero random nonce from getrandom() (blocking only until the kernel's
+ * pool is first initialised, which a host running VMs is long past).
+ */
+static int random_nonce(uint64_t *ret, struct rh_error *err)
+{
+        uint64_t n = 0;
+
+        while (n == 0) {
+                ssize_t k = getrandom(&n, sizeof(n), 0);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return rh_error_set(err, errno, "nonce: getrandom: %s", strerror(errno));
+                if (k != (ssize_t)sizeof(n))
+                        return rh_error_set(err, EIO, "nonce: getrandom returned %zd bytes", k);
+        }
+        *ret = n;
+        return 0;
+}
+
+static int apply_request(uint8_t *page, const struct rh_request *req, uint32_t *ret_seq, uint64_t *ret_nonce,
+                         struct rh_error *err)
 {
         struct rh_request rq = *req;
         int r;
 
+        if (rq.nonce == 0) {
+                r = random_nonce(&rq.nonce, err);
+                if (r < 0)
+                        return r;
+        }
         if (rq.seq == 0) {
                 rq.seq = unaligned_read_le32(page + RH_OFF_REQUEST) + 1;
                 if (rq.seq == 0)
@@ -308,20 +336,30 @@ static int apply_request(uint8_t *page, const struct rh_request *req, uint32_t *
         if (r < 0)
                 return rh_error_prefix(err, r, "request");
         *ret_seq = rq.seq;
+        if (ret_nonce)
+                *ret_nonce = rq.nonce;
         return 0;
 }
 
 int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
                      const struct rh_request *req, uint32_t *ret_seq, struct rh_error *err)
 {
+        return rh_mailbox_patch_nonce(target, gpa, token, req, ret_seq, NULL, err);
+}
+
+int rh_mailbox_patch_nonce(struct rh_target *target, uint64_t gpa, const uint8_t token[RH_TOKEN_LEN],
+                           const struct rh_request *req, uint32_t *ret_seq, uint64_t *ret_nonce,
+                           struct rh_error *err)
+{
         uint8_t page[RH_MAILBOX_SIZE];
+        uint64_t nonce;
         uint32_t seq, len;
         int r;
 
         r = load_page(target, gpa, token, page, err);
         if (r < 0)
                 return r;
-        r = apply_request(page, req, &seq, err);
+        r = apply_request(page, req, &seq, &nonce, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "mailbox at gpa 0x%" PRIx64, gpa);
         len = unaligned_read_le32(page + RH_OFF_REQUEST + 0x10);
@@ -348,6 +386,8 @@ int rh_mailbox_patch(struct rh_target *target, uint64_t gpa, const uint8_t token
                 return rh_error_prefix(err, r, "patch mailbox at gpa 0x%" PRIx64 " (seq)", gpa);
         if (ret_seq)
                 *ret_seq = seq;
+        if (ret_nonce)
+                *ret_nonce = nonce;
         return 0;
 }
 
@@ -363,7 +403,7 @@ int rh_mailbox_patch_overlay(const uint8_t *template_page, uint64_t gpa, const u
         r = verify_page(page, gpa, token, NULL, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "overlay page");
-        r = apply_request(page, req, &seq, err);
+        r = apply_request(page, req, &seq, NULL, err);
         if (r < 0)
                 return rh_error_prefix(err, r, "overlay page");
         memcpy(ret_page, page, sizeof(page));

@@ -386,6 +386,7 @@ int rh_request_from_json(const char *text, size_t len, struct rh_request *ret_re
         r = rh_request_validate(&req, err);
         if (r < 0)
                 return r;
+        req.size = sizeof(req);
         *ret_req = req;
         return 0;
 }
@@ -408,6 +409,10 @@ char *rh_request_to_json(const struct rh_request *req, int indent)
         json_t *a;
         char mac[18], nonce[20];
 
+        if (req->size != 0 && req->size != sizeof(*req)) { /* a layout this library does not know */
+                errno = EINVAL;
+                return NULL;
+        }
         if (!root)
                 return NULL;
         a = json_array();

@@ -11,6 +11,7 @@
  * side may be running (a live guest, a host polling the ack).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -179,6 +180,10 @@ int rh_request_validate(const struct rh_request *req, struct rh_error *err)
 {
         char a[46], m[18];
 
+        /* The one layout of LIBREHOME_0.1 (docs/ABI.md): 0 or its size. */
+        if (req->size != 0 && req->size != sizeof(struct rh_request))
+                return rh_error_set(err, EINVAL, "struct rh_request of %" PRIu32 " bytes: this librehome knows %zu",
+                                    req->size, sizeof(struct rh_request));
         if (req->n_ifaces == 0)
                 return rh_error_set(err, EINVAL, "request names no interface");
         if (req->n_ifaces > RH_MAX_IFACES)
@@ -612,6 +617,7 @@ int rh_request_decode(const uint8_t *buf, size_t len, struct rh_request *ret_req
         r = rh_request_validate(&req, err);
         if (r < 0)
                 return r;
+        req.size = sizeof(req);
         *ret_req = req;
         return 0;
 }

@@ -391,6 +391,7 @@ int rh_v1_decode(const uint8_t *page, size_t len, struct rh_request *ret_req, ui
         if (r < 0)
                 return r;
         req.seq = seq;
+        req.size = sizeof(req);
         *ret_req = req;
         if (ret_seq)
                 *ret_seq = seq;

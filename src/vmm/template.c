@@ -38,7 +38,7 @@
 const char *vmm_default_image_dir(void)
 {
         const char *env = getenv("REHOME_IMAGE");
-        return env && *env ? env : REHOME_GUEST_OUT "/current";
+        return env && *env ? env : REHOME_IMAGES_DIR "/current";
 }
 
 void vmm_layout_spec(const char *machine, uint64_t mem_size, char *buf, size_t len)

@@ -560,7 +560,7 @@ int qemu_snapshot(struct qmp *qmp, const char *path, bool ignore_shared, int tim
 /* migrate-incoming from @path, wait for completion (the VM stays paused). */
 int qemu_incoming(struct qmp *qmp, const char *path, bool ignore_shared, int timeout_ms,
                   struct rh_error *err);
-/* The guest image directory: $REHOME_IMAGE, else the build's guest/out/current. */
+/* The guest image directory: $REHOME_IMAGE, else /var/lib/rehome/images/current. */
 const char *vmm_default_image_dir(void);
 /* Make a layout spec for the machine: "qemu-q35:256M". */
 void vmm_layout_spec(const char *machine, uint64_t mem_size, char *buf, size_t len);

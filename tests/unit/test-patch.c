@@ -402,6 +402,58 @@ static void test_overlay(void **state)
         assert_memory_equal(out, copy, sizeof(out)); /* written only on success */
 }
 
+/* rh_mailbox_patch with no nonce draws a random nonzero one (issue 13). */
+static void test_patch_random_nonce(void **state)
+{
+        struct rh_layout *l = layout_of(SPEC_2R);
+        struct rh_target *t = NULL;
+        struct rh_request req, got;
+        struct rh_error err = {};
+        uint8_t page[RH_MAILBOX_SIZE], out[RH_MAILBOX_SIZE];
+        uint64_t nonce1 = 0, nonce2 = 0, n = 0;
+        uint32_t seq = 0;
+
+        make_file(2 * MiB);
+        make_page(page, MB_GPA, token);
+        put_page(MB_OFF, page);
+        assert_int_equal(rh_target_open_file(path, l, true, &t, &err), 0);
+        make_request(&req);
+        req.nonce = 0;
+
+        assert_int_equal(rh_mailbox_patch_nonce(t, MB_GPA, token, &req, &seq, &nonce1, &err), 0);
+        assert_int_equal(seq, 1);
+        assert_true(nonce1 != 0);
+        get_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_read_request(page, &got, NULL, &n, &err), 0);
+        assert_int_equal(n, nonce1); /* the nonce returned is the one written */
+        assert_int_equal(got.nonce, nonce1);
+
+        /* rh_mailbox_patch draws too, a different one each time. */
+        assert_int_equal(rh_mailbox_patch(t, MB_GPA, token, &req, &seq, &err), 0);
+        get_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_read_request(page, &got, NULL, &nonce2, &err), 0);
+        assert_true(nonce2 != 0);
+        assert_true(nonce2 != nonce1);
+
+        /* A caller's nonce is kept as given. */
+        req.nonce = 0x42;
+        assert_int_equal(rh_mailbox_patch_nonce(t, MB_GPA, token, &req, &seq, &n, &err), 0);
+        assert_int_equal(n, 0x42);
+        get_page(MB_OFF, page);
+        assert_int_equal(rh_mailbox_read_request(page, &got, NULL, NULL, &err), 0);
+        assert_int_equal(got.nonce, 0x42);
+
+        /* The overlay strategy draws as well. */
+        req.nonce = 0;
+        assert_int_equal(rh_mailbox_patch_overlay(page, MB_GPA, token, &req, out, &seq, &err), 0);
+        assert_int_equal(rh_mailbox_read_request(out, &got, NULL, NULL, &err), 0);
+        assert_true(got.nonce != 0);
+        assert_true(got.nonce != 0x42);
+
+        rh_target_free(t);
+        rh_layout_free(l);
+}
+
 static void test_file_ack_and_prearm(void **state)
 {
         struct rh_layout *l = layout_of(SPEC_2R);
@@ -1035,6 +1087,7 @@ int main(void)
                 cmocka_unit_test_teardown(test_file_locate, teardown),
                 cmocka_unit_test_teardown(test_file_short, teardown),
                 cmocka_unit_test_teardown(test_overlay, teardown),
+                cmocka_unit_test_teardown(test_patch_random_nonce, teardown),
                 cmocka_unit_test_teardown(test_file_ack_and_prearm, teardown),
                 cmocka_unit_test_teardown(test_pid_patch, teardown),
                 cmocka_unit_test_teardown(test_v1_locate_patch, teardown),

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,6 +247,69 @@ static void test_hostport(void **state)
         assert_int_equal(port, 9);
 }
 
+/* struct rh_request's size field (docs/ABI.md): 0 or sizeof, nothing else. */
+static void test_request_size(void **state)
+{
+        struct rh_request req, out;
+        struct rh_error err;
+        char *json;
+
+        assert_int_equal(parse("{\"interfaces\":[{\"name\":\"eth0\"}],\"nonce\":\"5\"}", &req, &err), 0);
+        assert_int_equal(req.size, sizeof(struct rh_request)); /* filled: the layout written */
+        req.size = 0;                                           /* a zero-initialised 0.1 caller */
+        assert_int_equal(rh_request_validate(&req, &err), 0);
+        json = rh_request_to_json(&req, 0);
+        assert_non_null(json);
+        free(json);
+        req.size = sizeof(struct rh_request);
+        assert_int_equal(rh_request_validate(&req, &err), 0);
+
+        /* A layout this library does not know (a newer header's, or garbage). */
+        req.size = sizeof(struct rh_request) + 8;
+        memset(&err, 0, sizeof(err));
+        assert_int_equal(rh_request_validate(&req, &err), -EINVAL);
+        char want[128];
+        snprintf(want, sizeof(want), "struct rh_request of %zu bytes: this librehome knows %zu",
+                 sizeof(struct rh_request) + 8, sizeof(struct rh_request));
+        assert_string_equal(err.msg, want);
+        errno = 0;
+        assert_null(rh_request_to_json(&req, 0));
+        assert_int_equal(errno, EINVAL);
+        uint8_t buf[RH_PAYLOAD_MAX];
+        size_t len;
+        assert_int_equal(rh_request_encode(&req, buf, sizeof(buf), &len, &err), -EINVAL);
+
+        /* Decoding sets it. */
+        req.size = 0;
+        assert_int_equal(rh_request_encode(&req, buf, sizeof(buf), &len, &err), 0);
+        memset(&out, 0xaa, sizeof(out));
+        assert_int_equal(rh_request_decode(buf, len, &out, &err), 0);
+        assert_int_equal(out.size, sizeof(struct rh_request));
+}
+
+/*
+ * The LIBREHOME_0.1 layout of struct rh_request on LP64, frozen: a change
+ * here is an ABI break. Add the field at the end and give the new layout
+ * its own size instead (docs/ABI.md, "Growing structs").
+ */
+static void test_request_layout_frozen(void **state)
+{
+#if defined(__x86_64__) || defined(__aarch64__)
+        assert_int_equal(offsetof(struct rh_request, size), 0);
+        assert_int_equal(offsetof(struct rh_request, seq), 4);
+        assert_int_equal(offsetof(struct rh_request, nonce), 8);
+        assert_int_equal(offsetof(struct rh_request, flags), 16);
+        assert_int_equal(offsetof(struct rh_request, ifaces), 40);
+        assert_int_equal(offsetof(struct rh_request, addrs), 184);
+        assert_int_equal(offsetof(struct rh_request, hostname), 2720);
+        assert_int_equal(offsetof(struct rh_request, realtime_ns), 2808);
+        assert_int_equal(offsetof(struct rh_request, payloads_count), 2816);
+        assert_int_equal(sizeof(struct rh_request), 2832);
+#else
+        skip();
+#endif
+}
+
 static void test_ack_json(void **state)
 {
         struct rh_ack ack = {
@@ -270,6 +334,7 @@ int main(void)
                 cmocka_unit_test(test_version),
                 cmocka_unit_test(test_bad_requests), cmocka_unit_test(test_ack_line),
                 cmocka_unit_test(test_ack_json), cmocka_unit_test(test_hostport),
+                cmocka_unit_test(test_request_size), cmocka_unit_test(test_request_layout_frozen),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
