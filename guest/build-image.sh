@@ -34,6 +34,8 @@ CACHE=$OUT/cache
 AGENT=${REHOME_AGENT:-$BUILD/src/agent/rehome-agent.static}
 # The payload waiter for guest apps and tests (optional: older build dirs lack it).
 PAYLOAD_WAIT=${REHOME_PAYLOAD_WAIT:-$BUILD/src/payload/rehome-payload-wait.static}
+# Installed (rehome image build): the static tool lies beside this script.
+[ -n "${REHOME_PAYLOAD_WAIT:-}" ] || [ -f "$PAYLOAD_WAIT" ] || PAYLOAD_WAIT=$HERE/rehome-payload-wait.static
 BUSYBOX=/bin/busybox
 # shellcheck source=guest/lib-kernel.sh
 . "$HERE/lib-kernel.sh"

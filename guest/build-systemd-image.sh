@@ -13,7 +13,7 @@
 #     line `rehome template create` gives every image (rehome.ip=,
 #     rehome.gw=, rehome.hostname=) before networkd starts, with DNS= the
 #     gateway; systemd-resolved owns /etc/resolv.conf (its stub symlink),
-#   - rehome-agent as a systemd unit (guest/rehome-agent.service, ordered
+#   - rehome-agent as a systemd unit (guest/rehome-agent.service.in, ordered
 #     last, extra arguments from rehome.agent= like guest/init),
 #   - a root shell on ttyS0 (rehome-console.service) for `rehome clone console`,
 #   - the Debian kernel and virtio modules of guest/build-image.sh (shared
@@ -64,7 +64,7 @@ kernel_resolve
 
 AGENT_SHA=$(sha "$AGENT")
 KEY=$( { echo "$KPKG $KVER_PKG"; echo "$AGENT_SHA"; echo "$SUITE $MIRROR $PACKAGES"; sha "$0";
-         sha "$HERE/lib-kernel.sh"; sha "$HERE/rehome-agent.service"; } | sha256sum | cut -c1-16)
+         sha "$HERE/lib-kernel.sh"; sha "$HERE/rehome-agent.service.in"; } | sha256sum | cut -c1-16)
 IMG=$OUT/img-systemd-$KEY
 
 print_summary() {
@@ -200,11 +200,13 @@ chmod 755 "$ROOT/usr/lib/rehome/agent-start"
 sed -e '/^Before=network-pre.target/d' -e '/^Wants=network-pre.target/d' \
         -e 's/^After=systemd-modules-load.service$/After=systemd-modules-load.service systemd-networkd.service systemd-resolved.service dbus.service rehome-console.service multi-user.target/' \
         -e 's/^WantedBy=sysinit.target$/WantedBy=multi-user.target/' \
-        -e 's|^ExecStart=/usr/sbin/rehome-agent$|ExecStart=/usr/lib/rehome/agent-start|' \
-        "$HERE/rehome-agent.service" > "$ROOT/etc/systemd/system/rehome-agent.service"
+        -e 's|^ExecStart=@REHOME_AGENT@$|ExecStart=/usr/lib/rehome/agent-start|' \
+        -e 's|@DOCDIR@|/usr/share/doc/rehome|g' -e 's|@REHOME_GUEST_DIR@|/usr/lib/rehome|g' \
+        -e 's|@REHOME_AGENT@|/usr/sbin/rehome-agent|g' \
+        "$HERE/rehome-agent.service.in" > "$ROOT/etc/systemd/system/rehome-agent.service"
 grep -q '^After=.*multi-user.target' "$ROOT/etc/systemd/system/rehome-agent.service" &&
         grep -q '^ExecStart=/usr/lib/rehome/agent-start$' "$ROOT/etc/systemd/system/rehome-agent.service" ||
-        die "guest/rehome-agent.service changed: its After= line was not found"
+        die "guest/rehome-agent.service.in changed: its After= line was not found"
 chroot "$ROOT" systemctl enable -q rehome-agent.service rehome-netconfig.service rehome-console.service \
         systemd-networkd.service systemd-resolved.service
 # Not in a microVM: the getty the console unit replaces, timers, apt, the

@@ -108,10 +108,9 @@ static int image_build(int argc, char **argv)
                 return cli_fail("image build: %s: %s", current, strerror(errno));
         if (cli.json) {
                 json_t *j = json_pack("{s:s, s:s}", "current", current, "image", real);
-                if (!j || json_dumpf(j, stdout, JSON_COMPACT) < 0)
+                if (!j)
                         return cli_fail("image build: out of memory");
-                json_decref(j);
-                putchar('\n');
+                cli_result(j);
         } else {
                 printf("image %s (%s)\n", current, real);
         }
