@@ -104,3 +104,22 @@ finish() {
         echo "all checks passed"
         exit 0
 }
+
+# refuse RC PATTERN ARGS...: `rh fork tpl ARGS` exits RC with one line matching PATTERN,
+# nothing started (no new QEMU, no clone record)
+refuse() {
+        want_rc=$1
+        pattern=$2
+        shift 2
+        before=$(our_pids | wc -l)
+        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
+        rc=$?
+        after=$(our_pids | wc -l)
+        recs=$(ls "$SD/clones" 2>/dev/null | wc -l)
+        if [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$after" ] && [ "$recs" = 0 ] &&
+                [ "$(echo "$err" | grep -v "^Try 'rehome fork --help'" | grep -c .)" = 1 ]; then
+                ok "refused ($*): $err"
+        else
+                fail "($*): exit $rc (want $want_rc), '$err', QEMUs $before -> $after, records $recs"
+        fi
+}

@@ -17,23 +17,6 @@ fork_setup ident "$@"
 
 template_create tpl
 
-# refuse RC PATTERN ARGS...: fork exits RC with one line matching PATTERN, nothing started
-refuse() {
-        want_rc=$1
-        pattern=$2
-        shift 2
-        before=$(our_pids | wc -l)
-        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
-        rc=$?
-        after=$(our_pids | wc -l)
-        recs=$(ls "$SD/clones" 2>/dev/null | wc -l)
-        if [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$after" ] && [ "$recs" = 0 ] &&
-                [ "$(echo "$err" | grep -v "^Try 'rehome fork --help'" | grep -c .)" = 1 ]; then
-                ok "refused ($*): $err"
-        else
-                fail "($*): exit $rc (want $want_rc), '$err', QEMUs $before -> $after, records $recs"
-        fi
-}
 
 # --- the IPAM picks -------------------------------------------------------------------
 out=$(rh --json fork tpl 2>&1) || fail "fork without --ip: $out"

@@ -113,22 +113,6 @@ ip netns exec "$NS" busybox ping6 -c 2 -W 2 fd88::20 >/dev/null 2>&1 && ok "--re
 rh clone rm --all >/dev/null 2>&1
 
 # --- refused per NIC, nothing started ---------------------------------------------------------
-refuse() {
-        want_rc=$1
-        pattern=$2
-        shift 2
-        before=$(our_pids | wc -l)
-        err=$(rh fork tpl "$@" 2>&1 >/dev/null)
-        rc=$?
-        after=$(our_pids | wc -l)
-        recs=$(ls "$SD/clones" 2>/dev/null | wc -l)
-        if [ $rc = "$want_rc" ] && echo "$err" | grep -q -- "$pattern" && [ "$before" = "$after" ] && [ "$recs" = 0 ] &&
-                [ "$(echo "$err" | grep -v "^Try 'rehome fork --help'" | grep -c .)" = 1 ]; then
-                ok "refused ($*): $err"
-        else
-                fail "($*): exit $rc (want $want_rc), '$err', QEMUs $before -> $after, records $recs"
-        fi
-}
 refuse 1 "NIC 1: 10.88.0.30 is outside the clone network 10.89.0.1/24" --ip 10.88.0.30/24 --nic 1,ip=10.88.0.30/24
 refuse 1 "NIC 1: 10.89.0.1 is the gateway's address" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.1/24
 refuse 1 "NIC 1: 10.89.0.2 is the template's own address" --ip 10.88.0.30/24 --nic 1,ip=10.89.0.2/24
