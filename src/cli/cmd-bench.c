@@ -357,7 +357,7 @@ static void print_doc(json_t *doc, const char *plot)
         }
         json_t *nat = json_object_get(doc, "nat");
         if (nat) {
-                printf("\n== per-clone NAT (Firecracker's network-for-clones) vs rehome, alternating ==\n");
+                printf("\n== fair baselines: per-fork NAT, pooled NAT (netns pool) and rehome, alternating ==\n");
                 if (json_object_get(nat, "error"))
                         printf("FAILED: %s\n", json_string_value(json_object_get(nat, "error")));
                 else {
@@ -377,8 +377,11 @@ static void print_doc(json_t *doc, const char *plot)
                                 { "teardown_ms", "host teardown" }, { "resume_applied_ms", "resume -> applied ack" },
                                 { "clone_spawn_ms", "spawn" }, { "clone_incoming_ms", "incoming" }, { "clone_patch_ms", "patch" },
                         };
-                        for (int k = 0; k < 2; k++) {
-                                g = json_object_get(nat, k ? "rehome" : "nat");
+                        static const char *const groups[3] = { "nat", "nat_pooled", "rehome" };
+                        for (int k = 0; k < 3; k++) {
+                                g = json_object_get(nat, groups[k]);
+                                if (!g)
+                                        continue;
                                 json_t *st = json_object_get(g, "stats");
                                 printf("%s: %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " reachable\n",
                                        json_string_value(json_object_get(g, "label")),
@@ -395,6 +398,15 @@ static void print_doc(json_t *doc, const char *plot)
                                         print_val(num(x, "p99"));
                                         print_val(num(x, "max"));
                                         printf(" %5.0f\n", num(x, "n"));
+                                }
+                                json_t *pp = json_object_get(g, "pool_prepare_ms");
+                                if (json_is_object(pp)) {
+                                        printf("  %-32s", "pool prepare (off the clock)");
+                                        print_val(num(pp, "avg"));
+                                        print_val(num(pp, "p50"));
+                                        print_val(num(pp, "p99"));
+                                        print_val(num(pp, "max"));
+                                        printf(" %5.0f\n", num(pp, "n"));
                                 }
                         }
                         printf("NAT host set-up by command:\n");
@@ -416,6 +428,9 @@ static void print_doc(json_t *doc, const char *plot)
                                "added: p50 %.2fx, p99 %.2fx\n",
                                num(nat, "ratio_reachable_p50"), num(nat, "ratio_reachable_p99"),
                                num(nat, "ratio_setup_plus_reachable_p50"), num(nat, "ratio_setup_plus_reachable_p99"));
+                        printf("ratio pooled NAT / rehome, cont -> reachable (nothing set up on the path): p50 %.2fx, "
+                               "p99 %.2fx\n",
+                               num(nat, "ratio_pooled_reachable_p50"), num(nat, "ratio_pooled_reachable_p99"));
                 }
         }
         printf("\n== targets (issue 5) ==\n");
@@ -455,8 +470,11 @@ static int count_failures(json_t *doc)
         n += cold && json_object_get(cold, "error") != NULL;
         json_t *nat = json_object_get(doc, "nat");
         n += nat && json_object_get(nat, "error") != NULL;
-        for (int k = 0; nat && k < 2; k++) {
-                g = json_object_get(nat, k ? "rehome" : "nat");
+        for (int k = 0; nat && k < 3; k++) {
+                static const char *const groups[3] = { "nat", "rehome", "nat_pooled" };
+                g = json_object_get(nat, groups[k]);
+                if (!g)
+                        continue;
                 n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "ok"));
                 n += json_integer_value(json_object_get(g, "ok")) != json_integer_value(json_object_get(g, "identity_ok"));
         }

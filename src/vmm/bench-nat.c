@@ -28,6 +28,15 @@
  * resumed guest can answer before QEMU's QMP reply arrives, which made the
  * figure negative on a loaded machine.)
  *
+ * Pooled NAT (kind "nat_pooled"), as sandbox platforms run it: the same
+ * namespace, veth, bridge, forwarding and nft rules, but all of them made
+ * for the whole run before the first fork (rhnat-<pid>-<n+i>, unique
+ * address 10.79.0.<n+i>), so nothing of the set-up is on the clone's path:
+ * only its attach, i.e. the engine creating the clone's tap in the prepared
+ * namespace and joining it to rhbr0, which is inside "spawn" for every kind
+ * alike. Its set-up time is recorded as pool_prepare_ms (off the clock).
+ * Per fork the three kinds alternate: per-fork NAT, pooled NAT, rehome.
+ *
  * Every namespace is deleted on every path (and by the signal handlers,
  * through qemu_set_signal_extra); the QEMUs stay tracked by the engine.
  */
@@ -409,6 +418,8 @@ static json_t *num_or_null(double v)
 
 /* ---- the section ---------------------------------------------------------------------- */
 
+static const char *const kind_names[3] = { "nat", "rehome", "nat_pooled" };
+
 enum { F_SETUP, F_REACH, F_TEARDOWN, F_SPAWN, F_INCOMING, F_PATCH, F_RECONF, F_N };
 static const char *const field_names[F_N] = { "setup_ms", "reachable_ms", "teardown_ms", "clone_spawn_ms",
                                               "clone_incoming_ms", "clone_patch_ms", "resume_applied_ms" };
@@ -421,8 +432,8 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         char dir[PATH_MAX];
         int fd;
 
-        if (n >= NAT_MAX) {
-                json_object_set_new(s, "error", json_string("too many nat forks (at most 199)"));
+        if (2 * n >= NAT_MAX) { /* per-fork and pooled namespaces side by side */
+                json_object_set_new(s, "error", json_string("too many nat forks (at most 99)"));
                 return s;
         }
         snprintf(dir, sizeof(dir), "%s/nat-%d", o->state_dir, (int)getpid());
@@ -440,13 +451,31 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         }
         qemu_set_signal_extra(nat_signal_cleanup);
 
-        double (*v[2])[F_N] = { calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])) };
-        json_t *samples[2] = { json_array(), json_array() };
+        /* kind 0 = per-fork NAT, 1 = rehome, 2 = pooled NAT */
+        double (*v[3])[F_N] = { calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])),
+                                calloc(n, sizeof(double[F_N])) };
+        json_t *samples[3] = { json_array(), json_array(), json_array() };
+        struct nat_clone *pool = calloc(n, sizeof(*pool));
+        double *pool_ms = calloc(n, sizeof(double));
+        unsigned pooled = 0;
+        if (!v[0] || !v[1] || !v[2] || !pool || !pool_ms) {
+                for (int k = 0; k < 3; k++) {
+                        free(v[k]);
+                        json_decref(samples[k]);
+                }
+                free(pool);
+                free(pool_ms);
+                close(fd);
+                qemu_set_signal_extra(NULL);
+                vmm_rm_rf(dir);
+                json_object_set_new(s, "error", json_string("out of memory"));
+                return s;
+        }
         static double step[5][NAT_MAX];
         for (int k = 0; k < 5; k++)
                 for (unsigned i = 0; i < n; i++)
                         step[k][i] = NAN;
-        unsigned ok[2] = { 0, 0 }, ident[2] = { 0, 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
+        unsigned ok[3] = { 0, 0, 0 }, ident[3] = { 0, 0, 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
         struct vmm_fork_opts base;
         memset(&base, 0, sizeof(base));
         base.state_dir = o->state_dir;
@@ -457,9 +486,25 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         if (t->gateway[0] && rh_ip_parse(t->gateway, &base.gateway, NULL) == 0)
                 base.has_gateway = true;
 
-        bench_say(o, "nat: %u per-clone NAT forks alternating with %u rehome forks (template %s)", n, n, t->name);
+        /* The pool, before any clock: one prepared namespace per pooled fork. */
+        for (unsigned i = 0; i < n; i++) {
+                pool_ms[i] = NAN;
+                err.msg[0] = '\0';
+                if (nat_setup(net, t, dir, n + 1 + i, &pool[i], &err) == 0) {
+                        pool_ms[i] = pool[i].setup_ms;
+                        pooled++;
+                } else {
+                        bench_say(o, "  nat pool entry %u failed: %s", i + 1, err.msg);
+                        pool[i].i = 0; /* marks it unusable */
+                }
+        }
+        bench_say(o, "nat: %u per-fork NAT, %u pooled NAT (%u prepared) and %u rehome forks alternating (template %s)",
+                  n, n, pooled, n, t->name);
+        static const int order[3] = { 0, 2, 1 };
         for (unsigned i = 0; i < n; i++)
-                for (int kind = 0; kind < 2; kind++) { /* 0 = NAT, 1 = rehome */
+                for (int ko = 0; ko < 3; ko++) {
+                        const int kind = order[ko];
+                        const bool natk = kind != 1;
                         struct probe p = { .fd = fd };
                         struct vmm_fork_opts fo = base;
                         struct vmm_fork_result res;
@@ -470,7 +515,16 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         for (int f = 0; f < F_N; f++)
                                 v[kind][i][f] = NAN;
                         err.msg[0] = '\0';
-                        if (kind == 0) {
+                        if (kind == 2) {
+                                if (pool[i].i) {
+                                        nc = pool[i];
+                                        fo.net = &nc.net;
+                                        snprintf(target, sizeof(target), "%s", nc.uniq);
+                                } else {
+                                        r = rh_error_set(&err, -ENODEV, "no prepared namespace for pooled fork %u",
+                                                         i + 1);
+                                }
+                        } else if (kind == 0) {
                                 r = nat_setup(net, t, dir, i + 1, &nc, &err);
                                 if (r == 0) {
                                         fo.net = &nc.net;
@@ -483,7 +537,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         }
                         if (r == 0) {
                                 inet_pton(AF_INET, target, &p.dst);
-                                r = bench_fork_measured(t, &fo, kind == 1, probe_before_cont, NULL, &p, &res,
+                                r = bench_fork_measured(t, &fo, !natk, probe_before_cont, NULL, &p, &res,
                                                         &err);
                                 double reach = probe_join(&p, r < 0);
                                 if (r == 0 && isnan(reach))
@@ -494,22 +548,22 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                         v[kind][i][F_REACH] = reach;
                                 v[kind][i][F_SPAWN] = res.t.spawn;
                                 v[kind][i][F_INCOMING] = res.t.incoming;
-                                v[kind][i][F_PATCH] = kind ? res.t.patch : NAN;
-                                if (kind && res.t.have_guest && res.t.resume_applied >= 0)
+                                v[kind][i][F_PATCH] = !natk ? res.t.patch : NAN;
+                                if (!natk && res.t.have_guest && res.t.resume_applied >= 0)
                                         v[kind][i][F_RECONF] = res.t.resume_applied;
                                 /* Which identity answers, by ARP from its gateway side (not timed). */
                                 if (r == 0) {
                                         char tip[64];
-                                        snprintf(tip, sizeof(tip), "%s", kind ? res.clone.ip : t->ip);
+                                        snprintf(tip, sizeof(tip), "%s", !natk ? res.clone.ip : t->ip);
                                         *strchrnul(tip, '/') = '\0';
-                                        if (vmm_probe_arp(kind ? net : &nc.net, tip, seen_mac, 3) == 0) {
+                                        if (vmm_probe_arp(!natk ? net : &nc.net, tip, seen_mac, 3) == 0) {
                                                 rh_mac_format(seen_mac, seen);
-                                                bool want = memcmp(seen_mac, kind ? res.clone.mac : t->mac, 6) == 0;
+                                                bool want = memcmp(seen_mac, !natk ? res.clone.mac : t->mac, 6) == 0;
                                                 ident[kind] += want;
                                         }
                                 }
                                 if (res.clone.id[0]) {
-                                        if (kind == 0)
+                                        if (natk)
                                                 res.clone.tap[0] = '\0'; /* goes with the namespace */
                                         vmm_clone_destroy(o->state_dir, &res.clone, NULL);
                                 }
@@ -517,11 +571,14 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         if (kind == 0) {
                                 nat_teardown(&nc);
                                 v[0][i][F_TEARDOWN] = nc.teardown_ms;
+                        } else if (kind == 2 && pool[i].i) {
+                                /* Back to the pool in a real fleet; here the run is over for it. */
+                                nat_teardown(&pool[i]);
                         }
                         if (r == 0)
                                 ok[kind]++;
                         else
-                                bench_say(o, "  %s fork %u failed: %s", kind ? "rehome" : "nat", i + 1, err.msg);
+                                bench_say(o, "  %s fork %u failed: %s", kind_names[kind], i + 1, err.msg);
                         json_t *x = json_pack("{s:s, s:i, s:s}", "address", target, "rc", r, "error",
                                               r ? err.msg : "");
                         for (int f = 0; f < F_N; f++)
@@ -539,15 +596,18 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         json_array_append_new(samples[kind], x);
                         if (o->progress)
                                 fprintf(stderr, "\rbench:   %u/%u %s: reachable %.1f ms   ", i + 1, n,
-                                        kind ? "rehome" : "nat", v[kind][i][F_REACH]);
+                                        kind_names[kind], v[kind][i][F_REACH]);
                 }
         if (o->progress)
                 fputc('\n', stderr);
+        for (unsigned i = 0; i < n; i++)
+                if (pool[i].i)
+                        nat_teardown(&pool[i]); /* those whose fork never ran */
         close(fd);
         qemu_set_signal_extra(NULL);
         vmm_rm_rf(dir);
 
-        for (int kind = 0; kind < 2; kind++) {
+        for (int kind = 0; kind < 3; kind++) {
                 json_t *g = json_object(), *st = json_object();
                 double col[NAT_MAX];
                 for (int f = 0; f < F_N; f++) {
@@ -559,17 +619,28 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         else
                                 json_decref(x);
                 }
-                json_object_set_new(g, "label", json_string(kind ? "rehome (mailbox handoff, new IP and MAC)"
-                                                                 : "per-clone NAT (template IP/MAC in its own netns)"));
+                static const char *const labels[3] = {
+                        "per-clone NAT, set up per fork (template IP/MAC in its own netns)",
+                        "rehome (mailbox handoff, new IP and MAC)",
+                        "pooled NAT (netns, veth, nft prepared before timing; only the tap attach on the path)",
+                };
+                json_object_set_new(g, "label", json_string(labels[kind]));
                 json_object_set_new(g, "forks", json_integer(n));
                 json_object_set_new(g, "ok", json_integer(ok[kind]));
                 /* NAT: the template's MAC answers for the template IP; rehome: the clone's own. */
                 json_object_set_new(g, "identity_ok", json_integer(ident[kind]));
                 json_object_set_new(g, "stats", st);
                 json_object_set_new(g, "samples", samples[kind]);
-                json_object_set_new(s, kind ? "rehome" : "nat", g);
+                if (kind == 2) {
+                        json_t *x = stats_of(pool_ms, n);
+                        json_object_set_new(g, "pool_prepare_ms", x);
+                        json_object_set_new(g, "prepared", json_integer(pooled));
+                }
+                json_object_set_new(s, kind_names[kind], g);
                 free(v[kind]);
         }
+        free(pool);
+        free(pool_ms);
         {
                 /* Where the set-up time goes, one row per process in the order run. */
                 static const char *const names[5] = { "ip netns add", "ip -n BENCH -batch (veth, addr, route)",
@@ -595,6 +666,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                       "nft_rules", (int)nft_rules, "teardown_processes", 1));
         json_t *nst = json_object_get(json_object_get(s, "nat"), "stats");
         json_t *rst = json_object_get(json_object_get(s, "rehome"), "stats");
+        json_t *pst = json_object_get(json_object_get(s, "nat_pooled"), "stats");
         for (int q = 0; q < 2; q++) {
                 const char *which = q ? "p99" : "p50";
                 double a = json_number_value(json_object_get(json_object_get(nst, "reachable_ms"), which));
@@ -606,6 +678,10 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                 /* NAT's whole cost to reachable: its host set-up comes on top of its resume. */
                 snprintf(key, sizeof(key), "ratio_setup_plus_reachable_%s", which);
                 json_object_set_new(s, key, b > 0 && a > 0 && hs > 0 ? json_real((a + hs) / b) : json_null());
+                /* Pooled NAT has nothing on top of its resume: the attach is in spawn, as for rehome. */
+                double pa = json_number_value(json_object_get(json_object_get(pst, "reachable_ms"), which));
+                snprintf(key, sizeof(key), "ratio_pooled_reachable_%s", which);
+                json_object_set_new(s, key, b > 0 && pa > 0 ? json_real(pa / b) : json_null());
         }
         return s;
 }
