@@ -377,11 +377,16 @@ static void print_doc(json_t *doc, const char *plot)
                                 { "teardown_ms", "host teardown" }, { "resume_applied_ms", "resume -> applied ack" },
                                 { "clone_spawn_ms", "spawn" }, { "clone_incoming_ms", "incoming" }, { "clone_patch_ms", "patch" },
                         };
-                        static const char *const groups[3] = { "nat", "nat_pooled", "rehome" };
-                        for (int k = 0; k < 3; k++) {
+                        static const char *const groups[4] = { "nat", "nat_pooled", "dhcp", "rehome" };
+                        for (int k = 0; k < 4; k++) {
                                 g = json_object_get(nat, groups[k]);
                                 if (!g)
                                         continue;
+                                if (json_object_get(g, "skipped")) {
+                                        printf("%s: skipped: %s\n", groups[k],
+                                               json_string_value(json_object_get(g, "skipped")));
+                                        continue;
+                                }
                                 json_t *st = json_object_get(g, "stats");
                                 printf("%s: %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " reachable\n",
                                        json_string_value(json_object_get(g, "label")),
@@ -431,6 +436,11 @@ static void print_doc(json_t *doc, const char *plot)
                         printf("ratio pooled NAT / rehome, cont -> reachable (nothing set up on the path): p50 %.2fx, "
                                "p99 %.2fx\n",
                                num(nat, "ratio_pooled_reachable_p50"), num(nat, "ratio_pooled_reachable_p99"));
+                        if (!json_object_get(json_object_get(nat, "dhcp"), "skipped"))
+                                printf("ratio DHCP / rehome, cont -> reachable at the reserved / new address: p50 %.2fx, "
+                                       "p99 %.2fx (DHCP's resume -> applied ack is the MAC-only request's, before "
+                                       "the lease; warm pool vs cold spawn for rehome: the warm section)\n",
+                                       num(nat, "ratio_dhcp_reachable_p50"), num(nat, "ratio_dhcp_reachable_p99"));
                 }
         }
         printf("\n== targets (issue 5) ==\n");
@@ -470,8 +480,8 @@ static int count_failures(json_t *doc)
         n += cold && json_object_get(cold, "error") != NULL;
         json_t *nat = json_object_get(doc, "nat");
         n += nat && json_object_get(nat, "error") != NULL;
-        for (int k = 0; nat && k < 3; k++) {
-                static const char *const groups[3] = { "nat", "rehome", "nat_pooled" };
+        for (int k = 0; nat && k < 4; k++) {
+                static const char *const groups[4] = { "nat", "rehome", "nat_pooled", "dhcp" };
                 g = json_object_get(nat, groups[k]);
                 if (!g)
                         continue;

@@ -10,7 +10,8 @@
 # that the stats are those of exactly those samples, that the accelerator is
 # named, and that the CDF plot file was written. Never asserts on how long
 # anything took. The nat section
-# (3 per-fork NAT, 3 pooled NAT and 3 rehome forks alternating, of the same poll
+# (3 per-fork NAT, 3 pooled NAT, 3 DHCP if dnsmasq is installed, and 3 rehome
+# forks alternating, of the same poll
 # template, ~10 s more): every fork reachable at its unique address, set-up
 # counted, and no namespace, veth or QEMU left behind.
 #
@@ -169,7 +170,19 @@ if len(ex) == 3:
 # The nat section: 3 per-fork NAT, 3 pooled NAT and 3 rehome forks, all reachable.
 nat = doc.get("nat", {})
 check("error" not in nat, "nat section ran: %s" % nat.get("error", ""))
-for kind in ("nat", "nat_pooled", "rehome"):
+# DHCP: skipped (with the install hint) without dnsmasq, else 3 forks too.
+dh = nat.get("dhcp", {})
+if "skipped" in dh:
+    check("dnsmasq-base" in dh["skipped"] or "DHCP" in dh["skipped"] or "dhcp" in dh["skipped"],
+          "dhcp baseline skipped with a reason: %r" % dh["skipped"])
+    kinds = ("nat", "nat_pooled", "rehome")
+else:
+    kinds = ("nat", "nat_pooled", "dhcp", "rehome")
+    da = [x.get("address", "").split(".")[-1] for x in dh.get("samples") or []]
+    check(da == ["150", "151", "152"], "dhcp forks at their reserved addresses .150-.152: %r" % da)
+    for q in ("p50", "p99"):
+        check(nonneg(nat.get("ratio_dhcp_reachable_" + q)), "ratio_dhcp_reachable_%s present" % q)
+for kind in kinds:
     k = nat.get(kind, {})
     check(k.get("forks") == 3 and k.get("ok") == 3, "nat section: %r of %r %s forks reachable (want 3 of 3)" %
           (k.get("ok"), k.get("forks"), kind))
@@ -178,7 +191,7 @@ for kind in ("nat", "nat_pooled", "rehome"):
     # Every kind spawns and loads a clone; only per-fork NAT sets up a
     # namespace on the clone's path (pooled NAT's was made before timing),
     # only rehome patches the mailbox and waits for the guest to apply it.
-    is_nat = kind != "rehome"
+    is_nat = kind in ("nat", "nat_pooled")
     per_fork = kind == "nat"
     bad = [x for x in ss if x.get("rc") != 0 or x.get("error") != "" or not nonneg(x.get("reachable_ms"))
            or not nonneg(x.get("clone_spawn_ms")) or not nonneg(x.get("clone_incoming_ms"))
@@ -216,6 +229,8 @@ PY
 FAILS=$((FAILS + $?))
 [ -s "$SD/cdf.png" ] && head -c 8 "$SD/cdf.png" | grep -q 'PNG\|<svg\|<?xml' && ok "plot written: $SD/cdf.png" ||
         fail "no plot at $SD/cdf.png"
+dm=$(pgrep -f -- "--conf-file=$SD/nat-" | tr '\n' ' ')
+[ -z "$dm" ] && ok "no dnsmasq of the bench left" || fail "dnsmasq left running: $dm"
 left=$(ls /run/netns 2>/dev/null | grep '^rhnat-' | tr '\n' ' ')
 [ -z "$left" ] && ok "no per-clone NAT namespace left" || fail "NAT namespaces left: $left"
 
