@@ -357,7 +357,7 @@ static void print_doc(json_t *doc, const char *plot)
         }
         json_t *nat = json_object_get(doc, "nat");
         if (nat) {
-                printf("\n== fair baselines: per-fork NAT, pooled NAT (netns pool) and rehome, alternating ==\n");
+                printf("\n== fair baselines: per-fork NAT, pooled NAT (netns pool), DHCP and rehome, alternating ==\n");
                 if (json_object_get(nat, "error"))
                         printf("FAILED: %s\n", json_string_value(json_object_get(nat, "error")));
                 else {
@@ -438,8 +438,9 @@ static void print_doc(json_t *doc, const char *plot)
                                num(nat, "ratio_pooled_reachable_p50"), num(nat, "ratio_pooled_reachable_p99"));
                         if (!json_object_get(json_object_get(nat, "dhcp"), "skipped"))
                                 printf("ratio DHCP / rehome, cont -> reachable at the reserved / new address: p50 %.2fx, "
-                                       "p99 %.2fx (DHCP's resume -> applied ack is the MAC-only request's, before "
-                                       "the lease; warm pool vs cold spawn for rehome: the warm section)\n",
+                                       "p99 %.2fx (DHCP's resume -> applied ack: the MAC-only request's, after the "
+                                       "hook that starts udhcpc, before the lease; rehome warm vs cold: the warm "
+                                       "section)\n",
                                        num(nat, "ratio_dhcp_reachable_p50"), num(nat, "ratio_dhcp_reachable_p99"));
                 }
         }

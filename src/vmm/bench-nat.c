@@ -49,7 +49,8 @@
  * hook starts busybox udhcpc in the background, and udhcpc's lease replaces
  * the template address. "reachable" is the first echo reply at the reserved
  * address, timed like every other kind; resume_applied_ms is the MAC-only
- * ack, before the lease.
+ * ack, which comes after the hook that starts udhcpc (hooks run before the
+ * ack) and before the lease.
  *
  * Every namespace is deleted on every path (and by the signal handlers,
  * through qemu_set_signal_extra); the QEMUs stay tracked by the engine.
