@@ -37,7 +37,9 @@ static void help(void)
                "forks, and a cold template on disk with no prefetch, a 64 MiB window, or the\n"
                "recorded working set; per-clone NAT (Firecracker's network-for-clones: the\n"
                "template's IP/MAC in a namespace per clone, nft DNAT/SNAT) vs rehome, cont ->\n"
-               "first echo reply at the unique address, and the NAT host set-up; rehome pager\n"
+               "first echo reply at the unique address, and the NAT host set-up, beside pooled\n"
+               "NAT (namespaces prepared before timing) and DHCP (dnsmasq from dnsmasq-base,\n"
+               "a reservation per MAC, busybox udhcpc in a bench-dhcp template); rehome pager\n"
                "(bench-pager: fault service warm/cold vs MAP_PRIVATE, memory of 1/8/32 clients,\n"
                "prefetch none/window/recorded; the cold file on --disk-dir).\n"
                "Templates bench-MODE are created once and reused.\n"
@@ -357,7 +359,7 @@ static void print_doc(json_t *doc, const char *plot)
         }
         json_t *nat = json_object_get(doc, "nat");
         if (nat) {
-                printf("\n== per-clone NAT (Firecracker's network-for-clones) vs rehome, alternating ==\n");
+                printf("\n== fair baselines: per-fork NAT, pooled NAT (netns pool), DHCP and rehome, alternating ==\n");
                 if (json_object_get(nat, "error"))
                         printf("FAILED: %s\n", json_string_value(json_object_get(nat, "error")));
                 else {
@@ -377,8 +379,16 @@ static void print_doc(json_t *doc, const char *plot)
                                 { "teardown_ms", "host teardown" }, { "resume_applied_ms", "resume -> applied ack" },
                                 { "clone_spawn_ms", "spawn" }, { "clone_incoming_ms", "incoming" }, { "clone_patch_ms", "patch" },
                         };
-                        for (int k = 0; k < 2; k++) {
-                                g = json_object_get(nat, k ? "rehome" : "nat");
+                        static const char *const groups[4] = { "nat", "nat_pooled", "dhcp", "rehome" };
+                        for (int k = 0; k < 4; k++) {
+                                g = json_object_get(nat, groups[k]);
+                                if (!g)
+                                        continue;
+                                if (json_object_get(g, "skipped")) {
+                                        printf("%s: skipped: %s\n", groups[k],
+                                               json_string_value(json_object_get(g, "skipped")));
+                                        continue;
+                                }
                                 json_t *st = json_object_get(g, "stats");
                                 printf("%s: %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " reachable\n",
                                        json_string_value(json_object_get(g, "label")),
@@ -395,6 +405,15 @@ static void print_doc(json_t *doc, const char *plot)
                                         print_val(num(x, "p99"));
                                         print_val(num(x, "max"));
                                         printf(" %5.0f\n", num(x, "n"));
+                                }
+                                json_t *pp = json_object_get(g, "pool_prepare_ms");
+                                if (json_is_object(pp)) {
+                                        printf("  %-32s", "pool prepare (off the clock)");
+                                        print_val(num(pp, "avg"));
+                                        print_val(num(pp, "p50"));
+                                        print_val(num(pp, "p99"));
+                                        print_val(num(pp, "max"));
+                                        printf(" %5.0f\n", num(pp, "n"));
                                 }
                         }
                         printf("NAT host set-up by command:\n");
@@ -416,6 +435,15 @@ static void print_doc(json_t *doc, const char *plot)
                                "added: p50 %.2fx, p99 %.2fx\n",
                                num(nat, "ratio_reachable_p50"), num(nat, "ratio_reachable_p99"),
                                num(nat, "ratio_setup_plus_reachable_p50"), num(nat, "ratio_setup_plus_reachable_p99"));
+                        printf("ratio pooled NAT / rehome, cont -> reachable (nothing set up on the path): p50 %.2fx, "
+                               "p99 %.2fx\n",
+                               num(nat, "ratio_pooled_reachable_p50"), num(nat, "ratio_pooled_reachable_p99"));
+                        if (!json_object_get(json_object_get(nat, "dhcp"), "skipped"))
+                                printf("ratio DHCP / rehome, cont -> reachable at the reserved / new address: p50 %.2fx, "
+                                       "p99 %.2fx (DHCP's resume -> applied ack: the MAC-only request's, after the "
+                                       "hook that starts udhcpc, before the lease; rehome warm vs cold: the warm "
+                                       "section)\n",
+                                       num(nat, "ratio_dhcp_reachable_p50"), num(nat, "ratio_dhcp_reachable_p99"));
                 }
         }
         printf("\n== targets (issue 5) ==\n");
@@ -455,8 +483,11 @@ static int count_failures(json_t *doc)
         n += cold && json_object_get(cold, "error") != NULL;
         json_t *nat = json_object_get(doc, "nat");
         n += nat && json_object_get(nat, "error") != NULL;
-        for (int k = 0; nat && k < 2; k++) {
-                g = json_object_get(nat, k ? "rehome" : "nat");
+        for (int k = 0; nat && k < 4; k++) {
+                static const char *const groups[4] = { "nat", "rehome", "nat_pooled", "dhcp" };
+                g = json_object_get(nat, groups[k]);
+                if (!g)
+                        continue;
                 n += json_integer_value(json_object_get(g, "forks")) != json_integer_value(json_object_get(g, "ok"));
                 n += json_integer_value(json_object_get(g, "ok")) != json_integer_value(json_object_get(g, "identity_ok"));
         }

@@ -28,6 +28,30 @@
  * resumed guest can answer before QEMU's QMP reply arrives, which made the
  * figure negative on a loaded machine.)
  *
+ * Pooled NAT (kind "nat_pooled"), as sandbox platforms run it: the same
+ * namespace, veth, bridge, forwarding and nft rules, but all of them made
+ * for the whole run before the first fork (rhnat-<pid>-<n+i>, unique
+ * address 10.79.0.<n+i>), so nothing of the set-up is on the clone's path:
+ * only its attach, i.e. the engine creating the clone's tap in the prepared
+ * namespace and joining it to rhbr0, which is inside "spawn" for every kind
+ * alike. Its set-up time is recorded as pool_prepare_ms (off the clock).
+ * Per fork the three kinds alternate: per-fork NAT, pooled NAT, rehome.
+ *
+ * DHCP (kind "dhcp"), the alternative most people would pick, when the
+ * caller passes a template created with --kernel-arg rehome.dhcp=1 (see
+ * guest/init): dnsmasq (Debian's dnsmasq-base) is started by the bench in the
+ * bench namespace, on the clone bridge only, with one dhcp-host MAC -> IP
+ * reservation per DHCP fork (addresses .150 + i of the clone network, MACs
+ * derived from them as the engine derives a clone's), DNS off, no lease file;
+ * it is tracked by PID, and killed and reaped on every path (the signal
+ * handlers too). Each DHCP fork gets a mailbox request that sets only the
+ * MAC (vmm_fork_opts.mac_only): the agent applies it and acks, its post-apply
+ * hook starts busybox udhcpc in the background, and udhcpc's lease replaces
+ * the template address. "reachable" is the first echo reply at the reserved
+ * address, timed like every other kind; resume_applied_ms is the MAC-only
+ * ack, which comes after the hook that starts udhcpc (hooks run before the
+ * ack) and before the lease.
+ *
  * Every namespace is deleted on every path (and by the signal handlers,
  * through qemu_set_signal_extra); the QEMUs stay tracked by the engine.
  */
@@ -49,6 +73,7 @@
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -64,14 +89,17 @@
 /* The clone-side gateway's MAC (the template guest's cached gateway entry must match it; see the doc). */
 #define NAT_GW_MAC "02:72:68:00:00:01"
 
-/* ---- namespaces, for the signal handler too ------------------------------------ */
+/* ---- namespaces and dnsmasq, for the signal handler too --------------------------- */
 
 static char ns_paths[NAT_MAX][64];
 static volatile sig_atomic_t ns_live[NAT_MAX];
+static volatile pid_t dnsmasq_pid;
 
 static void nat_signal_cleanup(void)
 {
         /* Async-signal-safe: the paths were formatted beforehand. */
+        if (dnsmasq_pid > 0)
+                kill(dnsmasq_pid, SIGKILL);
         for (int i = 0; i < NAT_MAX; i++)
                 if (ns_live[i]) {
                         umount2(ns_paths[i], MNT_DETACH);
@@ -238,6 +266,122 @@ static int nat_setup(const struct vmm_net *bnet, const struct vmm_template *t, c
         unlink(clonef);
         unlink(nftf);
         return 0;
+}
+
+/* ---- dnsmasq --------------------------------------------------------------------- */
+
+/* dnsmasq's path, or NULL if not installed (Debian: /usr/sbin/dnsmasq from dnsmasq-base). */
+static const char *dnsmasq_path(void)
+{
+        static const char *const paths[] = { "/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq" };
+        for (size_t k = 0; k < ELEMENTSOF(paths); k++)
+                if (access(paths[k], X_OK) == 0)
+                        return paths[k];
+        return NULL;
+}
+
+static void dnsmasq_stop(void)
+{
+        pid_t pid = dnsmasq_pid;
+        if (pid <= 0)
+                return;
+        kill(pid, SIGTERM);
+        for (int k = 0; k < 200; k++) { /* 2 s, then SIGKILL */
+                if (waitpid(pid, NULL, WNOHANG) == pid) {
+                        dnsmasq_pid = 0;
+                        return;
+                }
+                usleep(10000);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        dnsmasq_pid = 0;
+}
+
+/*
+ * Start dnsmasq in @net's namespace on its bridge, DHCP only, with the
+ * reservations in @conf (a file of dhcp-host= lines); its log goes to @log.
+ * Returns once it is listening (or has exited: -ECHILD with its log's last line).
+ */
+static int dnsmasq_start(const char *bin, const struct vmm_net *net, const char *conf, const char *log,
+                         struct rh_error *err)
+{
+        char range[96], iface[48], confarg[PATH_MAX + 16], logarg[PATH_MAX + 16], nspath[PATH_MAX];
+        struct rh_ipaddr gw;
+        uint8_t prefix = 24;
+
+        if (rh_ip_parse(net->gateway, &gw, &prefix) < 0 || gw.family != 4)
+                return rh_error_set(err, -EINVAL, "clone network gateway '%s' is not IPv4", net->gateway);
+        uint32_t mask = prefix ? ~0u << (32 - prefix) : 0;
+        gw.addr[3] = 0; /* a /24 or wider: the network */
+        snprintf(range, sizeof(range), "--dhcp-range=%u.%u.%u.%u,static,%u.%u.%u.%u,1h", gw.addr[0], gw.addr[1],
+                 gw.addr[2], gw.addr[3], mask >> 24, (mask >> 16) & 255, (mask >> 8) & 255, mask & 255);
+        snprintf(iface, sizeof(iface), "--interface=%s", net->bridge);
+        snprintf(confarg, sizeof(confarg), "--conf-file=%s", conf);
+        snprintf(logarg, sizeof(logarg), "--log-facility=%s", log);
+        snprintf(nspath, sizeof(nspath), "/run/netns/%s", net->netns);
+        char *argv[] = { (char *)bin, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--port=0",
+                         "--bind-interfaces", iface, "--except-interface=lo", range, confarg, "--leasefile-ro",
+                         "--dhcp-authoritative", "--pid-file=", "--user=root", "--log-dhcp", logarg, NULL };
+        int nsfd = -EBADF;
+        if (net->netns[0] && (nsfd = open(nspath, O_RDONLY | O_CLOEXEC)) < 0)
+                return rh_error_set(err, -errno, "%s: %s", nspath, strerror(errno));
+        pid_t pid = fork();
+        if (pid < 0) {
+                int e = errno;
+                if (nsfd >= 0)
+                        close(nsfd);
+                return rh_error_set(err, -e, "fork: %s", strerror(e));
+        }
+        if (pid == 0) {
+                if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0)
+                        _exit(126);
+                int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (nul >= 0) {
+                        dup2(nul, 0);
+                        dup2(nul, 1);
+                        dup2(nul, 2);
+                }
+                execv(bin, argv);
+                _exit(127);
+        }
+        if (nsfd >= 0)
+                close(nsfd);
+        dnsmasq_pid = pid;
+        /* Ready when its DHCP socket (port 67) is bound: poll /proc/PID/net/udp (its namespace's). */
+        char udp[64];
+        snprintf(udp, sizeof(udp), "/proc/%d/net/udp", (int)pid);
+        for (int k = 0; k < 500; k++) { /* 5 s */
+                int status;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        dnsmasq_pid = 0;
+                        char text[4096] = "";
+                        FILE *f = fopen(log, "re");
+                        if (f) {
+                                size_t len = fread(text, 1, sizeof(text) - 1, f);
+                                text[len] = '\0';
+                                fclose(f);
+                        }
+                        char *nl;
+                        while ((nl = strrchr(text, '\n')) && !nl[1])
+                                *nl = '\0';
+                        char *last = strrchr(text, '\n');
+                        return rh_error_set(err, -ECHILD, "dnsmasq exited (status %d): %s", status,
+                                            last ? last + 1 : text[0] ? text : "no log");
+                }
+                FILE *f = fopen(udp, "re");
+                char line[256];
+                bool bound = false;
+                while (f && fgets(line, sizeof(line), f))
+                        bound |= strstr(line, ":0043 ") != NULL; /* local port 67 */
+                if (f)
+                        fclose(f);
+                if (bound)
+                        return 0;
+                usleep(10000);
+        }
+        dnsmasq_stop();
+        return rh_error_set(err, -ETIMEDOUT, "dnsmasq did not bind port 67 within 5 s (log %s)", log);
 }
 
 /* ---- the probe ------------------------------------------------------------------ */
@@ -409,11 +553,15 @@ static json_t *num_or_null(double v)
 
 /* ---- the section ---------------------------------------------------------------------- */
 
+#define KINDS 4
+static const char *const kind_names[KINDS] = { "nat", "rehome", "nat_pooled", "dhcp" };
+
 enum { F_SETUP, F_REACH, F_TEARDOWN, F_SPAWN, F_INCOMING, F_PATCH, F_RECONF, F_N };
 static const char *const field_names[F_N] = { "setup_ms", "reachable_ms", "teardown_ms", "clone_spawn_ms",
                                               "clone_incoming_ms", "clone_patch_ms", "resume_applied_ms" };
 
-json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *net, const struct vmm_template *t)
+json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *net, const struct vmm_template *t,
+                          const struct vmm_template *dhcp_t, const char *dhcp_why)
 {
         unsigned n = o->nat_forks ? o->nat_forks : 1;
         json_t *s = json_object();
@@ -421,8 +569,8 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         char dir[PATH_MAX];
         int fd;
 
-        if (n >= NAT_MAX) {
-                json_object_set_new(s, "error", json_string("too many nat forks (at most 199)"));
+        if (2 * n >= NAT_MAX) { /* per-fork and pooled namespaces side by side */
+                json_object_set_new(s, "error", json_string("too many nat forks (at most 99)"));
                 return s;
         }
         snprintf(dir, sizeof(dir), "%s/nat-%d", o->state_dir, (int)getpid());
@@ -440,13 +588,31 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         }
         qemu_set_signal_extra(nat_signal_cleanup);
 
-        double (*v[2])[F_N] = { calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])) };
-        json_t *samples[2] = { json_array(), json_array() };
+        /* kind 0 = per-fork NAT, 1 = rehome, 2 = pooled NAT, 3 = DHCP */
+        double (*v[KINDS])[F_N] = { calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])),
+                                    calloc(n, sizeof(double[F_N])), calloc(n, sizeof(double[F_N])) };
+        json_t *samples[KINDS] = { json_array(), json_array(), json_array(), json_array() };
+        struct nat_clone *pool = calloc(n, sizeof(*pool));
+        double *pool_ms = calloc(n, sizeof(double));
+        unsigned pooled = 0;
+        if (!v[0] || !v[1] || !v[2] || !v[3] || !pool || !pool_ms) {
+                for (int k = 0; k < KINDS; k++) {
+                        free(v[k]);
+                        json_decref(samples[k]);
+                }
+                free(pool);
+                free(pool_ms);
+                close(fd);
+                qemu_set_signal_extra(NULL);
+                vmm_rm_rf(dir);
+                json_object_set_new(s, "error", json_string("out of memory"));
+                return s;
+        }
         static double step[5][NAT_MAX];
         for (int k = 0; k < 5; k++)
                 for (unsigned i = 0; i < n; i++)
                         step[k][i] = NAN;
-        unsigned ok[2] = { 0, 0 }, ident[2] = { 0, 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
+        unsigned ok[KINDS] = { 0 }, ident[KINDS] = { 0 }, processes = 0, ip_lines = 0, nft_rules = 0;
         struct vmm_fork_opts base;
         memset(&base, 0, sizeof(base));
         base.state_dir = o->state_dir;
@@ -457,9 +623,60 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
         if (t->gateway[0] && rh_ip_parse(t->gateway, &base.gateway, NULL) == 0)
                 base.has_gateway = true;
 
-        bench_say(o, "nat: %u per-clone NAT forks alternating with %u rehome forks (template %s)", n, n, t->name);
+        /* The pool, before any clock: one prepared namespace per pooled fork. */
+        for (unsigned i = 0; i < n; i++) {
+                pool_ms[i] = NAN;
+                err.msg[0] = '\0';
+                if (nat_setup(net, t, dir, n + 1 + i, &pool[i], &err) == 0) {
+                        pool_ms[i] = pool[i].setup_ms;
+                        pooled++;
+                } else {
+                        bench_say(o, "  nat pool entry %u failed: %s", i + 1, err.msg);
+                        pool[i].i = 0; /* marks it unusable */
+                }
+        }
+        /* DHCP: dnsmasq with every reservation, before any clock (as a fleet's would run). */
+        char dhcp_err[sizeof(err.msg)] = "";
+        bool dhcp_on = false;
+        if (dhcp_t) {
+                const char *bin = dnsmasq_path();
+                char conf[PATH_MAX], log[PATH_MAX], text[64];
+                snprintf(conf, sizeof(conf), "%s/dnsmasq.conf", dir);
+                snprintf(log, sizeof(log), "%s/dnsmasq.log", dir);
+                FILE *f = bin ? fopen(conf, "we") : NULL;
+                for (unsigned i = 0; f && i < n; i++) {
+                        struct rh_ipaddr a = base.ip;
+                        uint8_t mac[6];
+                        char ip[64], m[18];
+                        a.addr[3] = (uint8_t)(150 + i);
+                        vmm_mac_for_ip(&a, mac);
+                        rh_ip_format(&a, ip);
+                        snprintf(text, sizeof(text), "dhcp-host=%s,%s\n", rh_mac_format(mac, m), ip);
+                        fputs(text, f);
+                }
+                err.msg[0] = '\0';
+                if (!bin)
+                        snprintf(dhcp_err, sizeof(dhcp_err), "dnsmasq is not installed (apt-get install dnsmasq-base)");
+                else if (!f || fclose(f) != 0)
+                        snprintf(dhcp_err, sizeof(dhcp_err), "%s: cannot write", conf);
+                else if (dnsmasq_start(bin, net, conf, log, &err) < 0)
+                        snprintf(dhcp_err, sizeof(dhcp_err), "%s", err.msg);
+                else
+                        dhcp_on = true;
+        } else {
+                snprintf(dhcp_err, sizeof(dhcp_err), "%s", dhcp_why ? dhcp_why : "no DHCP template");
+        }
+        if (!dhcp_on)
+                bench_say(o, "  dhcp baseline skipped: %s", dhcp_err);
+        bench_say(o, "nat: %u per-fork NAT, %u pooled NAT (%u prepared), %u DHCP and %u rehome forks alternating "
+                  "(template %s)", n, n, pooled, dhcp_on ? n : 0, n, t->name);
+        static const int order[KINDS] = { 0, 2, 3, 1 };
         for (unsigned i = 0; i < n; i++)
-                for (int kind = 0; kind < 2; kind++) { /* 0 = NAT, 1 = rehome */
+                for (int ko = 0; ko < KINDS; ko++) {
+                        const int kind = order[ko];
+                        const bool natk = kind == 0 || kind == 2;
+                        if (kind == 3 && !dhcp_on)
+                                continue;
                         struct probe p = { .fd = fd };
                         struct vmm_fork_opts fo = base;
                         struct vmm_fork_result res;
@@ -470,7 +687,16 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         for (int f = 0; f < F_N; f++)
                                 v[kind][i][f] = NAN;
                         err.msg[0] = '\0';
-                        if (kind == 0) {
+                        if (kind == 2) {
+                                if (pool[i].i) {
+                                        nc = pool[i];
+                                        fo.net = &nc.net;
+                                        snprintf(target, sizeof(target), "%s", nc.uniq);
+                                } else {
+                                        r = rh_error_set(&err, -ENODEV, "no prepared namespace for pooled fork %u",
+                                                         i + 1);
+                                }
+                        } else if (kind == 0) {
                                 r = nat_setup(net, t, dir, i + 1, &nc, &err);
                                 if (r == 0) {
                                         fo.net = &nc.net;
@@ -478,12 +704,19 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                         v[0][i][F_SETUP] = nc.setup_ms;
                                         processes = nc.processes, ip_lines = nc.ip_lines, nft_rules = nc.nft_rules;
                                 }
+                        } else if (kind == 3) {
+                                /* Its reserved address and MAC; the request sets only the MAC. */
+                                fo.ip.addr[3] = (uint8_t)(150 + i);
+                                vmm_mac_for_ip(&fo.ip, fo.mac);
+                                fo.has_mac = true;
+                                fo.mac_only = true;
+                                rh_ip_format(&fo.ip, target);
                         } else {
                                 rh_ip_format(&fo.ip, target);
                         }
                         if (r == 0) {
                                 inet_pton(AF_INET, target, &p.dst);
-                                r = bench_fork_measured(t, &fo, kind == 1, probe_before_cont, NULL, &p, &res,
+                                r = bench_fork_measured(kind == 3 ? dhcp_t : t, &fo, !natk, probe_before_cont, NULL, &p, &res,
                                                         &err);
                                 double reach = probe_join(&p, r < 0);
                                 if (r == 0 && isnan(reach))
@@ -494,22 +727,22 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                         v[kind][i][F_REACH] = reach;
                                 v[kind][i][F_SPAWN] = res.t.spawn;
                                 v[kind][i][F_INCOMING] = res.t.incoming;
-                                v[kind][i][F_PATCH] = kind ? res.t.patch : NAN;
-                                if (kind && res.t.have_guest && res.t.resume_applied >= 0)
+                                v[kind][i][F_PATCH] = !natk ? res.t.patch : NAN;
+                                if (!natk && res.t.have_guest && res.t.resume_applied >= 0)
                                         v[kind][i][F_RECONF] = res.t.resume_applied;
                                 /* Which identity answers, by ARP from its gateway side (not timed). */
                                 if (r == 0) {
                                         char tip[64];
-                                        snprintf(tip, sizeof(tip), "%s", kind ? res.clone.ip : t->ip);
+                                        snprintf(tip, sizeof(tip), "%s", !natk ? res.clone.ip : t->ip);
                                         *strchrnul(tip, '/') = '\0';
-                                        if (vmm_probe_arp(kind ? net : &nc.net, tip, seen_mac, 3) == 0) {
+                                        if (vmm_probe_arp(!natk ? net : &nc.net, tip, seen_mac, 3) == 0) {
                                                 rh_mac_format(seen_mac, seen);
-                                                bool want = memcmp(seen_mac, kind ? res.clone.mac : t->mac, 6) == 0;
+                                                bool want = memcmp(seen_mac, !natk ? res.clone.mac : t->mac, 6) == 0;
                                                 ident[kind] += want;
                                         }
                                 }
                                 if (res.clone.id[0]) {
-                                        if (kind == 0)
+                                        if (natk)
                                                 res.clone.tap[0] = '\0'; /* goes with the namespace */
                                         vmm_clone_destroy(o->state_dir, &res.clone, NULL);
                                 }
@@ -517,11 +750,14 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         if (kind == 0) {
                                 nat_teardown(&nc);
                                 v[0][i][F_TEARDOWN] = nc.teardown_ms;
+                        } else if (kind == 2 && pool[i].i) {
+                                /* Back to the pool in a real fleet; here the run is over for it. */
+                                nat_teardown(&pool[i]);
                         }
                         if (r == 0)
                                 ok[kind]++;
                         else
-                                bench_say(o, "  %s fork %u failed: %s", kind ? "rehome" : "nat", i + 1, err.msg);
+                                bench_say(o, "  %s fork %u failed: %s", kind_names[kind], i + 1, err.msg);
                         json_t *x = json_pack("{s:s, s:i, s:s}", "address", target, "rc", r, "error",
                                               r ? err.msg : "");
                         for (int f = 0; f < F_N; f++)
@@ -539,15 +775,25 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         json_array_append_new(samples[kind], x);
                         if (o->progress)
                                 fprintf(stderr, "\rbench:   %u/%u %s: reachable %.1f ms   ", i + 1, n,
-                                        kind ? "rehome" : "nat", v[kind][i][F_REACH]);
+                                        kind_names[kind], v[kind][i][F_REACH]);
                 }
         if (o->progress)
                 fputc('\n', stderr);
+        for (unsigned i = 0; i < n; i++)
+                if (pool[i].i)
+                        nat_teardown(&pool[i]); /* those whose fork never ran */
+        dnsmasq_stop();
         close(fd);
         qemu_set_signal_extra(NULL);
         vmm_rm_rf(dir);
 
-        for (int kind = 0; kind < 2; kind++) {
+        for (int kind = 0; kind < KINDS; kind++) {
+                if (kind == 3 && !dhcp_on) {
+                        json_object_set_new(s, "dhcp", json_pack("{s:s}", "skipped", dhcp_err));
+                        json_decref(samples[kind]);
+                        free(v[kind]);
+                        continue;
+                }
                 json_t *g = json_object(), *st = json_object();
                 double col[NAT_MAX];
                 for (int f = 0; f < F_N; f++) {
@@ -559,17 +805,33 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                         else
                                 json_decref(x);
                 }
-                json_object_set_new(g, "label", json_string(kind ? "rehome (mailbox handoff, new IP and MAC)"
-                                                                 : "per-clone NAT (template IP/MAC in its own netns)"));
+                static const char *const labels[KINDS] = {
+                        "per-clone NAT, set up per fork (template IP/MAC in its own netns)",
+                        "rehome (mailbox handoff, new IP and MAC)",
+                        "pooled NAT (netns, veth, nft prepared before timing; only the tap attach on the path)",
+                        "DHCP (dnsmasq reservation per MAC; the request sets only the MAC, then busybox udhcpc)",
+                };
+                json_object_set_new(g, "label", json_string(labels[kind]));
                 json_object_set_new(g, "forks", json_integer(n));
                 json_object_set_new(g, "ok", json_integer(ok[kind]));
                 /* NAT: the template's MAC answers for the template IP; rehome: the clone's own. */
                 json_object_set_new(g, "identity_ok", json_integer(ident[kind]));
                 json_object_set_new(g, "stats", st);
                 json_object_set_new(g, "samples", samples[kind]);
-                json_object_set_new(s, kind ? "rehome" : "nat", g);
+                if (kind == 2) {
+                        json_t *x = stats_of(pool_ms, n);
+                        json_object_set_new(g, "pool_prepare_ms", x);
+                        json_object_set_new(g, "prepared", json_integer(pooled));
+                }
+                if (kind == 3) {
+                        json_object_set_new(g, "template", json_string(dhcp_t->name));
+                        json_object_set_new(g, "server", json_string("dnsmasq (dhcp-host MAC,IP per clone)"));
+                }
+                json_object_set_new(s, kind_names[kind], g);
                 free(v[kind]);
         }
+        free(pool);
+        free(pool_ms);
         {
                 /* Where the set-up time goes, one row per process in the order run. */
                 static const char *const names[5] = { "ip netns add", "ip -n BENCH -batch (veth, addr, route)",
@@ -595,6 +857,7 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                                       "nft_rules", (int)nft_rules, "teardown_processes", 1));
         json_t *nst = json_object_get(json_object_get(s, "nat"), "stats");
         json_t *rst = json_object_get(json_object_get(s, "rehome"), "stats");
+        json_t *pst = json_object_get(json_object_get(s, "nat_pooled"), "stats");
         for (int q = 0; q < 2; q++) {
                 const char *which = q ? "p99" : "p50";
                 double a = json_number_value(json_object_get(json_object_get(nst, "reachable_ms"), which));
@@ -606,6 +869,14 @@ json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *
                 /* NAT's whole cost to reachable: its host set-up comes on top of its resume. */
                 snprintf(key, sizeof(key), "ratio_setup_plus_reachable_%s", which);
                 json_object_set_new(s, key, b > 0 && a > 0 && hs > 0 ? json_real((a + hs) / b) : json_null());
+                /* Pooled NAT has nothing on top of its resume: the attach is in spawn, as for rehome. */
+                double pa = json_number_value(json_object_get(json_object_get(pst, "reachable_ms"), which));
+                snprintf(key, sizeof(key), "ratio_pooled_reachable_%s", which);
+                json_object_set_new(s, key, b > 0 && pa > 0 ? json_real(pa / b) : json_null());
+                double da = json_number_value(json_object_get(
+                        json_object_get(json_object_get(json_object_get(s, "dhcp"), "stats"), "reachable_ms"), which));
+                snprintf(key, sizeof(key), "ratio_dhcp_reachable_%s", which);
+                json_object_set_new(s, key, b > 0 && da > 0 ? json_real(da / b) : json_null());
         }
         return s;
 }

@@ -402,19 +402,22 @@ static int ensure_template(const struct vmm_bench_opts *o, const struct vmm_net 
          * prearmed; the forced modes wait for their own source.
          */
         bool shell = strcmp(mode, "shell") == 0;
-        bool prearm = strcmp(mode, "auto") == 0 || shell;
+        /* dhcp: default signals, the guest's DHCP baseline mode (guest/init, rehome.dhcp=1). */
+        bool dhcp = strcmp(mode, "dhcp") == 0;
+        bool prearm = strcmp(mode, "auto") == 0 || shell || dhcp;
         snprintf(name, sizeof(name), "bench-%s%s%s", mode, prearm ? "" : "-noprearm", o->icount ? "-icount" : "");
         /* shell: default signals, the apply through `ip` commands (agent --apply shell). */
         if (shell)
                 snprintf(args, sizeof(args), "--apply,shell");
-        else if (strcmp(mode, "auto") != 0)
+        else if (strcmp(mode, "auto") != 0 && !dhcp)
                 snprintf(args, sizeof(args), "--signal,%s", mode);
         if (args[0])
                 snprintf(want, sizeof(want), " rehome.agent=%s", args);
         if (vmm_template_load(o->state_dir, name, &t, NULL) == 0 && t.mem_size == o->mem_size &&
             t.icount == o->icount &&
             image_agent_matches(o->image_dir, &t) && access(t.ram_path, R_OK) == 0 &&
-            (args[0] ? strstr(t.append, want) != NULL : strstr(t.append, "rehome.agent=") == NULL)) {
+            (args[0] ? strstr(t.append, want) != NULL : strstr(t.append, "rehome.agent=") == NULL) &&
+            dhcp == (strstr(t.append, "rehome.dhcp=1") != NULL)) {
                 *ret = t;
                 *ret_reused = true;
                 return 0;
@@ -440,7 +443,7 @@ static int ensure_template(const struct vmm_bench_opts *o, const struct vmm_net 
                 .icount = o->icount,
                 /* An agent without --apply shell exits at once: do not wait 5 minutes for it. */
                 .boot_timeout_ms = shell ? 120000 : 300000, .prearm = prearm, .progress = o->progress,
-                .agent_args = args[0] ? args : NULL,
+                .agent_args = args[0] ? args : NULL, .kernel_arg = dhcp ? "rehome.dhcp=1" : NULL,
         };
         *ret_reused = false;
         return qemu_template_create(&to, ret, err);
@@ -1177,7 +1180,12 @@ int vmm_bench_run(const struct vmm_bench_opts *o, json_t **ret_doc, struct rh_er
                         json_object_set_new(doc, "accel", json_string(auto_t.accel));
                         json_object_set_new(doc, "cpu", json_string(auto_t.cpu));
                 }
-                json_object_set_new(doc, "nat", have_auto ? bench_section_nat(o, &net, &auto_t)
+                /* The DHCP baseline's template: the auto one's, with the guest's DHCP mode. */
+                struct vmm_template dhcp_t;
+                struct rh_error de = { 0 };
+                bool have_dhcp = have_auto && ensure_template(o, &net, "dhcp", &dhcp_t, &reused, &de) == 0;
+                json_object_set_new(doc, "nat", have_auto ? bench_section_nat(o, &net, &auto_t,
+                                                                              have_dhcp ? &dhcp_t : NULL, de.msg)
                                                           : json_pack("{s:s}", "error", e.msg));
         }
 

@@ -149,8 +149,15 @@ struct vmm_bench_opts {
 /* A progress line "bench: ..." on stderr when o->progress. */
 void bench_say(const struct vmm_bench_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * The fair baselines beside rehome, alternating forks (bench-nat.c): per-fork
+ * NAT, pooled NAT (namespaces prepared before timing) and, with @dhcp_t (a
+ * template created with --kernel-arg rehome.dhcp=1), DHCP from a dnsmasq the
+ * section starts and stops; without it the "dhcp" key says @dhcp_why.
+ */
 struct json_t *bench_section_nat(const struct vmm_bench_opts *o, const struct vmm_net *net,
-                                 const struct vmm_template *t);
+                                 const struct vmm_template *t, const struct vmm_template *dhcp_t,
+                                 const char *dhcp_why);
 
 /* Run the benchmark; *ret_doc is one JSON document with every sample. */
 int vmm_bench_run(const struct vmm_bench_opts *o, struct json_t **ret_doc, struct rh_error *err);

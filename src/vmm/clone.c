@@ -188,6 +188,14 @@ static int build_request(struct clone *c, struct rh_error *err)
                 req->nonce = now_ns() | 1;
         req->ifaces[0].has_mac = true;
         memcpy(req->ifaces[0].mac, c->rec.mac, 6);
+        if (o->mac_only) {
+                /* Nothing but the MAC: the guest's DHCP client does the rest. */
+                req->n_addrs = 0;
+                req->n_routes = 0;
+                req->hostname[0] = '\0';
+                req->flags &= ~(uint32_t)(RH_REQ_ANNOUNCE | RH_REQ_REPLACE_ADDRS | RH_REQ_FLUSH_NEIGH);
+                return rh_request_validate(req, err);
+        }
         for (a = 0; a < req->n_addrs && (req->addrs[a].family != 4 || req->addrs[a].iface != 0); a++)
                 ;
         if (a == req->n_addrs) {

@@ -425,6 +425,13 @@ struct vmm_fork_opts {
         bool no_clock;       /* leave the guest's realtime clock as the snapshot had it */
         bool keep_machine_id; /* do not ask for a fresh /etc/machine-id */
         /*
+         * The request sets only the first interface's MAC (no address, route,
+         * host name or announce; the clone's address is still reserved in its
+         * record): the DHCP baseline of `rehome bench`, where the guest gets
+         * its address from a DHCP server for that MAC.
+         */
+        bool mac_only;
+        /*
          * The rest of the identity (NULL: one address, the MAC, the default
          * route and the host name TEMPLATE-ID): the clone's address and MAC
          * replace its first IPv4 address and first interface's MAC.

@@ -10,7 +10,8 @@
 # that the stats are those of exactly those samples, that the accelerator is
 # named, and that the CDF plot file was written. Never asserts on how long
 # anything took. The nat section
-# (3 per-clone NAT forks alternating with 3 rehome forks of the same poll
+# (3 per-fork NAT, 3 pooled NAT, 3 DHCP if dnsmasq is installed, and 3 rehome
+# forks alternating, of the same poll
 # template, ~10 s more): every fork reachable at its unique address, set-up
 # counted, and no namespace, veth or QEMU left behind.
 #
@@ -166,21 +167,35 @@ ex = check_samples(e, "exact-count forks", 3)
 if len(ex) == 3:
     check_stats(e, "exact-count forks", ex)
 
-# The nat section: 3 per-clone NAT forks and 3 rehome forks, all reachable.
+# The nat section: 3 per-fork NAT, 3 pooled NAT and 3 rehome forks, all reachable.
 nat = doc.get("nat", {})
 check("error" not in nat, "nat section ran: %s" % nat.get("error", ""))
-for kind in ("nat", "rehome"):
+# DHCP: skipped (with the install hint) without dnsmasq, else 3 forks too.
+dh = nat.get("dhcp", {})
+if "skipped" in dh:
+    check("dnsmasq-base" in dh["skipped"] or "DHCP" in dh["skipped"] or "dhcp" in dh["skipped"],
+          "dhcp baseline skipped with a reason: %r" % dh["skipped"])
+    kinds = ("nat", "nat_pooled", "rehome")
+else:
+    kinds = ("nat", "nat_pooled", "dhcp", "rehome")
+    da = [x.get("address", "").split(".")[-1] for x in dh.get("samples") or []]
+    check(da == ["150", "151", "152"], "dhcp forks at their reserved addresses .150-.152: %r" % da)
+    for q in ("p50", "p99"):
+        check(nonneg(nat.get("ratio_dhcp_reachable_" + q)), "ratio_dhcp_reachable_%s present" % q)
+for kind in kinds:
     k = nat.get(kind, {})
     check(k.get("forks") == 3 and k.get("ok") == 3, "nat section: %r of %r %s forks reachable (want 3 of 3)" %
           (k.get("ok"), k.get("forks"), kind))
     check(k.get("identity_ok") == 3, "nat section: %s identity by ARP in %r of 3" % (kind, k.get("identity_ok")))
     ss = k.get("samples") or []
-    # Both kinds spawn and load a clone; only NAT sets up a namespace, only
-    # rehome patches the mailbox and waits for the guest to apply it.
-    is_nat = kind == "nat"
+    # Every kind spawns and loads a clone; only per-fork NAT sets up a
+    # namespace on the clone's path (pooled NAT's was made before timing),
+    # only rehome patches the mailbox and waits for the guest to apply it.
+    is_nat = kind in ("nat", "nat_pooled")
+    per_fork = kind == "nat"
     bad = [x for x in ss if x.get("rc") != 0 or x.get("error") != "" or not nonneg(x.get("reachable_ms"))
            or not nonneg(x.get("clone_spawn_ms")) or not nonneg(x.get("clone_incoming_ms"))
-           or is_nat != nonneg(x.get("setup_ms")) or is_nat != nonneg(x.get("teardown_ms"))
+           or per_fork != nonneg(x.get("setup_ms")) or per_fork != nonneg(x.get("teardown_ms"))
            or is_nat == nonneg(x.get("clone_patch_ms")) or is_nat == nonneg(x.get("resume_applied_ms"))]
     check(len(ss) == 3 and not bad, "nat section: 3 %s samples, reachable and timed%s" %
           (kind, "" if not bad else ": %r" % bad[:2]))
@@ -188,7 +203,7 @@ for kind in ("nat", "rehome"):
     # rehome: the clone answers with the MAC of its new address.
     if is_nat:
         addrs = [x.get("address") for x in ss]
-        check(len(set(addrs)) == 3, "nat section: NAT forks at 3 addresses %r" % addrs)
+        check(len(set(addrs)) == 3, "nat section: %s forks at 3 addresses %r" % (kind, addrs))
         want = [nat.get("template_mac")] * len(ss)
     else:
         want = [mac_of(x.get("address")) for x in ss]
@@ -196,6 +211,15 @@ for kind in ("nat", "rehome"):
     check(got == want and None not in want, "nat section: %s clones answer ARP as %r" % (kind, got))
     r = k.get("stats", {}).get("reachable_ms", {})
     check(r.get("n") == 3 and nonneg(r.get("min")), "nat section: %s reachable_ms stats over 3" % kind)
+pp = nat.get("nat_pooled", {})
+check(pp.get("prepared") == 3 and (pp.get("pool_prepare_ms") or {}).get("n") == 3,
+      "pooled NAT: 3 namespaces prepared before timing, prepare time over 3: %r / %r" %
+      (pp.get("prepared"), pp.get("pool_prepare_ms")))
+pa = [x.get("address") for x in pp.get("samples") or []]
+na = [x.get("address") for x in nat.get("nat", {}).get("samples") or []]
+check(pa and not set(pa) & set(na), "pooled and per-fork NAT at distinct addresses: %r / %r" % (pa, na))
+for q in ("p50", "p99"):
+    check(nonneg(nat.get("ratio_pooled_reachable_" + q)), "ratio_pooled_reachable_%s present" % q)
 sc = nat.get("setup_commands", {})
 check(sc.get("nft_rules") == 2 and nonneg(sc.get("processes")) and sc["processes"] > 0,
       "NAT set-up: %r processes, %r nft rules per clone (want 2)" % (sc.get("processes"), sc.get("nft_rules")))
@@ -205,6 +229,8 @@ PY
 FAILS=$((FAILS + $?))
 [ -s "$SD/cdf.png" ] && head -c 8 "$SD/cdf.png" | grep -q 'PNG\|<svg\|<?xml' && ok "plot written: $SD/cdf.png" ||
         fail "no plot at $SD/cdf.png"
+dm=$(pgrep -f -- "--conf-file=$SD/nat-" | tr '\n' ' ')
+[ -z "$dm" ] && ok "no dnsmasq of the bench left" || fail "dnsmasq left running: $dm"
 left=$(ls /run/netns 2>/dev/null | grep '^rhnat-' | tr '\n' ' ')
 [ -z "$left" ] && ok "no per-clone NAT namespace left" || fail "NAT namespaces left: $left"
 
