@@ -25,8 +25,9 @@ all: build
 # What only the tests need on top: the fork IPAM tests call Debian's CNI
 # host-local; the systemd guest is built with debootstrap; meson test 'go'
 # builds and tests go/rehome with Debian's Go; fuzzing needs clang and its
-# libFuzzer runtime; bench plots gnuplot; the package check builds the .debs.
-CHECK_PACKAGES = containernetworking-plugins debootstrap golang-go clang libclang-rt-14-dev llvm gnuplot-nox \
+# libFuzzer runtime; bench plots gnuplot and its DHCP baseline runs dnsmasq; the
+# package check builds the .debs.
+CHECK_PACKAGES = containernetworking-plugins debootstrap golang-go dnsmasq-base clang libclang-rt-14-dev llvm gnuplot-nox \
 	$(DEB_BUILD_PACKAGES)
 
 deps:
