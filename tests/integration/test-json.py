@@ -279,7 +279,7 @@ def pager_verbs(d, mem):
 def stateless_verbs(d):
     sd = os.path.join(d, "state")
     os.mkdir(sd)
-    rh("doctor", ["doctor"], doctor_rc(sd), sd=sd, doc_cmd="doctor",
+    rh("doctor", ["doctor"], doctor_rc(sd), sd=sd, doc_cmd="doctor", env=image_env(),
        check=lambda j: None if all(c["state"] in ("ok", "warn", "missing", "denied", "note") for c in j["checks"])
        else "doctor states %r" % j)
     rh("doctor", ["doctor", "--bogus"], 2, sd=sd)
@@ -332,9 +332,15 @@ def stateless_verbs(d):
         (ok if good else fail)("rehome --json %s: exit 2 with one error document (%r)" % (" ".join(args), p.stdout[:200]))
 
 
+def image_env():
+    """doctor and the VM verbs look for the build's guest image (the default is the installed one)."""
+    return dict(os.environ, REHOME_IMAGE=IMAGE) if IMAGE else None
+
+
 def doctor_rc(sd):
     """doctor exits 1 when something needed is missing (not root, no image): both are one document."""
-    p = subprocess.run([REHOME, "--state-dir", sd, "doctor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run([REHOME, "--state-dir", sd, "doctor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=image_env())
     return p.returncode
 
 
