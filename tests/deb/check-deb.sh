@@ -43,10 +43,12 @@ has() { # has PKG PATH-REGEX...
 has rehome /usr/bin/rehome /usr/share/man/man1/rehome.1.gz /usr/share/bash-completion/completions/rehome \
         /usr/share/zsh/vendor-completions/_rehome "/usr/share/doc/rehome/ABI.md(.gz)?"
 has librehome0 "/usr/lib/$arch/librehome.so.0" "/usr/lib/$arch/librehome.so.0.1.0"
-has librehome-dev /usr/include/rehome/patch.h "/usr/lib/$arch/librehome.so" "/usr/lib/$arch/librehome.a" \
+has librehome-dev /usr/include/rehome/patch.h /usr/include/rehome/payload.h "/usr/lib/$arch/librehome.so" \
+        "/usr/lib/$arch/librehome.a" "/usr/lib/$arch/librehome-payload.a" \
         "/usr/lib/$arch/pkgconfig/rehome.pc" /usr/share/man/man3/librehome.3.gz
 has rehome-agent-static /usr/lib/rehome/guest/rehome-agent /usr/lib/rehome/guest/rehome-agent.service \
-        /usr/lib/rehome/guest/rehome-agent.openrc /usr/lib/rehome/guest/build-image.sh /usr/share/man/man8/rehome-agent.8.gz
+        /usr/lib/rehome/guest/rehome-agent.openrc /usr/lib/rehome/guest/build-image.sh /usr/lib/rehome/guest/lib-kernel.sh \
+        /usr/lib/rehome/guest/rehome-payload-wait.static /usr/share/man/man8/rehome-agent.8.gz
 dpkg-deb -c "$DIR"/librehome0_*.deb | awk '{ print $6 }' | grep -qE 'include|\.a$|pkgconfig' &&
         notok "librehome0 ships development files" || ok "librehome0 ships no development files"
 dpkg-deb -f "$DIR"/librehome-dev_*.deb Depends | grep -q 'librehome0 (= ' &&
