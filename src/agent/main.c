@@ -662,6 +662,13 @@ int main(int argc, char **argv)
         r = parse_options(argc, argv, &a->opt);
         if (r != 0)
                 return r;
+        {
+                /* A blocked mask survives exec: a parent that blocked SIGTERM (a
+                 * supervisor, a bench) must not make the agent deaf to it. */
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+        }
         signal(SIGPIPE, SIG_IGN);
 
         if (a->opt.kmsg_log)

@@ -342,6 +342,7 @@ static int dnsmasq_start(const char *bin, const struct vmm_net *net, const char 
                         dup2(nul, 1);
                         dup2(nul, 2);
                 }
+                vmm_signals_child();
                 execv(bin, argv);
                 _exit(127);
         }

@@ -532,6 +532,7 @@ static int run_capture(char *const argv[], char **ret_out)
                 return -e;
         }
         if (pid == 0) {
+                vmm_signals_child();
                 dup2(pipefd[1], 1);
                 execv(argv[0], argv);
                 _exit(127);

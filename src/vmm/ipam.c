@@ -139,9 +139,7 @@ static int run_plugin(const char *plugin, char *const envp[], const char *stdin_
                 return rh_error_set(err, -e, "fork: %s", strerror(e));
         }
         if (pid == 0) {
-                sigset_t none;
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
+                vmm_signals_child();
                 dup2(in[0], 0);
                 dup2(out[1], 1);
                 execle(plugin, plugin, (char *)NULL, envp);

@@ -74,6 +74,7 @@ static int run(char *const argv[], char *out, size_t out_len)
                         dup2(nul, 0);
                 dup2(pfd[1], 1);
                 dup2(pfd[1], 2);
+                vmm_signals_child();
                 execvp(argv[0], argv);
                 _exit(127);
         }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,4 +299,14 @@ bool proc_fully_gone(pid_t pid)
         buf[n] = '\0';
         const char *t = strstr(buf, "\nThreads:");
         return !t || strtol(t + 9, NULL, 10) <= 1;
+}
+
+/* Here, not in signals.c: every file that forks children needs it, and signals.c needs them. */
+void vmm_signals_child(void)
+{
+        sigset_t none;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
 }

@@ -325,6 +325,7 @@ int qemu_spawn(const struct qemu_spec *s, pid_t *ret_pid, struct rh_error *err)
                 dup2(nullfd, 0);
                 dup2(logfd, 1);
                 dup2(logfd, 2);
+                vmm_signals_child();
                 execv(a->v[0], a->v);
                 _exit(127);
         }
@@ -420,6 +421,7 @@ static int probe_kvm(const char *state_dir, const char *kernel, const char *init
                         dup2(fd, 1);
                         dup2(fd, 2);
                 }
+                vmm_signals_child();
                 execl(qemu, qemu, "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256", "-kernel",
                       kernel, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 earlyprintk=ttyS0",
                       "-nodefaults", "-display", "none", "-serial", serial, "-no-reboot", (char *)NULL);

@@ -292,6 +292,13 @@ int vmm_clone_destroy(const char *state_dir, struct vmm_clone *c, struct rh_erro
  * 128 + signal. A second signal, or 20 s without exit, ends the process.
  */
 void vmm_signals_install(void);
+/*
+ * vmm_signals_child - in a forked child before exec: unblock every signal and
+ * give SIGPIPE its default action again (a mask and SIG_IGN survive exec, so
+ * without it a QEMU, an agent or a CNI plugin started by rehome would never
+ * see SIGTERM). Async-signal-safe.
+ */
+void vmm_signals_child(void);
 int vmm_interrupted(void);
 /*
  * Fault injection for the lifecycle tests: when $REHOME_FAULT_POINT names
